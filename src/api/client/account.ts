@@ -1,0 +1,62 @@
+/** Account management: password change, deactivation, 3PIDs (none yet) (spec "Account registration and management"). */
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { MatrixError, forbidden } from "../../errors.js";
+import type { Services } from "../../services/services.js";
+import { clientPaths, defineRoute, requester } from "../http/routes.js";
+import { passwordFlows } from "./uia_flows.js";
+
+export function registerAccountRoutes(app: FastifyInstance, services: Services): void {
+  const { accounts, uia, config } = services;
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/account/password"),
+    body: Type.Object({
+      auth: Type.Optional(Type.Unknown()),
+      new_password: Type.Optional(Type.String({ maxLength: 512 })),
+      logout_devices: Type.Optional(Type.Boolean()),
+    }),
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      if (!config.password.enabled || !config.password.localdbEnabled) throw forbidden("Password changes are disabled");
+      const { auth, ...rest } = ctx.body;
+      const outcome = await uia.authenticate({ auth, body: rest, uri: "/account/password", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+      const params = outcome.body as typeof rest;
+      if (typeof params.new_password !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing new_password");
+      await accounts.changePassword(me.userId, params.new_password, {
+        logoutDevices: params.logout_devices ?? true,
+        keepDeviceId: me.deviceId,
+        keepTokenId: me.tokenId,
+      });
+      await uia.finish(outcome.sessionId);
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/account/deactivate"),
+    body: Type.Object({
+      auth: Type.Optional(Type.Unknown()),
+      id_server: Type.Optional(Type.String()),
+      erase: Type.Optional(Type.Boolean()),
+    }),
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      const { auth, ...rest } = ctx.body;
+      const outcome = await uia.authenticate({ auth, body: rest, uri: "/account/deactivate", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+      const params = outcome.body as typeof rest;
+      await accounts.deactivate(me.userId, { erase: params.erase ?? false });
+      await uia.finish(outcome.sessionId);
+      // No identity server bindings exist here, so nothing was unbound.
+      return { id_server_unbind_result: "no-support" };
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/account/3pid"),
+    handler: () => ({ threepids: [] }),
+  });
+}

@@ -1,0 +1,68 @@
+/** Device management (spec "Device Management"): list, get, rename, delete (with UIA), bulk delete. */
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import type { Services } from "../../services/services.js";
+import { clientPaths, defineRoute, requester } from "../http/routes.js";
+import { passwordFlows } from "./uia_flows.js";
+
+export function registerDeviceRoutes(app: FastifyInstance, services: Services): void {
+  const { devices, uia } = services;
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/devices"),
+    handler: async (ctx) => ({ devices: await devices.list(requester(ctx).userId) }),
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/devices/:deviceId"),
+    handler: async (ctx) => devices.get(requester(ctx).userId, ctx.params.deviceId!),
+  });
+
+  defineRoute(app, services, {
+    method: "PUT",
+    paths: clientPaths("/devices/:deviceId"),
+    body: Type.Object({ display_name: Type.Optional(Type.Union([Type.String({ maxLength: 512 }), Type.Null()])) }),
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      if (ctx.body.display_name !== undefined) await devices.setDisplayName(me.userId, ctx.params.deviceId!, ctx.body.display_name);
+      else await devices.get(me.userId, ctx.params.deviceId!);
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "DELETE",
+    paths: clientPaths("/devices/:deviceId"),
+    body: Type.Object({ auth: Type.Optional(Type.Unknown()) }),
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      const deviceId = ctx.params.deviceId!;
+      // Spec: deleting an unknown device is 404 — checked before asking the user to authenticate.
+      await devices.get(me.userId, deviceId);
+      const outcome = await uia.authenticate(
+        { auth: ctx.body.auth, body: {}, uri: `/devices/${deviceId}`, method: "DELETE", userId: me.userId, ip: ctx.req.ip },
+        passwordFlows(),
+      );
+      await devices.delete(me.userId, [deviceId]);
+      await uia.finish(outcome.sessionId);
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/delete_devices"),
+    body: Type.Object({ devices: Type.Array(Type.String(), { maxItems: 1000 }), auth: Type.Optional(Type.Unknown()) }),
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      const { auth, ...rest } = ctx.body;
+      const outcome = await uia.authenticate({ auth, body: rest, uri: "/delete_devices", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+      const ids = (outcome.body as typeof rest).devices ?? rest.devices;
+      await devices.delete(me.userId, ids);
+      await uia.finish(outcome.sessionId);
+      return {};
+    },
+  });
+}

@@ -1,0 +1,22 @@
+/** The Client-Server API, one file per spec module. */
+import type { FastifyInstance } from "fastify";
+import type { Services } from "../../services/services.js";
+import { registerAccountRoutes } from "./account.js";
+import { registerAccountDataRoutes } from "./account_data.js";
+import { registerDeviceRoutes } from "./devices.js";
+import { registerLoginRoutes } from "./login.js";
+import { registerProfileRoutes } from "./profile.js";
+import { registerRegistrationRoutes } from "./register.js";
+import { registerPasswordStage } from "./uia_flows.js";
+import { registerVersionRoutes } from "./versions.js";
+
+export function registerClientApi(app: FastifyInstance, services: Services): void {
+  registerPasswordStage(services);
+  registerVersionRoutes(app, services);
+  registerRegistrationRoutes(app, services);
+  registerLoginRoutes(app, services);
+  registerAccountRoutes(app, services);
+  registerDeviceRoutes(app, services);
+  registerProfileRoutes(app, services);
+  registerAccountDataRoutes(app, services);
+}

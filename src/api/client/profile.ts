@@ -1,0 +1,57 @@
+/** Profiles (spec "Profiles"): the whole profile and single fields, including custom fields (v1.16). */
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { MatrixError, forbidden } from "../../errors.js";
+import type { Services } from "../../services/services.js";
+import { clientPaths, defineRoute, requester } from "../http/routes.js";
+
+export function registerProfileRoutes(app: FastifyInstance, services: Services): void {
+  const { profile, config } = services;
+  const readAuth = config.requireAuthForProfileRequests ? "required" : "optional";
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/profile/:userId"),
+    auth: readAuth,
+    allowGuest: true,
+    handler: async (ctx) => profile.getProfile(ctx.params.userId!),
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/profile/:userId/:keyName"),
+    auth: readAuth,
+    allowGuest: true,
+    handler: async (ctx) => {
+      const key = ctx.params.keyName!;
+      return { [key]: await profile.getField(ctx.params.userId!, key) };
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "PUT",
+    paths: clientPaths("/profile/:userId/:keyName"),
+    body: Type.Object({}, { additionalProperties: true }),
+    allowGuest: true,
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      const key = ctx.params.keyName!;
+      profile.checkKeyName(key);
+      if (me.userId !== ctx.params.userId) throw forbidden("Cannot set another user's profile");
+      const body = ctx.body as Record<string, unknown>;
+      if (!(key in body)) throw new MatrixError(400, "M_MISSING_PARAM", `Missing key '${key}'`);
+      await profile.setField(me.userId, ctx.params.userId!, key, body[key]);
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "DELETE",
+    paths: clientPaths("/profile/:userId/:keyName"),
+    allowGuest: true,
+    handler: async (ctx) => {
+      await profile.deleteField(requester(ctx).userId, ctx.params.userId!, ctx.params.keyName!);
+      return {};
+    },
+  });
+}

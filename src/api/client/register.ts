@@ -1,0 +1,121 @@
+/**
+ * Account registration (spec "Account registration and management"): POST /register with User-Interactive Auth,
+ * GET /register/available, and registration token validity (m.login.registration_token).
+ */
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import type { Config } from "../../config/config.js";
+import { MatrixError, forbidden } from "../../errors.js";
+import type { Services } from "../../services/services.js";
+import { clientPaths, clientV1, defineRoute } from "../http/routes.js";
+import { requireStringParam, stringParam } from "../http/params.js";
+
+const RegisterBody = Type.Object({
+  auth: Type.Optional(Type.Unknown()),
+  username: Type.Optional(Type.String({ maxLength: 512 })),
+  password: Type.Optional(Type.String({ maxLength: 512 })),
+  device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  initial_device_display_name: Type.Optional(Type.String({ maxLength: 512 })),
+  inhibit_login: Type.Optional(Type.Boolean()),
+  refresh_token: Type.Optional(Type.Boolean()),
+});
+
+/** Synapse's flows: a dummy stage for open registration, with a registration token stage before it when required. */
+export function registrationFlows(config: Config): string[][] {
+  const flow = ["m.login.dummy"];
+  if (config.registrationRequiresToken) flow.unshift("m.login.registration_token");
+  return [flow];
+}
+
+export function registerRegistrationRoutes(app: FastifyInstance, services: Services): void {
+  const { config, accounts, uia, limits, storage } = services;
+
+  uia.registerStage("m.login.registration_token", async (auth) => {
+    const token = auth.token;
+    if (typeof token !== "string") throw new MatrixError(401, "M_UNAUTHORIZED", "Missing registration token");
+    if (!(await isTokenValid(services, token))) throw new MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token");
+    await storage.registrationTokens.addPending(token, 1);
+    return token;
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/register"),
+    body: RegisterBody,
+    auth: "none",
+    handler: async ({ req, body, query }) => {
+      const kind = stringParam(query, "kind") ?? "user";
+      if (kind !== "user" && kind !== "guest") throw new MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'");
+      limits.registration.check(req.ip);
+
+      if (kind === "guest") {
+        if (!config.allowGuestAccess) throw new MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled");
+        limits.registration.take(req.ip);
+        const r = await accounts.register({ guest: true, initialDeviceDisplayName: body.initial_device_display_name });
+        return { user_id: r.userId, home_server: config.serverName, access_token: r.accessToken, device_id: r.deviceId };
+      }
+
+      if (!config.enableRegistration) throw forbidden("Registration has been disabled");
+      // Spec: M_USER_IN_USE / M_INVALID_USERNAME come before User-Interactive Authentication.
+      if (body.username !== undefined) await accounts.checkUsernameAvailable(body.username);
+
+      const { auth, ...rest } = body;
+      const outcome = await uia.authenticate({ auth, body: rest, uri: "/register", method: "POST", ip: req.ip }, registrationFlows(config));
+      const params = outcome.body as typeof rest;
+      if (typeof params.password !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing password.");
+      limits.registration.take(req.ip);
+      const r = await accounts.register({
+        username: params.username,
+        password: params.password,
+        deviceId: params.device_id,
+        initialDeviceDisplayName: params.initial_device_display_name,
+        inhibitLogin: params.inhibit_login ?? false,
+        refreshToken: params.refresh_token ?? false,
+      });
+      const usedToken = outcome.results["m.login.registration_token"];
+      if (typeof usedToken === "string") await storage.registrationTokens.complete(usedToken);
+      await uia.finish(outcome.sessionId);
+
+      const res: Record<string, unknown> = { user_id: r.userId, home_server: config.serverName };
+      if (r.accessToken !== undefined) {
+        res.access_token = r.accessToken;
+        res.device_id = r.deviceId;
+        if (r.refreshToken !== undefined) res.refresh_token = r.refreshToken;
+        if (r.expiresInMs !== undefined) res.expires_in_ms = r.expiresInMs;
+      }
+      return res;
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/register/available"),
+    auth: "none",
+    handler: async ({ req, query }) => {
+      limits.registration.take(req.ip);
+      if (!config.enableRegistration) throw forbidden("Registration has been disabled");
+      await accounts.checkUsernameAvailable(requireStringParam(query, "username"));
+      return { available: true };
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientV1("/register/m.login.registration_token/validity"),
+    auth: "none",
+    handler: async ({ req, query }) => {
+      limits.registrationTokenValidity.take(req.ip);
+      if (!config.enableRegistration) throw forbidden("Registration has been disabled");
+      const token = requireStringParam(query, "token");
+      return { valid: await isTokenValid(services, token) };
+    },
+  });
+}
+
+async function isTokenValid(services: Services, token: string): Promise<boolean> {
+  const row = await services.storage.registrationTokens.get(token);
+  if (!row) return false;
+  if (row.expiry_time !== null && row.expiry_time <= Date.now()) return false;
+  if (row.uses_allowed !== null && row.pending + row.completed >= row.uses_allowed) return false;
+  return true;
+}

@@ -1,0 +1,59 @@
+/** Server discovery and negotiation: /versions, /.well-known/matrix/{client,server}, /capabilities. */
+import type { FastifyInstance } from "fastify";
+import { ROOM_VERSIONS } from "../../core/rooms/versions.js";
+import { notFound } from "../../errors.js";
+import type { Services } from "../../services/services.js";
+import { clientPaths, defineRoute } from "../http/routes.js";
+
+/** Spec versions whose client-server API Myelin implements (the list grows as features land). */
+export const SUPPORTED_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3"];
+
+export function registerVersionRoutes(app: FastifyInstance, services: Services): void {
+  const { config } = services;
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: ["/_matrix/client/versions"],
+    auth: "optional",
+    allowGuest: true,
+    handler: () => ({ versions: SUPPORTED_VERSIONS, unstable_features: {} }),
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: ["/.well-known/matrix/client"],
+    auth: "none",
+    handler: () => ({ "m.homeserver": { base_url: config.publicBaseurl } }),
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: ["/.well-known/matrix/server"],
+    auth: "none",
+    handler: () => {
+      if (!config.serveServerWellknown) throw notFound("No .well-known/matrix/server configured");
+      const u = new URL(config.publicBaseurl);
+      return { "m.server": `${u.hostname}:${u.port || 443}` };
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/capabilities"),
+    allowGuest: true,
+    handler: () => ({
+      capabilities: {
+        "m.change_password": { enabled: config.password.enabled && config.password.localdbEnabled },
+        "m.room_versions": {
+          default: config.defaultRoomVersion,
+          available: Object.fromEntries([...ROOM_VERSIONS.values()].map((v) => [v.id, v.stable ? "stable" : "unstable"])),
+        },
+        "m.set_displayname": { enabled: true },
+        "m.set_avatar_url": { enabled: true },
+        "m.3pid_changes": { enabled: false },
+        "m.get_login_token": { enabled: false },
+        "m.profile_fields": { enabled: true },
+      },
+    }),
+  });
+}

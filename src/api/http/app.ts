@@ -1,0 +1,124 @@
+/**
+ * The HTTP server for one listener: Matrix JSON in and out, CORS, errors rendered once as Matrix errors, and the
+ * resources (client, federation, media, keys, health…) the listener serves.
+ */
+import { randomBytes } from "node:crypto";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import type { ListenerConfig } from "../../config/config.js";
+import { JsonSyntaxError, parseJson } from "../../core/json/parse.js";
+import { MatrixError, notJson, tooLarge, unrecognized } from "../../errors.js";
+import type { Services } from "../../services/services.js";
+import { registerClientApi } from "../client/index.js";
+import { registerAdminApi } from "../admin/index.js";
+import { registerStaticPages } from "./static.js";
+
+/** JSON bodies larger than this are refused with 413 M_TOO_LARGE (events themselves are capped at 64 KiB). */
+const MAX_JSON_BODY = 10 * 1024 * 1024;
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Whether the JSON body had floats, exponents or out-of-range integers (rejected in strict room versions). */
+    nonCanonicalNumbers?: boolean;
+  }
+}
+
+const CORS_HEADERS = {
+  "access-control-allow-origin": "*",
+  "access-control-allow-methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+  "access-control-allow-headers": "X-Requested-With, Content-Type, Authorization, Date",
+};
+
+export async function buildApp(services: Services, listener: Pick<ListenerConfig, "resources" | "xForwarded">): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: services.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: listener.xForwarded,
+    bodyLimit: MAX_JSON_BODY,
+    genReqId: () => randomBytes(6).toString("base64url"),
+    routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, maxParamLength: 2048 },
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    return503OnClosing: false,
+  });
+
+  // Every body is parsed as JSON whatever its Content-Type (clients vary), except where a plugin overrides it.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "string" }, (req, body, done) => {
+    const text = body as string;
+    if (text.trim() === "") return done(null, {});
+    try {
+      const parsed = parseJson(text);
+      req.nonCanonicalNumbers = parsed.hasNonCanonicalNumbers;
+      done(null, parsed.value);
+    } catch (e) {
+      done(e instanceof JsonSyntaxError ? notJson("Content not JSON.") : (e as Error), undefined);
+    }
+  });
+
+  app.addHook("onRequest", async (_req, reply) => {
+    reply.headers(CORS_HEADERS);
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    req.log.debug({ method: req.method, url: redactUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, "request");
+  });
+
+  // Which paths exist under which methods, so an unknown method on a known path is 405 rather than 404.
+  const routes: { method: string; pattern: RegExp }[] = [];
+  app.addHook("onRoute", (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const pattern = new RegExp(`^${route.url.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z0-9_]+/g, "[^/]+").replace(/\*/g, ".*")}/?$`);
+    for (const m of methods) routes.push({ method: m, pattern });
+  });
+
+  app.options("*", async (_req, reply) => reply.code(200).send({}));
+
+  app.setNotFoundHandler(async (req, reply) => {
+    const path = req.url.split("?")[0]!;
+    const known = routes.some((r) => r.method !== "OPTIONS" && r.pattern.test(path));
+    const err = known ? new MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request") : unrecognized();
+    return reply.code(err.status).send(err.toJSON());
+  });
+
+  app.setErrorHandler(async (error: FastifyError | MatrixError | Error, req, reply) => {
+    let err: MatrixError;
+    if (error instanceof MatrixError) {
+      err = error;
+    } else if ((error as FastifyError).validation) {
+      err = new MatrixError(400, "M_BAD_JSON", describeValidation(error as FastifyError));
+    } else {
+      const code = (error as FastifyError).code;
+      const status = (error as FastifyError).statusCode;
+      if (code === "FST_ERR_CTP_BODY_TOO_LARGE") err = tooLarge();
+      else if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE" || code === "FST_ERR_CTP_EMPTY_JSON_BODY") err = notJson();
+      else if (code === "FST_ERR_BAD_URL" || code === "FST_ERR_CTP_INVALID_CONTENT_LENGTH") err = new MatrixError(400, "M_UNKNOWN", error.message);
+      else if (status !== undefined && status >= 400 && status < 500) err = new MatrixError(status, "M_UNKNOWN", error.message);
+      else {
+        req.log.error({ err: error, method: req.method, url: redactUrl(req.url) }, "request failed");
+        err = new MatrixError(500, "M_UNKNOWN", "Internal server error");
+      }
+    }
+    return reply.code(err.status).headers(err.headers).send(err.toJSON());
+  });
+
+  const resources = listener.resources;
+  registerStaticPages(app, resources);
+  if (resources.has("client")) {
+    registerClientApi(app, services);
+    registerAdminApi(app, services);
+  }
+  await app.ready();
+  return app;
+}
+
+/** The body failed its schema: say where, as Synapse does ("… must be a string"). */
+function describeValidation(error: FastifyError): string {
+  const v = error.validation?.[0];
+  if (!v) return "Invalid request body";
+  const where = v.instancePath ? v.instancePath.slice(1).replace(/\//g, ".") : "";
+  if (v.keyword === "required") return `Missing required key: '${(v.params as { missingProperty?: string }).missingProperty}'`;
+  if (v.keyword === "type" && where === "") return "Content must be a JSON object.";
+  return `${where ? `'${where}' ` : ""}${v.message ?? "is invalid"}`;
+}
+
+function redactUrl(url: string): string {
+  return url.replace(/([?&]access_token=)[^&]*/g, "$1<redacted>");
+}

@@ -1,0 +1,359 @@
+/**
+ * homeserver.yaml, read with Synapse's keys so an existing Synapse config mostly just works. Every key Myelin
+ * supports is read here, once, into a typed `Config`; docs/configuration.md lists them all.
+ */
+import { isValidServerName } from "../core/ids/ids.js";
+import { DEFAULT_ROOM_VERSION, getRoomVersion } from "../core/rooms/versions.js";
+import { ConfigError, ConfigReader } from "./reader.js";
+
+export type ListenerResource = "client" | "federation" | "media" | "keys" | "health" | "metrics" | "static" | "openid" | "replication";
+const RESOURCES: ReadonlySet<string> = new Set(["client", "federation", "media", "keys", "health", "metrics", "static", "openid", "replication", "consent", "webclient"]);
+
+export interface ListenerConfig {
+  port: number;
+  bindAddresses: string[];
+  type: "http" | "metrics";
+  tls: boolean;
+  xForwarded: boolean;
+  resources: Set<string>;
+}
+
+export type DatabaseConfig =
+  | { engine: "sqlite"; path: string }
+  | {
+      engine: "postgres";
+      host: string;
+      port: number;
+      user?: string;
+      password?: string;
+      database: string;
+      cpMin: number;
+      cpMax: number;
+    };
+
+/** Synapse's rc_* shape: a token bucket refilled at per_second, holding burst_count. */
+export interface RateLimit {
+  perSecond: number;
+  burstCount: number;
+}
+
+export interface RateLimits {
+  message: RateLimit;
+  registration: RateLimit;
+  registrationTokenValidity: RateLimit;
+  loginAddress: RateLimit;
+  loginAccount: RateLimit;
+  loginFailedAttempts: RateLimit;
+  joinsLocal: RateLimit;
+  joinsRemote: RateLimit;
+  invitesPerRoom: RateLimit;
+  invitesPerUser: RateLimit;
+  roomCreation: RateLimit;
+}
+
+export interface PasswordPolicy {
+  enabled: boolean;
+  minimumLength: number;
+  requireDigit: boolean;
+  requireSymbol: boolean;
+  requireLowercase: boolean;
+  requireUppercase: boolean;
+}
+
+export interface Config {
+  serverName: string;
+  publicBaseurl: string;
+  listeners: ListenerConfig[];
+  database: DatabaseConfig;
+  signingKeyPath: string;
+  mediaStorePath: string;
+  tlsCertificatePath?: string;
+  tlsPrivateKeyPath?: string;
+  enableRegistration: boolean;
+  enableRegistrationWithoutVerification: boolean;
+  registrationSharedSecret?: string;
+  registrationRequiresToken: boolean;
+  allowGuestAccess: boolean;
+  inhibitUserInUseError: boolean;
+  password: { enabled: boolean; localdbEnabled: boolean; pepper: string; policy: PasswordPolicy };
+  /** Myelin: argon2id cost (defaults follow OWASP's recommendation). */
+  passwordHashing: { memoryKib: number; iterations: number; parallelism: number };
+  rateLimits: RateLimits;
+  maxUploadSize: number;
+  trustedKeyServers: { serverName: string; verifyKeys?: Record<string, string> }[];
+  logLevel: string;
+  logConfig?: string;
+  serveServerWellknown: boolean;
+  defaultRoomVersion: string;
+  /** Access token lifetime when the client asks for a refresh token (ms). */
+  refreshableAccessTokenLifetimeMs: number;
+  refreshTokenLifetimeMs?: number;
+  nonrefreshableAccessTokenLifetimeMs?: number;
+  sessionLifetimeMs?: number;
+  requireAuthForProfileRequests: boolean;
+  limitProfileRequestsToUsersWhoShareRooms: boolean;
+  allowPublicRoomsWithoutAuth: boolean;
+  adminContact?: string;
+  /** Absolute directory of the config file, for resolving relative paths. */
+  configDir: string;
+}
+
+/** Keys Synapse has that Myelin accepts without effect (no warning). */
+const ACCEPTED_SILENTLY = ["report_stats", "macaroon_secret_key", "form_secret", "pid_file", "suppress_key_server_warning", "web_client_location", "enable_metrics"];
+
+const rate = (r: ConfigReader, key: string, def: RateLimit): RateLimit => {
+  if (!r.has(key)) {
+    r.accept(key);
+    return def;
+  }
+  const s = r.section(key);
+  const out = { perSecond: s.number("per_second", def.perSecond), burstCount: s.number("burst_count", def.burstCount) };
+  warnUnknown(s);
+  return out;
+};
+
+let pendingWarnings: string[] = [];
+function warnUnknown(r: ConfigReader): void {
+  for (const k of r.unknownKeys()) pendingWarnings.push(`unknown config key "${k}" is not supported by Myelin and is ignored`);
+}
+
+export interface ParsedConfig {
+  config: Config;
+  warnings: string[];
+}
+
+/** Environment overrides for containers: MYELIN_DATABASE_URL and MYELIN_PORT. */
+export interface ConfigEnv {
+  MYELIN_DATABASE_URL?: string;
+  MYELIN_PORT?: string;
+}
+
+export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}): ParsedConfig {
+  pendingWarnings = [];
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new ConfigError("homeserver.yaml must be a mapping of keys to values");
+  const r = new ConfigReader(doc as Record<string, unknown>, "");
+  r.accept(...ACCEPTED_SILENTLY);
+
+  const serverName = r.requireString("server_name");
+  if (!isValidServerName(serverName)) throw new ConfigError(`config key "server_name": "${serverName}" is not a valid server name (hostname[:port])`);
+
+  const listeners = readListeners(r, env);
+  const database = readDatabase(r, configDir, env);
+  const defaultBase = `https://${serverName}/`;
+  let publicBaseurl = r.string("public_baseurl", defaultBase);
+  if (!publicBaseurl.endsWith("/")) publicBaseurl += "/";
+
+  const pc = r.section("password_config");
+  const policy = pc.section("policy");
+  const password = {
+    enabled: pc.bool("enabled", true),
+    localdbEnabled: pc.bool("localdb_enabled", true),
+    pepper: pc.string("pepper", ""),
+    policy: {
+      enabled: policy.bool("enabled", false),
+      minimumLength: policy.int("minimum_length", 0, 0),
+      requireDigit: policy.bool("require_digit", false),
+      requireSymbol: policy.bool("require_symbol", false),
+      requireLowercase: policy.bool("require_lowercase", false),
+      requireUppercase: policy.bool("require_uppercase", false),
+    },
+  };
+  warnUnknown(policy);
+  warnUnknown(pc);
+
+  const ph = r.section("password_hashing");
+  const passwordHashing = {
+    memoryKib: ph.int("memory_kib", 19_456, 1024),
+    iterations: ph.int("iterations", 2, 1),
+    parallelism: ph.int("parallelism", 1, 1, 16),
+  };
+  warnUnknown(ph);
+
+  const login = r.section("rc_login");
+  const joins = r.section("rc_joins");
+  const invites = r.section("rc_invites");
+  // Defaults are Synapse's.
+  const rateLimits: RateLimits = {
+    message: rate(r, "rc_message", { perSecond: 0.2, burstCount: 10 }),
+    registration: rate(r, "rc_registration", { perSecond: 0.17, burstCount: 3 }),
+    registrationTokenValidity: rate(r, "rc_registration_token_validity", { perSecond: 0.1, burstCount: 5 }),
+    loginAddress: rate(login, "address", { perSecond: 0.003, burstCount: 5 }),
+    loginAccount: rate(login, "account", { perSecond: 0.003, burstCount: 5 }),
+    loginFailedAttempts: rate(login, "failed_attempts", { perSecond: 0.17, burstCount: 3 }),
+    joinsLocal: rate(joins, "local", { perSecond: 0.1, burstCount: 10 }),
+    joinsRemote: rate(joins, "remote", { perSecond: 0.01, burstCount: 10 }),
+    invitesPerRoom: rate(invites, "per_room", { perSecond: 0.3, burstCount: 10 }),
+    invitesPerUser: rate(invites, "per_user", { perSecond: 0.003, burstCount: 5 }),
+    roomCreation: rate(r, "rc_room_creation", { perSecond: 0.016, burstCount: 10 }),
+  };
+  warnUnknown(login);
+  warnUnknown(joins);
+  warnUnknown(invites);
+
+  // Synapse's default trusts matrix.org as a notary; an explicit empty list trusts none.
+  const trustedKeyServers = (r.list("trusted_key_servers") ?? [new ConfigReader({ server_name: "matrix.org" }, "trusted_key_servers[0]")]).map((t) => {
+    const entry: Config["trustedKeyServers"][number] = { serverName: t.requireString("server_name") };
+    if (t.has("verify_keys")) entry.verifyKeys = t.raw("verify_keys") as Record<string, string>;
+    t.accept("accept_keys_insecurely");
+    warnUnknown(t);
+    return entry;
+  });
+
+  const defaultRoomVersion = r.string("default_room_version", DEFAULT_ROOM_VERSION);
+  if (!getRoomVersion(defaultRoomVersion)) {
+    throw new ConfigError(`config key "default_room_version": room version "${defaultRoomVersion}" is not supported`);
+  }
+
+  const registrationSharedSecret = r.string("registration_shared_secret");
+  const config: Config = {
+    serverName,
+    publicBaseurl,
+    listeners,
+    database,
+    signingKeyPath: resolvePath(configDir, r.string("signing_key_path", `${serverName}.signing.key`)),
+    mediaStorePath: resolvePath(configDir, r.string("media_store_path", "media_store")),
+    tlsCertificatePath: optionalPath(configDir, r.string("tls_certificate_path")),
+    tlsPrivateKeyPath: optionalPath(configDir, r.string("tls_private_key_path")),
+    enableRegistration: r.bool("enable_registration", false),
+    enableRegistrationWithoutVerification: r.bool("enable_registration_without_verification", false),
+    registrationRequiresToken: r.bool("registration_requires_token", false),
+    allowGuestAccess: r.bool("allow_guest_access", false),
+    inhibitUserInUseError: r.bool("inhibit_user_in_use_error", false),
+    password,
+    passwordHashing,
+    rateLimits,
+    maxUploadSize: r.size("max_upload_size", 50 * 1024 * 1024),
+    trustedKeyServers,
+    logLevel: r.string("log_level", "info"),
+    logConfig: optionalPath(configDir, r.string("log_config")),
+    serveServerWellknown: r.bool("serve_server_wellknown", false),
+    defaultRoomVersion,
+    refreshableAccessTokenLifetimeMs: r.duration("refreshable_access_token_lifetime", 5 * 60_000),
+    refreshTokenLifetimeMs: r.duration("refresh_token_lifetime"),
+    nonrefreshableAccessTokenLifetimeMs: r.duration("nonrefreshable_access_token_lifetime"),
+    sessionLifetimeMs: r.duration("session_lifetime"),
+    requireAuthForProfileRequests: r.bool("require_auth_for_profile_requests", false),
+    limitProfileRequestsToUsersWhoShareRooms: r.bool("limit_profile_requests_to_users_who_share_rooms", false),
+    allowPublicRoomsWithoutAuth: r.bool("allow_public_rooms_without_auth", false),
+    adminContact: r.string("admin_contact"),
+    configDir,
+  };
+  if (registrationSharedSecret !== undefined) config.registrationSharedSecret = registrationSharedSecret;
+  if (r.has("registration_shared_secret_path") && config.registrationSharedSecret === undefined) {
+    throw new ConfigError('config key "registration_shared_secret_path" is not supported yet: put the secret in "registration_shared_secret"');
+  }
+  r.accept("registration_shared_secret_path");
+  if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(config.logLevel.toLowerCase())) {
+    throw new ConfigError(`config key "log_level": expected one of debug, info, warn, error, got "${config.logLevel}"`);
+  }
+  config.logLevel = config.logLevel.toLowerCase();
+  warnUnknown(r);
+  return { config, warnings: pendingWarnings };
+}
+
+function resolvePath(dir: string, p: string): string {
+  return p.startsWith("/") ? p : `${dir.replace(/\/$/, "")}/${p}`;
+}
+
+function optionalPath(dir: string, p: string | undefined): string | undefined {
+  return p === undefined ? undefined : resolvePath(dir, p);
+}
+
+function readListeners(r: ConfigReader, env: ConfigEnv): ListenerConfig[] {
+  const items = r.list("listeners");
+  if (!items || items.length === 0) throw new ConfigError('config key "listeners" is required: a list with at least one listener');
+  const listeners = items.map((l) => {
+    const type = l.string("type", "http");
+    if (type !== "http" && type !== "metrics") throw new ConfigError(`config key "${l.path}.type": expected "http" or "metrics", got "${type}"`);
+    const port = l.int("port", 0, 1, 65535);
+    if (port === 0) throw new ConfigError(`config key "${l.path}.port" is required (an integer between 1 and 65535)`);
+    const bind = l.has("bind_addresses") ? l.stringList("bind_addresses") : l.has("bind_address") ? [l.requireString("bind_address")] : ["::", "0.0.0.0"];
+    l.accept("bind_address");
+    const resources = new Set<string>();
+    for (const res of l.list("resources") ?? []) {
+      for (const name of res.stringList("names")) {
+        if (!RESOURCES.has(name)) throw new ConfigError(`config key "${res.path}.names": unknown resource "${name}"`);
+        resources.add(name);
+      }
+      res.accept("compress");
+      warnUnknown(res);
+    }
+    if (type === "metrics") resources.add("metrics");
+    const listener: ListenerConfig = { port, bindAddresses: bind, type, tls: l.bool("tls", false), xForwarded: l.bool("x_forwarded", false), resources };
+    l.accept("request_id_header", "tag");
+    warnUnknown(l);
+    return listener;
+  });
+  if (env.MYELIN_PORT) {
+    const port = Number(env.MYELIN_PORT);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`MYELIN_PORT: expected a port number, got "${env.MYELIN_PORT}"`);
+    const first = listeners.find((l) => l.type === "http" && !l.tls) ?? listeners[0]!;
+    first.port = port;
+  }
+  return listeners;
+}
+
+function readDatabase(r: ConfigReader, configDir: string, env: ConfigEnv): DatabaseConfig {
+  if (env.MYELIN_DATABASE_URL) {
+    r.accept("database");
+    return parseDatabaseUrl(env.MYELIN_DATABASE_URL, configDir);
+  }
+  const db = r.section("database");
+  const name = db.string("name", "sqlite3");
+  const args = db.section("args");
+  db.accept("allow_unsafe_locale", "txn_limit");
+  let out: DatabaseConfig;
+  if (name === "sqlite3" || name === "sqlite") {
+    out = { engine: "sqlite", path: resolvePath(configDir, args.string("database", "homeserver.db")) };
+    args.accept("cp_min", "cp_max");
+  } else if (name === "psycopg2" || name === "psycopg" || name === "postgres" || name === "postgresql") {
+    const cpMin = args.int("cp_min", 5, 1);
+    const cpMax = args.int("cp_max", 10, 1);
+    out = {
+      engine: "postgres",
+      host: args.string("host", "localhost"),
+      port: args.int("port", 5432, 1, 65535),
+      database: args.string("database") ?? args.string("dbname") ?? "synapse",
+      cpMin,
+      cpMax: Math.max(cpMin, cpMax),
+    };
+    const user = args.string("user");
+    const password = args.string("password");
+    if (user !== undefined) out.user = user;
+    if (password !== undefined) out.password = password;
+    args.accept("keepalives_idle", "keepalives_interval", "keepalives_count", "sslmode", "application_name");
+  } else {
+    throw new ConfigError(`config key "database.name": expected "sqlite3" or "psycopg2", got "${name}"`);
+  }
+  warnUnknown(args);
+  warnUnknown(db);
+  return out;
+}
+
+/** `postgres://user:pass@host:port/db` or `sqlite:///path/to.db` / `sqlite:relative.db`. */
+export function parseDatabaseUrl(url: string, configDir: string): DatabaseConfig {
+  if (url.startsWith("sqlite:")) {
+    const p = url.replace(/^sqlite:(\/\/)?/, "");
+    return { engine: "sqlite", path: resolvePath(configDir, p) };
+  }
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ConfigError(`database URL "${url}" is not a URL (expected postgres://user@host:port/database)`);
+  }
+  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") {
+    throw new ConfigError(`database URL "${url}": expected a postgres:// or sqlite: URL`);
+  }
+  const out: DatabaseConfig = {
+    engine: "postgres",
+    host: decodeURIComponent(u.hostname) || "localhost",
+    port: u.port ? Number(u.port) : 5432,
+    database: decodeURIComponent(u.pathname.replace(/^\//, "")) || "postgres",
+    cpMin: 5,
+    cpMax: 10,
+  };
+  if (u.username) out.user = decodeURIComponent(u.username);
+  if (u.password) out.password = decodeURIComponent(u.password);
+  return out;
+}

@@ -1,0 +1,56 @@
+/**
+ * Client config / account data (spec "Client Config"): per-user global and per-room JSON objects, each change
+ * numbered on the account data stream so /sync can deliver it.
+ */
+import { MatrixError, forbidden, notFound } from "../errors.js";
+import type { Storage } from "../storage/storage.js";
+import { StreamIdGenerator } from "../storage/stream_ids.js";
+
+/** Types the server owns: set through their own APIs, not this one (spec: 405 M_BAD_JSON). */
+const SERVER_MANAGED = new Set(["m.fully_read", "m.push_rules"]);
+
+export interface AccountDataHooks {
+  /** Called after a change is committed, to wake /sync. */
+  onChange?: (userId: string, streamId: number) => void;
+}
+
+export class AccountDataService {
+  readonly hooks: AccountDataHooks = {};
+  private stream!: StreamIdGenerator;
+
+  constructor(private readonly storage: Storage) {}
+
+  async start(): Promise<void> {
+    this.stream = new StreamIdGenerator(await this.storage.accountData.maxStreamId());
+  }
+
+  /** The account data stream's position for sync tokens. */
+  position(): number {
+    return this.stream.position();
+  }
+
+  async get(requesterId: string, userId: string, roomId: string, type: string): Promise<Record<string, unknown>> {
+    if (requesterId !== userId) throw forbidden("Cannot get account data for other users.");
+    const content = await this.storage.accountData.get(userId, roomId, type);
+    if (!content) throw notFound("Account data not found");
+    return content;
+  }
+
+  async put(requesterId: string, userId: string, roomId: string, type: string, content: Record<string, unknown>): Promise<void> {
+    if (requesterId !== userId) throw forbidden("Cannot add account data for other users.");
+    if (SERVER_MANAGED.has(type)) throw new MatrixError(405, "M_BAD_JSON", `Cannot set ${type} through this API.`);
+    await this.write(userId, roomId, type, content);
+  }
+
+  /** Writes account data on behalf of the server (e.g. m.fully_read from read markers). */
+  async write(userId: string, roomId: string, type: string, content: Record<string, unknown>): Promise<number> {
+    const id = this.stream.next();
+    try {
+      await this.storage.accountData.put(userId, roomId, type, content, id);
+    } finally {
+      this.stream.finish(id);
+    }
+    this.hooks.onChange?.(userId, id);
+    return id;
+  }
+}

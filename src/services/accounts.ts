@@ -1,0 +1,207 @@
+/**
+ * Accounts: registration, password login, password change, deactivation (spec "Account registration and
+ * management", "Login"). User ids are `@localpart:server_name`; new localparts follow the current grammar.
+ */
+import { randomBytes } from "node:crypto";
+import type { Config } from "../config/config.js";
+import { isValidUserLocalpart, userIdDomain } from "../core/ids/ids.js";
+import { MatrixError, badJson, forbidden } from "../errors.js";
+import type { Storage } from "../storage/storage.js";
+import { generateDeviceId, type DeviceService } from "./devices.js";
+import { checkPasswordPolicy, type PasswordHasher } from "./passwords.js";
+import type { IssuedTokens, TokenService } from "./tokens.js";
+
+export interface RegisterOptions {
+  username?: string;
+  password?: string;
+  deviceId?: string;
+  initialDeviceDisplayName?: string;
+  inhibitLogin?: boolean;
+  refreshToken?: boolean;
+  guest?: boolean;
+  admin?: boolean;
+  /** Skip the password policy (admin-created users). */
+  skipPolicy?: boolean;
+}
+
+export interface LoginResult extends IssuedTokens {
+  userId: string;
+  deviceId: string;
+}
+
+export interface RegisterResult extends Partial<IssuedTokens> {
+  userId: string;
+  deviceId?: string;
+}
+
+/** Hooks other services attach to account lifecycle events (e.g. leaving rooms on deactivation). */
+export interface AccountHooks {
+  onDeactivate?: (userId: string) => Promise<void>;
+}
+
+const MAX_USER_ID_LENGTH = 255;
+
+export class AccountService {
+  readonly hooks: AccountHooks = {};
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly config: Config,
+    private readonly passwords: PasswordHasher,
+    private readonly tokens: TokenService,
+    private readonly devices: DeviceService,
+  ) {}
+
+  /**
+   * Maps a requested username onto a user id, or throws 400 M_INVALID_USERNAME. Usernames are lower-cased (user ids
+   * may not differ only by case); localparts starting with `_` are reserved for application services, as in Synapse.
+   */
+  userIdForUsername(username: string): string {
+    const localpart = username.toLowerCase();
+    const invalid = (why: string) => new MatrixError(400, "M_INVALID_USERNAME", why);
+    if (localpart.length === 0) throw invalid("User ID cannot be empty");
+    if (!isValidUserLocalpart(localpart)) throw invalid("User ID can only contain characters a-z, 0-9, or '=_-./+'");
+    if (localpart.startsWith("_")) throw invalid("User ID may not begin with _");
+    const userId = `@${localpart}:${this.config.serverName}`;
+    if (Buffer.byteLength(userId) > MAX_USER_ID_LENGTH) throw invalid(`User ID may not be longer than ${MAX_USER_ID_LENGTH} characters`);
+    return userId;
+  }
+
+  /** GET /register/available semantics: throws M_INVALID_USERNAME or M_USER_IN_USE. */
+  async checkUsernameAvailable(username: string): Promise<string> {
+    const userId = this.userIdForUsername(username);
+    if (await this.storage.users.get(userId)) throw new MatrixError(400, "M_USER_IN_USE", "User ID already taken.");
+    return userId;
+  }
+
+  async register(opts: RegisterOptions): Promise<RegisterResult> {
+    let userId: string;
+    if (opts.guest || opts.username === undefined) {
+      userId = await this.freeGeneratedUserId();
+    } else {
+      userId = this.userIdForUsername(opts.username);
+      if (!this.config.inhibitUserInUseError && (await this.storage.users.get(userId))) {
+        throw new MatrixError(400, "M_USER_IN_USE", "User ID already taken.");
+      }
+    }
+    if (opts.password !== undefined && !opts.skipPolicy) checkPasswordPolicy(this.config.password.policy, opts.password);
+    const hash = opts.password !== undefined ? await this.passwords.hash(opts.password) : null;
+    const now = Date.now();
+    const localpart = userId.slice(1, userId.indexOf(":"));
+    return this.storage.transaction(async (tx) => {
+      const inserted = await tx.users.insert({
+        user_id: userId,
+        password_hash: hash,
+        created_ts: now,
+        is_admin: opts.admin ? 1 : 0,
+        is_guest: opts.guest ? 1 : 0,
+        deactivated: 0,
+      });
+      if (!inserted) throw new MatrixError(400, "M_USER_IN_USE", "User ID already taken.");
+      // Synapse's default display name is the localpart.
+      await tx.profiles.set(userId, "displayname", localpart);
+      if (opts.inhibitLogin) return { userId };
+      const deviceId = opts.guest ? generateDeviceId() : (opts.deviceId ?? generateDeviceId());
+      await tx.devices.upsert(userId, deviceId, opts.initialDeviceDisplayName ?? null, now);
+      const issued = await this.tokens.issue(tx, userId, deviceId, opts.refreshToken ?? false);
+      return { userId, deviceId, ...issued };
+    });
+  }
+
+  private async freeGeneratedUserId(): Promise<string> {
+    for (let i = 0; i < 10; i++) {
+      // Numeric localparts, as Synapse generates for guests and username-less registrations.
+      const localpart = String(100000 + (randomBytes(4).readUInt32BE(0) % 900_000_000));
+      const userId = `@${localpart}:${this.config.serverName}`;
+      if (!(await this.storage.users.get(userId))) return userId;
+    }
+    throw new MatrixError(500, "M_UNKNOWN", "Could not allocate a user ID");
+  }
+
+  /**
+   * Resolves a login identifier (spec "Identifier types") to a local user id. `m.id.user` takes a localpart or a
+   * full user id; the legacy top-level `user` field is accepted too.
+   */
+  resolveIdentifier(body: Record<string, unknown>): string {
+    let user: unknown;
+    const identifier = body.identifier;
+    if (identifier !== undefined) {
+      if (typeof identifier !== "object" || identifier === null || Array.isArray(identifier)) throw badJson("'identifier' must be an object");
+      const id = identifier as Record<string, unknown>;
+      if (id.type === "m.id.user") user = id.user;
+      else if (id.type === "m.id.thirdparty" || id.type === "m.id.phone") throw forbidden("Login with a third-party identifier is not supported on this server");
+      else throw new MatrixError(400, "M_UNKNOWN", "Unknown login identifier type");
+    } else if (body.user !== undefined) {
+      user = body.user;
+    } else if (body.medium !== undefined || body.address !== undefined) {
+      throw forbidden("Login with a third-party identifier is not supported on this server");
+    } else {
+      throw new MatrixError(400, "M_MISSING_PARAM", "Missing 'identifier'");
+    }
+    if (typeof user !== "string" || user.length === 0) throw badJson("'identifier.user' must be a non-empty string");
+    if (user.startsWith("@")) {
+      const domain = userIdDomain(user);
+      if (domain !== this.config.serverName) throw forbidden("Invalid username or password");
+      return user.toLowerCase() === user ? user : `@${user.slice(1, user.indexOf(":")).toLowerCase()}:${domain}`;
+    }
+    return `@${user.toLowerCase()}:${this.config.serverName}`;
+  }
+
+  /** Checks a password for a user; throws 403 M_FORBIDDEN for any mismatch (without telling which part). */
+  async checkPassword(userId: string, password: unknown): Promise<void> {
+    if (typeof password !== "string") throw badJson("'password' must be a string");
+    if (!this.config.password.enabled || !this.config.password.localdbEnabled) throw forbidden("Password login is disabled");
+    const user = await this.storage.users.get(userId);
+    const ok = await this.passwords.verify(password, user?.password_hash ?? null);
+    if (!user || !ok) throw forbidden("Invalid username or password");
+    if (user.deactivated) throw new MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated");
+  }
+
+  /** Creates (or reuses) a device and issues tokens for an authenticated user. */
+  async login(userId: string, opts: { deviceId?: string; initialDeviceDisplayName?: string; refreshToken?: boolean }): Promise<LoginResult> {
+    const deviceId = opts.deviceId ?? generateDeviceId();
+    const now = Date.now();
+    const revoked: string[] = [];
+    const result = await this.storage.transaction(async (tx) => {
+      // Logging in to an existing device replaces that device's previous session.
+      revoked.push(...(await tx.tokens.deleteAccessTokens(userId, { deviceIds: [deviceId] })));
+      await tx.tokens.deleteRefreshTokens(userId, { deviceIds: [deviceId] });
+      await tx.devices.upsert(userId, deviceId, opts.initialDeviceDisplayName ?? null, now);
+      return this.tokens.issue(tx, userId, deviceId, opts.refreshToken ?? false);
+    });
+    this.tokens.invalidate(revoked);
+    return { userId, deviceId, ...result };
+  }
+
+  /** POST /account/password. With logout_devices, every other device is deleted and its tokens revoked. */
+  async changePassword(userId: string, newPassword: string, opts: { logoutDevices: boolean; keepDeviceId: string | null; keepTokenId?: number }): Promise<void> {
+    checkPasswordPolicy(this.config.password.policy, newPassword);
+    const hash = await this.passwords.hash(newPassword);
+    const revoked = await this.storage.transaction(async (tx) => {
+      await tx.users.setPasswordHash(userId, hash);
+      if (!opts.logoutDevices) return [];
+      const others = (await tx.devices.list(userId)).map((d) => d.device_id).filter((d) => d !== opts.keepDeviceId);
+      const hashes = await this.devices.deleteInTx(tx, userId, others);
+      // Tokens without a device (or of the current device other than this one) go too.
+      hashes.push(...(await tx.tokens.deleteAccessTokens(userId, opts.keepTokenId !== undefined ? { exceptTokenId: opts.keepTokenId } : {})));
+      return hashes;
+    });
+    this.tokens.invalidate(revoked);
+  }
+
+  /** Deactivation: the user can never log in again; devices, tokens and account data go; with erase, the profile too. */
+  async deactivate(userId: string, opts: { erase: boolean }): Promise<void> {
+    await this.storage.transaction(async (tx) => {
+      await tx.users.setDeactivated(userId, true);
+      await tx.users.setPasswordHash(userId, null);
+      const devices = (await tx.devices.list(userId)).map((d) => d.device_id);
+      await this.devices.deleteInTx(tx, userId, devices);
+      await tx.tokens.deleteAccessTokens(userId);
+      await tx.tokens.deleteRefreshTokens(userId);
+      await tx.accountData.deleteAll(userId);
+      if (opts.erase) await tx.profiles.deleteAll(userId);
+    });
+    this.tokens.invalidateUser(userId);
+    await this.hooks.onDeactivate?.(userId);
+  }
+}

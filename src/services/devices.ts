@@ -1,0 +1,92 @@
+/**
+ * Devices (spec "Device Management"). Deleting a device ends its session: its access and refresh tokens go with it
+ * (and, once E2EE lands, its keys and to-device messages).
+ */
+import { randomBytes } from "node:crypto";
+import { notFound } from "../errors.js";
+import type { Storage, Stores } from "../storage/storage.js";
+import type { TokenService } from "./tokens.js";
+
+export interface DeviceInfo {
+  device_id: string;
+  display_name?: string;
+  last_seen_ip?: string;
+  last_seen_ts?: number;
+}
+
+/** Device ids are 10 upper-case letters, as Synapse makes them. */
+export function generateDeviceId(): string {
+  const bytes = randomBytes(10);
+  let id = "";
+  for (const b of bytes) id += String.fromCharCode(65 + (b % 26));
+  return id;
+}
+
+export class DeviceService {
+  /** last-seen updates, flushed in batches so a request never waits on them. */
+  private readonly pendingSeen = new Map<string, { userId: string; deviceId: string; ts: number; ip: string | null; ua: string | null }>();
+  private flushTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly tokens: TokenService,
+  ) {}
+
+  async list(userId: string): Promise<DeviceInfo[]> {
+    return (await this.storage.devices.list(userId)).map(toInfo);
+  }
+
+  async get(userId: string, deviceId: string): Promise<DeviceInfo> {
+    const d = await this.storage.devices.get(userId, deviceId);
+    if (!d) throw notFound("Device not found");
+    return toInfo(d);
+  }
+
+  async setDisplayName(userId: string, deviceId: string, displayName: string | null): Promise<void> {
+    if (!(await this.storage.devices.setDisplayName(userId, deviceId, displayName))) throw notFound("Device not found");
+  }
+
+  /** Deletes devices and everything that authenticates them, in the caller's transaction. Returns revoked token hashes. */
+  async deleteInTx(tx: Stores, userId: string, deviceIds: string[]): Promise<string[]> {
+    await tx.tokens.deleteRefreshTokens(userId, { deviceIds });
+    const hashes = await tx.tokens.deleteAccessTokens(userId, { deviceIds });
+    await tx.devices.delete(userId, deviceIds);
+    return hashes;
+  }
+
+  async delete(userId: string, deviceIds: string[]): Promise<void> {
+    const hashes = await this.storage.transaction((tx) => this.deleteInTx(tx, userId, deviceIds));
+    this.tokens.invalidate(hashes);
+  }
+
+  /** Records that a device was used; written within a few seconds, off the request path. */
+  noteSeen(userId: string, deviceId: string, ip: string | null, userAgent: string | null): void {
+    this.pendingSeen.set(`${userId}|${deviceId}`, { userId, deviceId, ts: Date.now(), ip, ua: userAgent });
+    if (!this.flushTimer) {
+      this.flushTimer = setTimeout(() => void this.flushSeen(), 5000);
+      this.flushTimer.unref();
+    }
+  }
+
+  async flushSeen(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const batch = [...this.pendingSeen.values()];
+    this.pendingSeen.clear();
+    for (const s of batch) {
+      try {
+        await this.storage.devices.touch(s.userId, s.deviceId, s.ts, s.ip, s.ua);
+      } catch {
+        // Best effort: last-seen data is advisory.
+      }
+    }
+  }
+}
+
+function toInfo(d: { device_id: string; display_name: string | null; last_seen_ip: string | null; last_seen_ts: number | null }): DeviceInfo {
+  const out: DeviceInfo = { device_id: d.device_id };
+  if (d.display_name !== null) out.display_name = d.display_name;
+  if (d.last_seen_ip !== null) out.last_seen_ip = d.last_seen_ip;
+  if (d.last_seen_ts !== null) out.last_seen_ts = d.last_seen_ts;
+  return out;
+}

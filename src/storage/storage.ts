@@ -1,0 +1,54 @@
+/**
+ * The data-access layer: one store per concern over one Kysely instance. `transaction()` hands the callback stores
+ * bound to the transaction, so a multi-row write commits or rolls back as one.
+ */
+import type { Kysely } from "kysely";
+import type { Database, Engine } from "./database.js";
+import type { Schema } from "./schema.js";
+import { AccountDataStore } from "./account_data.js";
+import { DeviceStore } from "./devices.js";
+import { FilterStore } from "./filters.js";
+import { RegistrationTokenStore } from "./registration_tokens.js";
+import { TokenStore } from "./tokens.js";
+import { UiaStore } from "./uia.js";
+import { ProfileStore, UserStore } from "./users.js";
+
+export class Stores {
+  readonly users: UserStore;
+  readonly profiles: ProfileStore;
+  readonly devices: DeviceStore;
+  readonly tokens: TokenStore;
+  readonly uia: UiaStore;
+  readonly registrationTokens: RegistrationTokenStore;
+  readonly accountData: AccountDataStore;
+  readonly filters: FilterStore;
+
+  constructor(readonly db: Kysely<Schema>) {
+    this.users = new UserStore(db);
+    this.profiles = new ProfileStore(db);
+    this.devices = new DeviceStore(db);
+    this.tokens = new TokenStore(db);
+    this.uia = new UiaStore(db);
+    this.registrationTokens = new RegistrationTokenStore(db);
+    this.accountData = new AccountDataStore(db);
+    this.filters = new FilterStore(db);
+  }
+}
+
+export class Storage extends Stores {
+  readonly engine: Engine;
+
+  constructor(private readonly database: Database) {
+    super(database.db);
+    this.engine = database.engine;
+  }
+
+  /** Runs `fn` in one transaction; it commits when `fn` resolves and rolls back when it throws. */
+  async transaction<T>(fn: (tx: Stores) => Promise<T>): Promise<T> {
+    return this.database.db.transaction().execute((trx) => fn(new Stores(trx)));
+  }
+
+  close(): Promise<void> {
+    return this.database.close();
+  }
+}

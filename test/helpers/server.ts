@@ -1,0 +1,131 @@
+/**
+ * Test servers: a real Myelin on 127.0.0.1 (any free port) with a fresh database — a SQLite file in a temp dir, or,
+ * when the suite runs on PostgreSQL (MYELIN_TEST_DB=postgres), a new database it creates and drops.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { pino } from "pino";
+import { parseConfig, type Config } from "../../src/config/config.js";
+import { generateSigningKey, formatSigningKeyFile } from "../../src/core/crypto/ed25519.js";
+import { startServer, type RunningServer } from "../../src/server.js";
+import { writeFileSync } from "node:fs";
+
+export const TEST_ENGINE = (process.env.MYELIN_TEST_DB ?? "sqlite") as "sqlite" | "postgres";
+export const POSTGRES_URL = process.env.MYELIN_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+export interface TestServer {
+  server: RunningServer;
+  baseUrl: string;
+  config: Config;
+  dataDir: string;
+  /** Stops the server; with `keepData`, the database and files stay for a restart. */
+  stop(): Promise<void>;
+  /** Starts a new server process-equivalent on the same data (and port 0 again). */
+  restart(): Promise<TestServer>;
+  /** Stops and deletes everything. */
+  close(): Promise<void>;
+}
+
+export interface TestDatabase {
+  yaml: Record<string, unknown>;
+  drop(): Promise<void>;
+}
+
+/** A fresh database for this test run on the engine under test. */
+export async function createTestDatabase(dataDir: string): Promise<TestDatabase> {
+  if (TEST_ENGINE === "sqlite") {
+    return { yaml: { name: "sqlite3", args: { database: join(dataDir, "homeserver.db") } }, drop: async () => {} };
+  }
+  const name = `myelin_t_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const u = new URL(POSTGRES_URL);
+  return {
+    yaml: {
+      name: "psycopg2",
+      args: { user: decodeURIComponent(u.username) || "postgres", password: u.password || undefined, host: u.hostname, port: Number(u.port || 5432), database: name, cp_min: 1, cp_max: 5 },
+    },
+    drop: async () => {
+      const c = new pg.Client({ connectionString: POSTGRES_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/** Settings every test server gets: cheap password hashing and rate limits out of the way unless a test sets them. */
+const OPEN = { per_second: 10_000, burst_count: 100_000 };
+export function baseYaml(serverName: string, dataDir: string, database: Record<string, unknown>): Record<string, unknown> {
+  return {
+    server_name: serverName,
+    public_baseurl: "http://127.0.0.1:8008/",
+    listeners: [{ port: 8008, bind_addresses: ["127.0.0.1"], type: "http", resources: [{ names: ["client", "federation", "keys", "media", "health"] }] }],
+    database,
+    signing_key_path: join(dataDir, "signing.key"),
+    media_store_path: join(dataDir, "media"),
+    enable_registration: true,
+    enable_registration_without_verification: true,
+    registration_shared_secret: "test-shared-secret",
+    password_hashing: { memory_kib: 1024, iterations: 1 },
+    rc_message: OPEN,
+    rc_registration: OPEN,
+    rc_registration_token_validity: OPEN,
+    rc_login: { address: OPEN, account: OPEN, failed_attempts: OPEN },
+    rc_joins: { local: OPEN, remote: OPEN },
+    rc_invites: { per_room: OPEN, per_user: OPEN },
+    rc_room_creation: OPEN,
+    log_level: process.env.MYELIN_TEST_LOG ?? "silent",
+    report_stats: false,
+  };
+}
+
+export interface StartOptions {
+  serverName?: string;
+  /** Keys merged over the base config (top level). */
+  config?: Record<string, unknown>;
+}
+
+export async function startTestServer(opts: StartOptions = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), "myelin-test-"));
+  const db = await createTestDatabase(dataDir);
+  const serverName = opts.serverName ?? "test.local";
+  writeFileSync(join(dataDir, "signing.key"), formatSigningKeyFile([generateSigningKey()]));
+  const yaml = { ...baseYaml(serverName, dataDir, db.yaml), ...(opts.config ?? {}) };
+  return launch(yaml, dataDir, db);
+}
+
+async function launch(yaml: Record<string, unknown>, dataDir: string, db: TestDatabase): Promise<TestServer> {
+  const { config, warnings } = parseConfig(yaml, dataDir);
+  // Port 0: any free port.
+  for (const l of config.listeners) l.port = 0;
+  const server = await startServer(config, { logger: pino({ level: config.logLevel }), warnings });
+  const addr = server.addresses[0]!;
+  const baseUrl = `http://127.0.0.1:${addr.port}`;
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await server.close();
+  };
+  return {
+    server,
+    baseUrl,
+    config,
+    dataDir,
+    stop,
+    restart: async () => {
+      await stop();
+      return launch(yaml, dataDir, db);
+    },
+    close: async () => {
+      await stop();
+      await db.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
