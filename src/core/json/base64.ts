@@ -15,13 +15,12 @@ const URLSAFE = /^[A-Za-z0-9_-]*={0,2}$/;
 
 /** Decodes standard or URL-safe base64, padded or not; returns null when the input is not base64. */
 export function decodeBase64(text: string): Buffer | null {
-  if (STD.test(text)) {
-    if (text.replace(/=+$/, "").length % 4 === 1) return null;
-    return Buffer.from(text, "base64");
-  }
-  if (URLSAFE.test(text)) {
-    if (text.replace(/=+$/, "").length % 4 === 1) return null;
-    return Buffer.from(text, "base64url");
-  }
-  return null;
+  const std = STD.test(text);
+  if (!std && !URLSAFE.test(text)) return null;
+  const body = text.replace(/=+$/, "");
+  // A lone trailing sextet encodes no whole byte; when padding is present it must complete a 4-character group
+  // (Buffer.from would silently accept "Zg=" or "Zg===").
+  if (body.length % 4 === 1) return null;
+  if (body.length !== text.length && text.length % 4 !== 0) return null;
+  return Buffer.from(body, std ? "base64" : "base64url");
 }

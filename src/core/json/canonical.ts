@@ -25,8 +25,8 @@ export function compareCodePoints(a: string, b: string): number {
   return a.length - b.length;
 }
 
-/** Encodes a value as canonical JSON text. Throws CanonicalJsonError for floats, unsafe integers, -0,
- * lone surrogates and non-JSON values. */
+/** Encodes a value as canonical JSON text. Throws CanonicalJsonError for floats, unsafe integers, lone
+ * surrogates and non-JSON values. `-0` is written as `0`, as in the spec's example. */
 export function canonicalJson(value: unknown): string {
   const out: string[] = [];
   write(value, out);

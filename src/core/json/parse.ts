@@ -1,6 +1,6 @@
 /**
  * Parsing JSON received from clients and servers. `JSON.parse` validates syntax but silently loses two things the
- * Matrix spec cares about: numbers written as floats or exponents (`1.0`, `1e10`, `-0`) or beyond ±(2**53-1), which
+ * Matrix spec cares about: numbers written as floats or exponents (`1.0`, `1e10`, `-0.0`) or beyond ±(2**53-1), which
  * canonical JSON forbids in room versions 6+, and duplicate object keys, which make a signed object ambiguous.
  * `parseJson` reports both, so callers can reject per room version or per endpoint.
  */
@@ -8,7 +8,7 @@ import type { JsonValue } from "./types.js";
 
 export interface ParsedJson {
   value: JsonValue;
-  /** A number with a fraction, exponent, `-0`, or outside the canonical integer range was present. */
+  /** A number with a fraction or exponent, or outside the canonical integer range, was present. */
   hasNonCanonicalNumbers: boolean;
   /** An object with the same key twice was present. */
   hasDuplicateKeys: boolean;
@@ -107,10 +107,14 @@ function scanJson(text: string): { hasNonCanonicalNumbers: boolean; hasDuplicate
   return { hasNonCanonicalNumbers, hasDuplicateKeys };
 }
 
-/** A number token that canonical JSON allows: an integer without fraction or exponent, not -0, within ±(2**53-1). */
+/**
+ * A number token that canonical JSON allows: an integer without fraction or exponent, within ±(2**53-1).
+ * `-0` is allowed: it is the integer 0 written with a sign, which the spec's own example ("Canonical JSON",
+ * `{"a": -0, ...}` → `{"a":0,...}`) normalises rather than rejects, and which Synapse accepts in strict room
+ * versions (Python reads it as the int 0). Rejecting it would drop events the rest of the federation accepts.
+ */
 export function isCanonicalIntegerToken(token: string): boolean {
   if (!/^-?(0|[1-9][0-9]*)$/.test(token)) return false;
-  if (token === "-0") return false;
   if (token.length < 16) return true;
   const v = Number(token);
   return Number.isSafeInteger(v) && String(v) === token;
