@@ -21,6 +21,20 @@ import { RateLimiter } from "./services/ratelimit.js";
 import type { Services } from "./services/services.js";
 import { TokenService } from "./services/tokens.js";
 import { UiaService } from "./services/uia.js";
+import { Notifier } from "./services/notifier.js";
+import { EventCache } from "./services/rooms/event_cache.js";
+import { StateService } from "./services/rooms/state.js";
+import { EventPersister } from "./services/rooms/persister.js";
+import { EventFormatter } from "./services/rooms/format.js";
+import { VisibilityService } from "./services/rooms/visibility.js";
+import { RoomAccess } from "./services/rooms/rooms.js";
+import { RoomCreationService } from "./services/rooms/create.js";
+import { MembershipService } from "./services/rooms/membership.js";
+import { MessageService } from "./services/rooms/messages.js";
+import { TypingService } from "./services/ephemeral/typing.js";
+import { ReceiptService } from "./services/ephemeral/receipts.js";
+import { PresenceService } from "./services/ephemeral/presence.js";
+import { SyncService } from "./services/sync/sync.js";
 import { openDatabase } from "./storage/database.js";
 import { Storage } from "./storage/storage.js";
 
@@ -71,7 +85,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const signingKey = loadOrCreateSigningKey(config.signingKeyPath, log);
   const storage = new Storage(await openDatabase(config.database));
   const services = buildServices(config, log, storage, signingKey);
-  await services.accountData.start();
+  await startServices(services);
 
   const apps: FastifyInstance[] = [];
   const extraServers: Server[] = [];
@@ -115,8 +129,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     addresses,
     close: () =>
       (closing ??= (async () => {
+        // Release long-polling /sync requests first so closing the listeners does not wait for their timeouts.
+        services.notifier.close();
         await Promise.allSettled(extraServers.map((s) => new Promise((r) => s.close(r))));
         await Promise.allSettled(apps.map((a) => a.close()));
+        stopServices(services);
         await services.devices.flushSeen();
         await storage.close();
         log.info("Myelin stopped");
@@ -124,12 +141,51 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   };
 }
 
+/** Loads what services need from the database before the first request. */
+export async function startServices(s: Services): Promise<void> {
+  await s.accountData.start();
+  await s.roomCore.state.start();
+  await s.roomCore.persister.start();
+  await s.receipts.start();
+  await s.presence.start();
+}
+
+export function stopServices(s: Services): void {
+  s.typing.close();
+  s.presence.close();
+}
+
 export function buildServices(config: Config, log: Logger, storage: Storage, signingKey: SigningKey): Services {
   const tokens = new TokenService(storage, config);
   const devices = new DeviceService(storage, tokens);
   const passwords = new PasswordHasher(config);
   const accounts = new AccountService(storage, config, passwords, tokens, devices);
+  const profile = new ProfileService(storage, config);
+  const accountData = new AccountDataService(storage);
   const rl = config.rateLimits;
+
+  const notifier = new Notifier();
+  const events = new EventCache(storage);
+  const state = new StateService(storage);
+  const persister = new EventPersister(storage, config.serverName, signingKey, events, state, notifier, log);
+  const roomCore = {
+    config,
+    storage,
+    persister,
+    events,
+    state,
+    formatter: new EventFormatter(storage, events),
+    visibility: new VisibilityService(storage, events, state),
+    notifier,
+  };
+  const rooms = new RoomAccess(roomCore);
+  const membership = new MembershipService(rooms);
+  const typing = new TypingService(notifier);
+  const receipts = new ReceiptService(storage, events, accountData, notifier);
+  const presence = new PresenceService(storage, notifier, config.presenceEnabled);
+  accountData.hooks.onChange = (userId) => notifier.notify({ users: [userId] });
+  profile.hooks.onProfileChanged = (userId) => membership.propagateProfile(userId);
+  accounts.hooks.onDeactivate = (userId) => membership.leaveAll(userId);
   return {
     config,
     log,
@@ -139,8 +195,18 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     devices,
     accounts,
     uia: new UiaService(storage),
-    profile: new ProfileService(storage, config),
-    accountData: new AccountDataService(storage),
+    profile,
+    accountData,
+    notifier,
+    roomCore,
+    rooms,
+    roomCreation: new RoomCreationService(rooms, membership),
+    membership,
+    messages: new MessageService(rooms),
+    typing,
+    receipts,
+    presence,
+    sync: new SyncService({ rooms, accountData, receipts, typing, presence }),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),
@@ -148,6 +214,10 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
       loginAccount: new RateLimiter(rl.loginAccount),
       loginFailedAttempts: new RateLimiter(rl.loginFailedAttempts),
       message: new RateLimiter(rl.message),
+      joinsLocal: new RateLimiter(rl.joinsLocal),
+      invitesPerRoom: new RateLimiter(rl.invitesPerRoom),
+      invitesPerUser: new RateLimiter(rl.invitesPerUser),
+      roomCreation: new RateLimiter(rl.roomCreation),
     },
   };
 }

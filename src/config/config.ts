@@ -93,6 +93,8 @@ export interface Config {
   requireAuthForProfileRequests: boolean;
   limitProfileRequestsToUsersWhoShareRooms: boolean;
   allowPublicRoomsWithoutAuth: boolean;
+  /** Synapse's `presence.enabled` (or the older `use_presence`). */
+  presenceEnabled: boolean;
   adminContact?: string;
   /** Absolute directory of the config file, for resolving relative paths. */
   configDir: string;
@@ -193,7 +195,8 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
   // Synapse's default trusts matrix.org as a notary; an explicit empty list trusts none.
   const trustedKeyServers = (r.list("trusted_key_servers") ?? [new ConfigReader({ server_name: "matrix.org" }, "trusted_key_servers[0]")]).map((t) => {
     const entry: Config["trustedKeyServers"][number] = { serverName: t.requireString("server_name") };
-    if (t.has("verify_keys")) entry.verifyKeys = t.raw("verify_keys") as Record<string, string>;
+    const verifyKeys = t.stringMap("verify_keys");
+    if (verifyKeys !== undefined) entry.verifyKeys = verifyKeys;
     t.accept("accept_keys_insecurely");
     warnUnknown(t);
     return entry;
@@ -235,6 +238,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     requireAuthForProfileRequests: r.bool("require_auth_for_profile_requests", false),
     limitProfileRequestsToUsersWhoShareRooms: r.bool("limit_profile_requests_to_users_who_share_rooms", false),
     allowPublicRoomsWithoutAuth: r.bool("allow_public_rooms_without_auth", false),
+    presenceEnabled: readPresence(r),
     adminContact: r.string("admin_contact"),
     configDir,
   };
@@ -249,6 +253,18 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
   config.logLevel = config.logLevel.toLowerCase();
   warnUnknown(r);
   return { config, warnings: pendingWarnings };
+}
+
+function readPresence(r: ConfigReader): boolean {
+  const legacy = r.bool("use_presence", true);
+  if (!r.has("presence")) {
+    r.accept("presence");
+    return legacy;
+  }
+  const p = r.section("presence");
+  const enabled = p.bool("enabled", legacy);
+  warnUnknown(p);
+  return enabled;
 }
 
 function resolvePath(dir: string, p: string): string {

@@ -119,6 +119,17 @@ export class ConfigReader {
     return v as string[];
   }
 
+  /** A mapping of strings to strings (e.g. a key server's verify_keys); absent → undefined. */
+  stringMap(key: string): Record<string, string> | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "object" || Array.isArray(v)) this.fail(key, "a mapping of strings", v);
+    for (const [k, x] of Object.entries(v as Obj)) {
+      if (typeof x !== "string") throw new ConfigError(`config key "${this.name(key)}.${k}": expected a string, got ${describe(x)}`);
+    }
+    return v as Record<string, string>;
+  }
+
   /** A nested mapping; absent → an empty reader (so defaults apply). */
   section(key: string): ConfigReader {
     const v = this.raw(key);

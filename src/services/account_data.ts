@@ -29,6 +29,11 @@ export class AccountDataService {
     return this.stream.position();
   }
 
+  /** Account data (global: roomId "") changed in (since, to], for /sync. */
+  changedSince(userId: string, since: number, to: number) {
+    return this.storage.accountData.changedSince(userId, since, to);
+  }
+
   async get(requesterId: string, userId: string, roomId: string, type: string): Promise<Record<string, unknown>> {
     if (requesterId !== userId) throw forbidden("Cannot get account data for other users.");
     const content = await this.storage.accountData.get(userId, roomId, type);

@@ -14,6 +14,8 @@ import type { IssuedTokens, TokenService } from "./tokens.js";
 export interface RegisterOptions {
   username?: string;
   password?: string;
+  /** A hash from `hashPassword`, used instead of `password` (so UIA sessions never hold the plaintext). */
+  passwordHash?: string;
   deviceId?: string;
   initialDeviceDisplayName?: string;
   inhibitLogin?: boolean;
@@ -23,6 +25,9 @@ export interface RegisterOptions {
   /** Skip the password policy (admin-created users). */
   skipPolicy?: boolean;
 }
+
+/** A new password: in plain text (checked against the policy and hashed here), or already hashed by `hashPassword`. */
+export type NewPassword = { plain: string } | { hash: string };
 
 export interface LoginResult extends IssuedTokens {
   userId: string;
@@ -84,8 +89,8 @@ export class AccountService {
         throw new MatrixError(400, "M_USER_IN_USE", "User ID already taken.");
       }
     }
-    if (opts.password !== undefined && !opts.skipPolicy) checkPasswordPolicy(this.config.password.policy, opts.password);
-    const hash = opts.password !== undefined ? await this.passwords.hash(opts.password) : null;
+    let hash: string | null = opts.passwordHash ?? null;
+    if (hash === null && opts.password !== undefined) hash = await this.hashPassword(opts.password, { skipPolicy: opts.skipPolicy });
     const now = Date.now();
     const localpart = userId.slice(1, userId.indexOf(":"));
     return this.storage.transaction(async (tx) => {
@@ -153,8 +158,10 @@ export class AccountService {
     if (!this.config.password.enabled || !this.config.password.localdbEnabled) throw forbidden("Password login is disabled");
     const user = await this.storage.users.get(userId);
     const ok = await this.passwords.verify(password, user?.password_hash ?? null);
+    // Deactivation wipes the password hash, so no password can match any more. As Synapse does (and as the spec
+    // names first), such an account answers M_USER_DEACTIVATED rather than a plain wrong-password M_FORBIDDEN.
+    if (user?.deactivated && (ok || user.password_hash === null)) throw new MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated");
     if (!user || !ok) throw forbidden("Invalid username or password");
-    if (user.deactivated) throw new MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated");
   }
 
   /** Creates (or reuses) a device and issues tokens for an authenticated user. */
@@ -173,10 +180,15 @@ export class AccountService {
     return { userId, deviceId, ...result };
   }
 
+  /** Checks a new password against password_config.policy (400 M_WEAK_PASSWORD) and hashes it. */
+  async hashPassword(password: string, opts: { skipPolicy?: boolean } = {}): Promise<string> {
+    if (!opts.skipPolicy) checkPasswordPolicy(this.config.password.policy, password);
+    return this.passwords.hash(password);
+  }
+
   /** POST /account/password. With logout_devices, every other device is deleted and its tokens revoked. */
-  async changePassword(userId: string, newPassword: string, opts: { logoutDevices: boolean; keepDeviceId: string | null; keepTokenId?: number }): Promise<void> {
-    checkPasswordPolicy(this.config.password.policy, newPassword);
-    const hash = await this.passwords.hash(newPassword);
+  async changePassword(userId: string, newPassword: NewPassword, opts: { logoutDevices: boolean; keepDeviceId: string | null; keepTokenId?: number }): Promise<void> {
+    const hash = "hash" in newPassword ? newPassword.hash : await this.hashPassword(newPassword.plain);
     const revoked = await this.storage.transaction(async (tx) => {
       await tx.users.setPasswordHash(userId, hash);
       if (!opts.logoutDevices) return [];

@@ -40,6 +40,8 @@ export class ProfileService {
     const all = await this.storage.profiles.getAll(userId);
     // A null stored for displayname/avatar_url means "unset" to clients.
     for (const k of ["displayname", "avatar_url"]) if (all[k] === null) delete all[k];
+    // Spec: 404 when "there is no profile information for this user" (Synapse too, e.g. after an erasing deactivation).
+    if (Object.keys(all).length === 0) throw notFound("Profile not found");
     return all;
   }
 

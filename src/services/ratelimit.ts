@@ -27,7 +27,7 @@ export class RateLimiter {
 
   /** Returns 0 when allowed (and records it), or the milliseconds until it would be. */
   tryTake(key: string, cost = 1): number {
-    if (this.limit.perSecond <= 0 && this.limit.burstCount <= 0) return 0;
+    if (this.disabled()) return 0;
     const now = this.now();
     const b = this.drain(key, now);
     if (b.level + cost > this.limit.burstCount) {
@@ -42,6 +42,7 @@ export class RateLimiter {
 
   /** Throws M_LIMIT_EXCEEDED when an action would not be allowed now, without recording one. */
   check(key: string, cost = 1): void {
+    if (this.disabled()) return;
     const now = this.now();
     const b = this.drain(key, now);
     if (b.level + cost > this.limit.burstCount) {
@@ -51,7 +52,13 @@ export class RateLimiter {
 
   /** Whether an action would be allowed now, without recording it. */
   wouldAllow(key: string, cost = 1): boolean {
+    if (this.disabled()) return true;
     return this.drain(key, this.now()).level + cost <= this.limit.burstCount;
+  }
+
+  /** per_second 0 with burst_count 0 means no limit at all (take, check and wouldAllow must agree on it). */
+  private disabled(): boolean {
+    return this.limit.perSecond <= 0 && this.limit.burstCount <= 0;
   }
 
   reset(key: string): void {

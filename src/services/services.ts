@@ -10,6 +10,15 @@ import type { ProfileService } from "./profile.js";
 import type { RateLimiter } from "./ratelimit.js";
 import type { TokenService } from "./tokens.js";
 import type { UiaService } from "./uia.js";
+import type { Notifier } from "./notifier.js";
+import type { RoomCore, RoomAccess } from "./rooms/rooms.js";
+import type { RoomCreationService } from "./rooms/create.js";
+import type { MembershipService } from "./rooms/membership.js";
+import type { MessageService } from "./rooms/messages.js";
+import type { TypingService } from "./ephemeral/typing.js";
+import type { ReceiptService } from "./ephemeral/receipts.js";
+import type { PresenceService } from "./ephemeral/presence.js";
+import type { SyncService } from "./sync/sync.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -18,6 +27,10 @@ export interface RateLimiters {
   loginAccount: RateLimiter;
   loginFailedAttempts: RateLimiter;
   message: RateLimiter;
+  joinsLocal: RateLimiter;
+  invitesPerRoom: RateLimiter;
+  invitesPerUser: RateLimiter;
+  roomCreation: RateLimiter;
 }
 
 export interface Services {
@@ -32,4 +45,14 @@ export interface Services {
   profile: ProfileService;
   accountData: AccountDataService;
   limits: RateLimiters;
+  notifier: Notifier;
+  roomCore: RoomCore;
+  rooms: RoomAccess;
+  roomCreation: RoomCreationService;
+  membership: MembershipService;
+  messages: MessageService;
+  typing: TypingService;
+  receipts: ReceiptService;
+  presence: PresenceService;
+  sync: SyncService;
 }

@@ -95,7 +95,169 @@ export interface FiltersTable {
   filter_json: string;
 }
 
+export interface RoomsTable {
+  room_id: string;
+  room_version: string;
+  creator: string | null;
+  is_public: number;
+  created_ts: number;
+  /** The state group of the room's current state (resolved across forward extremities). */
+  current_state_group: number | null;
+}
+
+export interface EventsTable {
+  stream_ordering: number;
+  event_id: string;
+  room_id: string;
+  type: string;
+  state_key: string | null;
+  sender: string;
+  depth: number;
+  origin_server_ts: number;
+  received_ts: number;
+  json: string;
+  /** The state group of the state after this event. */
+  state_group: number | null;
+  /** For a state event, the event it replaced in the room state. */
+  replaces_state: string | null;
+  outlier: number;
+  soft_failed: number;
+  rejected_reason: string | null;
+  redacted_by: string | null;
+  contains_url: number;
+}
+
+export interface EventEdgesTable {
+  event_id: string;
+  prev_event_id: string;
+}
+
+export interface EventAuthTable {
+  event_id: string;
+  auth_id: string;
+}
+
+export interface ForwardExtremitiesTable {
+  room_id: string;
+  event_id: string;
+}
+
+export interface StateGroupsTable {
+  id: number;
+  room_id: string;
+  event_id: string | null;
+  prev_group: number | null;
+  chain_depth: number;
+}
+
+export interface StateGroupEntriesTable {
+  state_group: number;
+  type: string;
+  state_key: string;
+  /** null: the key was removed relative to the ancestor. */
+  event_id: string | null;
+}
+
+export interface CurrentStateEventsTable {
+  room_id: string;
+  type: string;
+  state_key: string;
+  event_id: string;
+  membership: string | null;
+}
+
+export interface RoomMembershipsTable {
+  event_id: string;
+  room_id: string;
+  user_id: string;
+  sender: string;
+  membership: string;
+  stream_ordering: number;
+  displayname: string | null;
+  avatar_url: string | null;
+}
+
+export interface EventTxnIdsTable {
+  user_id: string;
+  device_id: string;
+  scope: string;
+  txn_id: string;
+  event_id: string;
+  created_ts: number;
+}
+
+export interface RedactionsTable {
+  event_id: string;
+  redacts: string;
+  room_id: string;
+}
+
+export interface EventRelationsTable {
+  event_id: string;
+  relates_to_id: string;
+  rel_type: string;
+  room_id: string;
+  aggregation_key: string | null;
+}
+
+export interface ThreadsTable {
+  room_id: string;
+  thread_id: string;
+  latest_event_id: string;
+  latest_stream_ordering: number;
+}
+
+export interface RoomAliasesTable {
+  room_alias: string;
+  room_id: string;
+  creator: string;
+  created_ts: number;
+}
+
+export interface ForgottenRoomsTable {
+  user_id: string;
+  room_id: string;
+}
+
+export interface ReceiptsTable {
+  room_id: string;
+  receipt_type: string;
+  user_id: string;
+  /** "" for unthreaded receipts. */
+  thread_id: string;
+  event_id: string;
+  data: string;
+  stream_id: number;
+}
+
+export interface PresenceTable {
+  user_id: string;
+  state: string;
+  status_msg: string | null;
+  last_active_ts: number;
+  last_user_sync_ts: number;
+  currently_active: number;
+  stream_id: number;
+}
+
 export interface Schema {
+  rooms: RoomsTable;
+  events: EventsTable;
+  event_edges: EventEdgesTable;
+  event_auth: EventAuthTable;
+  event_forward_extremities: ForwardExtremitiesTable;
+  state_groups: StateGroupsTable;
+  state_group_entries: StateGroupEntriesTable;
+  current_state_events: CurrentStateEventsTable;
+  room_memberships: RoomMembershipsTable;
+  event_txn_ids: EventTxnIdsTable;
+  redactions: RedactionsTable;
+  event_relations: EventRelationsTable;
+  threads: ThreadsTable;
+  room_aliases: RoomAliasesTable;
+  forgotten_rooms: ForgottenRoomsTable;
+  receipts: ReceiptsTable;
+  presence: PresenceTable;
   users: UsersTable;
   profiles: ProfilesTable;
   devices: DevicesTable;

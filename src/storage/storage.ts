@@ -11,6 +11,9 @@ import { FilterStore } from "./filters.js";
 import { RegistrationTokenStore } from "./registration_tokens.js";
 import { TokenStore } from "./tokens.js";
 import { UiaStore } from "./uia.js";
+import { EventStore } from "./events.js";
+import { RoomStore } from "./rooms.js";
+import { StateGroupStore } from "./state_groups.js";
 import { ProfileStore, UserStore } from "./users.js";
 
 export class Stores {
@@ -22,6 +25,9 @@ export class Stores {
   readonly registrationTokens: RegistrationTokenStore;
   readonly accountData: AccountDataStore;
   readonly filters: FilterStore;
+  readonly events: EventStore;
+  readonly rooms: RoomStore;
+  readonly stateGroups: StateGroupStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -32,6 +38,9 @@ export class Stores {
     this.registrationTokens = new RegistrationTokenStore(db);
     this.accountData = new AccountDataStore(db);
     this.filters = new FilterStore(db);
+    this.events = new EventStore(db);
+    this.rooms = new RoomStore(db);
+    this.stateGroups = new StateGroupStore(db);
   }
 }
 

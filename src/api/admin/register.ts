@@ -63,7 +63,8 @@ export function registerSharedSecretRoutes(app: FastifyInstance, services: Servi
       // Single use, whatever the outcome.
       nonces.delete(body.nonce);
       if (body.username.includes("\x00") || body.password.includes("\x00")) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid username or password");
-      const userType = body.user_type ?? undefined;
+      // Like Synapse (`if user_type:`), an empty user_type is not part of the MAC.
+      const userType = body.user_type ? body.user_type : undefined;
       const expected = Buffer.from(sharedSecretMac(secret, body.nonce, body.username, body.password, body.admin ?? false, userType), "utf8");
       const given = Buffer.from(body.mac, "utf8");
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw forbidden("HMAC incorrect");

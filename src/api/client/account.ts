@@ -20,11 +20,13 @@ export function registerAccountRoutes(app: FastifyInstance, services: Services):
     handler: async (ctx) => {
       const me = requester(ctx);
       if (!config.password.enabled || !config.password.localdbEnabled) throw forbidden("Password changes are disabled");
-      const { auth, ...rest } = ctx.body;
-      const outcome = await uia.authenticate({ auth, body: rest, uri: "/account/password", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
-      const params = outcome.body as typeof rest;
-      if (typeof params.new_password !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing new_password");
-      await accounts.changePassword(me.userId, params.new_password, {
+      // As for /register: the policy is checked before UIA, and the UIA session stores only the new password's hash.
+      const { auth, new_password, new_password_hash: _ignored, ...rest } = ctx.body as typeof ctx.body & { new_password_hash?: unknown };
+      const uiaBody: Record<string, unknown> = new_password !== undefined ? { ...rest, new_password_hash: await accounts.hashPassword(new_password) } : rest;
+      const outcome = await uia.authenticate({ auth, body: uiaBody, uri: "/account/password", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+      const params = outcome.body as typeof rest & { new_password_hash?: unknown };
+      if (typeof params.new_password_hash !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing new_password");
+      await accounts.changePassword(me.userId, { hash: params.new_password_hash }, {
         logoutDevices: params.logout_devices ?? true,
         keepDeviceId: me.deviceId,
         keepTokenId: me.tokenId,

@@ -9,6 +9,11 @@ import { registerProfileRoutes } from "./profile.js";
 import { registerRegistrationRoutes } from "./register.js";
 import { registerPasswordStage } from "./uia_flows.js";
 import { registerVersionRoutes } from "./versions.js";
+import { registerRoomRoutes } from "./rooms.js";
+import { registerRoomEventRoutes } from "./room_events.js";
+import { registerSyncRoutes } from "./sync.js";
+import { registerEphemeralRoutes } from "./ephemeral.js";
+import { registerDirectoryRoutes } from "./directory.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -19,4 +24,9 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerDeviceRoutes(app, services);
   registerProfileRoutes(app, services);
   registerAccountDataRoutes(app, services);
+  registerRoomRoutes(app, services);
+  registerRoomEventRoutes(app, services);
+  registerSyncRoutes(app, services);
+  registerEphemeralRoutes(app, services);
+  registerDirectoryRoutes(app, services);
 }

@@ -35,7 +35,6 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
       limits.loginAddress.take(req.ip);
       if (body.type !== "m.login.password") throw new MatrixError(400, "M_UNKNOWN", "Unknown login type");
       const userId = accounts.resolveIdentifier(body);
-      limits.loginAccount.take(userId);
       // Failed attempts per account are limited separately, so guessing is slow even across many addresses.
       limits.loginFailedAttempts.check(userId);
       try {
@@ -44,6 +43,9 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
         if (e instanceof MatrixError && e.errcode === "M_FORBIDDEN") limits.loginFailedAttempts.take(userId);
         throw e;
       }
+      // rc_login.account counts successful logins only (as in Synapse): counting failures too would let anyone
+      // lock a user out for minutes with a few wrong passwords.
+      limits.loginAccount.take(userId);
       const r = await accounts.login(userId, {
         deviceId: body.device_id,
         initialDeviceDisplayName: body.initial_device_display_name,

@@ -30,11 +30,16 @@ export function registrationFlows(config: Config): string[][] {
 export function registerRegistrationRoutes(app: FastifyInstance, services: Services): void {
   const { config, accounts, uia, limits, storage } = services;
 
-  uia.registerStage("m.login.registration_token", async (auth) => {
+  uia.registerStage("m.login.registration_token", async (auth, { sessionResults }) => {
     const token = auth.token;
     if (typeof token !== "string") throw new MatrixError(401, "M_UNAUTHORIZED", "Missing registration token");
+    // The session already holds a reservation for this token: repeating the stage must not reserve a second use.
+    const previous = sessionResults["m.login.registration_token"];
+    if (previous === token) return token;
     if (!(await isTokenValid(services, token))) throw new MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token");
     await storage.registrationTokens.addPending(token, 1);
+    // Switching to another token releases the one reserved before.
+    if (typeof previous === "string") await storage.registrationTokens.addPending(previous, -1);
     return token;
   });
 
@@ -59,14 +64,18 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
       // Spec: M_USER_IN_USE / M_INVALID_USERNAME come before User-Interactive Authentication.
       if (body.username !== undefined) await accounts.checkUsernameAvailable(body.username);
 
-      const { auth, ...rest } = body;
-      const outcome = await uia.authenticate({ auth, body: rest, uri: "/register", method: "POST", ip: req.ip }, registrationFlows(config));
-      const params = outcome.body as typeof rest;
-      if (typeof params.password !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing password.");
+      // As Synapse does, the password policy is checked before UIA (not after the user completed every stage), and
+      // the UIA session keeps only the password's hash: session bodies are stored, plaintext passwords must not be.
+      // A client-sent `password_hash` is dropped so that only the server's own hash can ever be used.
+      const { auth, password, password_hash: _ignored, ...rest } = body as typeof body & { password_hash?: unknown };
+      const uiaBody: Record<string, unknown> = password !== undefined ? { ...rest, password_hash: await accounts.hashPassword(password) } : rest;
+      const outcome = await uia.authenticate({ auth, body: uiaBody, uri: "/register", method: "POST", ip: req.ip }, registrationFlows(config));
+      const params = outcome.body as typeof rest & { password_hash?: unknown };
+      if (typeof params.password_hash !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing password.");
       limits.registration.take(req.ip);
       const r = await accounts.register({
         username: params.username,
-        password: params.password,
+        passwordHash: params.password_hash,
         deviceId: params.device_id,
         initialDeviceDisplayName: params.initial_device_display_name,
         inhibitLogin: params.inhibit_login ?? false,

@@ -1,0 +1,140 @@
+/** Room creation and membership endpoints (spec "Creation", "Room membership"). */
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { isValidRoomId } from "../../core/ids/ids.js";
+import { MatrixError } from "../../errors.js";
+import type { Services } from "../../services/services.js";
+import type { CreateRoomRequest } from "../../services/rooms/create.js";
+import { clientPaths, defineRoute, requester } from "../http/routes.js";
+
+const Reason = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 4096 })) });
+const TargetUser = Type.Object({ user_id: Type.String({ maxLength: 255 }), reason: Type.Optional(Type.String({ maxLength: 4096 })) });
+const StateEventSchema = Type.Object({ type: Type.String({ maxLength: 255 }), state_key: Type.Optional(Type.String({ maxLength: 255 })), content: Type.Object({}, { additionalProperties: true }) });
+
+const CreateRoomBody = Type.Object({
+  visibility: Type.Optional(Type.Union([Type.Literal("public"), Type.Literal("private")])),
+  room_alias_name: Type.Optional(Type.String({ maxLength: 255 })),
+  name: Type.Optional(Type.String({ maxLength: 255 })),
+  topic: Type.Optional(Type.String({ maxLength: 65536 })),
+  invite: Type.Optional(Type.Array(Type.String(), { maxItems: 1000 })),
+  invite_3pid: Type.Optional(Type.Array(Type.Unknown())),
+  room_version: Type.Optional(Type.String({ maxLength: 32 })),
+  creation_content: Type.Optional(Type.Object({}, { additionalProperties: true })),
+  initial_state: Type.Optional(Type.Array(StateEventSchema, { maxItems: 1000 })),
+  preset: Type.Optional(Type.Union([Type.Literal("private_chat"), Type.Literal("public_chat"), Type.Literal("trusted_private_chat")])),
+  is_direct: Type.Optional(Type.Boolean()),
+  power_level_content_override: Type.Optional(Type.Object({}, { additionalProperties: true })),
+});
+
+export function roomIdParam(roomId: string): string {
+  if (!isValidRoomId(roomId)) throw new MatrixError(400, "M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
+  return roomId;
+}
+
+export function registerRoomRoutes(app: FastifyInstance, services: Services): void {
+  const { roomCreation, membership, limits } = services;
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/createRoom"),
+    body: CreateRoomBody,
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      if (ctx.body.invite_3pid && ctx.body.invite_3pid.length > 0) throw new MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported yet");
+      limits.roomCreation.take(me.userId);
+      const r = await roomCreation.createRoom(me.userId, ctx.body as CreateRoomRequest);
+      return r.alias !== undefined ? { room_id: r.roomId, room_alias: r.alias } : { room_id: r.roomId };
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/join/:roomIdOrAlias"),
+    body: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 4096 })), third_party_signed: Type.Optional(Type.Unknown()) }),
+    allowGuest: true,
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      limits.joinsLocal.take(me.userId);
+      return { room_id: await membership.join(ctx.params.roomIdOrAlias!, me.userId, { reason: ctx.body.reason }) };
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/rooms/:roomId/join"),
+    body: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 4096 })), third_party_signed: Type.Optional(Type.Unknown()) }),
+    allowGuest: true,
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      limits.joinsLocal.take(me.userId);
+      return { room_id: await membership.join(roomIdParam(ctx.params.roomId!), me.userId, { reason: ctx.body.reason }) };
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/knock/:roomIdOrAlias"),
+    body: Reason,
+    handler: async (ctx) => ({ room_id: await membership.knock(ctx.params.roomIdOrAlias!, requester(ctx).userId, { reason: ctx.body.reason }) }),
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/rooms/:roomId/invite"),
+    body: Type.Union([TargetUser, Type.Object({ id_server: Type.String(), medium: Type.String(), address: Type.String() })]),
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      const roomId = roomIdParam(ctx.params.roomId!);
+      const body = ctx.body as { user_id?: string; reason?: string };
+      if (typeof body.user_id !== "string") throw new MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported yet");
+      limits.invitesPerRoom.take(roomId);
+      limits.invitesPerUser.take(body.user_id);
+      await membership.invite(roomId, me.userId, body.user_id, { reason: body.reason });
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/rooms/:roomId/leave"),
+    body: Reason,
+    allowGuest: true,
+    handler: async (ctx) => {
+      await membership.leave(roomIdParam(ctx.params.roomId!), requester(ctx).userId, { reason: ctx.body.reason });
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/rooms/:roomId/forget"),
+    allowGuest: true,
+    handler: async (ctx) => {
+      await membership.forget(roomIdParam(ctx.params.roomId!), requester(ctx).userId);
+      return {};
+    },
+  });
+
+  for (const [action, fn] of [
+    ["kick", membership.kick.bind(membership)],
+    ["ban", membership.ban.bind(membership)],
+    ["unban", membership.unban.bind(membership)],
+  ] as const) {
+    defineRoute(app, services, {
+      method: "POST",
+      paths: clientPaths(`/rooms/:roomId/${action}`),
+      body: TargetUser,
+      handler: async (ctx) => {
+        await fn(roomIdParam(ctx.params.roomId!), requester(ctx).userId, ctx.body.user_id, { reason: ctx.body.reason });
+        return {};
+      },
+    });
+  }
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/joined_rooms"),
+    allowGuest: true,
+    handler: async (ctx) => ({ joined_rooms: await membership.joinedRooms(requester(ctx).userId) }),
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * Typing notifications (spec "Typing Notifications"): in memory only, with a timeout per user. The stream position
+ * starts from the clock at start-up so tokens from before a restart stay older than new changes.
+ */
+import type { Notifier } from "../notifier.js";
+
+const MAX_TIMEOUT_MS = 120_000;
+
+export class TypingService {
+  private readonly typing = new Map<string, Map<string, number>>();
+  private readonly changedAt = new Map<string, number>();
+  private stream = Date.now();
+  private sweeper: NodeJS.Timeout;
+
+  constructor(private readonly notifier: Notifier) {
+    this.sweeper = setInterval(() => this.expire(), 1000);
+    this.sweeper.unref();
+  }
+
+  position(): number {
+    return this.stream;
+  }
+
+  setTyping(roomId: string, userId: string, typing: boolean, timeoutMs = 30_000): void {
+    let users = this.typing.get(roomId);
+    if (typing) {
+      if (!users) this.typing.set(roomId, (users = new Map()));
+      const wasTyping = users.has(userId);
+      users.set(userId, Date.now() + Math.min(Math.max(timeoutMs, 0), MAX_TIMEOUT_MS));
+      if (!wasTyping) this.changed(roomId);
+    } else if (users?.delete(userId)) {
+      if (users.size === 0) this.typing.delete(roomId);
+      this.changed(roomId);
+    }
+  }
+
+  /** The m.typing event for a room if its typing set changed after `since` (or always, when since is undefined). */
+  eventFor(roomId: string, since: number | undefined): { type: "m.typing"; content: { user_ids: string[] } } | undefined {
+    const changed = this.changedAt.get(roomId);
+    if (since !== undefined && (changed === undefined || changed <= since)) return undefined;
+    const users = this.typing.get(roomId);
+    if (since === undefined && !users) return undefined;
+    return { type: "m.typing", content: { user_ids: [...(users?.keys() ?? [])] } };
+  }
+
+  private changed(roomId: string): void {
+    this.changedAt.set(roomId, ++this.stream);
+    this.notifier.notify({ rooms: [roomId] });
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const [roomId, users] of this.typing) {
+      let any = false;
+      for (const [u, until] of users) {
+        if (until <= now) {
+          users.delete(u);
+          any = true;
+        }
+      }
+      if (users.size === 0) this.typing.delete(roomId);
+      if (any) this.changed(roomId);
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+  }
+}

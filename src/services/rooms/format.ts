@@ -1,0 +1,163 @@
+/**
+ * Events as clients see them (spec "Room Event Format" / ClientEvent): the PDU's client-visible fields plus
+ * `unsigned` (age, transaction_id for the sending device, prev_content for state, redacted_because), the redacted
+ * form when a redaction applies, and bundled aggregations (`unsigned["m.relations"]`: m.thread, m.replace,
+ * m.reference) per "Aggregations of child events".
+ */
+import { redactPdu } from "../../core/events/redaction.js";
+import { isJsonObject, type JsonObject } from "../../core/json/types.js";
+import type { Storage } from "../../storage/storage.js";
+import type { EventCache, StoredEvent } from "./event_cache.js";
+
+export interface FormatContext {
+  /** The user the events are for (transaction_id, current_user_participated). */
+  userId?: string;
+  deviceId?: string | null;
+  /** /sync omits room_id from timeline and state events. */
+  omitRoomId?: boolean;
+  /** Skip bundled aggregations (e.g. for state lists). */
+  noAggregations?: boolean;
+}
+
+export type ClientEvent = JsonObject;
+
+export class EventFormatter {
+  constructor(
+    private readonly storage: Storage,
+    private readonly events: EventCache,
+  ) {}
+
+  async formatOne(e: StoredEvent, ctx: FormatContext): Promise<ClientEvent> {
+    return (await this.format([e], ctx))[0]!;
+  }
+
+  async format(list: StoredEvent[], ctx: FormatContext): Promise<ClientEvent[]> {
+    if (list.length === 0) return [];
+    const now = Date.now();
+    const ids = list.map((e) => e.event.event_id);
+    const txns = ctx.userId && ctx.deviceId ? await this.storage.events.txnsOf(ids.filter((_, i) => list[i]!.event.sender === ctx.userId)) : new Map();
+    const related = new Set<string>();
+    for (const e of list) {
+      if (e.replacesState) related.add(e.replacesState);
+      if (e.redactedBy) related.add(e.redactedBy);
+    }
+    const relatedEvents = related.size > 0 ? await this.events.getMany([...related]) : new Map<string, StoredEvent>();
+    const aggregations = ctx.noAggregations ? new Map<string, JsonObject>() : await this.aggregations(list, ctx);
+
+    const out: ClientEvent[] = [];
+    for (const e of list) {
+      const unsigned: JsonObject = { age: Math.max(0, now - e.event.origin_server_ts) };
+      const txn = txns.get(e.event.event_id);
+      if (txn && txn.userId === ctx.userId && txn.deviceId === ctx.deviceId) unsigned.transaction_id = txn.txnId;
+      if (e.replacesState) {
+        const prev = relatedEvents.get(e.replacesState);
+        unsigned.replaces_state = e.replacesState;
+        if (prev) {
+          unsigned.prev_content = this.visibleContent(prev);
+          unsigned.prev_sender = prev.event.sender;
+        }
+      }
+      let content = e.event.content;
+      let redacts = e.event.redacts;
+      if (e.redactedBy) {
+        const redaction = relatedEvents.get(e.redactedBy);
+        content = redactedContent(e);
+        if (redaction) unsigned.redacted_because = this.plain(redaction, now, ctx);
+        redacts = e.event.type === "m.room.redaction" && e.version.redactsInContent ? redacts : undefined;
+      }
+      const agg = aggregations.get(e.event.event_id);
+      if (agg && !e.redactedBy) unsigned["m.relations"] = agg;
+      out.push(this.shape(e, content, unsigned, ctx, redacts));
+    }
+    return out;
+  }
+
+  /** A related event (redaction, aggregation) without further lookups. */
+  private plain(e: StoredEvent, now: number, ctx: FormatContext): ClientEvent {
+    return this.shape(e, e.redactedBy ? redactedContent(e) : e.event.content, { age: Math.max(0, now - e.event.origin_server_ts) }, ctx, e.event.redacts);
+  }
+
+  private shape(e: StoredEvent, content: JsonObject, unsigned: JsonObject, ctx: FormatContext, redacts: string | undefined): ClientEvent {
+    const out: ClientEvent = {
+      content,
+      event_id: e.event.event_id,
+      origin_server_ts: e.event.origin_server_ts,
+      sender: e.event.sender,
+      type: e.event.type,
+      unsigned,
+    };
+    if (!ctx.omitRoomId) out.room_id = e.event.room_id;
+    if (e.event.state_key !== undefined) out.state_key = e.event.state_key;
+    // v11 moved `redacts` into content; clients still read the top-level key, as Synapse serves it.
+    if (redacts !== undefined && e.event.type === "m.room.redaction") out.redacts = redacts;
+    return out;
+  }
+
+  private visibleContent(e: StoredEvent): JsonObject {
+    return e.redactedBy ? redactedContent(e) : e.event.content;
+  }
+
+  /** Bundled aggregations for the events that have children of the bundled relation types. */
+  private async aggregations(list: StoredEvent[], ctx: FormatContext): Promise<Map<string, JsonObject>> {
+    const ids = list.map((e) => e.event.event_id);
+    const rows = await this.storage.events.relationsTo(ids, ["m.thread", "m.replace", "m.reference"]);
+    if (rows.length === 0) return new Map();
+    const byTarget = new Map<string, typeof rows>();
+    for (const r of rows) {
+      let l = byTarget.get(r.relates_to_id);
+      if (!l) byTarget.set(r.relates_to_id, (l = []));
+      l.push(r);
+    }
+    const latestIds = new Set<string>();
+    const originals = new Map(list.map((e) => [e.event.event_id, e]));
+    const plan = new Map<string, { thread?: { latest: string; count: number; participated: boolean }; replace?: string; references?: string[] }>();
+    for (const [target, rels] of byTarget) {
+      const original = originals.get(target)!;
+      const p: { thread?: { latest: string; count: number; participated: boolean }; replace?: string; references?: string[] } = {};
+      const thread = rels.filter((r) => r.rel_type === "m.thread").sort((a, b) => b.stream_ordering - a.stream_ordering);
+      if (thread.length > 0) {
+        const participated = ctx.userId !== undefined && (original.event.sender === ctx.userId || thread.some((r) => r.sender === ctx.userId));
+        p.thread = { latest: thread[0]!.event_id, count: thread.length, participated };
+        latestIds.add(thread[0]!.event_id);
+      }
+      // Spec "Validity of replacement events": same sender and type as the original, and no state key on either.
+      const edits = rels
+        .filter((r) => r.rel_type === "m.replace" && r.sender === original.event.sender && r.type === original.event.type && original.event.state_key === undefined)
+        .sort((a, b) => b.stream_ordering - a.stream_ordering);
+      if (edits.length > 0) {
+        p.replace = edits[0]!.event_id;
+        latestIds.add(edits[0]!.event_id);
+      }
+      const refs = rels.filter((r) => r.rel_type === "m.reference").sort((a, b) => a.stream_ordering - b.stream_ordering);
+      if (refs.length > 0) p.references = refs.map((r) => r.event_id);
+      plan.set(target, p);
+    }
+    const latest = await this.events.getMany([...latestIds]);
+    const latestFormatted = new Map<string, ClientEvent>();
+    const forFormat = [...latest.values()];
+    const formatted = await this.format(forFormat, { ...ctx, noAggregations: true });
+    forFormat.forEach((e, i) => latestFormatted.set(e.event.event_id, formatted[i]!));
+
+    const out = new Map<string, JsonObject>();
+    for (const [target, p] of plan) {
+      const agg: JsonObject = {};
+      if (p.thread) {
+        const latestEvent = latestFormatted.get(p.thread.latest);
+        if (latestEvent) agg["m.thread"] = { latest_event: latestEvent, count: p.thread.count, current_user_participated: p.thread.participated };
+      }
+      if (p.replace) {
+        const edit = latestFormatted.get(p.replace);
+        if (edit) agg["m.replace"] = edit;
+      }
+      if (p.references) agg["m.reference"] = { chunk: p.references.map((event_id) => ({ event_id })) };
+      if (Object.keys(agg).length > 0) out.set(target, agg);
+    }
+    return out;
+  }
+}
+
+/** The content a redacted event keeps under its room version's redaction algorithm. */
+export function redactedContent(e: StoredEvent): JsonObject {
+  const redacted = redactPdu(e.version, e.event.pdu);
+  return isJsonObject(redacted.content) ? redacted.content : {};
+}

@@ -1,0 +1,232 @@
+/**
+ * Room membership (spec "Room membership"): join, invite, leave, kick, ban, unban, knock, forget — each a
+ * m.room.member event checked by the authorization rules, plus the checks the API adds on top (e.g. kicking
+ * someone who is not in the room), restricted-room join authorisation, and profile propagation into rooms.
+ */
+import { stateMapKey } from "../../core/events/event.js";
+import { isValidRoomAlias, isValidRoomId, isValidUserId, userIdDomain } from "../../core/ids/ids.js";
+import { isJsonObject, type JsonObject } from "../../core/json/types.js";
+import { canInvite } from "../../core/rooms/power_levels.js";
+import { MatrixError, forbidden, notFound } from "../../errors.js";
+import type { RoomHead } from "./persister.js";
+import type { RoomAccess } from "./rooms.js";
+
+export interface MembershipOptions {
+  reason?: string;
+  isDirect?: boolean;
+}
+
+export class MembershipService {
+  constructor(private readonly rooms: RoomAccess) {}
+
+  private get core() {
+    return this.rooms.core;
+  }
+
+  /** Resolves `!room:server` or `#alias:server` to a room id known here. */
+  async resolveRoom(roomIdOrAlias: string): Promise<string> {
+    if (roomIdOrAlias.startsWith("#")) {
+      if (!isValidRoomAlias(roomIdOrAlias)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid room alias");
+      const r = await this.core.storage.rooms.aliasRoom(roomIdOrAlias);
+      if (!r) throw notFound("Room alias not found");
+      return r.room_id;
+    }
+    if (!isValidRoomId(roomIdOrAlias)) throw new MatrixError(400, "M_INVALID_PARAM", `${roomIdOrAlias} was not legal room ID or room alias`);
+    return roomIdOrAlias;
+  }
+
+  /** The profile fields a member event carries (spec: displayname and avatar_url in m.room.member content). */
+  private async profileContent(userId: string): Promise<JsonObject> {
+    const out: JsonObject = {};
+    if (userIdDomain(userId) !== this.core.config.serverName) return out;
+    const profile = await this.core.storage.profiles.getAll(userId);
+    if (typeof profile.displayname === "string") out.displayname = profile.displayname;
+    if (typeof profile.avatar_url === "string") out.avatar_url = profile.avatar_url;
+    return out;
+  }
+
+  private async sendMember(roomId: string, sender: string, target: string, membership: string, extra: JsonObject, precheck?: (head: RoomHead) => Promise<void>): Promise<string> {
+    const content: JsonObject = { membership, ...extra };
+    const e = await this.core.persister.send(roomId, { type: "m.room.member", state_key: target, sender, content }, { precheck });
+    return e.event.event_id;
+  }
+
+  async joinAsCreator(roomId: string, userId: string): Promise<void> {
+    await this.sendMember(roomId, userId, userId, "join", await this.profileContent(userId));
+  }
+
+  /** POST /join/{roomIdOrAlias} and /rooms/{roomId}/join. Returns the room id. */
+  async join(roomIdOrAlias: string, userId: string, opts: MembershipOptions = {}): Promise<string> {
+    const roomId = await this.resolveRoom(roomIdOrAlias);
+    const head = await this.rooms.headIfKnown(roomId);
+    // Joining a room this server is not in needs federation (make_join/send_join).
+    if (!head) throw notFound("No known servers for this room");
+    const content = await this.profileContent(userId);
+    if (opts.reason !== undefined) content.reason = opts.reason;
+    await this.sendMember(roomId, userId, userId, "join", content, async (h) => {
+      const current = await this.rooms.membership(h, userId);
+      if (current === "join") return;
+      if (current === "ban") throw forbidden("You are banned from this room");
+      const authoriser = await this.restrictedJoinAuthoriser(h, userId, current);
+      if (authoriser) content.join_authorised_via_users_server = authoriser;
+    });
+    return roomId;
+  }
+
+  /**
+   * Restricted rooms (v8+, spec "Restricted rooms"): a user who is not invited may join if they are in one of the
+   * rooms the join rule allows; a local member with invite power then vouches for the join.
+   */
+  private async restrictedJoinAuthoriser(head: RoomHead, userId: string, current: string | undefined): Promise<string | undefined> {
+    if (!head.version.restrictedJoinRule || current === "invite") return undefined;
+    const jr = await this.rooms.stateContent(head, "m.room.join_rules");
+    const rule = jr?.join_rule;
+    if (rule !== "restricted" && !(rule === "knock_restricted" && head.version.knockRestrictedJoinRule)) return undefined;
+    const allow = Array.isArray(jr?.allow) ? jr.allow : [];
+    let permitted = false;
+    for (const entry of allow) {
+      if (!isJsonObject(entry) || entry.type !== "m.room_membership" || typeof entry.room_id !== "string") continue;
+      const other = await this.rooms.headIfKnown(entry.room_id);
+      if (other && (await this.rooms.membership(other, userId)) === "join") {
+        permitted = true;
+        break;
+      }
+    }
+    if (!permitted) throw forbidden("You do not belong to any of the required rooms/spaces to join this room.");
+    const power = await this.rooms.powerContext(head);
+    const members = await this.core.storage.rooms.members(head.roomId, ["join"]);
+    for (const m of members) {
+      if (userIdDomain(m.user_id) === this.core.config.serverName && canInvite(power, m.user_id)) return m.user_id;
+    }
+    throw forbidden("No local user in the room can authorise this join");
+  }
+
+  async invite(roomId: string, inviter: string, target: string, opts: MembershipOptions = {}): Promise<void> {
+    if (!isValidUserId(target)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid user ID");
+    if (userIdDomain(target) === this.core.config.serverName && !(await this.core.storage.users.get(target))) throw notFound("Unknown user");
+    const content: JsonObject = await this.profileContent(target);
+    if (opts.reason !== undefined) content.reason = opts.reason;
+    if (opts.isDirect) content.is_direct = true;
+    await this.sendMember(roomId, inviter, target, "invite", content, async (h) => {
+      await this.requireMember(h, inviter);
+      const current = await this.rooms.membership(h, target);
+      if (current === "join") throw forbidden(`${target} is already in the room.`);
+      if (current === "ban") throw forbidden(`${target} is banned from the room`);
+    });
+  }
+
+  async leave(roomId: string, userId: string, opts: MembershipOptions = {}): Promise<void> {
+    const content: JsonObject = {};
+    if (opts.reason !== undefined) content.reason = opts.reason;
+    const head = await this.rooms.headIfKnown(roomId);
+    if (!head) throw notFound("Unknown room");
+    await this.sendMember(roomId, userId, userId, "leave", content, async (h) => {
+      const current = await this.rooms.membership(h, userId);
+      if (current !== "join" && current !== "invite" && current !== "knock") throw forbidden(`User ${userId} is not in room ${roomId}`);
+    });
+    // Leaving un-forgets nothing; but a room left and forgotten earlier stays forgotten until rejoined.
+  }
+
+  async kick(roomId: string, sender: string, target: string, opts: MembershipOptions = {}): Promise<void> {
+    const content: JsonObject = {};
+    if (opts.reason !== undefined) content.reason = opts.reason;
+    await this.sendMember(roomId, sender, target, "leave", content, async (h) => {
+      await this.requireMember(h, sender);
+      const current = await this.rooms.membership(h, target);
+      if (current !== "join" && current !== "invite" && current !== "knock") throw forbidden(`${target} is not in the room`);
+    });
+  }
+
+  async ban(roomId: string, sender: string, target: string, opts: MembershipOptions = {}): Promise<void> {
+    if (!isValidUserId(target) && !target.startsWith("@")) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid user ID");
+    const content: JsonObject = {};
+    if (opts.reason !== undefined) content.reason = opts.reason;
+    await this.sendMember(roomId, sender, target, "ban", content, async (h) => {
+      await this.requireMember(h, sender);
+    });
+  }
+
+  async unban(roomId: string, sender: string, target: string, opts: MembershipOptions = {}): Promise<void> {
+    const content: JsonObject = {};
+    if (opts.reason !== undefined) content.reason = opts.reason;
+    await this.sendMember(roomId, sender, target, "leave", content, async (h) => {
+      await this.requireMember(h, sender);
+      if ((await this.rooms.membership(h, target)) !== "ban") throw forbidden(`${target} is not banned`);
+    });
+  }
+
+  async knock(roomIdOrAlias: string, userId: string, opts: MembershipOptions = {}): Promise<string> {
+    const roomId = await this.resolveRoom(roomIdOrAlias);
+    const head = await this.rooms.headIfKnown(roomId);
+    if (!head) throw notFound("No known servers for this room");
+    if (!head.version.knocking) throw forbidden(`Room version ${head.version.id} does not support knocking`);
+    const content = await this.profileContent(userId);
+    if (opts.reason !== undefined) content.reason = opts.reason;
+    await this.sendMember(roomId, userId, userId, "knock", content, async (h) => {
+      const current = await this.rooms.membership(h, userId);
+      if (current === "join") throw forbidden("You are already in the room");
+      if (current === "invite") throw forbidden("You are already invited to the room");
+      if (current === "ban") throw forbidden("You are banned from this room");
+    });
+    return roomId;
+  }
+
+  /** POST /rooms/{roomId}/forget: only once the user has left (spec: 400 M_UNKNOWN while still joined). */
+  async forget(roomId: string, userId: string): Promise<void> {
+    const head = await this.rooms.headIfKnown(roomId);
+    if (!head) throw notFound("Unknown room");
+    const current = await this.rooms.membership(head, userId);
+    if (current === "join" || current === "invite" || current === "knock") throw new MatrixError(400, "M_UNKNOWN", "User must leave the room before forgetting it");
+    if (current === undefined) throw notFound("You have never been in this room");
+    await this.core.storage.rooms.forget(userId, roomId);
+  }
+
+  async joinedRooms(userId: string): Promise<string[]> {
+    return (await this.core.storage.rooms.roomsForUser(userId, ["join"])).map((r) => r.room_id);
+  }
+
+  /** A new displayname/avatar_url becomes a new m.room.member event in every room the user is joined to. */
+  async propagateProfile(userId: string): Promise<void> {
+    const profile = await this.profileContent(userId);
+    for (const roomId of await this.joinedRooms(userId)) {
+      try {
+        const head = await this.rooms.head(roomId);
+        const current = await this.rooms.stateEvent(head, "m.room.member", userId);
+        const content: JsonObject = { ...(current?.event.content ?? {}), membership: "join" };
+        delete content.displayname;
+        delete content.avatar_url;
+        Object.assign(content, profile);
+        delete content.join_authorised_via_users_server;
+        await this.core.persister.send(roomId, { type: "m.room.member", state_key: userId, sender: userId, content });
+      } catch {
+        // A room where the update is not allowed (e.g. the user was kicked meanwhile) is skipped.
+      }
+    }
+  }
+
+  /** Deactivation: leave every room the user is joined to, invited to or knocking on. */
+  async leaveAll(userId: string): Promise<void> {
+    for (const r of await this.core.storage.rooms.roomsForUser(userId, ["join", "invite", "knock"])) {
+      try {
+        await this.leave(r.room_id, userId);
+      } catch {
+        // Best effort: a room that refuses the leave is left as it is.
+      }
+    }
+  }
+
+  private async requireMember(head: RoomHead, userId: string): Promise<void> {
+    if ((await this.rooms.membership(head, userId)) !== "join") throw forbidden(`User ${userId} not in room ${head.roomId}`);
+  }
+
+  /** Whether `userId` currently has `membership` in the room (used by the API for precise errors). */
+  async currentMembership(roomId: string, userId: string): Promise<string | undefined> {
+    const head = await this.rooms.headIfKnown(roomId);
+    if (!head) return undefined;
+    const id = head.state.get(stateMapKey("m.room.member", userId));
+    if (!id) return undefined;
+    const e = await this.core.events.get(id);
+    const m = e?.event.content.membership;
+    return typeof m === "string" ? m : undefined;
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * Sending and reading room events (spec "Room events", "Getting events for a room", "Redactions", "Syncing":
+ * /messages, /context, timestamp_to_event): what the room API does between its routes and the event core.
+ */
+import { stateMapKey, type StateMap } from "../../core/events/event.js";
+import { isValidRoomAlias } from "../../core/ids/ids.js";
+import { isJsonObject, type JsonObject } from "../../core/json/types.js";
+import { canRedactOthers, canSendEvent } from "../../core/rooms/power_levels.js";
+import { MatrixError, badJson, forbidden, notFound } from "../../errors.js";
+import type { StoredEvent } from "./event_cache.js";
+import type { ClientEvent, FormatContext } from "./format.js";
+import type { RoomHead } from "./persister.js";
+import type { RoomAccess } from "./rooms.js";
+import { END, START, before, formatTopo, parsePaginationToken, type TopoPosition } from "./tokens.js";
+
+export interface Requester {
+  userId: string;
+  deviceId: string | null;
+}
+
+/** A predicate over events (from a RoomEventFilter) plus whether to lazy-load member state. */
+export interface EventSelection {
+  matches?: (e: StoredEvent) => boolean;
+  lazyLoadMembers?: boolean;
+}
+
+export interface MessagesPage {
+  chunk: ClientEvent[];
+  start: string;
+  end?: string;
+  state?: ClientEvent[];
+}
+
+export class MessageService {
+  constructor(private readonly rooms: RoomAccess) {}
+
+  private get core() {
+    return this.rooms.core;
+  }
+
+  private fmt(r: Requester): FormatContext {
+    return { userId: r.userId, deviceId: r.deviceId };
+  }
+
+  async send(roomId: string, r: Requester, type: string, content: JsonObject, txnId?: string): Promise<string> {
+    const txn = txnId !== undefined && r.deviceId ? { userId: r.userId, deviceId: r.deviceId, scope: `send:${roomId}:${type}`, txnId } : undefined;
+    const e = await this.core.persister.send(roomId, { type, sender: r.userId, content }, { txn, precheck: (h) => this.requireJoinedHead(h, r.userId) });
+    return e.event.event_id;
+  }
+
+  private async requireJoinedHead(head: RoomHead, userId: string): Promise<void> {
+    if ((await this.rooms.membership(head, userId)) !== "join") throw forbidden(`User ${userId} not in room ${head.roomId}`);
+  }
+
+  async setState(roomId: string, r: Requester, type: string, stateKey: string, content: JsonObject): Promise<string> {
+    const head = await this.rooms.head(roomId);
+    // Sending the same state again is a no-op returning the existing event, as in Synapse.
+    const existing = await this.rooms.stateEvent(head, type, stateKey);
+    if (existing && existing.event.sender === r.userId && canonicalEqual(existing.event.content, content)) return existing.event.event_id;
+    if (type === "m.room.canonical_alias") await this.checkCanonicalAlias(roomId, content);
+    const e = await this.core.persister.send(roomId, { type, state_key: stateKey, sender: r.userId, content }, {
+      precheck: async (h) => {
+        if (type !== "m.room.member") await this.requireJoinedHead(h, r.userId);
+      },
+    });
+    return e.event.event_id;
+  }
+
+  /** Spec m.room.canonical_alias: every alias must be valid and point to this room (400 M_BAD_ALIAS otherwise). */
+  private async checkCanonicalAlias(roomId: string, content: JsonObject): Promise<void> {
+    const aliases: unknown[] = [];
+    if (content.alias !== undefined && content.alias !== null) aliases.push(content.alias);
+    if (content.alt_aliases !== undefined) {
+      if (!Array.isArray(content.alt_aliases)) throw badJson("alt_aliases must be a list of aliases");
+      aliases.push(...content.alt_aliases);
+    }
+    for (const a of aliases) {
+      if (typeof a !== "string" || !isValidRoomAlias(a)) throw new MatrixError(400, "M_INVALID_PARAM", `Invalid alias: ${String(a)}`);
+      const domain = a.slice(a.indexOf(":") + 1);
+      if (domain !== this.core.config.serverName) continue;
+      const target = await this.core.storage.rooms.aliasRoom(a);
+      if (!target || target.room_id !== roomId) throw new MatrixError(400, "M_BAD_ALIAS", `Room alias ${a} does not point to the room`);
+    }
+  }
+
+  async redact(roomId: string, r: Requester, eventId: string, txnId: string | undefined, reason: string | undefined): Promise<string> {
+    const content: JsonObject = {};
+    if (reason !== undefined) content.reason = reason;
+    const txn = txnId !== undefined && r.deviceId ? { userId: r.userId, deviceId: r.deviceId, scope: `redact:${roomId}`, txnId } : undefined;
+    const e = await this.core.persister.send(
+      roomId,
+      { type: "m.room.redaction", sender: r.userId, content, redacts: eventId },
+      {
+        txn,
+        applyRedaction: true,
+        precheck: async (h) => {
+          await this.requireJoinedHead(h, r.userId);
+          const target = await this.core.events.get(eventId);
+          if (target && target.event.room_id !== roomId) throw notFound("Event not found");
+          // Spec "Redactions": redacting another user's event needs the redact power level.
+          if (target && target.event.sender !== r.userId && !canRedactOthers(await this.rooms.powerContext(h), r.userId)) {
+            throw forbidden("You don't have permission to redact events");
+          }
+        },
+      },
+    );
+    return e.event.event_id;
+  }
+
+  /**
+   * The room state a user may read: current state while joined (or when history is world readable), else the state
+   * when they left. 403 for users who were never in the room.
+   */
+  async visibleState(roomId: string, userId: string): Promise<StateMap> {
+    const head = await this.rooms.headIfKnown(roomId);
+    if (!head) throw forbidden(`User ${userId} not in room ${roomId}`);
+    const member = await this.rooms.stateEvent(head, "m.room.member", userId);
+    const membership = member?.event.content.membership;
+    if (membership === "join") return head.state;
+    const hv = (await this.rooms.stateContent(head, "m.room.history_visibility"))?.history_visibility;
+    if (hv === "world_readable") return head.state;
+    if (member && (membership === "leave" || membership === "ban") && member.stateGroup !== null) return this.core.state.stateOf(member.stateGroup);
+    throw forbidden(`User ${userId} not in room ${roomId}`);
+  }
+
+  async stateEvents(roomId: string, r: Requester): Promise<ClientEvent[]> {
+    const state = await this.visibleState(roomId, r.userId);
+    const events = await this.rooms.stateEvents(state);
+    return this.core.formatter.format(events, { ...this.fmt(r), noAggregations: true });
+  }
+
+  async stateEvent(roomId: string, r: Requester, type: string, stateKey: string): Promise<StoredEvent> {
+    const state = await this.visibleState(roomId, r.userId);
+    const id = state.get(stateMapKey(type, stateKey));
+    const e = id ? await this.core.events.get(id) : undefined;
+    if (!e) throw notFound("Event not found.");
+    return e;
+  }
+
+  async formatState(e: StoredEvent, r: Requester): Promise<ClientEvent> {
+    return this.core.formatter.formatOne(e, { ...this.fmt(r), noAggregations: true });
+  }
+
+  async event(roomId: string, r: Requester, eventId: string): Promise<ClientEvent> {
+    const e = await this.core.events.get(eventId);
+    if (!e || e.event.room_id !== roomId || !(await this.core.visibility.canSee(r.userId, e))) throw notFound("Event not found.");
+    return this.core.formatter.formatOne(e, this.fmt(r));
+  }
+
+  /** GET /members: member events of current state, or at a sync token; filtered by membership. */
+  async members(roomId: string, r: Requester, opts: { at?: string; membership?: string; notMembership?: string }): Promise<ClientEvent[]> {
+    let state = await this.visibleState(roomId, r.userId);
+    if (opts.at !== undefined) {
+      const tok = parsePaginationToken(opts.at);
+      const stream = tok.kind === "stream" ? tok.stream : tok.pos.stream;
+      const pos = await this.core.storage.events.topologicalPositionAt(roomId, stream);
+      if (pos) {
+        const [row] = await this.core.storage.events.paginate(roomId, pos, "b", 1);
+        const at = row ? (await this.core.events.fromRows([row]))[0] : undefined;
+        if (at?.stateGroup != null) state = await this.core.state.stateOf(at.stateGroup);
+      }
+    }
+    const ids = [...state].filter(([k]) => k.startsWith(`${"m.room.member".length}:m.room.member`)).map(([, v]) => v);
+    const events = [...(await this.core.events.getMany(ids)).values()].filter((e) => {
+      const m = e.event.content.membership;
+      if (opts.membership !== undefined && m !== opts.membership) return false;
+      if (opts.notMembership !== undefined && m === opts.notMembership) return false;
+      return true;
+    });
+    return this.core.formatter.format(events, { ...this.fmt(r), noAggregations: true });
+  }
+
+  async joinedMembers(roomId: string, userId: string): Promise<Record<string, { display_name?: string; avatar_url?: string }>> {
+    const head = await this.rooms.requireJoined(roomId, userId);
+    const ids = [...head.state].filter(([k]) => k.startsWith(`${"m.room.member".length}:m.room.member`)).map(([, v]) => v);
+    const out: Record<string, { display_name?: string; avatar_url?: string }> = {};
+    for (const e of (await this.core.events.getMany(ids)).values()) {
+      if (e.event.content.membership !== "join") continue;
+      const entry: { display_name?: string; avatar_url?: string } = {};
+      if (typeof e.event.content.displayname === "string") entry.display_name = e.event.content.displayname;
+      if (typeof e.event.content.avatar_url === "string") entry.avatar_url = e.event.content.avatar_url;
+      out[e.event.state_key!] = entry;
+    }
+    return out;
+  }
+
+  /** Resolves a pagination or sync token to a topological position in this room. */
+  async position(roomId: string, token: string | undefined, dir: "b" | "f"): Promise<TopoPosition> {
+    if (token === undefined) return dir === "b" ? END : START;
+    const t = parsePaginationToken(token);
+    if (t.kind === "topo") return t.pos;
+    return (await this.core.storage.events.topologicalPositionAt(roomId, t.stream)) ?? START;
+  }
+
+  /** GET /messages. */
+  async messages(roomId: string, r: Requester, opts: { from?: string; to?: string; dir: "b" | "f"; limit: number; selection?: EventSelection }): Promise<MessagesPage> {
+    await this.visibleState(roomId, r.userId);
+    const from = await this.position(roomId, opts.from, opts.dir);
+    const to = opts.to !== undefined ? await this.position(roomId, opts.to, opts.dir) : undefined;
+    const rows = await this.core.storage.events.paginate(roomId, from, opts.dir, opts.limit, to);
+    const events = await this.core.events.fromRows(rows);
+    const visible = await this.core.visibility.filter(r.userId, events);
+    const selected = opts.selection?.matches ? visible.filter(opts.selection.matches) : visible;
+    const page: MessagesPage = { chunk: await this.core.formatter.format(selected, this.fmt(r)), start: opts.from ?? formatTopo(from) };
+    const last = rows[rows.length - 1];
+    // Fewer rows than asked for means the end of the room in that direction: `end` is then omitted.
+    if (last && rows.length === opts.limit) {
+      const p = { depth: last.depth, stream: last.stream_ordering };
+      page.end = formatTopo(opts.dir === "b" ? before(p) : p);
+    }
+    if (opts.selection?.lazyLoadMembers) page.state = await this.memberStateFor(selected, r);
+    return page;
+  }
+
+  /** Lazy-loading members: the member events of the senders of `events`, as of each event. */
+  async memberStateFor(events: StoredEvent[], r: Requester): Promise<ClientEvent[]> {
+    const wanted = new Map<string, string>();
+    for (const e of events) {
+      if (e.stateGroup === null) continue;
+      const state = await this.core.state.stateOf(e.stateGroup);
+      const id = state.get(stateMapKey("m.room.member", e.event.sender));
+      if (id && !wanted.has(e.event.sender)) wanted.set(e.event.sender, id);
+    }
+    const loaded = await this.core.events.getMany([...wanted.values()]);
+    return this.core.formatter.format([...loaded.values()], { ...this.fmt(r), noAggregations: true });
+  }
+
+  /** GET /context/{eventId}. */
+  async context(roomId: string, r: Requester, eventId: string, limit: number, selection?: EventSelection): Promise<JsonObject> {
+    const target = await this.core.events.get(eventId);
+    if (!target || target.event.room_id !== roomId || !(await this.core.visibility.canSee(r.userId, target))) throw notFound("Event not found.");
+    const pos = { depth: target.depth, stream: target.streamOrdering };
+    const beforeLimit = Math.floor(limit / 2);
+    const afterLimit = limit - beforeLimit;
+    const pick = async (rows: Awaited<ReturnType<typeof this.core.storage.events.paginate>>) => {
+      const vis = await this.core.visibility.filter(r.userId, await this.core.events.fromRows(rows));
+      return selection?.matches ? vis.filter(selection.matches) : vis;
+    };
+    const beforeRows = beforeLimit > 0 ? await this.core.storage.events.paginate(roomId, before(pos), "b", beforeLimit) : [];
+    const afterRows = afterLimit > 0 ? await this.core.storage.events.paginate(roomId, pos, "f", afterLimit) : [];
+    const eventsBefore = await pick(beforeRows);
+    const eventsAfter = await pick(afterRows);
+    const firstBefore = beforeRows[beforeRows.length - 1];
+    const lastAfter = afterRows[afterRows.length - 1];
+    const start = firstBefore ? before({ depth: firstBefore.depth, stream: firstBefore.stream_ordering }) : before(pos);
+    const end = lastAfter ? { depth: lastAfter.depth, stream: lastAfter.stream_ordering } : pos;
+    // Spec: "The state of the room at the last event returned".
+    const lastEvent = eventsAfter[eventsAfter.length - 1] ?? target;
+    const stateMap = lastEvent.stateGroup !== null ? await this.core.state.stateOf(lastEvent.stateGroup) : new Map<string, string>();
+    let stateEvents: StoredEvent[];
+    if (selection?.lazyLoadMembers) {
+      const senders = new Set([...eventsBefore, target, ...eventsAfter].map((e) => e.event.sender));
+      const ids = [...stateMap].filter(([k]) => !k.startsWith(`${"m.room.member".length}:m.room.member`)).map(([, v]) => v);
+      for (const s of senders) {
+        const id = stateMap.get(stateMapKey("m.room.member", s));
+        if (id) ids.push(id);
+      }
+      stateEvents = [...(await this.core.events.getMany(ids)).values()];
+    } else {
+      stateEvents = await this.rooms.stateEvents(stateMap);
+    }
+    const f = this.fmt(r);
+    return {
+      start: formatTopo(start),
+      end: formatTopo(end),
+      events_before: await this.core.formatter.format(eventsBefore, f),
+      event: await this.core.formatter.formatOne(target, f),
+      events_after: await this.core.formatter.format(eventsAfter, f),
+      state: await this.core.formatter.format(stateEvents, { ...f, noAggregations: true }),
+    };
+  }
+
+  /** GET /v1/rooms/{roomId}/timestamp_to_event. */
+  async timestampToEvent(roomId: string, r: Requester, ts: number, dir: "f" | "b"): Promise<{ event_id: string; origin_server_ts: number }> {
+    await this.visibleState(roomId, r.userId);
+    const row = await this.core.storage.events.closestToTimestamp(roomId, ts, dir);
+    if (!row) throw notFound(`Unable to find event from ${ts} in direction ${dir}`);
+    return { event_id: row.event_id, origin_server_ts: row.origin_server_ts };
+  }
+
+  /** Power check the API uses before accepting a state event, for a precise 403. */
+  async canSendState(head: RoomHead, userId: string, type: string): Promise<boolean> {
+    return canSendEvent(await this.rooms.powerContext(head), userId, type, true);
+  }
+}
+
+/** Content equality for the "same state again" check (key order does not matter). */
+function canonicalEqual(a: JsonObject, b: JsonObject): boolean {
+  const norm = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(norm);
+    if (isJsonObject(v)) return Object.fromEntries(Object.keys(v).sort().map((k) => [k, norm(v[k])]));
+    return v;
+  };
+  return JSON.stringify(norm(a)) === JSON.stringify(norm(b));
+}

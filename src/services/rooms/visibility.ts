@@ -1,0 +1,97 @@
+/**
+ * History visibility (spec "Room History Visibility", server behaviour): whether a user may see an event depends on
+ * the room's state at that event. Applied wherever events leave the server for clients.
+ */
+import { stateMapKey, type StateMap } from "../../core/events/event.js";
+import type { Storage } from "../../storage/storage.js";
+import type { EventCache, StoredEvent } from "./event_cache.js";
+import type { StateService } from "./state.js";
+
+type Visibility = "world_readable" | "shared" | "invited" | "joined";
+
+const KNOWN = new Set(["world_readable", "shared", "invited", "joined"]);
+const HV_KEY = stateMapKey("m.room.history_visibility", "");
+
+export class VisibilityService {
+  constructor(
+    private readonly storage: Storage,
+    private readonly events: EventCache,
+    private readonly state: StateService,
+  ) {}
+
+  /** The events (in the given order) that `userId` may see. */
+  async filter(userId: string | null, list: StoredEvent[]): Promise<StoredEvent[]> {
+    if (list.length === 0) return list;
+    // The user's membership history per room, for rule 3 ("joined the room at any point after the event").
+    const joinsByRoom = new Map<string, number[]>();
+    const memo = new Map<string, { visibility: Visibility; membership: string | undefined }>();
+    const out: StoredEvent[] = [];
+    for (const e of list) {
+      if (e.outlier || e.rejected || e.softFailed) continue;
+      if (await this.allowed(userId, e, joinsByRoom, memo)) out.push(e);
+    }
+    return out;
+  }
+
+  async canSee(userId: string | null, e: StoredEvent): Promise<boolean> {
+    return (await this.filter(userId, [e])).length === 1;
+  }
+
+  private async allowed(
+    userId: string | null,
+    e: StoredEvent,
+    joinsByRoom: Map<string, number[]>,
+    memo: Map<string, { visibility: Visibility; membership: string | undefined }>,
+  ): Promise<boolean> {
+    if (e.stateGroup === null) return false;
+    const after = await this.state.stateOf(e.stateGroup);
+    const ev = e.event;
+    const special = ev.type === "m.room.history_visibility" || (ev.type === "m.room.member" && ev.state_key === userId);
+    const before = ev.state_key !== undefined ? stateBefore(after, stateMapKey(ev.type, ev.state_key), e.replacesState) : after;
+    const views = special ? [before, after] : [before];
+    for (const state of views) {
+      const { visibility, membership } = await this.facts(userId, state, memo);
+      if (visibility === "world_readable") return true;
+      if (userId === null) continue;
+      if (membership === "join") return true;
+      if (visibility === "shared" && (await this.joinedAfter(userId, ev.room_id, e.streamOrdering, joinsByRoom))) return true;
+      if (visibility === "invited" && membership === "invite") return true;
+    }
+    return false;
+  }
+
+  private async facts(userId: string | null, state: StateMap, memo: Map<string, { visibility: Visibility; membership: string | undefined }>) {
+    const hvId = state.get(HV_KEY);
+    const memberId = userId !== null ? state.get(stateMapKey("m.room.member", userId)) : undefined;
+    const key = `${hvId ?? ""}|${memberId ?? ""}`;
+    const hit = memo.get(key);
+    if (hit) return hit;
+    const loaded = await this.events.getMany([hvId, memberId].filter((x): x is string => x !== undefined));
+    const hv = hvId ? loaded.get(hvId)?.event.content.history_visibility : undefined;
+    const m = memberId ? loaded.get(memberId)?.event.content.membership : undefined;
+    const facts = {
+      visibility: (typeof hv === "string" && KNOWN.has(hv) ? hv : "shared") as Visibility,
+      membership: typeof m === "string" ? m : undefined,
+    };
+    memo.set(key, facts);
+    return facts;
+  }
+
+  private async joinedAfter(userId: string, roomId: string, streamOrdering: number, joinsByRoom: Map<string, number[]>): Promise<boolean> {
+    let joins = joinsByRoom.get(roomId);
+    if (!joins) {
+      const rows = await this.storage.rooms.membershipChanges(userId, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+      joins = rows.filter((r) => r.room_id === roomId && r.membership === "join").map((r) => r.stream_ordering);
+      joinsByRoom.set(roomId, joins);
+    }
+    return joins.some((s) => s > streamOrdering);
+  }
+}
+
+/** The state before a state event, from the state after it and the event it replaced. */
+function stateBefore(after: StateMap, key: string, replaced: string | null): StateMap {
+  const before = new Map(after);
+  if (replaced === null) before.delete(key);
+  else before.set(key, replaced);
+  return before;
+}

@@ -1,0 +1,305 @@
+/**
+ * GET /sync (spec "Syncing"): initial and incremental sync over all streams, long-polling until something changes
+ * for the user or the timeout passes. A room's section comes from its events since the token, or — for a room the
+ * user just joined, an initial sync, or full_state — from its recent timeline and the state before it.
+ */
+import { stateMapKey, type StateMap } from "../../core/events/event.js";
+import type { JsonObject } from "../../core/json/types.js";
+import type { AccountDataService } from "../account_data.js";
+import type { ReceiptService } from "../ephemeral/receipts.js";
+import type { PresenceService } from "../ephemeral/presence.js";
+import type { TypingService } from "../ephemeral/typing.js";
+import type { StoredEvent } from "../rooms/event_cache.js";
+import type { ClientEvent, FormatContext } from "../rooms/format.js";
+import type { RoomAccess } from "../rooms/rooms.js";
+import { before, formatTopo } from "../rooms/tokens.js";
+import { diffStates } from "../../storage/state_deltas.js";
+import { formatSyncToken, tokenAdvanced, type SyncToken } from "./token.js";
+
+/** A sync filter compiled to predicates (from the spec's Filter, see core/filters). */
+export interface CompiledSyncFilter {
+  timelineLimit: number;
+  timeline: (e: StoredEvent) => boolean;
+  state: (e: StoredEvent) => boolean;
+  ephemeral: (type: string) => boolean;
+  roomAccountData: (type: string) => boolean;
+  accountData: (type: string) => boolean;
+  presence: (type: string, sender: string) => boolean;
+  roomIncluded: (roomId: string) => boolean;
+  includeLeave: boolean;
+  lazyLoadMembers: boolean;
+  /** Applies event_fields / event_format to an event as sent. */
+  shape: (e: ClientEvent) => ClientEvent;
+}
+
+export interface SyncRequest {
+  userId: string;
+  deviceId: string | null;
+  since?: SyncToken;
+  fullState: boolean;
+  timeoutMs: number;
+  setPresence: string;
+  filter: CompiledSyncFilter;
+  signal?: AbortSignal;
+}
+
+export interface SyncDeps {
+  rooms: RoomAccess;
+  accountData: AccountDataService;
+  receipts: ReceiptService;
+  typing: TypingService;
+  presence: PresenceService;
+}
+
+const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
+/** Spec "stripped state": what an invitee or knocker sees of a room. */
+const STRIPPED_TYPES = ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
+
+export class SyncService {
+  constructor(private readonly deps: SyncDeps) {}
+
+  private get core() {
+    return this.deps.rooms.core;
+  }
+
+  currentToken(): SyncToken {
+    return {
+      events: this.core.persister.position(),
+      accountData: this.deps.accountData.position(),
+      receipts: this.deps.receipts.position(),
+      typing: this.deps.typing.position(),
+      presence: this.deps.presence.position(),
+      toDevice: 0,
+      deviceLists: 0,
+    };
+  }
+
+  async sync(req: SyncRequest): Promise<JsonObject> {
+    await this.deps.presence.onSync(req.userId, req.setPresence);
+    let now = this.currentToken();
+    let result = await this.compute(req, now);
+    let since = req.since;
+    if (since && req.timeoutMs > 0 && !req.fullState && isEmpty(result)) {
+      const deadline = Date.now() + req.timeoutMs;
+      // Wake on anything touching the user's rooms (any membership) or the user; recompute; repeat until the deadline.
+      while (Date.now() < deadline) {
+        const rooms = (await this.core.storage.rooms.roomsForUser(req.userId, ["join", "invite", "knock"])).map((r) => r.room_id);
+        if (!tokenAdvanced(since, this.currentToken())) {
+          const woken = await this.core.notifier.wait({ rooms, users: [req.userId] }, deadline - Date.now(), req.signal);
+          if (!woken) break;
+        }
+        now = this.currentToken();
+        result = await this.compute(req, now);
+        if (!isEmpty(result)) break;
+        // Something moved that this user does not see: keep waiting from here.
+        since = now;
+        req = { ...req, since };
+      }
+    }
+    return result;
+  }
+
+  private async compute(req: SyncRequest, now: SyncToken): Promise<JsonObject> {
+    const since = req.since;
+    const fmt: FormatContext = { userId: req.userId, deviceId: req.deviceId, omitRoomId: true };
+    const storage = this.core.storage;
+
+    const current = await storage.rooms.roomsForUser(req.userId, ["join", "invite", "knock", "leave", "ban"]);
+    const forgotten = await storage.rooms.forgottenRooms(req.userId);
+    const changes = since ? await storage.rooms.membershipChanges(req.userId, since.events, now.events) : [];
+    const changedRooms = new Map<string, string>();
+    for (const c of changes) changedRooms.set(c.room_id, c.membership);
+    const joinedSince = new Set(changes.filter((c) => c.membership === "join").map((c) => c.room_id));
+
+    const join: JsonObject = {};
+    const invite: JsonObject = {};
+    const leave: JsonObject = {};
+    const knock: JsonObject = {};
+
+    const joined = current.filter((r) => r.membership === "join" && req.filter.roomIncluded(r.room_id));
+    const joinedIds = joined.map((r) => r.room_id);
+    const receipts = await this.deps.receipts.eventsFor(joinedIds, since?.receipts ?? 0, now.receipts, req.userId);
+    const roomAccount = await this.deps.accountData.changedSince(req.userId, since?.accountData ?? 0, now.accountData);
+
+    for (const r of joined) {
+      const full = !since || req.fullState || joinedSince.has(r.room_id);
+      const section = await this.roomSection(req, r.room_id, since, now, full, undefined, fmt);
+      const ephemeral: ClientEvent[] = [];
+      const typing = this.deps.typing.eventFor(r.room_id, since?.typing);
+      if (typing && req.filter.ephemeral("m.typing")) ephemeral.push(typing as unknown as ClientEvent);
+      const receipt = receipts.get(r.room_id);
+      if (receipt && req.filter.ephemeral("m.receipt")) ephemeral.push(receipt as unknown as ClientEvent);
+      const accountData = roomAccount.filter((a) => a.roomId === r.room_id && req.filter.roomAccountData(a.type)).map((a) => ({ type: a.type, content: a.content }));
+      const hasTimeline = (section.timeline.events as unknown[]).length > 0;
+      const hasState = (section.state.events as unknown[]).length > 0;
+      if (!full && !hasTimeline && !hasState && ephemeral.length === 0 && accountData.length === 0) continue;
+      join[r.room_id] = {
+        ...section,
+        ephemeral: { events: ephemeral },
+        account_data: { events: accountData as unknown as ClientEvent[] },
+        unread_notifications: { notification_count: 0, highlight_count: 0 },
+      };
+    }
+
+    for (const r of current) {
+      if (!req.filter.roomIncluded(r.room_id)) continue;
+      const changedHere = changedRooms.has(r.room_id);
+      if (r.membership === "invite" && (!since || changedHere)) {
+        invite[r.room_id] = { invite_state: { events: await this.strippedState(r.room_id, r.event_id) } };
+      } else if (r.membership === "knock" && (!since || changedHere)) {
+        knock[r.room_id] = { knock_state: { events: await this.strippedState(r.room_id, r.event_id) } };
+      } else if ((r.membership === "leave" || r.membership === "ban") && !forgotten.has(r.room_id)) {
+        // Incremental: rooms left since the token. Initial: left rooms only with include_leave.
+        const wanted = since ? changedHere : req.filter.includeLeave;
+        if (!wanted) continue;
+        // A rejected invite or withdrawn knock the user never joined shows as a leave with no timeline.
+        const leaveEvent = await this.core.events.get(r.event_id);
+        if (!leaveEvent) continue;
+        const upTo = leaveEvent.streamOrdering;
+        const full = !since || req.fullState || joinedSince.has(r.room_id);
+        leave[r.room_id] = {
+          ...(await this.roomSection(req, r.room_id, since, { ...now, events: upTo }, full, upTo, fmt)),
+          account_data: { events: roomAccount.filter((a) => a.roomId === r.room_id).map((a) => ({ type: a.type, content: a.content })) as unknown as ClientEvent[] },
+        };
+      }
+    }
+
+    const globalAccount = roomAccount.filter((a) => a.roomId === "" && req.filter.accountData(a.type)).map((a) => ({ type: a.type, content: a.content }));
+    const presence = (await this.deps.presence.eventsFor(req.userId, since?.presence ?? 0, now.presence)).filter((p) => req.filter.presence(p.type, p.sender));
+    return {
+      next_batch: formatSyncToken(now),
+      account_data: { events: globalAccount as unknown as JsonObject[] },
+      presence: { events: presence as unknown as JsonObject[] },
+      to_device: { events: [] },
+      device_lists: { changed: [], left: [] },
+      device_one_time_keys_count: {},
+      rooms: { join, invite, leave, knock },
+    };
+  }
+
+  /**
+   * One room's timeline and state. Full: the newest events up to `now` and the state before them (all of it, or only
+   * the members the timeline needs when lazy-loading). Incremental: events in (since, now] and, when that timeline is
+   * limited, the state changes between the token and the timeline's start.
+   */
+  private async roomSection(req: SyncRequest, roomId: string, since: SyncToken | undefined, now: SyncToken, full: boolean, upTo: number | undefined, fmt: FormatContext) {
+    const limit = req.filter.timelineLimit;
+    const to = upTo ?? now.events;
+    const from = full || !since ? Number.MIN_SAFE_INTEGER : since.events;
+    const rows = await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1);
+    const limited = rows.length > limit;
+    const events = (await this.core.events.fromRows(rows.slice(0, limit))).reverse();
+    const visible = await this.core.visibility.filter(req.userId, events);
+    const timeline = visible.filter(req.filter.timeline);
+
+    // The state at the start of the timeline: before its first event, or at `to` when it is empty.
+    const first = events[0];
+    let startState: StateMap;
+    if (first) {
+      const after = first.stateGroup !== null ? await this.core.state.stateOf(first.stateGroup) : new Map<string, string>();
+      startState = first.event.state_key !== undefined ? revert(after, stateMapKey(first.event.type, first.event.state_key), first.replacesState) : after;
+    } else {
+      startState = await this.stateAtStream(roomId, to);
+    }
+
+    let stateIds: string[];
+    if (full) {
+      stateIds = [...startState.values()];
+    } else if (rows.length > limit && since) {
+      const sinceState = await this.stateAtStream(roomId, since.events);
+      stateIds = [...diffStates(sinceState, startState).values()].filter((v): v is string => v !== null);
+    } else {
+      stateIds = [];
+    }
+    if (req.filter.lazyLoadMembers) {
+      const needed = new Set(timeline.map((e) => e.event.sender));
+      needed.add(req.userId);
+      const memberIds = new Set([...startState].filter(([k]) => k.startsWith(MEMBER_PREFIX)).map(([, v]) => v));
+      stateIds = stateIds.filter((id) => !memberIds.has(id));
+      for (const u of needed) {
+        const id = startState.get(stateMapKey("m.room.member", u));
+        if (id && !timeline.some((e) => e.event.event_id === id)) stateIds.push(id);
+      }
+    }
+    const stateEvents = [...(await this.core.events.getMany([...new Set(stateIds)])).values()].filter(req.filter.state);
+
+    const shape = (list: ClientEvent[]) => list.map(req.filter.shape);
+    const prevBatch = first ? formatTopo(before({ depth: first.depth, stream: first.streamOrdering })) : formatSyncToken({ ...now, events: to });
+    const section = {
+      timeline: { events: shape(await this.core.formatter.format(timeline, fmt)), limited, prev_batch: prevBatch },
+      state: { events: shape(await this.core.formatter.format(stateEvents, { ...fmt, noAggregations: true })) },
+      summary: {} as JsonObject,
+    };
+    if (full || stateEvents.some((e) => e.event.type === "m.room.member") || timeline.some((e) => e.event.type === "m.room.member")) {
+      section.summary = await this.summary(roomId, req.userId);
+    }
+    return section;
+  }
+
+  /** The room state after the last event at or before a stream position. */
+  private async stateAtStream(roomId: string, stream: number): Promise<StateMap> {
+    const [row] = await this.core.storage.events.roomTimeline(roomId, Number.MIN_SAFE_INTEGER, stream, 1);
+    if (!row || row.state_group === null) return new Map();
+    return this.core.state.stateOf(row.state_group);
+  }
+
+  /** Spec room summary: m.heroes (when the room has no name or canonical alias), joined and invited counts. */
+  private async summary(roomId: string, userId: string): Promise<JsonObject> {
+    const head = await this.deps.rooms.head(roomId);
+    const counts = await this.core.storage.rooms.memberCounts(roomId);
+    const out: JsonObject = { "m.joined_member_count": counts.joined, "m.invited_member_count": counts.invited };
+    const name = await this.deps.rooms.stateContent(head, "m.room.name");
+    const alias = await this.deps.rooms.stateContent(head, "m.room.canonical_alias");
+    if (!(typeof name?.name === "string" && name.name) && !(typeof alias?.alias === "string" && alias.alias)) {
+      const members = await this.core.storage.rooms.members(roomId, ["join", "invite"]);
+      let heroes = members.map((m) => m.user_id).filter((u) => u !== userId);
+      if (heroes.length === 0) {
+        // Everyone left: former members make the name ("Empty room (was Alice)").
+        heroes = (await this.core.storage.rooms.members(roomId, ["leave", "ban"])).map((m) => m.user_id).filter((u) => u !== userId);
+      }
+      out["m.heroes"] = heroes.sort().slice(0, 5);
+    }
+    return out;
+  }
+
+  /** Stripped state events for an invite or knock: the room's basic state plus the user's own member event. */
+  private async strippedState(roomId: string, memberEventId: string): Promise<JsonObject[]> {
+    const head = await this.deps.rooms.headIfKnown(roomId);
+    if (!head) return [];
+    const ids = STRIPPED_TYPES.map((t) => head.state.get(stateMapKey(t, ""))).filter((x): x is string => x !== undefined);
+    ids.push(memberEventId);
+    const events = await this.core.events.getMany(ids);
+    const member = events.get(memberEventId);
+    // The inviter's member event tells clients who sent the invite (displayname, avatar).
+    if (member) {
+      const inviterId = head.state.get(stateMapKey("m.room.member", member.event.sender));
+      if (inviterId && inviterId !== memberEventId) {
+        const inviter = await this.core.events.get(inviterId);
+        if (inviter) events.set(inviterId, inviter);
+      }
+    }
+    return [...events.values()].map((e) => {
+      const s: JsonObject = { type: e.event.type, state_key: e.event.state_key ?? "", sender: e.event.sender, content: e.event.content };
+      if (e.event.event_id === memberEventId) {
+        s.event_id = e.event.event_id;
+        s.origin_server_ts = e.event.origin_server_ts;
+      }
+      return s;
+    });
+  }
+}
+
+function revert(after: StateMap, key: string, replaced: string | null): StateMap {
+  const out = new Map(after);
+  if (replaced === null) out.delete(key);
+  else out.set(key, replaced);
+  return out;
+}
+
+/** Nothing for the client: no room sections with content and no global events. */
+function isEmpty(r: JsonObject): boolean {
+  const rooms = r.rooms as Record<string, Record<string, unknown>>;
+  const anyRoom = Object.values(rooms).some((section) => Object.keys(section).length > 0);
+  const list = (k: string) => ((r[k] as { events: unknown[] }).events ?? []).length > 0;
+  return !anyRoom && !list("account_data") && !list("presence") && !list("to_device");
+}

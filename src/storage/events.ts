@@ -1,0 +1,410 @@
+/** Events in the database: the batched write of newly persisted events, and the reads every room API needs. */
+import type { Kysely } from "kysely";
+import { splitStateMapKey } from "../core/events/event.js";
+import type { EventsTable, Schema } from "./schema.js";
+import type { StateGroupNode } from "./state_groups.js";
+import type { StateDelta } from "./state_deltas.js";
+
+export type EventRow = EventsTable;
+
+/** Everything one event changes, computed before the write so the write itself is just rows. */
+export interface PersistItem {
+  streamOrdering: number;
+  eventId: string;
+  roomId: string;
+  type: string;
+  stateKey: string | null;
+  sender: string;
+  depth: number;
+  originServerTs: number;
+  json: string;
+  prevEvents: readonly string[];
+  authEvents: readonly string[];
+  /** State after the event. */
+  stateGroup: number;
+  /** A state group created for this event (state events, or state resolution). */
+  newStateGroup?: StateGroupNode;
+  replacesState: string | null;
+  outlier: boolean;
+  softFailed: boolean;
+  rejectedReason: string | null;
+  containsUrl: boolean;
+  /** Changes to the room's current state, and the group it is now. */
+  currentState?: { group: number; delta: StateDelta; memberships: Map<string, string> };
+  /** The room's forward extremities after this event. */
+  extremities?: readonly string[];
+  membership?: { userId: string; membership: string; displayname: string | null; avatarUrl: string | null };
+  txn?: { userId: string; deviceId: string; scope: string; txnId: string };
+  /** The room row, when this event (m.room.create) creates the room. */
+  newRoom?: { roomId: string; version: string; creator: string };
+  /** A redaction that applies now: the target to mark as redacted. */
+  applyRedactionTo?: string;
+  redacts?: string;
+  relation?: { relatesTo: string; relType: string; aggregationKey: string | null };
+}
+
+const CHUNK = 100;
+
+function chunks<T>(rows: T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
+  return out;
+}
+
+export class EventStore {
+  constructor(private readonly db: Kysely<Schema>) {}
+
+  /** Writes a batch of events with as few statements as possible; the caller wraps it in a transaction. */
+  async writeBatch(items: PersistItem[], now: number): Promise<void> {
+    const db = this.db;
+    for (const i of items) {
+      if (!i.newRoom) continue;
+      await db
+        .insertInto("rooms")
+        .values({ room_id: i.newRoom.roomId, room_version: i.newRoom.version, creator: i.newRoom.creator, is_public: 0, created_ts: now, current_state_group: null })
+        .execute();
+    }
+    for (const part of chunks(items, 50)) {
+      await db
+        .insertInto("events")
+        .values(
+          part.map((i) => ({
+            stream_ordering: i.streamOrdering,
+            event_id: i.eventId,
+            room_id: i.roomId,
+            type: i.type,
+            state_key: i.stateKey,
+            sender: i.sender,
+            depth: i.depth,
+            origin_server_ts: i.originServerTs,
+            received_ts: now,
+            json: i.json,
+            state_group: i.stateGroup,
+            replaces_state: i.replacesState,
+            outlier: i.outlier ? 1 : 0,
+            soft_failed: i.softFailed ? 1 : 0,
+            rejected_reason: i.rejectedReason,
+            redacted_by: null,
+            contains_url: i.containsUrl ? 1 : 0,
+          })),
+        )
+        .execute();
+    }
+    const edges = items.flatMap((i) => i.prevEvents.map((p) => ({ event_id: i.eventId, prev_event_id: p })));
+    for (const part of chunks(edges)) await db.insertInto("event_edges").values(part).onConflict((oc) => oc.doNothing()).execute();
+    const auth = items.flatMap((i) => i.authEvents.map((a) => ({ event_id: i.eventId, auth_id: a })));
+    for (const part of chunks(auth)) await db.insertInto("event_auth").values(part).onConflict((oc) => oc.doNothing()).execute();
+
+    for (const i of items) {
+      if (!i.newStateGroup) continue;
+      const n = i.newStateGroup;
+      await db.insertInto("state_groups").values({ id: n.id, room_id: n.roomId, event_id: i.eventId, prev_group: n.prevGroup, chain_depth: n.chainDepth }).execute();
+      const rows = [...n.delta].map(([k, v]) => {
+        const [type, state_key] = splitStateMapKey(k);
+        return { state_group: n.id, type, state_key, event_id: v };
+      });
+      for (const part of chunks(rows)) await db.insertInto("state_group_entries").values(part).execute();
+    }
+
+    // Per room, only the last item's view of current state and extremities matters.
+    const lastByRoom = new Map<string, PersistItem>();
+    for (const i of items) {
+      if (i.currentState || i.extremities) lastByRoom.set(i.roomId, i);
+    }
+    const stateChanges: { room_id: string; type: string; state_key: string; event_id: string; membership: string | null }[] = [];
+    const stateRemovals: { roomId: string; type: string; stateKey: string }[] = [];
+    for (const i of items) {
+      if (!i.currentState) continue;
+      for (const [k, v] of i.currentState.delta) {
+        const [type, state_key] = splitStateMapKey(k);
+        if (v === null) stateRemovals.push({ roomId: i.roomId, type, stateKey: state_key });
+        else stateChanges.push({ room_id: i.roomId, type, state_key, event_id: v, membership: i.currentState.memberships.get(k) ?? null });
+      }
+    }
+    // Later changes to the same key in this batch win: dedupe keeping the last.
+    const dedup = new Map<string, (typeof stateChanges)[number]>();
+    for (const c of stateChanges) dedup.set(`${c.room_id}\u0000${c.type.length}:${c.type}${c.state_key}`, c);
+    for (const part of chunks([...dedup.values()])) {
+      await db
+        .insertInto("current_state_events")
+        .values(part)
+        .onConflict((oc) => oc.columns(["room_id", "type", "state_key"]).doUpdateSet((eb) => ({ event_id: eb.ref("excluded.event_id"), membership: eb.ref("excluded.membership") })))
+        .execute();
+    }
+    for (const r of stateRemovals) {
+      await db.deleteFrom("current_state_events").where("room_id", "=", r.roomId).where("type", "=", r.type).where("state_key", "=", r.stateKey).execute();
+    }
+    for (const [roomId, i] of lastByRoom) {
+      if (i.currentState) await db.updateTable("rooms").set({ current_state_group: i.currentState.group }).where("room_id", "=", roomId).execute();
+      if (i.extremities) {
+        await db.deleteFrom("event_forward_extremities").where("room_id", "=", roomId).execute();
+        if (i.extremities.length > 0) await db.insertInto("event_forward_extremities").values(i.extremities.map((e) => ({ room_id: roomId, event_id: e }))).execute();
+      }
+    }
+
+    const memberships = items.filter((i) => i.membership && !i.outlier && !i.rejectedReason);
+    for (const part of chunks(memberships)) {
+      await db
+        .insertInto("room_memberships")
+        .values(
+          part.map((i) => ({
+            event_id: i.eventId,
+            room_id: i.roomId,
+            user_id: i.membership!.userId,
+            sender: i.sender,
+            membership: i.membership!.membership,
+            stream_ordering: i.streamOrdering,
+            displayname: i.membership!.displayname,
+            avatar_url: i.membership!.avatarUrl,
+          })),
+        )
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+    }
+    const txns = items.filter((i) => i.txn);
+    for (const part of chunks(txns)) {
+      await db
+        .insertInto("event_txn_ids")
+        .values(part.map((i) => ({ user_id: i.txn!.userId, device_id: i.txn!.deviceId, scope: i.txn!.scope, txn_id: i.txn!.txnId, event_id: i.eventId, created_ts: now })))
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+    }
+    for (const i of items) {
+      if (i.redacts === undefined || i.rejectedReason) continue;
+      await db.insertInto("redactions").values({ event_id: i.eventId, redacts: i.redacts, room_id: i.roomId }).onConflict((oc) => oc.doNothing()).execute();
+      if (i.applyRedactionTo) {
+        await db.updateTable("events").set({ redacted_by: i.eventId }).where("event_id", "=", i.applyRedactionTo).where("redacted_by", "is", null).execute();
+      }
+    }
+    const relations = items.filter((i) => i.relation && !i.rejectedReason && !i.softFailed);
+    for (const part of chunks(relations)) {
+      await db
+        .insertInto("event_relations")
+        .values(part.map((i) => ({ event_id: i.eventId, relates_to_id: i.relation!.relatesTo, rel_type: i.relation!.relType, room_id: i.roomId, aggregation_key: i.relation!.aggregationKey })))
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+    }
+    for (const i of relations) {
+      if (i.relation!.relType !== "m.thread" || i.outlier) continue;
+      await db
+        .insertInto("threads")
+        .values({ room_id: i.roomId, thread_id: i.relation!.relatesTo, latest_event_id: i.eventId, latest_stream_ordering: i.streamOrdering })
+        .onConflict((oc) =>
+          oc.columns(["room_id", "thread_id"]).doUpdateSet({ latest_event_id: i.eventId, latest_stream_ordering: i.streamOrdering }).where("threads.latest_stream_ordering", "<", i.streamOrdering),
+        )
+        .execute();
+    }
+  }
+
+  /** Marks events as redacted by an accepted redaction (applied when serving them). */
+  async setRedactedBy(eventIds: string[], redactionId: string): Promise<void> {
+    if (eventIds.length === 0) return;
+    await this.db.updateTable("events").set({ redacted_by: redactionId }).where("event_id", "in", eventIds).where("redacted_by", "is", null).execute();
+  }
+
+  async getRows(eventIds: readonly string[]): Promise<EventRow[]> {
+    const out: EventRow[] = [];
+    for (const part of chunks([...eventIds], 200)) {
+      if (part.length === 0) continue;
+      out.push(...(await this.db.selectFrom("events").selectAll().where("event_id", "in", part).execute()));
+    }
+    return out;
+  }
+
+  async maxStreamOrdering(): Promise<number> {
+    const r = await this.db.selectFrom("events").select((eb) => eb.fn.max("stream_ordering").as("m")).executeTakeFirst();
+    return Number(r?.m ?? 0);
+  }
+
+  async minStreamOrdering(): Promise<number> {
+    const r = await this.db.selectFrom("events").select((eb) => eb.fn.min("stream_ordering").as("m")).executeTakeFirst();
+    return Number(r?.m ?? 0);
+  }
+
+  async txnEventId(userId: string, deviceId: string, scope: string, txnId: string): Promise<string | undefined> {
+    const r = await this.db
+      .selectFrom("event_txn_ids")
+      .select("event_id")
+      .where("user_id", "=", userId)
+      .where("device_id", "=", deviceId)
+      .where("scope", "=", scope)
+      .where("txn_id", "=", txnId)
+      .executeTakeFirst();
+    return r?.event_id;
+  }
+
+  /** Which device sent these events with a transaction id (for unsigned.transaction_id). */
+  async txnsOf(eventIds: readonly string[]): Promise<Map<string, { userId: string; deviceId: string; txnId: string }>> {
+    const out = new Map<string, { userId: string; deviceId: string; txnId: string }>();
+    for (const part of chunks([...eventIds], 200)) {
+      if (part.length === 0) continue;
+      const rows = await this.db.selectFrom("event_txn_ids").select(["event_id", "user_id", "device_id", "txn_id"]).where("event_id", "in", part).execute();
+      for (const r of rows) out.set(r.event_id, { userId: r.user_id, deviceId: r.device_id, txnId: r.txn_id });
+    }
+    return out;
+  }
+
+  /**
+   * Timeline events of a room with stream ordering in (from, to], newest first. Outliers, rejected and soft-failed
+   * events are never part of a timeline.
+   */
+  async roomTimeline(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<EventRow[]> {
+    return this.db
+      .selectFrom("events")
+      .selectAll()
+      .where("room_id", "=", roomId)
+      .where("stream_ordering", ">", fromExclusive)
+      .where("stream_ordering", "<=", toInclusive)
+      .where("outlier", "=", 0)
+      .where("soft_failed", "=", 0)
+      .where("rejected_reason", "is", null)
+      .orderBy("stream_ordering", "desc")
+      .limit(limit)
+      .execute();
+  }
+
+  /**
+   * Topological pagination (/messages): events ordered by (depth, stream_ordering), strictly after (dir f) or
+   * before (dir b) the given position, optionally bounded by `to`.
+   */
+  async paginate(
+    roomId: string,
+    from: { depth: number; stream: number },
+    dir: "b" | "f",
+    limit: number,
+    to?: { depth: number; stream: number },
+  ): Promise<EventRow[]> {
+    let q = this.db
+      .selectFrom("events")
+      .selectAll()
+      .where("room_id", "=", roomId)
+      .where("outlier", "=", 0)
+      .where("soft_failed", "=", 0)
+      .where("rejected_reason", "is", null);
+    if (dir === "b") {
+      q = q.where((eb) => eb.or([eb("depth", "<", from.depth), eb.and([eb("depth", "=", from.depth), eb("stream_ordering", "<=", from.stream)])]));
+      if (to) q = q.where((eb) => eb.or([eb("depth", ">", to.depth), eb.and([eb("depth", "=", to.depth), eb("stream_ordering", ">", to.stream)])]));
+      q = q.orderBy("depth", "desc").orderBy("stream_ordering", "desc");
+    } else {
+      q = q.where((eb) => eb.or([eb("depth", ">", from.depth), eb.and([eb("depth", "=", from.depth), eb("stream_ordering", ">", from.stream)])]));
+      if (to) q = q.where((eb) => eb.or([eb("depth", "<", to.depth), eb.and([eb("depth", "=", to.depth), eb("stream_ordering", "<=", to.stream)])]));
+      q = q.orderBy("depth", "asc").orderBy("stream_ordering", "asc");
+    }
+    return q.limit(limit).execute();
+  }
+
+  /** The (depth, stream) position of the newest timeline event at or before a stream position. */
+  async topologicalPositionAt(roomId: string, stream: number): Promise<{ depth: number; stream: number } | undefined> {
+    const r = await this.db
+      .selectFrom("events")
+      .select(["depth", "stream_ordering"])
+      .where("room_id", "=", roomId)
+      .where("stream_ordering", "<=", stream)
+      .where("outlier", "=", 0)
+      .orderBy("stream_ordering", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    return r ? { depth: r.depth, stream: r.stream_ordering } : undefined;
+  }
+
+  /** The event closest to a timestamp in a direction (timestamp_to_event). */
+  async closestToTimestamp(roomId: string, ts: number, dir: "f" | "b"): Promise<EventRow | undefined> {
+    let q = this.db.selectFrom("events").selectAll().where("room_id", "=", roomId).where("outlier", "=", 0).where("rejected_reason", "is", null).where("soft_failed", "=", 0);
+    q = dir === "f" ? q.where("origin_server_ts", ">=", ts).orderBy("origin_server_ts", "asc") : q.where("origin_server_ts", "<=", ts).orderBy("origin_server_ts", "desc");
+    return q.orderBy("stream_ordering", dir === "f" ? "asc" : "desc").limit(1).executeTakeFirst();
+  }
+
+  /** Redaction events pointing at these events (accepted or not yet checked). */
+  async redactionsOf(eventIds: readonly string[]): Promise<{ event_id: string; redacts: string }[]> {
+    if (eventIds.length === 0) return [];
+    return this.db.selectFrom("redactions").select(["event_id", "redacts"]).where("redacts", "in", [...eventIds]).execute();
+  }
+
+  /** Per room, the newest stream ordering: for the sync change cache. */
+  async latestStreamPerRoom(roomIds: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const part of chunks([...roomIds], 200)) {
+      if (part.length === 0) continue;
+      const rows = await this.db
+        .selectFrom("events")
+        .select(["room_id", (eb) => eb.fn.max("stream_ordering").as("m")])
+        .where("room_id", "in", part)
+        .groupBy("room_id")
+        .execute();
+      for (const r of rows) out.set(r.room_id, Number(r.m));
+    }
+    return out;
+  }
+
+  /** Children of an event via m.relates_to, newest first unless dir is "f". */
+  async relations(
+    roomId: string,
+    eventId: string,
+    opts: { relType?: string; eventType?: string; fromStream?: number; toStream?: number; dir: "b" | "f"; limit: number; recurse?: boolean },
+  ): Promise<EventRow[]> {
+    let q = this.db
+      .selectFrom("event_relations as r")
+      .innerJoin("events as e", "e.event_id", "r.event_id")
+      .selectAll("e")
+      .where("r.relates_to_id", "=", eventId)
+      .where("e.room_id", "=", roomId)
+      .where("e.rejected_reason", "is", null)
+      .where("e.soft_failed", "=", 0);
+    if (opts.relType) q = q.where("r.rel_type", "=", opts.relType);
+    if (opts.eventType) q = q.where("e.type", "=", opts.eventType);
+    if (opts.dir === "b") {
+      if (opts.fromStream !== undefined) q = q.where("e.stream_ordering", "<", opts.fromStream);
+      if (opts.toStream !== undefined) q = q.where("e.stream_ordering", ">=", opts.toStream);
+      q = q.orderBy("e.stream_ordering", "desc");
+    } else {
+      if (opts.fromStream !== undefined) q = q.where("e.stream_ordering", ">", opts.fromStream);
+      if (opts.toStream !== undefined) q = q.where("e.stream_ordering", "<=", opts.toStream);
+      q = q.orderBy("e.stream_ordering", "asc");
+    }
+    return q.limit(opts.limit).execute();
+  }
+
+  /** For bundled aggregations: relation rows pointing at any of these events. */
+  async relationsTo(eventIds: readonly string[], relTypes: string[]): Promise<{ event_id: string; relates_to_id: string; rel_type: string; sender: string; stream_ordering: number; type: string }[]> {
+    if (eventIds.length === 0) return [];
+    const out = [];
+    for (const part of chunks([...eventIds], 200)) {
+      out.push(
+        ...(await this.db
+          .selectFrom("event_relations as r")
+          .innerJoin("events as e", "e.event_id", "r.event_id")
+          .select(["r.event_id", "r.relates_to_id", "r.rel_type", "e.sender", "e.stream_ordering", "e.type"])
+          .where("r.relates_to_id", "in", part)
+          .where("r.rel_type", "in", relTypes)
+          .where("e.rejected_reason", "is", null)
+          .where("e.soft_failed", "=", 0)
+          .where("e.redacted_by", "is", null)
+          .execute()),
+      );
+    }
+    return out;
+  }
+
+  async threads(roomId: string, opts: { fromStream?: number; limit: number; participatedBy?: string }): Promise<{ thread_id: string; latest_stream_ordering: number }[]> {
+    let q = this.db.selectFrom("threads").select(["thread_id", "latest_stream_ordering"]).where("room_id", "=", roomId);
+    if (opts.fromStream !== undefined) q = q.where("latest_stream_ordering", "<", opts.fromStream);
+    if (opts.participatedBy !== undefined) {
+      const user = opts.participatedBy;
+      q = q.where((eb) =>
+        eb.or([
+          eb.exists(eb.selectFrom("events as root").select("root.event_id").whereRef("root.event_id", "=", "threads.thread_id").where("root.sender", "=", user)),
+          eb.exists(
+            eb
+              .selectFrom("event_relations as r")
+              .innerJoin("events as e", "e.event_id", "r.event_id")
+              .select("r.event_id")
+              .whereRef("r.relates_to_id", "=", "threads.thread_id")
+              .where("r.rel_type", "=", "m.thread")
+              .where("e.sender", "=", user),
+          ),
+        ]),
+      );
+    }
+    return q.orderBy("latest_stream_ordering", "desc").limit(opts.limit).execute();
+  }
+}
