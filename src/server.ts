@@ -31,6 +31,9 @@ import { RoomAccess } from "./services/rooms/rooms.js";
 import { RoomCreationService } from "./services/rooms/create.js";
 import { MembershipService } from "./services/rooms/membership.js";
 import { MessageService } from "./services/rooms/messages.js";
+import { RelationsService } from "./services/rooms/relations.js";
+import { ThreadListService } from "./services/rooms/threads.js";
+import { RoomUpgradeService } from "./services/rooms/upgrade.js";
 import { TypingService } from "./services/ephemeral/typing.js";
 import { ReceiptService } from "./services/ephemeral/receipts.js";
 import { PresenceService } from "./services/ephemeral/presence.js";
@@ -148,11 +151,24 @@ export async function startServices(s: Services): Promise<void> {
   await s.roomCore.persister.start();
   await s.receipts.start();
   await s.presence.start();
+  startHousekeeping(s);
 }
+
+const housekeeping = new WeakMap<Services, NodeJS.Timeout>();
 
 export function stopServices(s: Services): void {
   s.typing.close();
   s.presence.close();
+  clearInterval(housekeeping.get(s));
+}
+
+/** Periodic clean-up: UIA sessions older than a day are dropped. */
+function startHousekeeping(s: Services): void {
+  const timer = setInterval(() => {
+    s.storage.uia.deleteOlderThan(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "UIA session clean-up failed"));
+  }, 3600_000);
+  timer.unref();
+  housekeeping.set(s, timer);
 }
 
 export function buildServices(config: Config, log: Logger, storage: Storage, signingKey: SigningKey): Services {
@@ -180,6 +196,8 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   };
   const rooms = new RoomAccess(roomCore);
   const membership = new MembershipService(rooms);
+  const roomCreation = new RoomCreationService(rooms, membership);
+  const messages = new MessageService(rooms);
   const typing = new TypingService(notifier);
   const receipts = new ReceiptService(storage, events, accountData, notifier);
   const presence = new PresenceService(storage, notifier, config.presenceEnabled);
@@ -200,9 +218,12 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     notifier,
     roomCore,
     rooms,
-    roomCreation: new RoomCreationService(rooms, membership),
+    roomCreation,
     membership,
-    messages: new MessageService(rooms),
+    messages,
+    relations: new RelationsService(rooms),
+    threads: new ThreadListService(rooms, messages),
+    roomUpgrades: new RoomUpgradeService(rooms, roomCreation, log),
     typing,
     receipts,
     presence,

@@ -9,6 +9,7 @@ import { Kysely, PostgresDialect, SqliteDialect, sql } from "kysely";
 import pg from "pg";
 import type { DatabaseConfig } from "../config/config.js";
 import type { Schema } from "./schema.js";
+import { KyselyBatchExecutor, SqliteWorkerBatchExecutor, type BatchExecutor } from "./batch.js";
 import { migrateToLatest } from "./migrations/index.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -16,6 +17,8 @@ export type Engine = "sqlite" | "postgres";
 export interface Database {
   readonly engine: Engine;
   readonly db: Kysely<Schema>;
+  /** Runs the hot path's write batches (see batch.ts). */
+  readonly batch: BatchExecutor;
   close(): Promise<void>;
 }
 
@@ -26,8 +29,35 @@ const pgTypes = {
     oid === PG_INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
 };
 
+/**
+ * Kysely prepares every query anew; SQLite statements are reusable, so cache them by SQL text. Kysely runs
+ * statements one at a time on this single connection (and never iterates two at once), so sharing is safe.
+ */
+function withStatementCache(conn: BetterSqlite3.Database): BetterSqlite3.Database {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  const prepare = conn.prepare.bind(conn);
+  return new Proxy(conn, {
+    get(target, prop, receiver) {
+      if (prop === "prepare") {
+        return (source: string) => {
+          let stmt = cache.get(source);
+          if (!stmt) {
+            stmt = prepare(source);
+            if (cache.size >= 1000) cache.clear();
+            cache.set(source, stmt);
+          }
+          return stmt;
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
   let db: Kysely<Schema>;
+  let batch: BatchExecutor;
   if (cfg.engine === "sqlite") {
     if (cfg.path !== ":memory:") mkdirSync(dirname(cfg.path), { recursive: true });
     const conn = new BetterSqlite3(cfg.path);
@@ -35,8 +65,8 @@ export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
     conn.pragma("synchronous = FULL");
     conn.pragma("foreign_keys = ON");
     conn.pragma("busy_timeout = 10000");
-    conn.pragma("cache_size = -32000");
-    db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: conn }) });
+    db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
+    batch = cfg.path === ":memory:" ? new KyselyBatchExecutor(db) : new SqliteWorkerBatchExecutor(cfg.path);
   } else {
     const pool = new pg.Pool({
       host: cfg.host,
@@ -53,12 +83,22 @@ export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
     pool.on("error", () => {});
     db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
     await sql`SELECT 1`.execute(db);
+    batch = new KyselyBatchExecutor(db);
   }
   const database: Database = {
     engine: cfg.engine,
     db,
-    close: () => db.destroy(),
+    batch,
+    close: async () => {
+      await batch.close();
+      await db.destroy();
+    },
   };
-  await migrateToLatest(database);
+  try {
+    await migrateToLatest(database);
+  } catch (e) {
+    await database.close();
+    throw e;
+  }
   return database;
 }

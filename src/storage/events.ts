@@ -1,6 +1,7 @@
 /** Events in the database: the batched write of newly persisted events, and the reads every room API needs. */
-import type { Kysely } from "kysely";
+import { sql, type CompiledQuery, type Kysely } from "kysely";
 import { splitStateMapKey } from "../core/events/event.js";
+import { PreparedQuery } from "./prepared.js";
 import type { EventsTable, Schema } from "./schema.js";
 import type { StateGroupNode } from "./state_groups.js";
 import type { StateDelta } from "./state_deltas.js";
@@ -54,18 +55,22 @@ function chunks<T>(rows: T[], size = CHUNK): T[][] {
 export class EventStore {
   constructor(private readonly db: Kysely<Schema>) {}
 
-  /** Writes a batch of events with as few statements as possible; the caller wraps it in a transaction. */
-  async writeBatch(items: PersistItem[], now: number): Promise<void> {
+  /**
+   * The statements that write a batch of events, as few as possible. They are compiled here and run by a
+   * BatchExecutor in one transaction (on SQLite in a worker thread, so the commit's fsync never blocks requests).
+   */
+  compileBatch(items: PersistItem[], now: number): CompiledQuery[] {
     const db = this.db;
+    const q: CompiledQuery[] = [];
     for (const i of items) {
       if (!i.newRoom) continue;
-      await db
+      q.push(db
         .insertInto("rooms")
         .values({ room_id: i.newRoom.roomId, room_version: i.newRoom.version, creator: i.newRoom.creator, is_public: 0, created_ts: now, current_state_group: null })
-        .execute();
+        .compile());
     }
     for (const part of chunks(items, 50)) {
-      await db
+      q.push(db
         .insertInto("events")
         .values(
           part.map((i) => ({
@@ -88,22 +93,22 @@ export class EventStore {
             contains_url: i.containsUrl ? 1 : 0,
           })),
         )
-        .execute();
+        .compile());
     }
     const edges = items.flatMap((i) => i.prevEvents.map((p) => ({ event_id: i.eventId, prev_event_id: p })));
-    for (const part of chunks(edges)) await db.insertInto("event_edges").values(part).onConflict((oc) => oc.doNothing()).execute();
+    for (const part of chunks(edges)) q.push(db.insertInto("event_edges").values(part).onConflict((oc) => oc.doNothing()).compile());
     const auth = items.flatMap((i) => i.authEvents.map((a) => ({ event_id: i.eventId, auth_id: a })));
-    for (const part of chunks(auth)) await db.insertInto("event_auth").values(part).onConflict((oc) => oc.doNothing()).execute();
+    for (const part of chunks(auth)) q.push(db.insertInto("event_auth").values(part).onConflict((oc) => oc.doNothing()).compile());
 
     for (const i of items) {
       if (!i.newStateGroup) continue;
       const n = i.newStateGroup;
-      await db.insertInto("state_groups").values({ id: n.id, room_id: n.roomId, event_id: i.eventId, prev_group: n.prevGroup, chain_depth: n.chainDepth }).execute();
+      q.push(db.insertInto("state_groups").values({ id: n.id, room_id: n.roomId, event_id: i.eventId, prev_group: n.prevGroup, chain_depth: n.chainDepth }).compile());
       const rows = [...n.delta].map(([k, v]) => {
         const [type, state_key] = splitStateMapKey(k);
         return { state_group: n.id, type, state_key, event_id: v };
       });
-      for (const part of chunks(rows)) await db.insertInto("state_group_entries").values(part).execute();
+      for (const part of chunks(rows)) q.push(db.insertInto("state_group_entries").values(part).compile());
     }
 
     // Per room, only the last item's view of current state and extremities matters.
@@ -125,26 +130,26 @@ export class EventStore {
     const dedup = new Map<string, (typeof stateChanges)[number]>();
     for (const c of stateChanges) dedup.set(`${c.room_id}\u0000${c.type.length}:${c.type}${c.state_key}`, c);
     for (const part of chunks([...dedup.values()])) {
-      await db
+      q.push(db
         .insertInto("current_state_events")
         .values(part)
         .onConflict((oc) => oc.columns(["room_id", "type", "state_key"]).doUpdateSet((eb) => ({ event_id: eb.ref("excluded.event_id"), membership: eb.ref("excluded.membership") })))
-        .execute();
+        .compile());
     }
     for (const r of stateRemovals) {
-      await db.deleteFrom("current_state_events").where("room_id", "=", r.roomId).where("type", "=", r.type).where("state_key", "=", r.stateKey).execute();
+      q.push(db.deleteFrom("current_state_events").where("room_id", "=", r.roomId).where("type", "=", r.type).where("state_key", "=", r.stateKey).compile());
     }
     for (const [roomId, i] of lastByRoom) {
-      if (i.currentState) await db.updateTable("rooms").set({ current_state_group: i.currentState.group }).where("room_id", "=", roomId).execute();
+      if (i.currentState) q.push(db.updateTable("rooms").set({ current_state_group: i.currentState.group }).where("room_id", "=", roomId).compile());
       if (i.extremities) {
-        await db.deleteFrom("event_forward_extremities").where("room_id", "=", roomId).execute();
-        if (i.extremities.length > 0) await db.insertInto("event_forward_extremities").values(i.extremities.map((e) => ({ room_id: roomId, event_id: e }))).execute();
+        q.push(db.deleteFrom("event_forward_extremities").where("room_id", "=", roomId).compile());
+        if (i.extremities.length > 0) q.push(db.insertInto("event_forward_extremities").values(i.extremities.map((e) => ({ room_id: roomId, event_id: e }))).compile());
       }
     }
 
     const memberships = items.filter((i) => i.membership && !i.outlier && !i.rejectedReason);
     for (const part of chunks(memberships)) {
-      await db
+      q.push(db
         .insertInto("room_memberships")
         .values(
           part.map((i) => ({
@@ -159,41 +164,42 @@ export class EventStore {
           })),
         )
         .onConflict((oc) => oc.doNothing())
-        .execute();
+        .compile());
     }
     const txns = items.filter((i) => i.txn);
     for (const part of chunks(txns)) {
-      await db
+      q.push(db
         .insertInto("event_txn_ids")
         .values(part.map((i) => ({ user_id: i.txn!.userId, device_id: i.txn!.deviceId, scope: i.txn!.scope, txn_id: i.txn!.txnId, event_id: i.eventId, created_ts: now })))
         .onConflict((oc) => oc.doNothing())
-        .execute();
+        .compile());
     }
     for (const i of items) {
       if (i.redacts === undefined || i.rejectedReason) continue;
-      await db.insertInto("redactions").values({ event_id: i.eventId, redacts: i.redacts, room_id: i.roomId }).onConflict((oc) => oc.doNothing()).execute();
+      q.push(db.insertInto("redactions").values({ event_id: i.eventId, redacts: i.redacts, room_id: i.roomId }).onConflict((oc) => oc.doNothing()).compile());
       if (i.applyRedactionTo) {
-        await db.updateTable("events").set({ redacted_by: i.eventId }).where("event_id", "=", i.applyRedactionTo).where("redacted_by", "is", null).execute();
+        q.push(db.updateTable("events").set({ redacted_by: i.eventId }).where("event_id", "=", i.applyRedactionTo).where("redacted_by", "is", null).compile());
       }
     }
     const relations = items.filter((i) => i.relation && !i.rejectedReason && !i.softFailed);
     for (const part of chunks(relations)) {
-      await db
+      q.push(db
         .insertInto("event_relations")
         .values(part.map((i) => ({ event_id: i.eventId, relates_to_id: i.relation!.relatesTo, rel_type: i.relation!.relType, room_id: i.roomId, aggregation_key: i.relation!.aggregationKey })))
         .onConflict((oc) => oc.doNothing())
-        .execute();
+        .compile());
     }
     for (const i of relations) {
       if (i.relation!.relType !== "m.thread" || i.outlier) continue;
-      await db
+      q.push(db
         .insertInto("threads")
         .values({ room_id: i.roomId, thread_id: i.relation!.relatesTo, latest_event_id: i.eventId, latest_stream_ordering: i.streamOrdering })
         .onConflict((oc) =>
           oc.columns(["room_id", "thread_id"]).doUpdateSet({ latest_event_id: i.eventId, latest_stream_ordering: i.streamOrdering }).where("threads.latest_stream_ordering", "<", i.streamOrdering),
         )
-        .execute();
+        .compile());
     }
+    return q;
   }
 
   /** Marks events as redacted by an accepted redaction (applied when serving them). */
@@ -221,16 +227,13 @@ export class EventStore {
     return Number(r?.m ?? 0);
   }
 
+  private readonly txnQuery = new PreparedQuery((userId: string, deviceId: string, scope: string, txnId: string) =>
+    this.db.selectFrom("event_txn_ids").select("event_id").where("user_id", "=", userId).where("device_id", "=", deviceId).where("scope", "=", scope).where("txn_id", "=", txnId),
+  );
+
+  /** The event a device already sent with this transaction id (checked on every send: compiled once). */
   async txnEventId(userId: string, deviceId: string, scope: string, txnId: string): Promise<string | undefined> {
-    const r = await this.db
-      .selectFrom("event_txn_ids")
-      .select("event_id")
-      .where("user_id", "=", userId)
-      .where("device_id", "=", deviceId)
-      .where("scope", "=", scope)
-      .where("txn_id", "=", txnId)
-      .executeTakeFirst();
-    return r?.event_id;
+    return (await this.txnQuery.execute(this.db, userId, deviceId, scope, txnId))[0]?.event_id;
   }
 
   /** Which device sent these events with a transaction id (for unsigned.transaction_id). */
@@ -406,5 +409,67 @@ export class EventStore {
       );
     }
     return q.orderBy("latest_stream_ordering", "desc").limit(opts.limit).execute();
+  }
+
+  /**
+   * Child events of `eventId` for GET /relations: direct children, and with `maxDepth` > 1 their children too,
+   * following only relations that pass the filters at every level (spec "Relationships API": events reached only
+   * through a non-matching intermediate event are not included). Redacted, rejected and soft-failed events break
+   * the chain. Returns the events with stream ordering in (above, atMost], ordered by stream ordering
+   * (descending for dir "b"), at most `limit` of them.
+   */
+  async relationTree(
+    roomId: string,
+    eventId: string,
+    opts: {
+      relType?: string;
+      eventType?: string;
+      maxDepth: number;
+      /** Leave out direct m.replace children (the parent is redacted: its edits would leak content). */
+      skipDirectReplacements?: boolean;
+      above?: number;
+      atMost?: number;
+      dir: "b" | "f";
+      limit: number;
+    },
+  ): Promise<EventRow[]> {
+    const { relType, eventType } = opts;
+    const q = this.db
+      .withRecursive("rel_tree(event_id, level)", (db) => {
+        let direct = db
+          .selectFrom("event_relations as r")
+          .innerJoin("events as e", "e.event_id", "r.event_id")
+          .select(["r.event_id", sql<number>`1`.as("level")])
+          .where("r.relates_to_id", "=", eventId)
+          .where("e.room_id", "=", roomId)
+          .where("e.rejected_reason", "is", null)
+          .where("e.soft_failed", "=", 0)
+          .where("e.redacted_by", "is", null);
+        if (relType !== undefined) direct = direct.where("r.rel_type", "=", relType);
+        if (eventType !== undefined) direct = direct.where("e.type", "=", eventType);
+        if (opts.skipDirectReplacements) direct = direct.where("r.rel_type", "!=", "m.replace");
+        let nested = db
+          .selectFrom("event_relations as r")
+          .innerJoin("rel_tree as t", "t.event_id", "r.relates_to_id")
+          .innerJoin("events as e", "e.event_id", "r.event_id")
+          .select(["r.event_id", sql<number>`t.level + 1`.as("level")])
+          .where("t.level", "<", opts.maxDepth)
+          .where("e.room_id", "=", roomId)
+          .where("e.rejected_reason", "is", null)
+          .where("e.soft_failed", "=", 0)
+          .where("e.redacted_by", "is", null);
+        if (relType !== undefined) nested = nested.where("r.rel_type", "=", relType);
+        if (eventType !== undefined) nested = nested.where("e.type", "=", eventType);
+        return direct.unionAll(nested);
+      })
+      .selectFrom("events as e")
+      .selectAll("e")
+      // IN (not a join) so an event reached twice (only possible in a malformed cycle) is returned once.
+      .where("e.event_id", "in", (eb) => eb.selectFrom("rel_tree").select("rel_tree.event_id"))
+      .where("e.event_id", "!=", eventId);
+    let bounded = q;
+    if (opts.above !== undefined) bounded = bounded.where("e.stream_ordering", ">", opts.above);
+    if (opts.atMost !== undefined) bounded = bounded.where("e.stream_ordering", "<=", opts.atMost);
+    return bounded.orderBy("e.stream_ordering", opts.dir === "b" ? "desc" : "asc").limit(opts.limit).execute();
   }
 }

@@ -130,6 +130,11 @@ export class RoomStore {
     await this.db.deleteFrom("room_aliases").where("room_alias", "=", alias).execute();
   }
 
+  /** Points every alias of one room at another (room upgrades). */
+  async moveAliases(fromRoomId: string, toRoomId: string): Promise<void> {
+    await this.db.updateTable("room_aliases").set({ room_id: toRoomId }).where("room_id", "=", fromRoomId).execute();
+  }
+
   async aliasesOf(roomId: string): Promise<string[]> {
     return (await this.db.selectFrom("room_aliases").select("room_alias").where("room_id", "=", roomId).orderBy("room_alias").execute()).map((r) => r.room_alias);
   }

@@ -2,7 +2,7 @@
  * The data-access layer: one store per concern over one Kysely instance. `transaction()` hands the callback stores
  * bound to the transaction, so a multi-row write commits or rolls back as one.
  */
-import type { Kysely } from "kysely";
+import type { CompiledQuery, Kysely } from "kysely";
 import type { Database, Engine } from "./database.js";
 import type { Schema } from "./schema.js";
 import { AccountDataStore } from "./account_data.js";
@@ -55,6 +55,11 @@ export class Storage extends Stores {
   /** Runs `fn` in one transaction; it commits when `fn` resolves and rolls back when it throws. */
   async transaction<T>(fn: (tx: Stores) => Promise<T>): Promise<T> {
     return this.database.db.transaction().execute((trx) => fn(new Stores(trx)));
+  }
+
+  /** Runs compiled statements as one transaction on the batch executor (the event write path). */
+  runBatch(queries: readonly CompiledQuery[]): Promise<void> {
+    return this.database.batch.run(queries);
   }
 
   close(): Promise<void> {

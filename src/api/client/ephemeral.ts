@@ -1,7 +1,7 @@
 /** Typing, receipts, read markers and presence (spec "Typing Notifications", "Receipts", "Read Markers", "Presence"). */
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { isValidUserId } from "../../core/ids/ids.js";
+import { isValidEventId, isValidUserId } from "../../core/ids/ids.js";
 import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
@@ -28,13 +28,16 @@ export function registerEphemeralRoutes(app: FastifyInstance, services: Services
   defineRoute(app, services, {
     method: "POST",
     paths: clientPaths("/rooms/:roomId/receipt/:receiptType/:eventId"),
-    body: Type.Object({ thread_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })) }, { additionalProperties: true }),
+    body: Type.Object({}, { additionalProperties: true }),
     allowGuest: true,
     handler: async (ctx) => {
       const me = requester(ctx);
       const roomId = roomIdParam(ctx.params.roomId!);
-      const threadId = ctx.body.thread_id;
-      if (threadId !== undefined && threadId !== "main" && !threadId.startsWith("$")) throw new MatrixError(400, "M_INVALID_PARAM", "thread_id must be 'main' or an event ID");
+      // Spec: an invalid thread_id (not a string, empty, neither "main" nor an event id) is 400 M_INVALID_PARAM.
+      const threadId: unknown = (ctx.body as Record<string, unknown>).thread_id;
+      if (threadId !== undefined && (typeof threadId !== "string" || threadId.length > 255 || (threadId !== "main" && !isValidEventId(threadId)))) {
+        throw new MatrixError(400, "M_INVALID_PARAM", "thread_id must be 'main' or an event ID");
+      }
       await rooms.requireJoined(roomId, me.userId);
       await receipts.setReceipt(roomId, me.userId, ctx.params.receiptType!, ctx.params.eventId!, threadId);
       return {};

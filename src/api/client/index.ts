@@ -14,6 +14,8 @@ import { registerRoomEventRoutes } from "./room_events.js";
 import { registerSyncRoutes } from "./sync.js";
 import { registerEphemeralRoutes } from "./ephemeral.js";
 import { registerDirectoryRoutes } from "./directory.js";
+import { registerRelationRoutes } from "./relations.js";
+import { registerRoomUpgradeRoutes } from "./room_upgrades.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -29,4 +31,6 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerSyncRoutes(app, services);
   registerEphemeralRoutes(app, services);
   registerDirectoryRoutes(app, services);
+  registerRelationRoutes(app, services);
+  registerRoomUpgradeRoutes(app, services);
 }

@@ -81,6 +81,7 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
     method: "POST",
     paths: clientPaths("/logout"),
     allowGuest: true,
+    allowExpired: true,
     handler: async (ctx) => {
       const me = requester(ctx);
       if (me.deviceId) await devices.delete(me.userId, [me.deviceId]);
@@ -96,6 +97,7 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
     method: "POST",
     paths: clientPaths("/logout/all"),
     allowGuest: true,
+    allowExpired: true,
     handler: async (ctx) => {
       const me = requester(ctx);
       const all = (await services.storage.devices.list(me.userId)).map((d) => d.device_id);

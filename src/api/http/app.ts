@@ -3,7 +3,7 @@
  * resources (client, federation, media, keys, health…) the listener serves.
  */
 import { randomBytes } from "node:crypto";
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import type { ListenerConfig } from "../../config/config.js";
 import { JsonSyntaxError, parseJson } from "../../core/json/parse.js";
 import { MatrixError, notJson, tooLarge, unrecognized } from "../../errors.js";
@@ -11,6 +11,10 @@ import type { Services } from "../../services/services.js";
 import { registerClientApi } from "../client/index.js";
 import { registerAdminApi } from "../admin/index.js";
 import { registerStaticPages } from "./static.js";
+
+/** Request ids for logs: a per-process prefix and a counter (cheaper than random bytes per request). */
+const REQ_PREFIX = randomBytes(3).toString("hex") + "-";
+let reqCounter = 0;
 
 /** JSON bodies larger than this are refused with 413 M_TOO_LARGE (events themselves are capped at 64 KiB). */
 const MAX_JSON_BODY = 10 * 1024 * 1024;
@@ -34,10 +38,15 @@ export async function buildApp(services: Services, listener: Pick<ListenerConfig
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: listener.xForwarded,
     bodyLimit: MAX_JSON_BODY,
-    genReqId: () => randomBytes(6).toString("base64url"),
+    genReqId: () => `${REQ_PREFIX}${(reqCounter++).toString(36)}`,
     routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, maxParamLength: 2048 },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     return503OnClosing: false,
+    // Errors Fastify answers before routing (bad percent-encoding, over-long parameters) are Matrix errors too.
+    frameworkErrors: (error, _req, reply) => {
+      const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+      void (reply as FastifyReply).code(status).headers(CORS_HEADERS).send(new MatrixError(status, "M_UNKNOWN", error.message).toJSON());
+    },
   });
 
   // Every body is parsed as JSON whatever its Content-Type (clients vary), except where a plugin overrides it.

@@ -38,6 +38,8 @@ export interface RouteDef<S extends TSchema | undefined> {
   auth?: AuthMode;
   /** Guests may call it (spec "Guest access"); otherwise they get 403 M_GUEST_ACCESS_FORBIDDEN. */
   allowGuest?: boolean;
+  /** An expired (soft-logged-out) access token is still accepted, as for /logout. */
+  allowExpired?: boolean;
   handler: (ctx: RouteContext<S extends TSchema ? Static<S> : Record<string, unknown>>) => Promise<unknown> | unknown;
 }
 
@@ -49,6 +51,10 @@ export function defineRoute<S extends TSchema | undefined = undefined>(app: Fast
       method: def.method,
       url,
       schema: def.body ? { body: def.body } : {},
+      // A request without a body validates as `{}` (Synapse does the same): e.g. a bare POST that starts UIA.
+      preValidation: async (req) => {
+        if (req.body === undefined || req.body === null) req.body = {};
+      },
       handler: async (req, reply) => {
         let requester: Requester | undefined;
         if (auth !== "none") {
@@ -56,7 +62,7 @@ export function defineRoute<S extends TSchema | undefined = undefined>(app: Fast
           if (token === undefined) {
             if (auth === "required") throw new MatrixError(401, "M_MISSING_TOKEN", "Missing access token");
           } else {
-            requester = await services.tokens.authenticate(token);
+            requester = await services.tokens.authenticate(token, { allowExpired: def.allowExpired ?? false });
             if (requester.isGuest && !def.allowGuest) throw new MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");
             if (requester.deviceId) services.devices.noteSeen(requester.userId, requester.deviceId, req.ip, req.headers["user-agent"] ?? null);
           }

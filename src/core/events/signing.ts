@@ -2,8 +2,10 @@
  * Signing events (server-server "Signing Events"): the content hash covers the full event, the signature covers
  * the redacted event (so it still verifies after a redaction), and the signature is copied back onto the full event.
  */
-import { signJson, verifyJsonSignature, type Signatures } from "../crypto/signing.js";
-import type { SigningKey } from "../crypto/ed25519.js";
+import { sha256, signJson, verifyJsonSignature, type Signatures } from "../crypto/signing.js";
+import { signBytes, type SigningKey } from "../crypto/ed25519.js";
+import { encodeBase64, encodeBase64Url } from "../json/base64.js";
+import { canonicalJsonBytes } from "../json/canonical.js";
 import { idDomain, userIdDomain } from "../ids/ids.js";
 import { isJsonObject, type JsonObject } from "../json/types.js";
 import type { RoomVersion } from "../rooms/versions.js";
@@ -89,4 +91,38 @@ function domainOf(id: unknown, field: string, domain: (id: string) => string | n
   const d = typeof id === "string" ? domain(id) : null;
   if (!d) throw new Error(`PDU ${field} has no server name`);
   return d;
+}
+
+/** A new event this server created: hashed, signed, with its id and its canonical size known. */
+export interface SignedNewEvent {
+  pdu: PDU;
+  /** v3+: the reference hash id; v1/v2: the `event_id` the PDU carries. */
+  eventId: string;
+  /** Bytes of the PDU's canonical JSON (without `unsigned`), for the 64 KiB limit. */
+  size: number;
+}
+
+/**
+ * hashAndSignEvent and computeEventId in one pass, for events this server builds (the send hot path): the
+ * canonical JSON of the redacted event is both the signature's input and (v3+) the reference hash's input, so it
+ * is encoded once. Equivalent to hashAndSignEvent + eventIdOf (tested).
+ */
+export function signNewEvent(version: RoomVersion, pdu: PDU, serverName: string, key: SigningKey): SignedNewEvent {
+  const { unsigned: _u, signatures: _s, hashes: _h, ...rest } = pdu;
+  const contentInput = canonicalJsonBytes(rest);
+  const hashes: JsonObject = { ...(isJsonObject(pdu.hashes) ? pdu.hashes : {}), sha256: encodeBase64(sha256(contentInput)) };
+  const hashed: PDU = { ...pdu, hashes };
+  const { signatures: _rs, unsigned: _ru, ...redacted } = redactPdu(version, hashed);
+  const signingInput = canonicalJsonBytes(redacted);
+  const existing = isJsonObject(pdu.signatures) ? (pdu.signatures as Signatures) : {};
+  const signatures: Signatures = { ...existing, [serverName]: { ...(existing[serverName] ?? {}), [key.keyId]: signBytes(key, signingInput) } };
+  let eventId: string;
+  if (version.eventIdFormat === "v1") eventId = String(pdu.event_id);
+  else {
+    const ref = sha256(signingInput);
+    eventId = "$" + (version.eventIdFormat === "v3" ? encodeBase64(ref) : encodeBase64Url(ref));
+  }
+  // The full PDU is the content input plus its `hashes` and `signatures` members: a comma, and `{}` dropped.
+  const size = contentInput.length + canonicalJsonBytes({ hashes, signatures }).length - 1;
+  return { pdu: { ...hashed, signatures: signatures as unknown as JsonObject }, eventId, size };
 }

@@ -127,6 +127,11 @@ export class EventCache {
     this.cache.set(e.event.event_id, e);
   }
 
+  /** Drops an event whose write failed. */
+  forget(eventId: string): void {
+    this.cache.delete(eventId);
+  }
+
   markRedacted(eventId: string, redactionId: string): void {
     const e = this.cache.get(eventId);
     if (e && !e.redactedBy) e.redactedBy = redactionId;

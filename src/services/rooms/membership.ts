@@ -45,9 +45,26 @@ export class MembershipService {
     return out;
   }
 
-  private async sendMember(roomId: string, sender: string, target: string, membership: string, extra: JsonObject, precheck?: (head: RoomHead) => Promise<void>): Promise<string> {
+  /**
+   * Sends a member event. `precheck` runs under the room lock with current state; it may return fields to add to
+   * the content (e.g. join_authorised_via_users_server, which depends on that state).
+   */
+  private async sendMember(
+    roomId: string,
+    sender: string,
+    target: string,
+    membership: string,
+    extra: JsonObject,
+    precheck?: (head: RoomHead) => Promise<JsonObject | void>,
+  ): Promise<string> {
     const content: JsonObject = { membership, ...extra };
-    const e = await this.core.persister.send(roomId, { type: "m.room.member", state_key: target, sender, content }, { precheck });
+    const check = precheck
+      ? async (head: RoomHead) => {
+          const added = await precheck(head);
+          if (added) Object.assign(content, added);
+        }
+      : undefined;
+    const e = await this.core.persister.send(roomId, { type: "m.room.member", state_key: target, sender, content }, { precheck: check });
     return e.event.event_id;
   }
 
@@ -68,7 +85,7 @@ export class MembershipService {
       if (current === "join") return;
       if (current === "ban") throw forbidden("You are banned from this room");
       const authoriser = await this.restrictedJoinAuthoriser(h, userId, current);
-      if (authoriser) content.join_authorised_via_users_server = authoriser;
+      return authoriser ? { join_authorised_via_users_server: authoriser } : undefined;
     });
     return roomId;
   }

@@ -112,14 +112,21 @@ export class MessageService {
    * when they left. 403 for users who were never in the room.
    */
   async visibleState(roomId: string, userId: string): Promise<StateMap> {
+    return (await this.readableState(roomId, userId)).state;
+  }
+
+  /** visibleState, and for a user who left: their leave event, beyond which they see nothing. */
+  private async readableState(roomId: string, userId: string): Promise<{ state: StateMap; leftAt?: StoredEvent }> {
     const head = await this.rooms.headIfKnown(roomId);
     if (!head) throw forbidden(`User ${userId} not in room ${roomId}`);
     const member = await this.rooms.stateEvent(head, "m.room.member", userId);
     const membership = member?.event.content.membership;
-    if (membership === "join") return head.state;
+    if (membership === "join") return { state: head.state };
     const hv = (await this.rooms.stateContent(head, "m.room.history_visibility"))?.history_visibility;
-    if (hv === "world_readable") return head.state;
-    if (member && (membership === "leave" || membership === "ban") && member.stateGroup !== null) return this.core.state.stateOf(member.stateGroup);
+    if (hv === "world_readable") return { state: head.state };
+    if (member && (membership === "leave" || membership === "ban") && member.stateGroup !== null) {
+      return { state: await this.core.state.stateOf(member.stateGroup), leftAt: member };
+    }
     throw forbidden(`User ${userId} not in room ${roomId}`);
   }
 
@@ -149,15 +156,15 @@ export class MessageService {
 
   /** GET /members: member events of current state, or at a sync token; filtered by membership. */
   async members(roomId: string, r: Requester, opts: { at?: string; membership?: string; notMembership?: string }): Promise<ClientEvent[]> {
-    let state = await this.visibleState(roomId, r.userId);
+    const readable = await this.readableState(roomId, r.userId);
+    let state = readable.state;
     if (opts.at !== undefined) {
-      const tok = parsePaginationToken(opts.at);
-      const stream = tok.kind === "stream" ? tok.stream : tok.pos.stream;
-      const pos = await this.core.storage.events.topologicalPositionAt(roomId, stream);
-      if (pos) {
-        const [row] = await this.core.storage.events.paginate(roomId, pos, "b", 1);
-        const at = row ? (await this.core.events.fromRows([row]))[0] : undefined;
-        if (at?.stateGroup != null) state = await this.core.state.stateOf(at.stateGroup);
+      // The state after the last event at or before the token (none: before the room existed).
+      const [row] = await this.core.storage.events.paginate(roomId, await this.position(roomId, opts.at, "b"), "b", 1);
+      const at = row ? (await this.core.events.fromRows([row]))[0] : undefined;
+      // A user who left sees no further than their leave.
+      if (!readable.leftAt || (at && at.streamOrdering <= readable.leftAt.streamOrdering)) {
+        state = at?.stateGroup != null ? await this.core.state.stateOf(at.stateGroup) : new Map<string, string>();
       }
     }
     const ids = [...state].filter(([k]) => k.startsWith(`${"m.room.member".length}:m.room.member`)).map(([, v]) => v);

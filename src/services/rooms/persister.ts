@@ -7,11 +7,11 @@
  */
 import type { Logger } from "pino";
 import { authEventTypesFor } from "../../core/events/auth_events.js";
-import { isStateEvent, stateMapKey, type Event, type PDU, type StateMap } from "../../core/events/event.js";
-import { parsePdu } from "../../core/events/format.js";
+import { isStateEvent, stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
+import { MAX_KEY_BYTES, MAX_PDU_BYTES } from "../../core/events/format.js";
 import { computeReferenceHash } from "../../core/events/hashes.js";
 import { generateLocalEventId, generateRoomId, roomIdForCreateEvent } from "../../core/events/ids.js";
-import { hashAndSignEvent } from "../../core/events/signing.js";
+import { signNewEvent, type SignedNewEvent } from "../../core/events/signing.js";
 import type { SigningKey } from "../../core/crypto/ed25519.js";
 import { encodeBase64 } from "../../core/json/base64.js";
 import { isJsonObject, type JsonObject, type JsonValue } from "../../core/json/types.js";
@@ -24,7 +24,7 @@ import type { Storage } from "../../storage/storage.js";
 import { StreamIdGenerator } from "../../storage/stream_ids.js";
 import { KeyedLock } from "../../util/keyed_lock.js";
 import type { Notifier } from "../notifier.js";
-import type { EventCache, StoredEvent } from "./event_cache.js";
+import { trustedEvent, type EventCache, type StoredEvent } from "./event_cache.js";
 import type { StateService } from "./state.js";
 
 /** The room as its writer sees it: current state and the DAG's forward extremities. */
@@ -62,6 +62,8 @@ export class EventPersister {
   private readonly heads = new Map<string, RoomHead>();
   private stream!: StreamIdGenerator;
   private readonly writer: GroupCommitWriter;
+  /** Per room, the newest stream ordering: lets /sync skip rooms with nothing new without a query each. */
+  private readonly latestStream = new Map<string, number>();
   /** Sends with the same txn id in flight, so concurrent retries get the same event. */
   private readonly inflightTxns = new Map<string, Promise<StoredEvent>>();
 
@@ -109,6 +111,21 @@ export class EventPersister {
     if (again) return again;
     this.heads.set(roomId, head);
     return head;
+  }
+
+  /** The newest stream ordering of each room (rooms without events are absent). */
+  async latestStreams(roomIds: readonly string[]): Promise<Map<string, number>> {
+    const missing = roomIds.filter((r) => !this.latestStream.has(r));
+    if (missing.length > 0) {
+      const loaded = await this.storage.events.latestStreamPerRoom(missing);
+      for (const [r, s] of loaded) if (!this.latestStream.has(r)) this.latestStream.set(r, s);
+    }
+    const out = new Map<string, number>();
+    for (const r of roomIds) {
+      const s = this.latestStream.get(r);
+      if (s !== undefined) out.set(r, s);
+    }
+    return out;
   }
 
   /** Runs `fn` holding the room's write lock. */
@@ -185,7 +202,7 @@ export class EventPersister {
         if (e) return e;
       }
     }
-    return this.lock.run(roomId, async () => {
+    const queued = this.lock.run(roomId, async () => {
       const head = await this.head(roomId);
       if (!head) throw new MatrixError(404, "M_NOT_FOUND", "Unknown room");
       await opts.precheck?.(head);
@@ -195,6 +212,7 @@ export class EventPersister {
       if (!auth.allowed) throw forbidden(`Event not allowed: ${auth.reason}`);
       return this.persistOnHead(head, event, opts);
     });
+    return (await queued).committed;
   }
 
   /** Loads the events the auth rules may consult for this event from the head's current state. */
@@ -249,23 +267,32 @@ export class EventPersister {
     return this.signAndParse(version, pdu);
   }
 
+  /**
+   * Hashes and signs a PDU this server built and returns its core view. Local PDUs are well-formed by construction;
+   * what a client controls (type, state_key, content) is checked here against the spec's limits.
+   */
   private signAndParse(version: RoomVersion, pdu: JsonObject): Event {
-    let signed: PDU;
+    for (const [field, value] of [["type", pdu.type], ["state_key", pdu.state_key], ["redacts", pdu.redacts]] as const) {
+      if (typeof value === "string" && Buffer.byteLength(value) > MAX_KEY_BYTES) throw new MatrixError(400, "M_BAD_JSON", `'${field}' is longer than ${MAX_KEY_BYTES} bytes`);
+    }
+    let signed: SignedNewEvent;
     try {
-      signed = hashAndSignEvent(version, pdu, this.serverName, this.signingKey);
+      signed = signNewEvent(version, pdu, this.serverName, this.signingKey);
     } catch (e) {
       throw new MatrixError(400, "M_BAD_JSON", `Event cannot be encoded as canonical JSON: ${(e as Error).message}`);
     }
-    const parsed = parsePdu(version, signed);
-    if (!parsed.ok) {
-      if (/bytes|too (large|long)|exceeds/i.test(parsed.error)) throw new MatrixError(413, "M_TOO_LARGE", parsed.error);
-      throw new MatrixError(400, "M_BAD_JSON", parsed.error);
-    }
-    return parsed.event;
+    if (signed.size > MAX_PDU_BYTES) throw new MatrixError(413, "M_TOO_LARGE", `Event is larger than ${MAX_PDU_BYTES} bytes`);
+    const roomId = typeof pdu.room_id === "string" ? pdu.room_id : roomIdForCreateEvent(signed.eventId);
+    return trustedEvent(signed.eventId, roomId, signed.pdu);
   }
 
-  /** Persists an authorised event on the room head (lock held) and advances the head. */
-  private async persistOnHead(head: RoomHead, event: Event, opts: SendOptions): Promise<StoredEvent> {
+  /**
+   * Queues an authorised event on the room head (lock held) and advances the head at once, so the room's next
+   * event can be built while this one commits (pipelining). The returned promise settles when it is durable. If
+   * the write fails, the room's head is dropped (reloaded from the database on next use), and the writer fails
+   * every queued event built on top of it, so no event is ever stored without its prev_events.
+   */
+  private async persistOnHead(head: RoomHead, event: Event, opts: SendOptions): Promise<{ committed: Promise<StoredEvent> }> {
     let stateGroup = head.stateGroup;
     let newState: StateMap | undefined;
     let node;
@@ -291,7 +318,8 @@ export class EventPersister {
       txn: opts.txn,
       applyRedactionTo: opts.applyRedaction ? event.redacts : undefined,
     });
-    await this.commit([item]);
+    const stored = this.stored(event, head.version, item);
+    // Optimistic: the next event in this room builds on this one before it commits.
     if (node && newState) {
       this.state.remember(node, newState);
       head.state = newState;
@@ -299,10 +327,20 @@ export class EventPersister {
     }
     head.extremities = extremities;
     head.maxDepth = Math.max(head.maxDepth, event.depth);
-    if (opts.applyRedaction && event.redacts) this.events.markRedacted(event.redacts, event.event_id);
-    const stored = this.stored(event, head.version, item);
-    this.afterCommit([stored]);
-    return stored;
+    this.events.add(stored);
+    const committed = this.commit([item]).then(
+      () => {
+        if (opts.applyRedaction && event.redacts) this.events.markRedacted(event.redacts, event.event_id);
+        this.afterCommit([stored]);
+        return stored;
+      },
+      (e: unknown) => {
+        this.events.forget(event.event_id);
+        this.heads.delete(head.roomId);
+        throw e;
+      },
+    );
+    return { committed };
   }
 
   private item(event: Event, stateGroup: number, extra: Partial<PersistItem>): PersistItem {
@@ -363,6 +401,8 @@ export class EventPersister {
     for (const e of events) {
       this.events.add(e);
       this.stream.finish(e.streamOrdering);
+      const prev = this.latestStream.get(e.event.room_id);
+      if (prev === undefined || prev < e.streamOrdering) this.latestStream.set(e.event.room_id, e.streamOrdering);
     }
     const rooms = new Set(events.map((e) => e.event.room_id));
     // Membership changes concern the target user even before they are in the room (invites).
@@ -394,6 +434,8 @@ export class EventPersister {
 class GroupCommitWriter {
   private queue: { items: PersistItem[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private running = false;
+  /** Events whose write failed: queued events built on them must fail too (their prev_events do not exist). */
+  private readonly failed = new Set<string>();
 
   constructor(
     private readonly storage: Storage,
@@ -407,27 +449,47 @@ class GroupCommitWriter {
     });
   }
 
+  private markFailed(items: PersistItem[]): void {
+    for (const i of items) this.failed.add(i.eventId);
+    // Bounded: entries matter only while events built on them are still queued.
+    if (this.failed.size > 10_000) this.failed.clear();
+  }
+
+  /** Rejects queued writes whose prev_events failed to write, and returns the rest. */
+  private dropOrphans(batch: { items: PersistItem[]; resolve: () => void; reject: (e: unknown) => void }[]) {
+    if (this.failed.size === 0) return batch;
+    return batch.filter((b) => {
+      if (!b.items.some((i) => i.prevEvents.some((p) => this.failed.has(p)))) return true;
+      this.markFailed(b.items);
+      b.reject(new MatrixError(500, "M_UNKNOWN", "An earlier event in this room failed to be stored"));
+      return false;
+    });
+  }
+
   private async drain(): Promise<void> {
     this.running = true;
     try {
       while (this.queue.length > 0) {
-        const batch = this.queue;
+        const batch = this.dropOrphans(this.queue);
         this.queue = [];
+        if (batch.length === 0) continue;
         const now = Date.now();
         try {
-          await this.storage.transaction((tx) => tx.events.writeBatch(batch.flatMap((b) => b.items), now));
+          await this.storage.runBatch(this.storage.events.compileBatch(batch.flatMap((b) => b.items), now));
           for (const b of batch) b.resolve();
         } catch (e) {
           if (batch.length === 1) {
+            this.markFailed(batch[0]!.items);
             batch[0]!.reject(e);
             continue;
           }
           this.log.warn({ err: e }, "event batch failed; retrying its writes one by one");
-          for (const b of batch) {
+          for (const b of this.dropOrphans(batch)) {
             try {
-              await this.storage.transaction((tx) => tx.events.writeBatch(b.items, now));
+              await this.storage.runBatch(this.storage.events.compileBatch(b.items, now));
               b.resolve();
             } catch (err) {
+              this.markFailed(b.items);
               b.reject(err);
             }
           }

@@ -120,9 +120,14 @@ export class SyncService {
     const joinedIds = joined.map((r) => r.room_id);
     const receipts = await this.deps.receipts.eventsFor(joinedIds, since?.receipts ?? 0, now.receipts, req.userId);
     const roomAccount = await this.deps.accountData.changedSince(req.userId, since?.accountData ?? 0, now.accountData);
+    const latest = since ? await this.core.persister.latestStreams(joinedIds) : new Map<string, number>();
 
     for (const r of joined) {
       const full = !since || req.fullState || joinedSince.has(r.room_id);
+      // Nothing new in the room and no ephemeral or account data for it: skip without touching the database.
+      if (!full && since && (latest.get(r.room_id) ?? 0) <= since.events && !receipts.has(r.room_id) && !this.deps.typing.eventFor(r.room_id, since.typing) && !roomAccount.some((a) => a.roomId === r.room_id)) {
+        continue;
+      }
       const section = await this.roomSection(req, r.room_id, since, now, full, undefined, fmt);
       const ephemeral: ClientEvent[] = [];
       const typing = this.deps.typing.eventFor(r.room_id, since?.typing);

@@ -1,0 +1,143 @@
+// Benchmark helpers: start a real Myelin process with its own data dir, a keep-alive HTTP client, statistics.
+// Load comes from this process; the server runs in its own (so each gets a core on a 2-core machine).
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const OPEN = { per_second: 1_000_000, burst_count: 1_000_000 };
+
+export async function startServer({ db = "sqlite", port = 18008 } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "myelin-bench-"));
+  let database = { name: "sqlite3", args: { database: join(dir, "homeserver.db") } };
+  let dbName;
+  const pgUrl = process.env.MYELIN_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/postgres";
+  if (db === "postgres") {
+    dbName = `myelin_bench_${Date.now()}`;
+    const c = new pg.Client({ connectionString: pgUrl });
+    await c.connect();
+    await c.query(`CREATE DATABASE ${dbName}`);
+    await c.end();
+    const u = new URL(pgUrl);
+    database = { name: "psycopg2", args: { user: u.username || "postgres", host: u.hostname, port: Number(u.port || 5432), database: dbName, cp_min: 5, cp_max: 10 } };
+  }
+  const config = {
+    server_name: "bench.local",
+    public_baseurl: `http://127.0.0.1:${port}/`,
+    listeners: [{ port, bind_addresses: ["127.0.0.1"], type: "http", resources: [{ names: ["client"] }] }],
+    database,
+    signing_key_path: join(dir, "signing.key"),
+    media_store_path: join(dir, "media"),
+    enable_registration: true,
+    enable_registration_without_verification: true,
+    password_hashing: { memory_kib: 1024, iterations: 1 },
+    rc_message: OPEN,
+    rc_registration: OPEN,
+    rc_login: { address: OPEN, account: OPEN, failed_attempts: OPEN },
+    rc_joins: { local: OPEN, remote: OPEN },
+    rc_invites: { per_room: OPEN, per_user: OPEN },
+    rc_room_creation: OPEN,
+    log_level: "warn",
+  };
+  writeFileSync(join(dir, "homeserver.yaml"), JSON.stringify(config, null, 2)); // JSON is YAML
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, join(ROOT, "bin/myelin.js"), "start", "--config", join(dir, "homeserver.yaml")], { stdio: ["ignore", "ignore", "inherit"] });
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      const r = await request(base, "GET", "/health");
+      if (r.status === 200) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error("server did not start");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    base,
+    pid: proc.pid,
+    rssMb: () => rssOf(proc.pid),
+    cpuMs: () => cpuOf(proc.pid),
+    async stop() {
+      proc.kill("SIGTERM");
+      await new Promise((r) => proc.once("exit", r));
+      if (dbName) {
+        const c = new pg.Client({ connectionString: pgUrl });
+        await c.connect();
+        await c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+        await c.end();
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+import { readFileSync } from "node:fs";
+/** User + system CPU time of a process so far, in ms (from /proc, clock ticks of 10 ms). */
+function cpuOf(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+function rssOf(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+export function request(base, method, path, { token, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (data) {
+      headers["content-type"] = "application/json";
+      headers["content-length"] = data.length;
+    }
+    const req = http.request(base + path, { method, headers, agent }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let json;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode, body: json, text });
+      });
+    });
+    req.on("error", reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+export async function must(p) {
+  const r = await p;
+  if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${r.text}`);
+  return r.body;
+}
+
+let userCounter = 0;
+export async function register(base, name = `u${++userCounter}_${Date.now().toString(36)}`) {
+  const first = await request(base, "POST", "/_matrix/client/v3/register", { body: { username: name, password: "pw" } });
+  const b = await must(request(base, "POST", "/_matrix/client/v3/register", { body: { username: name, password: "pw", auth: { type: "m.login.dummy", session: first.body.session } } }));
+  return { userId: b.user_id, token: b.access_token };
+}
+
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+
+export const enc = encodeURIComponent;

@@ -1,0 +1,156 @@
+// Myelin benchmarks. Usage: npm run bench -- [--db sqlite|postgres] [--only send,latency,initial,initial1000,messages,memory]
+// Prints a table; docs/benchmarks.md records the numbers and the machine they ran on.
+import { enc, must, percentile, register, request, startServer } from "./lib.mjs";
+
+const args = process.argv.slice(2);
+const arg = (name, def) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const db = arg("db", "sqlite");
+const only = new Set(arg("only", "send,latency,initial,initial1000,messages,memory").split(","));
+const results = [];
+const report = (name, value, unit, note = "") => {
+  results.push({ name, value, unit, note });
+  console.log(`${name}: ${typeof value === "number" ? value.toFixed(value < 10 ? 2 : 0) : value} ${unit} ${note}`);
+};
+
+async function createRoom(base, token, extra = {}) {
+  return (await must(request(base, "POST", "/_matrix/client/v3/createRoom", { token, body: { preset: "public_chat", ...extra } }))).room_id;
+}
+
+/** 50 clients over 10 rooms sending as fast as they can for a fixed time. */
+async function benchSend(base, server) {
+  const rooms = [];
+  const owner = await register(base);
+  for (let i = 0; i < 10; i++) rooms.push(await createRoom(base, owner.token));
+  const clients = [];
+  for (let i = 0; i < 50; i++) {
+    const u = await register(base);
+    const room = rooms[i % 10];
+    await must(request(base, "POST", `/_matrix/client/v3/rooms/${enc(room)}/join`, { token: u.token, body: {} }));
+    clients.push({ ...u, room });
+  }
+  const durationMs = 10_000;
+  let sent = 0;
+  let errors = 0;
+  let rssPeak = 0;
+  const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, server.rssMb())), 250);
+  const end = Date.now() + durationMs;
+  const start = performance.now();
+  const cpu0 = server.cpuMs();
+  await Promise.all(
+    clients.map(async (c, ci) => {
+      let n = 0;
+      while (Date.now() < end) {
+        const r = await request(base, "PUT", `/_matrix/client/v3/rooms/${enc(c.room)}/send/m.room.message/b${ci}_${n++}`, { token: c.token, body: { msgtype: "m.text", body: `message ${n} from ${ci}` } });
+        if (r.status === 200) sent++;
+        else errors++;
+      }
+    }),
+  );
+  const secs = (performance.now() - start) / 1000;
+  clearInterval(sampler);
+  const cpu = server.cpuMs() - cpu0;
+  report("send throughput (50 clients, 10 rooms)", sent / secs, "msg/s", `${errors ? `(${errors} errors) ` : ""}(server CPU ${(cpu / sent).toFixed(2)} ms/msg)`);
+  report("memory under send load (peak RSS)", rssPeak, "MB");
+}
+
+/** A long-polling /sync on one client; another client sends; time from send to the sync response. */
+async function benchLatency(base) {
+  const a = await register(base);
+  const b = await register(base);
+  const room = await createRoom(base, a.token);
+  await must(request(base, "POST", `/_matrix/client/v3/rooms/${enc(room)}/join`, { token: b.token, body: {} }));
+  let since = (await must(request(base, "GET", "/_matrix/client/v3/sync?timeout=0", { token: b.token }))).next_batch;
+  const samples = [];
+  for (let i = 0; i < 500; i++) {
+    const syncP = request(base, "GET", `/_matrix/client/v3/sync?timeout=30000&since=${enc(since)}`, { token: b.token });
+    await new Promise((r) => setTimeout(r, 2)); // let the sync request arrive and wait
+    const t0 = performance.now();
+    await must(request(base, "PUT", `/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/l${i}`, { token: a.token, body: { msgtype: "m.text", body: `ping ${i}` } }));
+    const s = await must(syncP);
+    samples.push(performance.now() - t0);
+    since = s.next_batch;
+  }
+  samples.sort((x, y) => x - y);
+  report("send-to-sync latency p50", percentile(samples, 50), "ms", "(send request start to /sync response)");
+  report("send-to-sync latency p99", percentile(samples, 99), "ms");
+}
+
+/** A user in N rooms with M messages each: time of an initial /sync (median of 5). */
+async function benchInitial(base, nRooms, perRoom) {
+  const u = await register(base);
+  const other = await register(base);
+  for (let r = 0; r < nRooms; r++) {
+    const room = await createRoom(base, other.token, { name: `room ${r}` });
+    await must(request(base, "POST", `/_matrix/client/v3/rooms/${enc(room)}/join`, { token: u.token, body: {} }));
+    await Promise.all(
+      Array.from({ length: perRoom }, (_, m) =>
+        must(request(base, "PUT", `/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/i${r}_${m}`, { token: other.token, body: { msgtype: "m.text", body: `hello ${m}` } })),
+      ),
+    );
+  }
+  const times = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    const s = await must(request(base, "GET", "/_matrix/client/v3/sync", { token: u.token }));
+    times.push(performance.now() - t0);
+    if (Object.keys(s.rooms.join).length !== nRooms) throw new Error(`expected ${nRooms} rooms, got ${Object.keys(s.rooms.join).length}`);
+  }
+  times.sort((x, y) => x - y);
+  report(`initial sync, ${nRooms} rooms x ${perRoom} messages (median of 5)`, percentile(times, 50), "ms", `(first: ${times[times.length - 1].toFixed(0)} ms worst)`);
+}
+
+/** /messages over a 100,000-event room: page latency near the end, in the middle and near the start. */
+async function benchMessages(base) {
+  const u = await register(base);
+  const room = await createRoom(base, u.token);
+  const total = 100_000;
+  const concurrency = 64;
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) {
+        const i = next++;
+        await must(request(base, "PUT", `/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/m${i}`, { token: u.token, body: { msgtype: "m.text", body: `history ${i}` } }));
+      }
+    }),
+  );
+  report("filling a 100k-event room (one sender, 64 in flight)", total / ((performance.now() - t0) / 1000), "msg/s");
+  const pageTimes = [];
+  let from;
+  let pages = 0;
+  const start = performance.now();
+  for (;;) {
+    const t = performance.now();
+    const r = await must(request(base, "GET", `/_matrix/client/v3/rooms/${enc(room)}/messages?dir=b&limit=100${from ? `&from=${enc(from)}` : ""}`, { token: u.token }));
+    pageTimes.push(performance.now() - t);
+    pages++;
+    if (!r.end) break;
+    from = r.end;
+  }
+  const all = (performance.now() - start) / 1000;
+  const sorted = [...pageTimes].sort((x, y) => x - y);
+  report("/messages page of 100 (p50 over the whole room)", percentile(sorted, 50), "ms", `(${pages} pages, whole room in ${all.toFixed(1)} s)`);
+  report("/messages first page / last page", `${pageTimes[0].toFixed(1)} / ${pageTimes[pageTimes.length - 1].toFixed(1)}`, "ms", "(flat cost with depth)");
+}
+
+const server = await startServer({ db });
+try {
+  if (only.has("memory")) {
+    await new Promise((r) => setTimeout(r, 1000));
+    report("memory at idle after start (RSS)", server.rssMb(), "MB");
+  }
+  if (only.has("send")) await benchSend(server.base, server);
+  if (only.has("latency")) await benchLatency(server.base);
+  if (only.has("initial")) await benchInitial(server.base, 100, 20);
+  if (only.has("initial1000")) await benchInitial(server.base, 1000, 20);
+  if (only.has("messages")) await benchMessages(server.base);
+  if (only.has("memory")) report("memory after the runs (RSS)", server.rssMb(), "MB");
+} finally {
+  await server.stop();
+}
+console.log(`\n| benchmark (${db}) | result |\n|---|---|`);
+for (const r of results) console.log(`| ${r.name} | ${typeof r.value === "number" ? r.value.toFixed(r.value < 10 ? 2 : 0) : r.value} ${r.unit} ${r.note} |`);
