@@ -6,6 +6,7 @@ import {
   matchesEventFilter,
   roomIncluded,
   timelineLimit,
+  unreadThreadNotifications,
   type FilterDefinition,
 } from "../../core/filters/index.js";
 import type { StoredEvent } from "../rooms/event_cache.js";
@@ -27,6 +28,7 @@ export function compileSyncFilter(f: FilterDefinition | undefined): CompiledSync
     roomIncluded: (roomId) => roomIncluded(f, roomId),
     includeLeave: includeLeave(f),
     lazyLoadMembers: lazyLoadMembers(f).enabled,
+    unreadThreadNotifications: unreadThreadNotifications(f),
     // event_format "federation" is served as the client format for now (no client in use asks for it).
     shape: (e: ClientEvent) => (fields && fields.length > 0 ? (applyEventFields(e, fields) as ClientEvent) : e),
   };
