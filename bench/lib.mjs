@@ -44,7 +44,8 @@ export async function startServer({ db = "sqlite", port = 18008 } = {}) {
     log_level: "warn",
   };
   writeFileSync(join(dir, "homeserver.yaml"), JSON.stringify(config, null, 2)); // JSON is YAML
-  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  // The same V8 flags as `npm start` and the `myelin` command (see bin/myelin.js), plus any given for profiling.
+  const nodeArgs = ["--max-semi-space-size=2", ...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean)];
   const proc = spawn(process.execPath, [...nodeArgs, join(ROOT, "bin/myelin.js"), "start", "--config", join(dir, "homeserver.yaml")], { stdio: ["ignore", "ignore", "inherit"] });
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
@@ -63,6 +64,7 @@ export async function startServer({ db = "sqlite", port = 18008 } = {}) {
     pid: proc.pid,
     rssMb: () => rssOf(proc.pid),
     cpuMs: () => cpuOf(proc.pid),
+    threadCpu: () => threadCpuOf(proc.pid),
     async stop() {
       proc.kill("SIGTERM");
       await new Promise((r) => proc.once("exit", r));
@@ -77,11 +79,27 @@ export async function startServer({ db = "sqlite", port = 18008 } = {}) {
   };
 }
 
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 /** User + system CPU time of a process so far, in ms (from /proc, clock ticks of 10 ms). */
 function cpuOf(pid) {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
   return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+/** CPU ms per thread name (main thread, worker threads, libuv pool). */
+function threadCpuOf(pid) {
+  const out = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const name = st.slice(st.indexOf("(") + 1, st.lastIndexOf(")"));
+      const f = st.split(") ")[1].split(" ");
+      out[`${name}#${tid}`] = (Number(f[11]) + Number(f[12])) * 10;
+    } catch {
+      // thread ended
+    }
+  }
+  return out;
 }
 
 function rssOf(pid) {

@@ -39,6 +39,7 @@ async function benchSend(base, server) {
   const end = Date.now() + durationMs;
   const start = performance.now();
   const cpu0 = server.cpuMs();
+  const threads0 = server.threadCpu();
   await Promise.all(
     clients.map(async (c, ci) => {
       let n = 0;
@@ -52,6 +53,8 @@ async function benchSend(base, server) {
   const secs = (performance.now() - start) / 1000;
   clearInterval(sampler);
   const cpu = server.cpuMs() - cpu0;
+  const threads1 = server.threadCpu();
+  if (process.env.BENCH_THREADS) for (const [k, v] of Object.entries(threads1)) console.log(`  thread ${k}: ${((v - (threads0[k] ?? 0)) / sent * 1000).toFixed(0)} us/msg`);
   report("send throughput (50 clients, 10 rooms)", sent / secs, "msg/s", `${errors ? `(${errors} errors) ` : ""}(server CPU ${(cpu / sent).toFixed(2)} ms/msg)`);
   report("memory under send load (peak RSS)", rssPeak, "MB");
 }

@@ -36,18 +36,14 @@ db.pragma("journal_mode = WAL");
 db.pragma("synchronous = FULL");
 db.pragma("foreign_keys = ON");
 db.pragma("busy_timeout = 10000");
-const cache = new Map();
-const stmt = (sql) => {
-  let s = cache.get(sql);
-  if (!s) {
-    s = db.prepare(sql);
-    if (cache.size > 500) cache.clear();
-    cache.set(sql, s);
-  }
-  return s;
-};
+// Statements by id: the main thread sends each SQL text once, then only its id.
+const statements = new Map();
 const runAll = db.transaction((queries) => {
-  for (const q of queries) stmt(q.sql).run(...q.parameters);
+  for (const q of queries) {
+    let s = statements.get(q.id);
+    if (!s) statements.set(q.id, (s = db.prepare(q.sql)));
+    s.run(...q.parameters);
+  }
 });
 parentPort.on("message", (m) => {
   if (m.close) {
@@ -68,6 +64,9 @@ export class SqliteWorkerBatchExecutor implements BatchExecutor {
   private readonly worker: Worker;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  /** SQL text → id known to the worker (structured-cloning long SQL text per message is costly). */
+  private readonly sqlIds = new Map<string, number>();
+  private nextSqlId = 1;
 
   constructor(path: string) {
     const driver = createRequire(import.meta.url).resolve("better-sqlite3");
@@ -90,12 +89,30 @@ export class SqliteWorkerBatchExecutor implements BatchExecutor {
   run(queries: readonly CompiledQuery[]): Promise<void> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, queries: queries.map((q) => ({ sql: q.sql, parameters: q.parameters })) });
+      const introduced: [string, number][] = [];
+      const msg = queries.map((q) => {
+        const known = this.sqlIds.get(q.sql);
+        if (known !== undefined) return { id: known, parameters: q.parameters };
+        const fresh = this.nextSqlId++;
+        introduced.push([q.sql, fresh]);
+        return { id: fresh, sql: q.sql, parameters: q.parameters };
+      });
+      // Texts count as known to the worker only once a batch carrying them succeeded (a failing batch may stop
+      // before preparing them).
+      this.pending.set(id, {
+        resolve: () => {
+          for (const [sql, sqlId] of introduced) this.sqlIds.set(sql, sqlId);
+          resolve();
+        },
+        reject,
+      });
+      this.worker.postMessage({ id, queries: msg });
     });
   }
 
   async close(): Promise<void> {
+    // Keep the process alive until the worker has closed its connection (it is unref'd while idle).
+    this.worker.ref();
     const id = this.nextId++;
     await new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });

@@ -4,9 +4,9 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import BetterSqlite3 from "better-sqlite3";
+import type BetterSqlite3 from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, sql } from "kysely";
-import pg from "pg";
+import type pg from "pg";
 import type { DatabaseConfig } from "../config/config.js";
 import type { Schema } from "./schema.js";
 import { KyselyBatchExecutor, SqliteWorkerBatchExecutor, type BatchExecutor } from "./batch.js";
@@ -24,10 +24,12 @@ export interface Database {
 
 // PostgreSQL returns BIGINT (int8) and COUNT(*) as strings; every value we store fits in 2^53.
 const PG_INT8 = 20;
-const pgTypes = {
-  getTypeParser: ((oid: number, format?: string) =>
-    oid === PG_INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
-};
+function pgTypes(types: typeof pg.types): { getTypeParser: typeof pg.types.getTypeParser } {
+  return {
+    getTypeParser: ((oid: number, format?: string) =>
+      oid === PG_INT8 ? (v: string) => Number(v) : types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+  };
+}
 
 /**
  * Kysely prepares every query anew; SQLite statements are reusable, so cache them by SQL text. Kysely runs
@@ -60,7 +62,9 @@ export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
   let batch: BatchExecutor;
   if (cfg.engine === "sqlite") {
     if (cfg.path !== ":memory:") mkdirSync(dirname(cfg.path), { recursive: true });
-    const conn = new BetterSqlite3(cfg.path);
+    // Each driver is loaded only for its engine: the other one costs memory for nothing.
+    const { default: Sqlite } = await import("better-sqlite3");
+    const conn = new Sqlite(cfg.path);
     conn.pragma("journal_mode = WAL");
     conn.pragma("synchronous = FULL");
     conn.pragma("foreign_keys = ON");
@@ -68,7 +72,8 @@ export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
     db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
     batch = cfg.path === ":memory:" ? new KyselyBatchExecutor(db) : new SqliteWorkerBatchExecutor(cfg.path);
   } else {
-    const pool = new pg.Pool({
+    const { default: pgDriver } = await import("pg");
+    const pool = new pgDriver.Pool({
       host: cfg.host,
       port: cfg.port,
       user: cfg.user,
@@ -76,7 +81,7 @@ export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
       database: cfg.database,
       max: cfg.cpMax,
       min: Math.min(cfg.cpMin, cfg.cpMax),
-      types: pgTypes,
+      types: pgTypes(pgDriver.types),
       application_name: "myelin",
     });
     // An idle client losing its connection must not crash the process; the pool replaces it.

@@ -166,6 +166,10 @@ export class EventStore {
         .onConflict((oc) => oc.doNothing())
         .compile());
     }
+    // Forgetting applies to the memberships a user had: any new membership event un-forgets the room (as Synapse).
+    for (const i of memberships) {
+      q.push(db.deleteFrom("forgotten_rooms").where("user_id", "=", i.membership!.userId).where("room_id", "=", i.roomId).compile());
+    }
     const txns = items.filter((i) => i.txn);
     for (const part of chunks(txns)) {
       q.push(db

@@ -93,6 +93,24 @@ export class RoomStore {
       .execute();
   }
 
+  /** Users with a member event in any of these rooms with stream ordering in (from, to] (via the room/stream index). */
+  async membersChangedSince(roomIds: readonly string[], fromExclusive: number, toInclusive: number): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (let i = 0; i < roomIds.length; i += 200) {
+      const rows = await this.db
+        .selectFrom("events")
+        .select("state_key")
+        .distinct()
+        .where("room_id", "in", roomIds.slice(i, i + 200))
+        .where("stream_ordering", ">", fromExclusive)
+        .where("stream_ordering", "<=", toInclusive)
+        .where("type", "=", "m.room.member")
+        .execute();
+      for (const r of rows) if (r.state_key !== null) out.add(r.state_key);
+    }
+    return out;
+  }
+
   /** The user's membership in a room as of a stream position (the last membership event at or before it). */
   async membershipAt(userId: string, roomId: string, stream: number): Promise<{ membership: string; event_id: string; stream_ordering: number } | undefined> {
     return this.db

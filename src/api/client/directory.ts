@@ -40,6 +40,8 @@ export function registerDirectoryRoutes(app: FastifyInstance, services: Services
       if (!isValidRoomId(ctx.body.room_id)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid room ID");
       const head = await rooms.headIfKnown(ctx.body.room_id);
       if (!head) throw notFound("Unknown room");
+      // As Synapse with require_membership_for_aliases (its default): only members may point an alias at a room.
+      if ((await rooms.membership(head, me.userId)) !== "join") throw forbidden("You must be in the room to create an alias for it");
       if (!(await storage.rooms.insertAlias(alias, ctx.body.room_id, me.userId))) throw new MatrixError(409, "M_UNKNOWN", `Room alias ${alias} already exists`);
       return {};
     },

@@ -115,6 +115,17 @@ export class PresenceService {
     return rows.filter((r) => r.user_id === userId || shared.has(r.user_id)).map((r) => ({ type: "m.presence", sender: r.user_id, content: contentOf(this.live.get(r.user_id) ?? r) }));
   }
 
+  /** m.presence events with the current presence of these users, for those the server has any for. */
+  async currentOf(userIds: readonly string[]): Promise<{ type: "m.presence"; sender: string; content: PresenceContent }[]> {
+    if (!this.enabled) return [];
+    const out: { type: "m.presence"; sender: string; content: PresenceContent }[] = [];
+    for (const userId of userIds.slice(0, 500)) {
+      const row = this.live.get(userId) ?? (await this.row(userId));
+      if (row) out.push({ type: "m.presence", sender: userId, content: contentOf(row) });
+    }
+    return out;
+  }
+
   private async row(userId: string): Promise<PresenceRow | undefined> {
     return this.storage.rooms.presence(userId);
   }

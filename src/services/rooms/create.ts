@@ -3,7 +3,7 @@
  * preset state (join rules, history visibility, guest access), initial_state, name, topic, then invites — in the
  * order the spec lists them.
  */
-import { isValidRoomAlias, isValidUserId } from "../../core/ids/ids.js";
+import { isValidRoomAlias, isValidUserId, userIdDomain } from "../../core/ids/ids.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { getRoomVersion } from "../../core/rooms/versions.js";
 import { MatrixError, badJson, invalidParam } from "../../errors.js";
@@ -47,6 +47,10 @@ export class RoomCreationService {
     if (!presetState) throw badJson(`Unknown preset: ${String(req.preset)}`);
     const invitees = [...new Set(req.invite ?? [])];
     for (const u of invitees) if (!isValidUserId(u)) throw invalidParam(`Invalid user ID in invite: ${u}`);
+    // Unknown local invitees fail the request before anything is created (as POST /invite would: 404).
+    for (const u of invitees) {
+      if (userIdDomain(u) === config.serverName && !(await storage.users.get(u))) throw new MatrixError(404, "M_NOT_FOUND", `Unknown user in invite: ${u}`);
+    }
 
     let alias: string | undefined;
     if (req.room_alias_name !== undefined) {
@@ -144,7 +148,13 @@ export class RoomCreationService {
     return alias !== undefined ? { roomId, alias } : { roomId };
   }
 
+  /** The room's initial state: an event the auth rules refuse means the request implied invalid state (spec: 400 M_INVALID_ROOM_STATE). */
   private async sendState(roomId: string, sender: string, type: string, stateKey: string, content: JsonObject): Promise<void> {
-    await this.rooms.core.persister.send(roomId, { type, state_key: stateKey, sender, content });
+    try {
+      await this.rooms.core.persister.send(roomId, { type, state_key: stateKey, sender, content });
+    } catch (e) {
+      if (e instanceof MatrixError && e.status === 403) throw new MatrixError(400, "M_INVALID_ROOM_STATE", `Invalid initial state: ${e.message}`);
+      throw e;
+    }
   }
 }

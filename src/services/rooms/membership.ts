@@ -8,6 +8,7 @@ import { isValidRoomAlias, isValidRoomId, isValidUserId, userIdDomain } from "..
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { canInvite } from "../../core/rooms/power_levels.js";
 import { MatrixError, forbidden, notFound } from "../../errors.js";
+import { canonicalEqual } from "./messages.js";
 import type { RoomHead } from "./persister.js";
 import type { RoomAccess } from "./rooms.js";
 
@@ -58,6 +59,10 @@ export class MembershipService {
     precheck?: (head: RoomHead) => Promise<JsonObject | void>,
   ): Promise<string> {
     const content: JsonObject = { membership, ...extra };
+    // As Synapse: the same membership with the same content from the same sender again is a no-op.
+    const head = await this.rooms.headIfKnown(roomId);
+    const existing = head ? await this.rooms.stateEvent(head, "m.room.member", target) : undefined;
+    if (existing && existing.event.sender === sender && canonicalEqual(existing.event.content, content)) return existing.event.event_id;
     const check = precheck
       ? async (head: RoomHead) => {
           const added = await precheck(head);

@@ -96,7 +96,8 @@ export class MessageService {
         precheck: async (h) => {
           await this.requireJoinedHead(h, r.userId);
           const target = await this.core.events.get(eventId);
-          if (target && target.event.room_id !== roomId) throw notFound("Event not found");
+          // As Synapse: 400 for an event of another room.
+          if (target && target.event.room_id !== roomId) throw new MatrixError(400, "M_INVALID_PARAM", "Cannot redact an event from a different room");
           // Spec "Redactions": redacting another user's event needs the redact power level.
           if (target && target.event.sender !== r.userId && !canRedactOthers(await this.rooms.powerContext(h), r.userId)) {
             throw forbidden("You don't have permission to redact events");
@@ -201,9 +202,17 @@ export class MessageService {
 
   /** GET /messages. */
   async messages(roomId: string, r: Requester, opts: { from?: string; to?: string; dir: "b" | "f"; limit: number; selection?: EventSelection }): Promise<MessagesPage> {
-    await this.visibleState(roomId, r.userId);
-    const from = await this.position(roomId, opts.from, opts.dir);
-    const to = opts.to !== undefined ? await this.position(roomId, opts.to, opts.dir) : undefined;
+    const readable = await this.readableState(roomId, r.userId);
+    let from = await this.position(roomId, opts.from, opts.dir);
+    let to = opts.to !== undefined ? await this.position(roomId, opts.to, opts.dir) : undefined;
+    if (readable.leftAt) {
+      // A user who left sees nothing after their leave: backwards pagination starts there and forwards stops there
+      // (as Synapse clamps), rather than returning pages emptied by the visibility filter.
+      const leave = { depth: readable.leftAt.depth, stream: readable.leftAt.streamOrdering };
+      const later = (a: TopoPosition, b: TopoPosition) => a.depth > b.depth || (a.depth === b.depth && a.stream > b.stream);
+      if (opts.dir === "b" && later(from, leave)) from = leave;
+      if (opts.dir === "f" && (to === undefined || later(to, leave))) to = leave;
+    }
     const rows = await this.core.storage.events.paginate(roomId, from, opts.dir, opts.limit, to);
     const events = await this.core.events.fromRows(rows);
     const visible = await this.core.visibility.filter(r.userId, events);
@@ -292,7 +301,7 @@ export class MessageService {
 }
 
 /** Content equality for the "same state again" check (key order does not matter). */
-function canonicalEqual(a: JsonObject, b: JsonObject): boolean {
+export function canonicalEqual(a: JsonObject, b: JsonObject): boolean {
   const norm = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(norm);
     if (isJsonObject(v)) return Object.fromEntries(Object.keys(v).sort().map((k) => [k, norm(v[k])]));

@@ -49,6 +49,12 @@ export class VisibilityService {
     const special = ev.type === "m.room.history_visibility" || (ev.type === "m.room.member" && ev.state_key === userId);
     const before = ev.state_key !== undefined ? stateBefore(after, stateMapKey(ev.type, ev.state_key), e.replacesState) : after;
     const views = special ? [before, after] : [before];
+    if (special && userId !== null && ev.type === "m.room.member" && ev.content.membership === "leave") {
+      // As Synapse: users always see their own leave from the room (or rejected invite, withdrawn knock), whatever the
+      // history visibility, so their clients see the room go.
+      const was = (await this.facts(userId, before, memo)).membership;
+      if (was === "join" || was === "invite" || was === "knock") return true;
+    }
     for (const state of views) {
       const { visibility, membership } = await this.facts(userId, state, memo);
       if (visibility === "world_readable") return true;

@@ -174,16 +174,40 @@ export class SyncService {
     }
 
     const globalAccount = roomAccount.filter((a) => a.roomId === "" && req.filter.accountData(a.type)).map((a) => ({ type: a.type, content: a.content }));
-    const presence = (await this.deps.presence.eventsFor(req.userId, since?.presence ?? 0, now.presence)).filter((p) => req.filter.presence(p.type, p.sender));
+    const presence = await this.deps.presence.eventsFor(req.userId, since?.presence ?? 0, now.presence);
+    if (since) {
+      const allJoined = current.filter((r) => r.membership === "join").map((r) => r.room_id);
+      presence.push(...(await this.newlySharedPresence(req.userId, since, now, allJoined, joinedSince, new Set(presence.map((p) => p.sender)))));
+    }
     return {
       next_batch: formatSyncToken(now),
       account_data: { events: globalAccount as unknown as JsonObject[] },
-      presence: { events: presence as unknown as JsonObject[] },
+      presence: { events: presence.filter((p) => req.filter.presence(p.type, p.sender)) as unknown as JsonObject[] },
       to_device: { events: [] },
       device_lists: { changed: [], left: [] },
       device_one_time_keys_count: {},
       rooms: { join, invite, leave, knock },
     };
+  }
+
+  /**
+   * Presence of the users the syncing user newly shares a room with since the token (the members of rooms they
+   * joined, and users who joined their rooms), as Synapse sends it: their clients have none for them yet, and the
+   * presence stream would carry it only at its next change.
+   */
+  private async newlySharedPresence(userId: string, since: SyncToken, now: SyncToken, joinedRoomIds: string[], joinedSince: Set<string>, known: Set<string>) {
+    const users = new Set<string>();
+    for (const roomId of joinedSince) for (const m of await this.core.storage.rooms.members(roomId, ["join"])) users.add(m.user_id);
+    const latest = await this.core.persister.latestStreams(joinedRoomIds);
+    const active = joinedRoomIds.filter((r) => (latest.get(r) ?? 0) > since.events && !joinedSince.has(r));
+    if (active.length > 0) {
+      const changed = [...(await this.core.storage.rooms.membersChangedSince(active, since.events, now.events))].filter((u) => u !== userId);
+      // Of those, the ones who share a room with the user now (joiners; not those who left).
+      if (changed.length > 0) for (const u of await this.core.storage.rooms.usersSharingRooms(userId, changed)) users.add(u);
+    }
+    users.delete(userId);
+    for (const u of known) users.delete(u);
+    return users.size > 0 ? this.deps.presence.currentOf([...users]) : [];
   }
 
   /**
@@ -198,7 +222,15 @@ export class SyncService {
     const rows = await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1);
     const limited = rows.length > limit;
     const events = (await this.core.events.fromRows(rows.slice(0, limit))).reverse();
-    const visible = await this.core.visibility.filter(req.userId, events);
+    let visible = await this.core.visibility.filter(req.userId, events);
+    if (upTo === undefined && visible.length < events.length && events.some((e) => e.event.state_key !== undefined)) {
+      // As Synapse: current state stays in the timeline even where history visibility hides it, or a client would
+      // never learn of state set while it could not see the room (it would be in neither timeline nor state).
+      const head = await this.deps.rooms.headIfKnown(roomId);
+      const current = new Set(head?.state.values() ?? []);
+      const shown = new Set(visible.map((e) => e.event.event_id));
+      visible = events.filter((e) => shown.has(e.event.event_id) || (current.has(e.event.event_id) && !e.outlier && !e.rejected && !e.softFailed));
+    }
     const timeline = visible.filter(req.filter.timeline);
 
     // The state at the start of the timeline: before its first event, or at `to` when it is empty.
@@ -223,8 +255,12 @@ export class SyncService {
     if (req.filter.lazyLoadMembers) {
       const needed = new Set(timeline.map((e) => e.event.sender));
       needed.add(req.userId);
-      const memberIds = new Set([...startState].filter(([k]) => k.startsWith(MEMBER_PREFIX)).map(([, v]) => v));
-      stateIds = stateIds.filter((id) => !memberIds.has(id));
+      // Full: only the members the timeline needs. Incremental: membership changes from the gap stay, as clients keep
+      // the member list they loaded with /members current from them (spec "Lazy-loading room members").
+      if (full) {
+        const memberIds = new Set([...startState].filter(([k]) => k.startsWith(MEMBER_PREFIX)).map(([, v]) => v));
+        stateIds = stateIds.filter((id) => !memberIds.has(id));
+      }
       for (const u of needed) {
         const id = startState.get(stateMapKey("m.room.member", u));
         if (id && !timeline.some((e) => e.event.event_id === id)) stateIds.push(id);
