@@ -53,7 +53,7 @@ export function defineRoute<S extends TSchema | undefined = undefined>(app: Fast
       schema: def.body ? { body: def.body } : {},
       // A request without a body validates as `{}` (Synapse does the same): e.g. a bare POST that starts UIA.
       preValidation: async (req) => {
-        if (req.body === undefined || req.body === null) req.body = {};
+        if (req.body === undefined) req.body = {};
       },
       handler: async (req, reply) => {
         let requester: Requester | undefined;
