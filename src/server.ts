@@ -184,16 +184,10 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   const events = new EventCache(storage);
   const state = new StateService(storage);
   const persister = new EventPersister(storage, config.serverName, signingKey, events, state, notifier, log);
-  const roomCore = {
-    config,
-    storage,
-    persister,
-    events,
-    state,
-    formatter: new EventFormatter(storage, events),
-    visibility: new VisibilityService(storage, events, state),
-    notifier,
-  };
+  const formatter = new EventFormatter(storage, events);
+  const visibility = new VisibilityService(storage, events, state);
+  formatter.visibleTo = (userId, list) => visibility.filter(userId, list);
+  const roomCore = { config, storage, persister, events, state, formatter, visibility, notifier };
   const rooms = new RoomAccess(roomCore);
   const membership = new MembershipService(rooms);
   const roomCreation = new RoomCreationService(rooms, membership);

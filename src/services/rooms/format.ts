@@ -22,6 +22,9 @@ export interface FormatContext {
 export type ClientEvent = JsonObject;
 
 export class EventFormatter {
+  /** History visibility for related events (set once the visibility service exists; see server.ts). */
+  visibleTo?: (userId: string | null, events: StoredEvent[]) => Promise<StoredEvent[]>;
+
   constructor(
     private readonly storage: Storage,
     private readonly events: EventCache,
@@ -102,58 +105,70 @@ export class EventFormatter {
     const ids = list.map((e) => e.event.event_id);
     const rows = await this.storage.events.relationsTo(ids, ["m.thread", "m.replace", "m.reference"]);
     if (rows.length === 0) return new Map();
-    const byTarget = new Map<string, typeof rows>();
-    for (const r of rows) {
-      let l = byTarget.get(r.relates_to_id);
-      if (!l) byTarget.set(r.relates_to_id, (l = []));
-      l.push(r);
+    const loaded = await this.events.getMany(rows.map((r) => r.event_id));
+    let children = [...loaded.values()];
+    // A child the user may not see (history visibility) must not leak through its parent's summary.
+    if (this.visibleTo) children = await this.visibleTo(ctx.userId ?? null, children);
+    const relOf = new Map(rows.map((r) => [r.event_id, r.rel_type]));
+    const targetOf = new Map(rows.map((r) => [r.event_id, r.relates_to_id]));
+    const byTarget = new Map<string, StoredEvent[]>();
+    for (const c of children) {
+      const target = targetOf.get(c.event.event_id);
+      if (target === undefined) continue;
+      let l = byTarget.get(target);
+      if (!l) byTarget.set(target, (l = []));
+      l.push(c);
     }
-    const latestIds = new Set<string>();
     const originals = new Map(list.map((e) => [e.event.event_id, e]));
-    const plan = new Map<string, { thread?: { latest: string; count: number; participated: boolean }; replace?: string; references?: string[] }>();
-    for (const [target, rels] of byTarget) {
+    const plan = new Map<string, { thread?: { latest: StoredEvent; count: number; participated: boolean }; replace?: StoredEvent; references?: string[] }>();
+    for (const [target, all] of byTarget) {
       const original = originals.get(target)!;
-      const p: { thread?: { latest: string; count: number; participated: boolean }; replace?: string; references?: string[] } = {};
-      const thread = rels.filter((r) => r.rel_type === "m.thread").sort((a, b) => b.stream_ordering - a.stream_ordering);
+      const rels = all.filter((c) => c.event.room_id === original.event.room_id);
+      const p: { thread?: { latest: StoredEvent; count: number; participated: boolean }; replace?: StoredEvent; references?: string[] } = {};
+      const thread = rels.filter((c) => relOf.get(c.event.event_id) === "m.thread").sort((a, b) => a.streamOrdering - b.streamOrdering);
       if (thread.length > 0) {
-        const participated = ctx.userId !== undefined && (original.event.sender === ctx.userId || thread.some((r) => r.sender === ctx.userId));
-        p.thread = { latest: thread[0]!.event_id, count: thread.length, participated };
-        latestIds.add(thread[0]!.event_id);
+        const participated = ctx.userId !== undefined && (original.event.sender === ctx.userId || thread.some((c) => c.event.sender === ctx.userId));
+        p.thread = { latest: thread[thread.length - 1]!, count: thread.length, participated };
       }
-      // Spec "Validity of replacement events": same sender and type as the original, and no state key on either.
-      const edits = rels
-        .filter((r) => r.rel_type === "m.replace" && r.sender === original.event.sender && r.type === original.event.type && original.event.state_key === undefined)
-        .sort((a, b) => b.stream_ordering - a.stream_ordering);
+      const edits = rels.filter((c) => relOf.get(c.event.event_id) === "m.replace" && isValidReplacement(original, c));
       if (edits.length > 0) {
-        p.replace = edits[0]!.event_id;
-        latestIds.add(edits[0]!.event_id);
+        // Spec: the most recent replacement by origin_server_ts, ties broken by the larger event_id.
+        edits.sort((a, b) => a.event.origin_server_ts - b.event.origin_server_ts || (a.event.event_id < b.event.event_id ? -1 : a.event.event_id > b.event.event_id ? 1 : 0));
+        p.replace = edits[edits.length - 1]!;
       }
-      const refs = rels.filter((r) => r.rel_type === "m.reference").sort((a, b) => a.stream_ordering - b.stream_ordering);
-      if (refs.length > 0) p.references = refs.map((r) => r.event_id);
+      const refs = rels.filter((c) => relOf.get(c.event.event_id) === "m.reference").sort((a, b) => a.streamOrdering - b.streamOrdering);
+      if (refs.length > 0) p.references = refs.map((c) => c.event.event_id);
       plan.set(target, p);
     }
-    const latest = await this.events.getMany([...latestIds]);
-    const latestFormatted = new Map<string, ClientEvent>();
-    const forFormat = [...latest.values()];
-    const formatted = await this.format(forFormat, { ...ctx, noAggregations: true });
-    forFormat.forEach((e, i) => latestFormatted.set(e.event.event_id, formatted[i]!));
+    const toFormat = [...plan.values()].flatMap((p) => [p.thread?.latest, p.replace].filter((x): x is StoredEvent => x !== undefined));
+    const formatted = await this.format(toFormat, { ...ctx, noAggregations: true });
+    const byId = new Map(toFormat.map((e, i) => [e.event.event_id, formatted[i]!]));
 
     const out = new Map<string, JsonObject>();
     for (const [target, p] of plan) {
       const agg: JsonObject = {};
-      if (p.thread) {
-        const latestEvent = latestFormatted.get(p.thread.latest);
-        if (latestEvent) agg["m.thread"] = { latest_event: latestEvent, count: p.thread.count, current_user_participated: p.thread.participated };
-      }
-      if (p.replace) {
-        const edit = latestFormatted.get(p.replace);
-        if (edit) agg["m.replace"] = edit;
-      }
+      if (p.thread) agg["m.thread"] = { latest_event: byId.get(p.thread.latest.event.event_id)!, count: p.thread.count, current_user_participated: p.thread.participated };
+      if (p.replace) agg["m.replace"] = byId.get(p.replace.event.event_id)!;
       if (p.references) agg["m.reference"] = { chunk: p.references.map((event_id) => ({ event_id })) };
       if (Object.keys(agg).length > 0) out.set(target, agg);
     }
     return out;
   }
+}
+
+/**
+ * Spec "Validity of replacement events": same room, sender and type as the original, no state key on either, the
+ * original not itself a replacement, and (for unencrypted events) an `m.new_content` object.
+ */
+function isValidReplacement(original: StoredEvent, edit: StoredEvent): boolean {
+  const o = original.event;
+  const e = edit.event;
+  if (e.room_id !== o.room_id || e.sender !== o.sender || e.type !== o.type) return false;
+  if (o.state_key !== undefined || e.state_key !== undefined) return false;
+  const origRel = o.content["m.relates_to"];
+  if (isJsonObject(origRel) && origRel.rel_type === "m.replace") return false;
+  if (e.type !== "m.room.encrypted" && !isJsonObject(e.content["m.new_content"])) return false;
+  return true;
 }
 
 /** The content a redacted event keeps under its room version's redaction algorithm. */
