@@ -11,9 +11,9 @@ export default defineConfig({
     hookTimeout: 60_000,
     maxWorkers: 2,
     projects: [
-      { test: { name: "core", include: ["test/core/**/*.test.ts", "test/unit/**/*.test.ts"] } },
-      { test: { name: "sqlite", include: DB_TESTS, env: { MYELIN_TEST_DB: "sqlite" } } },
-      ...(postgres ? [{ test: { name: "postgres", include: DB_TESTS, env: { MYELIN_TEST_DB: "postgres" } } }] : []),
+      { extends: true, test: { name: "core", include: ["test/core/**/*.test.ts", "test/unit/**/*.test.ts"] } },
+      { extends: true, test: { name: "sqlite", include: DB_TESTS, env: { MYELIN_TEST_DB: "sqlite" } } },
+      ...(postgres ? [{ extends: true, test: { name: "postgres", include: DB_TESTS, env: { MYELIN_TEST_DB: "postgres" } } }] : []),
     ],
   },
 });

@@ -4,10 +4,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { dirname } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
-import { buildApp } from "./api/http/app.js";
+import { buildApp, type AppOptions } from "./api/http/app.js";
 import type { Config } from "./config/config.js";
 import { ConfigError } from "./config/reader.js";
 import { formatSigningKeyFile, generateSigningKey, parseSigningKeyFile, type SigningKey } from "./core/crypto/ed25519.js";
@@ -38,13 +39,19 @@ import { TypingService } from "./services/ephemeral/typing.js";
 import { ReceiptService } from "./services/ephemeral/receipts.js";
 import { PresenceService } from "./services/ephemeral/presence.js";
 import { SyncService } from "./services/sync/sync.js";
+import { FederationClient } from "./federation/client.js";
+import { ServerDiscovery, systemResolver, type Resolver, type WellKnownFetcher } from "./federation/discovery.js";
+import { IpRangeFilter } from "./federation/ip_filter.js";
+import { Transport, wellKnownFetcher } from "./federation/transport.js";
+import { KeyFetcher } from "./services/keys.js";
+import { KeyServer } from "./services/key_server.js";
 import { openDatabase } from "./storage/database.js";
 import { Storage } from "./storage/storage.js";
 
 export interface RunningServer {
   services: Services;
   /** Where each listener ended up (port 0 in the config means "any free port"). */
-  addresses: { host: string; port: number; resources: Set<string> }[];
+  addresses: { host: string; port: number; resources: Set<string>; tls: boolean }[];
   close(): Promise<void>;
 }
 
@@ -52,6 +59,15 @@ export interface StartOptions {
   logger?: Logger;
   /** Config warnings to log once the logger exists. */
   warnings?: string[];
+  /** How federation finds other servers (tests map names to 127.0.0.1); the system's DNS and HTTPS by default. */
+  federation?: FederationDeps;
+  /** Extra routes on every listener (tests add federation endpoints of their own). */
+  routes?: AppOptions["routes"];
+}
+
+export interface FederationDeps {
+  resolver?: Resolver;
+  wellKnownFetcher?: WellKnownFetcher;
 }
 
 /** Synapse refuses open registration without verification unless explicitly allowed; so do we. */
@@ -87,7 +103,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   const signingKey = loadOrCreateSigningKey(config.signingKeyPath, log);
   const storage = new Storage(await openDatabase(config.database));
-  const services = buildServices(config, log, storage, signingKey);
+  const services = buildServices(config, log, storage, signingKey, opts.federation);
   await startServices(services);
 
   const apps: FastifyInstance[] = [];
@@ -95,23 +111,27 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const addresses: RunningServer["addresses"] = [];
   try {
     for (const listener of config.listeners) {
-      const app = await buildApp(services, listener);
+      // A `tls: true` listener serves HTTPS with tls_certificate_path/tls_private_key_path (as Synapse), e.g. federation
+      // on 8448 next to a plain client listener on 8008.
+      const https = listener.tls ? { cert: readFileSync(config.tlsCertificatePath!), key: readFileSync(config.tlsPrivateKeyPath!) } : undefined;
+      const app = await buildApp(services, listener, { https, routes: opts.routes });
       apps.push(app);
       const [first, ...rest] = listener.bindAddresses;
       await app.listen({ port: listener.port, host: first ?? "0.0.0.0" });
       const addr = app.server.address();
       const port = typeof addr === "object" && addr ? addr.port : listener.port;
-      addresses.push({ host: first ?? "0.0.0.0", port, resources: listener.resources });
+      addresses.push({ host: first ?? "0.0.0.0", port, resources: listener.resources, tls: listener.tls });
       // Fastify listens once; further bind addresses forward their requests to the same app.
       for (const host of rest) {
-        const extra = createServer((req, res) => app.server.emit("request", req, res));
+        const forward = (req: Parameters<Server["emit"]>[1], res: Parameters<Server["emit"]>[2]) => app.server.emit("request", req, res);
+        const extra = https ? createHttpsServer(https, forward) : createServer(forward);
         try {
           await new Promise<void>((resolve, reject) => {
             extra.once("error", reject);
             extra.listen(port, host, () => resolve());
           });
           extraServers.push(extra);
-          addresses.push({ host, port, resources: listener.resources });
+          addresses.push({ host, port, resources: listener.resources, tls: listener.tls });
         } catch (e) {
           // `::` usually covers IPv4 too, so a second bind on 0.0.0.0 may find the port taken: that is fine.
           if ((e as NodeJS.ErrnoException).code !== "EADDRINUSE") throw e;
@@ -159,19 +179,61 @@ const housekeeping = new WeakMap<Services, NodeJS.Timeout>();
 export function stopServices(s: Services): void {
   s.typing.close();
   s.presence.close();
+  s.federationClient.close();
   clearInterval(housekeeping.get(s));
 }
 
-/** Periodic clean-up: UIA sessions older than a day are dropped. */
+/** Periodic clean-up: UIA sessions and transaction ids older than a day are dropped. */
 function startHousekeeping(s: Services): void {
   const timer = setInterval(() => {
     s.storage.uia.deleteOlderThan(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "UIA session clean-up failed"));
+    s.roomCore.persister.pruneTxns().catch((e: unknown) => s.log.warn({ err: e }, "transaction id clean-up failed"));
   }, 3600_000);
   timer.unref();
   housekeeping.set(s, timer);
 }
 
-export function buildServices(config: Config, log: Logger, storage: Storage, signingKey: SigningKey): Services {
+/** The federation stack: discovery → transport (IP filtering, TLS) → signed client → keys. */
+function buildFederation(config: Config, log: Logger, storage: Storage, signingKey: SigningKey, deps: FederationDeps) {
+  const resolver = deps.resolver ?? systemResolver;
+  const transport = new Transport({
+    resolver,
+    ipFilter: new IpRangeFilter(config.ipRangeBlacklist, config.ipRangeWhitelist),
+    verifyCertificates: config.federationVerifyCertificates,
+  });
+  const discovery = new ServerDiscovery({ resolver, fetchWellKnown: deps.wellKnownFetcher ?? wellKnownFetcher(transport) });
+  const federationClient = new FederationClient({
+    serverName: config.serverName,
+    signingKey,
+    discovery,
+    transport,
+    domainWhitelist: config.federationDomainWhitelist ? new Set(config.federationDomainWhitelist) : undefined,
+  });
+  const keys = new KeyFetcher({
+    serverName: config.serverName,
+    ownKeys: [
+      { keyId: signingKey.keyId, key: signingKey.publicKeyBase64, validUntilTs: Number.MAX_SAFE_INTEGER },
+      ...config.oldSigningKeys.map((k) => ({ keyId: k.keyId, key: k.key, validUntilTs: k.expiredTs })),
+    ],
+    store: storage.serverKeys,
+    client: federationClient,
+    trustedKeyServers: config.trustedKeyServers,
+    log,
+  });
+  const keyServer = new KeyServer({
+    serverName: config.serverName,
+    signingKey,
+    oldSigningKeys: config.oldSigningKeys,
+    keyRefreshIntervalMs: config.keyRefreshIntervalMs,
+    fetcher: keys,
+    store: storage.serverKeys,
+    isDomainAllowed: (name) => federationClient.isDomainAllowed(name),
+    log,
+  });
+  return { federationClient, keys, keyServer };
+}
+
+export function buildServices(config: Config, log: Logger, storage: Storage, signingKey: SigningKey, federation: FederationDeps = {}): Services {
   const tokens = new TokenService(storage, config);
   const devices = new DeviceService(storage, tokens);
   const passwords = new PasswordHasher(config);
@@ -222,6 +284,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     receipts,
     presence,
     sync: new SyncService({ rooms, accountData, receipts, typing, presence }),
+    ...buildFederation(config, log, storage, signingKey, federation),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

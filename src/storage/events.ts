@@ -240,6 +240,21 @@ export class EventStore {
     return (await this.txnQuery.execute(this.db, userId, deviceId, scope, txnId))[0]?.event_id;
   }
 
+  /** Transaction ids recorded since `sinceTs`, newest first (to warm the in-memory txn cache at start-up). */
+  async recentTxns(sinceTs: number, limit: number): Promise<{ user_id: string; device_id: string; scope: string; txn_id: string; event_id: string }[]> {
+    return this.db
+      .selectFrom("event_txn_ids")
+      .select(["user_id", "device_id", "scope", "txn_id", "event_id"])
+      .where("created_ts", ">=", sinceTs)
+      .orderBy("created_ts", "desc")
+      .limit(limit)
+      .execute();
+  }
+
+  async deleteTxnsBefore(ts: number): Promise<void> {
+    await this.db.deleteFrom("event_txn_ids").where("created_ts", "<", ts).execute();
+  }
+
   /** Which device sent these events with a transaction id (for unsigned.transaction_id). */
   async txnsOf(eventIds: readonly string[]): Promise<Map<string, { userId: string; deviceId: string; txnId: string }>> {
     const out = new Map<string, { userId: string; deviceId: string; txnId: string }>();

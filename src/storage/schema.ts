@@ -240,6 +240,22 @@ export interface PresenceTable {
   stream_id: number;
 }
 
+export interface ServerSigningKeysTable {
+  server_name: string;
+  /** "ed25519:<version>". */
+  key_id: string;
+  /** Unpadded base64 public key. */
+  verify_key: string;
+  /** Until when the key may be used: the response's valid_until_ts capped at fetch time + 7 days (verify_keys), or
+   * the key's expired_ts (old_verify_keys). */
+  valid_until_ts: number;
+  /** The server we got it from: the key's own server, or a notary. */
+  from_server: string;
+  ts_added_ms: number;
+  /** The key response as received (canonical JSON). */
+  key_json: string;
+}
+
 export interface Schema {
   rooms: RoomsTable;
   events: EventsTable;
@@ -267,4 +283,5 @@ export interface Schema {
   registration_tokens: RegistrationTokensTable;
   account_data: AccountDataTable;
   filters: FiltersTable;
+  server_signing_keys: ServerSigningKeysTable;
 }

@@ -32,7 +32,7 @@ export class StateGroupStore {
   async loadChain(groupId: number): Promise<StateGroupNode[]> {
     const rows = await sql<{ id: number; room_id: string; prev_group: number | null; chain_depth: number; type: string | null; state_key: string | null; event_id: string | null }>`
       WITH RECURSIVE chain(id) AS (
-        SELECT ${groupId}
+        SELECT CAST(${groupId} AS BIGINT)
         UNION ALL
         SELECT g.prev_group FROM state_groups g JOIN chain c ON g.id = c.id WHERE g.prev_group IS NOT NULL
       )

@@ -15,6 +15,7 @@ import { EventStore } from "./events.js";
 import { RoomStore } from "./rooms.js";
 import { StateGroupStore } from "./state_groups.js";
 import { ProfileStore, UserStore } from "./users.js";
+import { ServerKeyStore } from "./server_keys.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -28,6 +29,7 @@ export class Stores {
   readonly events: EventStore;
   readonly rooms: RoomStore;
   readonly stateGroups: StateGroupStore;
+  readonly serverKeys: ServerKeyStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -41,6 +43,7 @@ export class Stores {
     this.events = new EventStore(db);
     this.rooms = new RoomStore(db);
     this.stateGroups = new StateGroupStore(db);
+    this.serverKeys = new ServerKeyStore(db);
   }
 }
 

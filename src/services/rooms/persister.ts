@@ -5,6 +5,7 @@
  * rows to the group-commit writer. The caller's promise resolves only once the transaction has committed; then
  * caches are updated and waiting /sync requests are woken.
  */
+import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import { authEventTypesFor } from "../../core/events/auth_events.js";
 import { isStateEvent, stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
@@ -55,6 +56,12 @@ export interface SendOptions {
 }
 
 const MAX_PREV_EVENTS = 10;
+const TXN_WINDOW_MS = 24 * 3600_000;
+const TXN_CACHE_MAX = 200_000;
+
+function txnKey(userId: string, deviceId: string, scope: string, txnId: string): string {
+  return `${userId}\u0000${deviceId}\u0000${scope}\u0000${txnId}`;
+}
 const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 
 export class EventPersister {
@@ -64,6 +71,12 @@ export class EventPersister {
   private readonly writer: GroupCommitWriter;
   /** Per room, the newest stream ordering: lets /sync skip rooms with nothing new without a query each. */
   private readonly latestStream = new Map<string, number>();
+  /**
+   * Spec "Transaction identifiers": a retried send returns the original event. Transaction ids are honoured for 24
+   * hours (Synapse's window): those of the last 24 hours live in memory, warmed from the database at start-up, so
+   * a send never waits on a lookup. Only when the cache has overflowed does a miss fall back to the database.
+   */
+  private readonly txns = new LRUCache<string, string>({ max: TXN_CACHE_MAX });
   /** Sends with the same txn id in flight, so concurrent retries get the same event. */
   private readonly inflightTxns = new Map<string, Promise<StoredEvent>>();
 
@@ -81,6 +94,13 @@ export class EventPersister {
 
   async start(): Promise<void> {
     this.stream = new StreamIdGenerator(await this.storage.events.maxStreamOrdering());
+    const recent = await this.storage.events.recentTxns(Date.now() - TXN_WINDOW_MS, TXN_CACHE_MAX);
+    for (const t of recent.reverse()) this.txns.set(txnKey(t.user_id, t.device_id, t.scope, t.txn_id), t.event_id);
+  }
+
+  /** Forgets transaction ids older than the window (housekeeping). */
+  async pruneTxns(): Promise<void> {
+    await this.storage.events.deleteTxnsBefore(Date.now() - TXN_WINDOW_MS);
   }
 
   /** The events stream position for sync tokens: every event at or below it is committed. */
@@ -184,7 +204,7 @@ export class EventPersister {
   /** Builds, authorises, signs and persists a local event in an existing room. */
   async send(roomId: string, draft: EventDraft, opts: SendOptions = {}): Promise<StoredEvent> {
     if (opts.txn) {
-      const key = `${opts.txn.userId}\u0000${opts.txn.deviceId}\u0000${opts.txn.scope}\u0000${opts.txn.txnId}`;
+      const key = txnKey(opts.txn.userId, opts.txn.deviceId, opts.txn.scope, opts.txn.txnId);
       const pending = this.inflightTxns.get(key);
       if (pending) return pending;
       const p = this.sendOnce(roomId, draft, opts).finally(() => this.inflightTxns.delete(key));
@@ -196,7 +216,9 @@ export class EventPersister {
 
   private async sendOnce(roomId: string, draft: EventDraft, opts: SendOptions): Promise<StoredEvent> {
     if (opts.txn) {
-      const existing = await this.storage.events.txnEventId(opts.txn.userId, opts.txn.deviceId, opts.txn.scope, opts.txn.txnId);
+      const t = opts.txn;
+      let existing = this.txns.get(txnKey(t.userId, t.deviceId, t.scope, t.txnId));
+      if (existing === undefined && this.txns.size >= TXN_CACHE_MAX) existing = await this.storage.events.txnEventId(t.userId, t.deviceId, t.scope, t.txnId);
       if (existing) {
         const e = await this.events.get(existing);
         if (e) return e;
@@ -330,6 +352,7 @@ export class EventPersister {
     this.events.add(stored);
     const committed = this.commit([item]).then(
       () => {
+        if (opts.txn) this.txns.set(txnKey(opts.txn.userId, opts.txn.deviceId, opts.txn.scope, opts.txn.txnId), event.event_id);
         if (opts.applyRedaction && event.redacts) this.events.markRedacted(event.redacts, event.event_id);
         this.afterCommit([stored]);
         return stored;

@@ -101,6 +101,7 @@ export const m002_rooms: SqlMigration = () => [
     PRIMARY KEY (user_id, device_id, scope, txn_id)
   )`,
   `CREATE INDEX event_txn_ids_event ON event_txn_ids (event_id)`,
+  `CREATE INDEX event_txn_ids_created ON event_txn_ids (created_ts)`,
   `CREATE TABLE redactions (
     event_id TEXT PRIMARY KEY,
     redacts TEXT NOT NULL,

@@ -6,6 +6,7 @@ import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } fr
 import type { Database, Engine } from "../database.js";
 import { m001_accounts } from "./001_accounts.js";
 import { m002_rooms } from "./002_rooms.js";
+import { m003_federation } from "./003_federation.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -16,6 +17,7 @@ export type SqlMigration = (engine: Engine) => string[];
 const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["001_accounts", m001_accounts],
   ["002_rooms", m002_rooms],
+  ["003_federation", m003_federation],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {
