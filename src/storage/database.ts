@@ -9,7 +9,8 @@ import { Kysely, PostgresDialect, SqliteDialect, sql } from "kysely";
 import type pg from "pg";
 import type { DatabaseConfig } from "../config/config.js";
 import type { Schema } from "./schema.js";
-import { KyselyBatchExecutor, SqliteWorkerBatchExecutor, type BatchExecutor } from "./batch.js";
+import { KyselyBatchExecutor, SqliteWriterBatchExecutor, type BatchExecutor } from "./batch.js";
+import { SqliteSplitDialect, SqliteWriter } from "./sqlite_writer.js";
 import { migrateToLatest } from "./migrations/index.js";
 
 export type Engine = "sqlite" | "postgres";
@@ -66,11 +67,18 @@ export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
     const { default: Sqlite } = await import("better-sqlite3");
     const conn = new Sqlite(cfg.path);
     conn.pragma("journal_mode = WAL");
-    conn.pragma("synchronous = FULL");
     conn.pragma("foreign_keys = ON");
     conn.pragma("busy_timeout = 10000");
-    db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
-    batch = cfg.path === ":memory:" ? new KyselyBatchExecutor(db) : new SqliteWorkerBatchExecutor(cfg.path);
+    if (cfg.path === ":memory:") {
+      db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
+      batch = new KyselyBatchExecutor(db);
+    } else {
+      // Reads on this connection, writes on a writer connection in a worker thread (sqlite_writer.ts).
+      conn.pragma("query_only = 1");
+      const writer = new SqliteWriter(cfg.path);
+      db = new Kysely<Schema>({ dialect: new SqliteSplitDialect(withStatementCache(conn), writer) });
+      batch = new SqliteWriterBatchExecutor(writer);
+    }
   } else {
     const { default: pgDriver } = await import("pg");
     const pool = new pgDriver.Pool({
