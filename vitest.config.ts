@@ -13,7 +13,7 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: "core", include: ["test/core/**/*.test.ts", "test/unit/**/*.test.ts"] } },
       { extends: true, test: { name: "sqlite", include: DB_TESTS, env: { MYELIN_TEST_DB: "sqlite" } } },
-      ...(postgres ? [{ extends: true, test: { name: "postgres", include: DB_TESTS, env: { MYELIN_TEST_DB: "postgres" } } }] : []),
+      ...(postgres ? [{ extends: true as const, test: { name: "postgres", include: DB_TESTS, env: { MYELIN_TEST_DB: "postgres" } } }] : []),
     ],
   },
 });

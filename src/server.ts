@@ -3,7 +3,7 @@
  * what it needs passed in.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { dirname } from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -80,6 +80,13 @@ export function checkRegistrationSafety(config: Config): void {
   }
 }
 
+/** As Synapse: a listener with `tls: true` needs tls_certificate_path and tls_private_key_path. */
+export function checkTlsListeners(config: Config): void {
+  if (config.listeners.some((l) => l.tls) && (config.tlsCertificatePath === undefined || config.tlsPrivateKeyPath === undefined)) {
+    throw new ConfigError('config keys "tls_certificate_path" and "tls_private_key_path" are required when a listener has tls: true');
+  }
+}
+
 export function loadOrCreateSigningKey(path: string, log: Logger): SigningKey {
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true });
@@ -97,6 +104,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   for (const w of opts.warnings ?? []) log.warn(w);
   if (note) log.info(note);
   checkRegistrationSafety(config);
+  checkTlsListeners(config);
   if (config.enableRegistration && config.enableRegistrationWithoutVerification) {
     log.warn("open registration without verification is enabled: anyone who can reach this server can create accounts. Never expose such a server to the internet.");
   }
@@ -123,7 +131,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       addresses.push({ host: first ?? "0.0.0.0", port, resources: listener.resources, tls: listener.tls });
       // Fastify listens once; further bind addresses forward their requests to the same app.
       for (const host of rest) {
-        const forward = (req: Parameters<Server["emit"]>[1], res: Parameters<Server["emit"]>[2]) => app.server.emit("request", req, res);
+        const forward = (req: IncomingMessage, res: ServerResponse) => app.server.emit("request", req, res);
         const extra = https ? createHttpsServer(https, forward) : createServer(forward);
         try {
           await new Promise<void>((resolve, reject) => {

@@ -2,7 +2,9 @@
  * homeserver.yaml, read with Synapse's keys so an existing Synapse config mostly just works. Every key Myelin
  * supports is read here, once, into a typed `Config`; docs/configuration.md lists them all.
  */
+import { decodeBase64 } from "../core/json/base64.js";
 import { isValidServerName } from "../core/ids/ids.js";
+import { DEFAULT_IP_RANGE_BLACKLIST, parseIpRange } from "../federation/ip_filter.js";
 import { DEFAULT_ROOM_VERSION, getRoomVersion } from "../core/rooms/versions.js";
 import { ConfigError, ConfigReader } from "./reader.js";
 
@@ -81,6 +83,18 @@ export interface Config {
   rateLimits: RateLimits;
   maxUploadSize: number;
   trustedKeyServers: { serverName: string; verifyKeys?: Record<string, string> }[];
+  /** Synapse `key_refresh_interval`: how long the keys we publish stay valid (`valid_until_ts` = now + this), ms. */
+  keyRefreshIntervalMs: number;
+  /** Synapse `old_signing_keys`: keys we no longer sign with, published as `old_verify_keys`. */
+  oldSigningKeys: OldSigningKey[];
+  /** Verify the certificates of servers we connect to (Synapse `federation_verify_certificates`). */
+  federationVerifyCertificates: boolean;
+  /** IP ranges outbound federation may not connect to (`ip_range_blacklist`, or `federation_ip_range_blacklist`). */
+  ipRangeBlacklist: string[];
+  /** Exceptions to the blacklist (`ip_range_whitelist`; ignored when `federation_ip_range_blacklist` is set). */
+  ipRangeWhitelist: string[];
+  /** `federation_domain_whitelist`: when set, federate with these servers only. */
+  federationDomainWhitelist?: string[];
   logLevel: string;
   logConfig?: string;
   serveServerWellknown: boolean;
@@ -98,6 +112,15 @@ export interface Config {
   adminContact?: string;
   /** Absolute directory of the config file, for resolving relative paths. */
   configDir: string;
+}
+
+export interface OldSigningKey {
+  /** "ed25519:<version>". */
+  keyId: string;
+  /** Unpadded base64 public key. */
+  key: string;
+  /** When we stopped using it (ms). */
+  expiredTs: number;
 }
 
 /** Keys Synapse has that Myelin accepts without effect (no warning). */
@@ -192,15 +215,31 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
   warnUnknown(joins);
   warnUnknown(invites);
 
+  const federationVerifyCertificates = r.bool("federation_verify_certificates", true);
   // Synapse's default trusts matrix.org as a notary; an explicit empty list trusts none.
   const trustedKeyServers = (r.list("trusted_key_servers") ?? [new ConfigReader({ server_name: "matrix.org" }, "trusted_key_servers[0]")]).map((t) => {
     const entry: Config["trustedKeyServers"][number] = { serverName: t.requireString("server_name") };
     const verifyKeys = t.stringMap("verify_keys");
-    if (verifyKeys !== undefined) entry.verifyKeys = verifyKeys;
-    t.accept("accept_keys_insecurely");
+    if (verifyKeys !== undefined) {
+      for (const [keyId, key] of Object.entries(verifyKeys)) {
+        if (!keyId.startsWith("ed25519:")) throw new ConfigError(`config key "${t.path}.verify_keys": unsupported key algorithm in "${keyId}" (only ed25519)`);
+        if (decodeBase64(key)?.length !== 32) throw new ConfigError(`config key "${t.path}.verify_keys.${keyId}": not an unpadded base64 ed25519 public key`);
+      }
+      entry.verifyKeys = verifyKeys;
+    }
+    // As Synapse: without certificate checks, a notary's answers are only trusted when signed by keys we know.
+    if (!federationVerifyCertificates && !t.bool("accept_keys_insecurely", false) && (verifyKeys === undefined || Object.keys(verifyKeys).length === 0)) {
+      throw new ConfigError(
+        `config key "${t.path}": with federation_verify_certificates: false, a trusted key server needs verify_keys (or accept_keys_insecurely: true)`,
+      );
+    }
     warnUnknown(t);
     return entry;
   });
+  const ipRanges = readIpRanges(r);
+  // An empty whitelist means "federate with nobody", as in Synapse; absent means everyone.
+  const domainWhitelist = r.has("federation_domain_whitelist") ? r.stringList("federation_domain_whitelist") : undefined;
+  r.accept("federation_domain_whitelist");
 
   const defaultRoomVersion = r.string("default_room_version", DEFAULT_ROOM_VERSION);
   if (!getRoomVersion(defaultRoomVersion)) {
@@ -227,6 +266,12 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     rateLimits,
     maxUploadSize: r.size("max_upload_size", 50 * 1024 * 1024),
     trustedKeyServers,
+    keyRefreshIntervalMs: r.duration("key_refresh_interval", 86_400_000),
+    oldSigningKeys: readOldSigningKeys(r),
+    federationVerifyCertificates,
+    ipRangeBlacklist: ipRanges.blacklist,
+    ipRangeWhitelist: ipRanges.whitelist,
+    federationDomainWhitelist: domainWhitelist,
     logLevel: r.string("log_level", "info"),
     logConfig: optionalPath(configDir, r.string("log_config")),
     serveServerWellknown: r.bool("serve_server_wellknown", false),
@@ -253,6 +298,46 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
   config.logLevel = config.logLevel.toLowerCase();
   warnUnknown(r);
   return { config, warnings: pendingWarnings };
+}
+
+/**
+ * Synapse's outbound IP filtering keys: `ip_range_blacklist` (default: private, loopback, link-local… ranges) with
+ * `ip_range_whitelist` exceptions; the deprecated `federation_ip_range_blacklist`, when present, replaces the
+ * blacklist for federation and disables the whitelist, exactly as in Synapse.
+ */
+function readIpRanges(r: ConfigReader): { blacklist: string[]; whitelist: string[] } {
+  const check = (key: string, ranges: string[]) => {
+    for (const range of ranges) {
+      if (!parseIpRange(range)) throw new ConfigError(`config key "${key}": "${range}" is not an IP address or CIDR range`);
+    }
+    return ranges;
+  };
+  const general = check("ip_range_blacklist", r.stringList("ip_range_blacklist", [...DEFAULT_IP_RANGE_BLACKLIST]));
+  const whitelist = check("ip_range_whitelist", r.stringList("ip_range_whitelist"));
+  if (r.has("federation_ip_range_blacklist")) {
+    return { blacklist: check("federation_ip_range_blacklist", r.stringList("federation_ip_range_blacklist")), whitelist: [] };
+  }
+  r.accept("federation_ip_range_blacklist");
+  return { blacklist: general, whitelist };
+}
+
+/** Synapse's `old_signing_keys`: `{"ed25519:id": {key: <base64 public key>, expired_ts: <ms>}}`. */
+function readOldSigningKeys(r: ConfigReader): OldSigningKey[] {
+  const raw = r.raw("old_signing_keys");
+  if (raw === undefined || raw === null) return [];
+  if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError('config key "old_signing_keys": expected a mapping of key ids to {key, expired_ts}');
+  return Object.entries(raw as Record<string, unknown>).map(([keyId, v]) => {
+    const path = `old_signing_keys.${keyId}`;
+    if (!/^ed25519:[A-Za-z0-9_]+$/.test(keyId)) throw new ConfigError(`config key "${path}": unsupported key id (expected ed25519:<version>)`);
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ConfigError(`config key "${path}": expected a mapping with key and expired_ts`);
+    const entry = new ConfigReader(v as Record<string, unknown>, path);
+    const key = entry.requireString("key");
+    if (decodeBase64(key)?.length !== 32) throw new ConfigError(`config key "${path}.key": not an unpadded base64 ed25519 public key`);
+    const expiredTs = entry.int("expired_ts", -1, 0);
+    if (expiredTs < 0) throw new ConfigError(`config key "${path}.expired_ts" is required (a timestamp in milliseconds)`);
+    warnUnknown(entry);
+    return { keyId, key: key.replace(/=+$/, ""), expiredTs };
+  });
 }
 
 function readPresence(r: ConfigReader): boolean {

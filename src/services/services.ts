@@ -22,6 +22,9 @@ import type { TypingService } from "./ephemeral/typing.js";
 import type { ReceiptService } from "./ephemeral/receipts.js";
 import type { PresenceService } from "./ephemeral/presence.js";
 import type { SyncService } from "./sync/sync.js";
+import type { FederationClient } from "../federation/client.js";
+import type { KeyFetcher } from "./keys.js";
+import type { KeyServer } from "./key_server.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -61,4 +64,10 @@ export interface Services {
   receipts: ReceiptService;
   presence: PresenceService;
   sync: SyncService;
+  /** Signed outbound federation requests. */
+  federationClient: FederationClient;
+  /** Other servers' signing keys; verifies their signatures. */
+  keys: KeyFetcher;
+  /** Our published keys and the notary. */
+  keyServer: KeyServer;
 }

@@ -8,9 +8,10 @@ import { join } from "node:path";
 import pg from "pg";
 import { pino } from "pino";
 import { parseConfig, type Config } from "../../src/config/config.js";
-import { generateSigningKey, formatSigningKeyFile } from "../../src/core/crypto/ed25519.js";
-import { startServer, type RunningServer } from "../../src/server.js";
+import { generateSigningKey, formatSigningKeyFile, type SigningKey } from "../../src/core/crypto/ed25519.js";
+import { startServer, type RunningServer, type StartOptions as ServerStartOptions } from "../../src/server.js";
 import { writeFileSync } from "node:fs";
+import { selfSignedCertificate } from "./tls.js";
 
 export const TEST_ENGINE = (process.env.MYELIN_TEST_DB ?? "sqlite") as "sqlite" | "postgres";
 export const POSTGRES_URL = process.env.MYELIN_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -18,6 +19,10 @@ export const POSTGRES_URL = process.env.MYELIN_TEST_POSTGRES ?? "postgres://post
 export interface TestServer {
   server: RunningServer;
   baseUrl: string;
+  /** The port of the TLS listener, when the server was started with `tls: true`. */
+  tlsPort?: number;
+  /** The server's signing key. */
+  signingKey: SigningKey;
   config: Config;
   dataDir: string;
   /** Stops the server; with `keepData`, the database and files stay for a restart. */
@@ -88,23 +93,50 @@ export interface StartOptions {
   serverName?: string;
   /** Keys merged over the base config (top level). */
   config?: Record<string, unknown>;
+  /**
+   * Adds a second listener with `tls: true` serving `federation` and `keys` (as an admin's 8448 listener), with a
+   * fresh self-signed certificate for the server name's host and 127.0.0.1.
+   */
+  tls?: boolean;
+  /** The TLS listener's resources (default: federation and keys). */
+  tlsResources?: string[];
+  /** Passed to startServer: how federation resolves names, and extra routes. */
+  server?: Pick<ServerStartOptions, "federation" | "routes">;
+  /** The signing key to use (a new one by default). */
+  signingKey?: SigningKey;
 }
 
 export async function startTestServer(opts: StartOptions = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "myelin-test-"));
   const db = await createTestDatabase(dataDir);
   const serverName = opts.serverName ?? "test.local";
-  writeFileSync(join(dataDir, "signing.key"), formatSigningKeyFile([generateSigningKey()]));
-  const yaml = { ...baseYaml(serverName, dataDir, db.yaml), ...(opts.config ?? {}) };
-  return launch(yaml, dataDir, db);
+  const signingKey = opts.signingKey ?? generateSigningKey();
+  writeFileSync(join(dataDir, "signing.key"), formatSigningKeyFile([signingKey]));
+  const yaml: Record<string, unknown> = { ...baseYaml(serverName, dataDir, db.yaml) };
+  if (opts.tls) {
+    const host = serverName.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+    const { certPath, keyPath } = selfSignedCertificate(dataDir, [...new Set([host, "127.0.0.1"])]);
+    const listeners = yaml.listeners as Record<string, unknown>[];
+    yaml.listeners = [...listeners, { port: 8448, bind_addresses: ["127.0.0.1"], type: "http", tls: true, resources: [{ names: opts.tlsResources ?? ["federation", "keys"] }] }];
+    yaml.tls_certificate_path = certPath;
+    yaml.tls_private_key_path = keyPath;
+  }
+  Object.assign(yaml, opts.config ?? {});
+  return launch(yaml, dataDir, db, signingKey, opts.server ?? {});
 }
 
-async function launch(yaml: Record<string, unknown>, dataDir: string, db: TestDatabase): Promise<TestServer> {
+async function launch(
+  yaml: Record<string, unknown>,
+  dataDir: string,
+  db: TestDatabase,
+  signingKey: SigningKey,
+  serverOpts: Pick<ServerStartOptions, "federation" | "routes">,
+): Promise<TestServer> {
   const { config, warnings } = parseConfig(yaml, dataDir);
   // Port 0: any free port.
   for (const l of config.listeners) l.port = 0;
-  const server = await startServer(config, { logger: pino({ level: config.logLevel }), warnings });
-  const addr = server.addresses[0]!;
+  const server = await startServer(config, { logger: pino({ level: config.logLevel }), warnings, ...serverOpts });
+  const addr = server.addresses.find((a) => !a.tls) ?? server.addresses[0]!;
   const baseUrl = `http://127.0.0.1:${addr.port}`;
   let stopped = false;
   const stop = async () => {
@@ -115,12 +147,14 @@ async function launch(yaml: Record<string, unknown>, dataDir: string, db: TestDa
   return {
     server,
     baseUrl,
+    tlsPort: server.addresses.find((a) => a.tls)?.port,
+    signingKey,
     config,
     dataDir,
     stop,
     restart: async () => {
       await stop();
-      return launch(yaml, dataDir, db);
+      return launch(yaml, dataDir, db, signingKey, serverOpts);
     },
     close: async () => {
       await stop();

@@ -11,6 +11,7 @@ import type { Services } from "../../services/services.js";
 import { registerClientApi } from "../client/index.js";
 import { registerAdminApi } from "../admin/index.js";
 import { registerStaticPages } from "./static.js";
+import { registerFederationApi, registerKeyApi } from "../federation/index.js";
 
 /** Request ids for logs: a per-process prefix and a counter (cheaper than random bytes per request). */
 const REQ_PREFIX = randomBytes(3).toString("hex") + "-";
@@ -32,8 +33,16 @@ const CORS_HEADERS = {
   "access-control-allow-headers": "X-Requested-With, Content-Type, Authorization, Date",
 };
 
-export async function buildApp(services: Services, listener: Pick<ListenerConfig, "resources" | "xForwarded">): Promise<FastifyInstance> {
+export interface AppOptions {
+  /** Serve HTTPS with this certificate and key (a listener with `tls: true`). */
+  https?: { cert: Buffer; key: Buffer };
+  /** Extra routes, registered after the listener's resources. */
+  routes?: (app: FastifyInstance, services: Services) => void;
+}
+
+export async function buildApp(services: Services, listener: Pick<ListenerConfig, "resources" | "xForwarded">, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(options.https ? { https: options.https } : {}),
     loggerInstance: services.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: listener.xForwarded,
@@ -114,6 +123,10 @@ export async function buildApp(services: Services, listener: Pick<ListenerConfig
     registerClientApi(app, services);
     registerAdminApi(app, services);
   }
+  // As Synapse: the key endpoints come with either resource.
+  if (resources.has("keys") || resources.has("federation")) registerKeyApi(app, services);
+  if (resources.has("federation")) registerFederationApi(app, services);
+  options.routes?.(app, services);
   await app.ready();
   return app;
 }
