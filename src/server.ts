@@ -191,11 +191,10 @@ export function stopServices(s: Services): void {
   clearInterval(housekeeping.get(s));
 }
 
-/** Periodic clean-up: UIA sessions and transaction ids older than a day are dropped. */
+/** Periodic clean-up: UIA sessions older than a day are dropped. */
 function startHousekeeping(s: Services): void {
   const timer = setInterval(() => {
     s.storage.uia.deleteOlderThan(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "UIA session clean-up failed"));
-    s.roomCore.persister.pruneTxns().catch((e: unknown) => s.log.warn({ err: e }, "transaction id clean-up failed"));
   }, 3600_000);
   timer.unref();
   housekeeping.set(s, timer);

@@ -1,7 +1,6 @@
 /** Events in the database: the batched write of newly persisted events, and the reads every room API needs. */
 import { sql, type CompiledQuery, type Kysely } from "kysely";
 import { splitStateMapKey } from "../core/events/event.js";
-import { PreparedQuery } from "./prepared.js";
 import type { EventsTable, Schema } from "./schema.js";
 import type { StateGroupNode } from "./state_groups.js";
 import type { StateDelta } from "./state_deltas.js";
@@ -66,7 +65,7 @@ export class EventStore {
       if (!i.newRoom) continue;
       q.push(db
         .insertInto("rooms")
-        .values({ room_id: i.newRoom.roomId, room_version: i.newRoom.version, creator: i.newRoom.creator, is_public: 0, created_ts: now, current_state_group: null })
+        .values({ room_id: i.newRoom.roomId, room_version: i.newRoom.version, creator: i.newRoom.creator, is_public: 0, created_ts: now, current_state_group: null, forward_extremities: "[]" })
         .compile());
     }
     for (const part of chunks(items, 50)) {
@@ -91,14 +90,13 @@ export class EventStore {
             rejected_reason: i.rejectedReason,
             redacted_by: null,
             contains_url: i.containsUrl ? 1 : 0,
+            txn_device_id: i.txn?.deviceId ?? null,
+            txn_scope: i.txn?.scope ?? null,
+            txn_id: i.txn?.txnId ?? null,
           })),
         )
         .compile());
     }
-    const edges = items.flatMap((i) => i.prevEvents.map((p) => ({ event_id: i.eventId, prev_event_id: p })));
-    for (const part of chunks(edges)) q.push(db.insertInto("event_edges").values(part).onConflict((oc) => oc.doNothing()).compile());
-    const auth = items.flatMap((i) => i.authEvents.map((a) => ({ event_id: i.eventId, auth_id: a })));
-    for (const part of chunks(auth)) q.push(db.insertInto("event_auth").values(part).onConflict((oc) => oc.doNothing()).compile());
 
     for (const i of items) {
       if (!i.newStateGroup) continue;
@@ -141,10 +139,7 @@ export class EventStore {
     }
     for (const [roomId, i] of lastByRoom) {
       if (i.currentState) q.push(db.updateTable("rooms").set({ current_state_group: i.currentState.group }).where("room_id", "=", roomId).compile());
-      if (i.extremities) {
-        q.push(db.deleteFrom("event_forward_extremities").where("room_id", "=", roomId).compile());
-        if (i.extremities.length > 0) q.push(db.insertInto("event_forward_extremities").values(i.extremities.map((e) => ({ room_id: roomId, event_id: e }))).compile());
-      }
+      if (i.extremities) q.push(db.updateTable("rooms").set({ forward_extremities: JSON.stringify(i.extremities) }).where("room_id", "=", roomId).compile());
     }
 
     const memberships = items.filter((i) => i.membership && !i.outlier && !i.rejectedReason);
@@ -169,14 +164,6 @@ export class EventStore {
     // Forgetting applies to the memberships a user had: any new membership event un-forgets the room (as Synapse).
     for (const i of memberships) {
       q.push(db.deleteFrom("forgotten_rooms").where("user_id", "=", i.membership!.userId).where("room_id", "=", i.roomId).compile());
-    }
-    const txns = items.filter((i) => i.txn);
-    for (const part of chunks(txns)) {
-      q.push(db
-        .insertInto("event_txn_ids")
-        .values(part.map((i) => ({ user_id: i.txn!.userId, device_id: i.txn!.deviceId, scope: i.txn!.scope, txn_id: i.txn!.txnId, event_id: i.eventId, created_ts: now })))
-        .onConflict((oc) => oc.doNothing())
-        .compile());
     }
     for (const i of items) {
       if (i.redacts === undefined || i.rejectedReason) continue;
@@ -231,39 +218,18 @@ export class EventStore {
     return Number(r?.m ?? 0);
   }
 
-  private readonly txnQuery = new PreparedQuery((userId: string, deviceId: string, scope: string, txnId: string) =>
-    this.db.selectFrom("event_txn_ids").select("event_id").where("user_id", "=", userId).where("device_id", "=", deviceId).where("scope", "=", scope).where("txn_id", "=", txnId),
-  );
-
-  /** The event a device already sent with this transaction id (checked on every send: compiled once). */
-  async txnEventId(userId: string, deviceId: string, scope: string, txnId: string): Promise<string | undefined> {
-    return (await this.txnQuery.execute(this.db, userId, deviceId, scope, txnId))[0]?.event_id;
-  }
-
-  /** Transaction ids recorded since `sinceTs`, newest first (to warm the in-memory txn cache at start-up). */
-  async recentTxns(sinceTs: number, limit: number): Promise<{ user_id: string; device_id: string; scope: string; txn_id: string; event_id: string }[]> {
-    return this.db
-      .selectFrom("event_txn_ids")
-      .select(["user_id", "device_id", "scope", "txn_id", "event_id"])
-      .where("created_ts", ">=", sinceTs)
-      .orderBy("created_ts", "desc")
-      .limit(limit)
+  /**
+   * Transaction ids of events received since `sinceTs` among the newest `limit` events, to warm the in-memory
+   * transaction cache at start-up (a bounded scan of the primary key, no index needed).
+   */
+  async recentTxns(sinceTs: number, limit: number): Promise<{ sender: string; txn_device_id: string; txn_scope: string; txn_id: string; event_id: string }[]> {
+    const rows = await this.db
+      .selectFrom((eb) => eb.selectFrom("events").select(["stream_ordering", "event_id", "sender", "received_ts", "txn_device_id", "txn_scope", "txn_id"]).orderBy("stream_ordering", "desc").limit(limit).as("recent"))
+      .selectAll()
+      .where("received_ts", ">=", sinceTs)
+      .where("txn_id", "is not", null)
       .execute();
-  }
-
-  async deleteTxnsBefore(ts: number): Promise<void> {
-    await this.db.deleteFrom("event_txn_ids").where("created_ts", "<", ts).execute();
-  }
-
-  /** Which device sent these events with a transaction id (for unsigned.transaction_id). */
-  async txnsOf(eventIds: readonly string[]): Promise<Map<string, { userId: string; deviceId: string; txnId: string }>> {
-    const out = new Map<string, { userId: string; deviceId: string; txnId: string }>();
-    for (const part of chunks([...eventIds], 200)) {
-      if (part.length === 0) continue;
-      const rows = await this.db.selectFrom("event_txn_ids").select(["event_id", "user_id", "device_id", "txn_id"]).where("event_id", "in", part).execute();
-      for (const r of rows) out.set(r.event_id, { userId: r.user_id, deviceId: r.device_id, txnId: r.txn_id });
-    }
-    return out;
+    return rows.map((r) => ({ sender: r.sender, txn_device_id: r.txn_device_id!, txn_scope: r.txn_scope!, txn_id: r.txn_id!, event_id: r.event_id }));
   }
 
   /**

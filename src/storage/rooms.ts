@@ -25,7 +25,8 @@ export class RoomStore {
   }
 
   async forwardExtremities(roomId: string): Promise<string[]> {
-    return (await this.db.selectFrom("event_forward_extremities").select("event_id").where("room_id", "=", roomId).execute()).map((r) => r.event_id);
+    const r = await this.db.selectFrom("rooms").select("forward_extremities").where("room_id", "=", roomId).executeTakeFirst();
+    return r ? (JSON.parse(r.forward_extremities) as string[]) : [];
   }
 
   async currentState(roomId: string): Promise<CurrentStateRow[]> {

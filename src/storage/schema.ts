@@ -103,6 +103,8 @@ export interface RoomsTable {
   created_ts: number;
   /** The state group of the room's current state (resolved across forward extremities). */
   current_state_group: number | null;
+  /** JSON array of the room's forward extremities (events with no successor yet). */
+  forward_extremities: string;
 }
 
 export interface EventsTable {
@@ -125,21 +127,9 @@ export interface EventsTable {
   rejected_reason: string | null;
   redacted_by: string | null;
   contains_url: number;
-}
-
-export interface EventEdgesTable {
-  event_id: string;
-  prev_event_id: string;
-}
-
-export interface EventAuthTable {
-  event_id: string;
-  auth_id: string;
-}
-
-export interface ForwardExtremitiesTable {
-  room_id: string;
-  event_id: string;
+  txn_device_id: string | null;
+  txn_scope: string | null;
+  txn_id: string | null;
 }
 
 export interface StateGroupsTable {
@@ -175,15 +165,6 @@ export interface RoomMembershipsTable {
   stream_ordering: number;
   displayname: string | null;
   avatar_url: string | null;
-}
-
-export interface EventTxnIdsTable {
-  user_id: string;
-  device_id: string;
-  scope: string;
-  txn_id: string;
-  event_id: string;
-  created_ts: number;
 }
 
 export interface RedactionsTable {
@@ -259,14 +240,10 @@ export interface ServerSigningKeysTable {
 export interface Schema {
   rooms: RoomsTable;
   events: EventsTable;
-  event_edges: EventEdgesTable;
-  event_auth: EventAuthTable;
-  event_forward_extremities: ForwardExtremitiesTable;
   state_groups: StateGroupsTable;
   state_group_entries: StateGroupEntriesTable;
   current_state_events: CurrentStateEventsTable;
   room_memberships: RoomMembershipsTable;
-  event_txn_ids: EventTxnIdsTable;
   redactions: RedactionsTable;
   event_relations: EventRelationsTable;
   threads: ThreadsTable;

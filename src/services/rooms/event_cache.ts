@@ -22,6 +22,8 @@ export interface StoredEvent {
   readonly outlier: boolean;
   readonly softFailed: boolean;
   readonly rejected: boolean;
+  /** The sending device's transaction id, for unsigned.transaction_id. */
+  readonly txn: { deviceId: string; txnId: string } | null;
 }
 
 /** prev_events/auth_events as ids: v1/v2 use [id, {hashes}] pairs. */
@@ -117,6 +119,7 @@ export class EventCache {
       outlier: row.outlier === 1,
       softFailed: row.soft_failed === 1,
       rejected: row.rejected_reason !== null,
+      txn: row.txn_device_id !== null && row.txn_id !== null ? { deviceId: row.txn_device_id, txnId: row.txn_id } : null,
     };
     this.cache.set(row.event_id, stored);
     return stored;

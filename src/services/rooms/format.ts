@@ -37,8 +37,6 @@ export class EventFormatter {
   async format(list: StoredEvent[], ctx: FormatContext): Promise<ClientEvent[]> {
     if (list.length === 0) return [];
     const now = Date.now();
-    const ids = list.map((e) => e.event.event_id);
-    const txns = ctx.userId && ctx.deviceId ? await this.storage.events.txnsOf(ids.filter((_, i) => list[i]!.event.sender === ctx.userId)) : new Map();
     const related = new Set<string>();
     for (const e of list) {
       if (e.replacesState) related.add(e.replacesState);
@@ -50,8 +48,8 @@ export class EventFormatter {
     const out: ClientEvent[] = [];
     for (const e of list) {
       const unsigned: JsonObject = { age: Math.max(0, now - e.event.origin_server_ts) };
-      const txn = txns.get(e.event.event_id);
-      if (txn && txn.userId === ctx.userId && txn.deviceId === ctx.deviceId) unsigned.transaction_id = txn.txnId;
+      // Spec: transaction_id only for the device that sent the event.
+      if (e.txn && e.event.sender === ctx.userId && e.txn.deviceId === ctx.deviceId) unsigned.transaction_id = e.txn.txnId;
       if (e.replacesState) {
         const prev = relatedEvents.get(e.replacesState);
         unsigned.replaces_state = e.replacesState;

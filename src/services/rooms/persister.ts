@@ -73,8 +73,8 @@ export class EventPersister {
   private readonly latestStream = new Map<string, number>();
   /**
    * Spec "Transaction identifiers": a retried send returns the original event. Transaction ids are honoured for 24
-   * hours (Synapse's window): those of the last 24 hours live in memory, warmed from the database at start-up, so
-   * a send never waits on a lookup. Only when the cache has overflowed does a miss fall back to the database.
+   * hours (Synapse's window), up to the newest TXN_CACHE_MAX of them: they live in memory, warmed at start-up from
+   * the events' own txn columns, so a send never waits on a lookup.
    */
   private readonly txns = new LRUCache<string, string>({ max: TXN_CACHE_MAX });
   /** Sends with the same txn id in flight, so concurrent retries get the same event. */
@@ -95,12 +95,7 @@ export class EventPersister {
   async start(): Promise<void> {
     this.stream = new StreamIdGenerator(await this.storage.events.maxStreamOrdering());
     const recent = await this.storage.events.recentTxns(Date.now() - TXN_WINDOW_MS, TXN_CACHE_MAX);
-    for (const t of recent.reverse()) this.txns.set(txnKey(t.user_id, t.device_id, t.scope, t.txn_id), t.event_id);
-  }
-
-  /** Forgets transaction ids older than the window (housekeeping). */
-  async pruneTxns(): Promise<void> {
-    await this.storage.events.deleteTxnsBefore(Date.now() - TXN_WINDOW_MS);
+    for (const t of recent.reverse()) this.txns.set(txnKey(t.sender, t.txn_device_id, t.txn_scope, t.txn_id), t.event_id);
   }
 
   /** The events stream position for sync tokens: every event at or below it is committed. */
@@ -217,8 +212,7 @@ export class EventPersister {
   private async sendOnce(roomId: string, draft: EventDraft, opts: SendOptions): Promise<StoredEvent> {
     if (opts.txn) {
       const t = opts.txn;
-      let existing = this.txns.get(txnKey(t.userId, t.deviceId, t.scope, t.txnId));
-      if (existing === undefined && this.txns.size >= TXN_CACHE_MAX) existing = await this.storage.events.txnEventId(t.userId, t.deviceId, t.scope, t.txnId);
+      const existing = this.txns.get(txnKey(t.userId, t.deviceId, t.scope, t.txnId));
       if (existing) {
         const e = await this.events.get(existing);
         if (e) return e;
@@ -407,6 +401,7 @@ export class EventPersister {
 
   private stored(event: Event, version: RoomVersion, item: PersistItem): StoredEvent {
     return {
+      txn: item.txn ? { deviceId: item.txn.deviceId, txnId: item.txn.txnId } : null,
       event,
       version,
       streamOrdering: item.streamOrdering,

@@ -11,10 +11,13 @@ export const m002_rooms: SqlMigration = () => [
     creator TEXT,
     is_public INTEGER NOT NULL DEFAULT 0,
     created_ts BIGINT NOT NULL,
-    current_state_group BIGINT
+    current_state_group BIGINT,
+    forward_extremities TEXT NOT NULL DEFAULT '[]'
   )`,
   // Every event we hold. stream_ordering is the global order events became visible here (negative for backfilled
-  // history); depth is the DAG's topological order. json is the PDU exactly as signed (no "unsigned").
+  // history); depth is the DAG's topological order. json is the PDU exactly as signed (no "unsigned"); its
+  // prev_events and auth_events are read from it, so no edge tables add index writes to every event. txn_* record
+  // the sending device's transaction id (spec "Transaction identifiers", unsigned.transaction_id).
   `CREATE TABLE events (
     stream_ordering {{int_pk}},
     event_id TEXT NOT NULL UNIQUE,
@@ -32,27 +35,14 @@ export const m002_rooms: SqlMigration = () => [
     soft_failed INTEGER NOT NULL DEFAULT 0,
     rejected_reason TEXT,
     redacted_by TEXT,
-    contains_url INTEGER NOT NULL DEFAULT 0
+    contains_url INTEGER NOT NULL DEFAULT 0,
+    txn_device_id TEXT,
+    txn_scope TEXT,
+    txn_id TEXT
   )`,
   `CREATE INDEX events_room_stream ON events (room_id, stream_ordering)`,
   `CREATE INDEX events_room_topo ON events (room_id, depth, stream_ordering)`,
   `CREATE INDEX events_room_ts ON events (room_id, origin_server_ts)`,
-  `CREATE TABLE event_edges (
-    event_id TEXT NOT NULL,
-    prev_event_id TEXT NOT NULL,
-    PRIMARY KEY (event_id, prev_event_id)
-  )`,
-  `CREATE INDEX event_edges_prev ON event_edges (prev_event_id)`,
-  `CREATE TABLE event_auth (
-    event_id TEXT NOT NULL,
-    auth_id TEXT NOT NULL,
-    PRIMARY KEY (event_id, auth_id)
-  )`,
-  `CREATE TABLE event_forward_extremities (
-    room_id TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    PRIMARY KEY (room_id, event_id)
-  )`,
   // State groups: a group's state is its ancestors' deltas applied from the root down, then its own.
   `CREATE TABLE state_groups (
     id {{int_pk}},
@@ -90,18 +80,6 @@ export const m002_rooms: SqlMigration = () => [
     avatar_url TEXT
   )`,
   `CREATE INDEX room_memberships_user ON room_memberships (user_id, room_id, stream_ordering)`,
-  // Spec "Transaction identifiers": a txnId is scoped to one device and one endpoint (scope names the endpoint).
-  `CREATE TABLE event_txn_ids (
-    user_id TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    txn_id TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    created_ts BIGINT NOT NULL,
-    PRIMARY KEY (user_id, device_id, scope, txn_id)
-  )`,
-  `CREATE INDEX event_txn_ids_event ON event_txn_ids (event_id)`,
-  `CREATE INDEX event_txn_ids_created ON event_txn_ids (created_ts)`,
   `CREATE TABLE redactions (
     event_id TEXT PRIMARY KEY,
     redacts TEXT NOT NULL,
