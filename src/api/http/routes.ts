@@ -52,8 +52,9 @@ export function defineRoute<S extends TSchema | undefined = undefined>(app: Fast
       url,
       schema: def.body ? { body: def.body } : {},
       // A request without a body validates as `{}` (Synapse does the same): e.g. a bare POST that starts UIA.
-      preValidation: async (req) => {
+      preValidation: (req, _reply, done) => {
         if (req.body === undefined) req.body = {};
+        done();
       },
       handler: async (req, reply) => {
         let requester: Requester | undefined;
