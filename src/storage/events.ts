@@ -1,5 +1,5 @@
 /** Events in the database: the batched write of newly persisted events, and the reads every room API needs. */
-import { sql, type CompiledQuery, type Kysely } from "kysely";
+import { sql, type CompiledQuery, type ExpressionBuilder, type Kysely } from "kysely";
 import { splitStateMapKey } from "../core/events/event.js";
 import type { EventsTable, Schema } from "./schema.js";
 import type { StateGroupNode } from "./state_groups.js";
@@ -252,6 +252,44 @@ export class EventStore {
   }
 
   /**
+   * The newest timeline events of many rooms at once (/sync): for each room, up to `limit` events with stream
+   * ordering in (from, to], newest first. One statement per 50 rooms, each room's part its own indexed LIMIT query.
+   */
+  async timelines(roomIds: readonly string[], fromExclusive: number, toInclusive: number, limit: number): Promise<Map<string, EventRow[]>> {
+    const out = new Map<string, EventRow[]>();
+    for (const part of chunks([...roomIds], 50)) {
+      if (part.length === 0) continue;
+      const perRoom = part.map((roomId) =>
+        this.db
+          .selectFrom((eb) =>
+            eb
+              .selectFrom("events")
+              .selectAll()
+              .where("room_id", "=", roomId)
+              .where("stream_ordering", ">", fromExclusive)
+              .where("stream_ordering", "<=", toInclusive)
+              .where("outlier", "=", 0)
+              .where("soft_failed", "=", 0)
+              .where("rejected_reason", "is", null)
+              .orderBy("stream_ordering", "desc")
+              .limit(limit)
+              .as("t"),
+          )
+          .selectAll(),
+      );
+      let q = perRoom[0]!;
+      for (const next of perRoom.slice(1)) q = q.unionAll(next);
+      for (const row of await q.execute()) {
+        let l = out.get(row.room_id);
+        if (!l) out.set(row.room_id, (l = []));
+        l.push(row);
+      }
+    }
+    for (const l of out.values()) l.sort((a, b) => b.stream_ordering - a.stream_ordering);
+    return out;
+  }
+
+  /**
    * Topological pagination (/messages): events ordered by (depth, stream_ordering), strictly after (dir f) or
    * before (dir b) the given position, optionally bounded by `to`.
    */
@@ -269,13 +307,15 @@ export class EventStore {
       .where("outlier", "=", 0)
       .where("soft_failed", "=", 0)
       .where("rejected_reason", "is", null);
+    // Row-value comparisons, so both engines scan the (room_id, depth, stream_ordering) index as a range.
+    const pos = (p: { depth: number; stream: number }) => (eb: ExpressionBuilder<Schema, "events">) => eb.tuple(p.depth, p.stream);
     if (dir === "b") {
-      q = q.where((eb) => eb.or([eb("depth", "<", from.depth), eb.and([eb("depth", "=", from.depth), eb("stream_ordering", "<=", from.stream)])]));
-      if (to) q = q.where((eb) => eb.or([eb("depth", ">", to.depth), eb.and([eb("depth", "=", to.depth), eb("stream_ordering", ">", to.stream)])]));
+      q = q.where((eb) => eb(eb.refTuple("depth", "stream_ordering"), "<=", pos(from)(eb)));
+      if (to) q = q.where((eb) => eb(eb.refTuple("depth", "stream_ordering"), ">", pos(to)(eb)));
       q = q.orderBy("depth", "desc").orderBy("stream_ordering", "desc");
     } else {
-      q = q.where((eb) => eb.or([eb("depth", ">", from.depth), eb.and([eb("depth", "=", from.depth), eb("stream_ordering", ">", from.stream)])]));
-      if (to) q = q.where((eb) => eb.or([eb("depth", "<", to.depth), eb.and([eb("depth", "=", to.depth), eb("stream_ordering", "<=", to.stream)])]));
+      q = q.where((eb) => eb(eb.refTuple("depth", "stream_ordering"), ">", pos(from)(eb)));
+      if (to) q = q.where((eb) => eb(eb.refTuple("depth", "stream_ordering"), "<=", pos(to)(eb)));
       q = q.orderBy("depth", "asc").orderBy("stream_ordering", "asc");
     }
     return q.limit(limit).execute();

@@ -82,6 +82,29 @@ export class RoomStore {
     return { joined: get("join"), invited: get("invite") };
   }
 
+  /** Joined and invited counts of many rooms in one query (sync summaries). */
+  async memberCountsMany(roomIds: readonly string[]): Promise<Map<string, { joined: number; invited: number }>> {
+    const out = new Map<string, { joined: number; invited: number }>();
+    for (let i = 0; i < roomIds.length; i += 200) {
+      const part = roomIds.slice(i, i + 200);
+      const rows = await this.db
+        .selectFrom("current_state_events")
+        .select(["room_id", "membership", (eb) => eb.fn.countAll<number>().as("n")])
+        .where("room_id", "in", part)
+        .where("type", "=", "m.room.member")
+        .where("membership", "in", ["join", "invite"])
+        .groupBy(["room_id", "membership"])
+        .execute();
+      for (const r of rows) {
+        let c = out.get(r.room_id);
+        if (!c) out.set(r.room_id, (c = { joined: 0, invited: 0 }));
+        if (r.membership === "join") c.joined = Number(r.n);
+        else c.invited = Number(r.n);
+      }
+    }
+    return out;
+  }
+
   /** The user's membership events with stream ordering in (from, to], oldest first: joins/leaves for sync. */
   async membershipChanges(userId: string, fromExclusive: number, toInclusive: number): Promise<{ room_id: string; membership: string; event_id: string; stream_ordering: number }[]> {
     return this.db

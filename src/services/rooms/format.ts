@@ -17,9 +17,16 @@ export interface FormatContext {
   omitRoomId?: boolean;
   /** Skip bundled aggregations (e.g. for state lists). */
   noAggregations?: boolean;
+  /** Relation rows already fetched for these events (by parent id), so a batch of formats shares one query. */
+  relationRows?: Map<string, RelationRow[]>;
 }
 
+export type RelationRow = Awaited<ReturnType<Storage["events"]["relationsTo"]>>[number];
+
 export type ClientEvent = JsonObject;
+
+/** The relation types bundled into `unsigned["m.relations"]`. */
+export const BUNDLED_RELATIONS = ["m.thread", "m.replace", "m.reference"];
 
 export class EventFormatter {
   /** History visibility for related events (set once the visibility service exists; see server.ts). */
@@ -101,7 +108,7 @@ export class EventFormatter {
   /** Bundled aggregations for the events that have children of the bundled relation types. */
   private async aggregations(list: StoredEvent[], ctx: FormatContext): Promise<Map<string, JsonObject>> {
     const ids = list.map((e) => e.event.event_id);
-    const rows = await this.storage.events.relationsTo(ids, ["m.thread", "m.replace", "m.reference"]);
+    const rows = ctx.relationRows ? ids.flatMap((id) => ctx.relationRows!.get(id) ?? []) : await this.storage.events.relationsTo(ids, BUNDLED_RELATIONS);
     if (rows.length === 0) return new Map();
     const loaded = await this.events.getMany(rows.map((r) => r.event_id));
     let children = [...loaded.values()];

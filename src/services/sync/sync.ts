@@ -10,7 +10,8 @@ import type { ReceiptService } from "../ephemeral/receipts.js";
 import type { PresenceService } from "../ephemeral/presence.js";
 import type { TypingService } from "../ephemeral/typing.js";
 import type { StoredEvent } from "../rooms/event_cache.js";
-import type { ClientEvent, FormatContext } from "../rooms/format.js";
+import { BUNDLED_RELATIONS, type ClientEvent, type FormatContext, type RelationRow } from "../rooms/format.js";
+import type { EventRow } from "../../storage/events.js";
 import type { RoomAccess } from "../rooms/rooms.js";
 import { before, formatTopo } from "../rooms/tokens.js";
 import { diffStates } from "../../storage/state_deltas.js";
@@ -124,23 +125,45 @@ export class SyncService {
     const roomAccount = await this.deps.accountData.changedSince(req.userId, since?.accountData ?? 0, now.accountData);
     const latest = since ? await this.core.persister.latestStreams(joinedIds) : new Map<string, number>();
 
+    // Rooms with something to say: full (new join, initial sync, full_state) or with news since the token. A room
+    // with nothing new and no ephemeral or account data is skipped without touching the database.
+    const fullRooms: string[] = [];
+    const incrementalRooms: string[] = [];
     for (const r of joined) {
       const full = !since || req.fullState || joinedSince.has(r.room_id);
-      // Nothing new in the room and no ephemeral or account data for it: skip without touching the database.
-      if (!full && since && (latest.get(r.room_id) ?? 0) <= since.events && !receipts.has(r.room_id) && !this.deps.typing.eventFor(r.room_id, since.typing) && !roomAccount.some((a) => a.roomId === r.room_id)) {
-        continue;
+      if (full) fullRooms.push(r.room_id);
+      else if ((latest.get(r.room_id) ?? 0) > since!.events || receipts.has(r.room_id) || this.deps.typing.eventFor(r.room_id, since!.typing) || roomAccount.some((a) => a.roomId === r.room_id)) {
+        incrementalRooms.push(r.room_id);
       }
-      const section = await this.roomSection(req, r.room_id, since, now, full, undefined, fmt);
+    }
+    // Prefetch for all those rooms at once: timelines, bundled relations, member counts.
+    const limit = req.filter.timelineLimit;
+    const rowsByRoom = await storage.events.timelines(fullRooms, Number.MIN_SAFE_INTEGER, now.events, limit + 1);
+    if (since) for (const [roomId, rows] of await storage.events.timelines(incrementalRooms, since.events, now.events, limit + 1)) rowsByRoom.set(roomId, rows);
+    const timelineIds = [...rowsByRoom.values()].flatMap((rows) => rows.slice(0, limit).map((r) => r.event_id));
+    const relationRows = new Map<string, RelationRow[]>();
+    for (const row of await storage.events.relationsTo(timelineIds, BUNDLED_RELATIONS)) {
+      let l = relationRows.get(row.relates_to_id);
+      if (!l) relationRows.set(row.relates_to_id, (l = []));
+      l.push(row);
+    }
+    const counts = await storage.rooms.memberCountsMany([...fullRooms, ...incrementalRooms]);
+    const roomFmt: FormatContext = { ...fmt, relationRows };
+
+    const fullSet = new Set(fullRooms);
+    for (const roomId of [...fullRooms, ...incrementalRooms]) {
+      const full = fullSet.has(roomId);
+      const section = await this.roomSection(req, roomId, since, now, full, undefined, roomFmt, { rows: rowsByRoom.get(roomId) ?? [], counts: counts.get(roomId) ?? { joined: 0, invited: 0 } });
       const ephemeral: ClientEvent[] = [];
-      const typing = this.deps.typing.eventFor(r.room_id, since?.typing);
+      const typing = this.deps.typing.eventFor(roomId, since?.typing);
       if (typing && req.filter.ephemeral("m.typing")) ephemeral.push(typing as unknown as ClientEvent);
-      const receipt = receipts.get(r.room_id);
+      const receipt = receipts.get(roomId);
       if (receipt && req.filter.ephemeral("m.receipt")) ephemeral.push(receipt as unknown as ClientEvent);
-      const accountData = roomAccount.filter((a) => a.roomId === r.room_id && req.filter.roomAccountData(a.type)).map((a) => ({ type: a.type, content: a.content }));
+      const accountData = roomAccount.filter((a) => a.roomId === roomId && req.filter.roomAccountData(a.type)).map((a) => ({ type: a.type, content: a.content }));
       const hasTimeline = (section.timeline.events as unknown[]).length > 0;
       const hasState = (section.state.events as unknown[]).length > 0;
       if (!full && !hasTimeline && !hasState && ephemeral.length === 0 && accountData.length === 0) continue;
-      join[r.room_id] = {
+      join[roomId] = {
         ...section,
         ephemeral: { events: ephemeral },
         account_data: { events: accountData as unknown as ClientEvent[] },
@@ -215,11 +238,20 @@ export class SyncService {
    * the members the timeline needs when lazy-loading). Incremental: events in (since, now] and, when that timeline is
    * limited, the state changes between the token and the timeline's start.
    */
-  private async roomSection(req: SyncRequest, roomId: string, since: SyncToken | undefined, now: SyncToken, full: boolean, upTo: number | undefined, fmt: FormatContext) {
+  private async roomSection(
+    req: SyncRequest,
+    roomId: string,
+    since: SyncToken | undefined,
+    now: SyncToken,
+    full: boolean,
+    upTo: number | undefined,
+    fmt: FormatContext,
+    pre?: { rows: EventRow[]; counts: { joined: number; invited: number } },
+  ) {
     const limit = req.filter.timelineLimit;
     const to = upTo ?? now.events;
     const from = full || !since ? Number.MIN_SAFE_INTEGER : since.events;
-    const rows = await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1);
+    const rows = pre?.rows ?? (await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1));
     const limited = rows.length > limit;
     const events = (await this.core.events.fromRows(rows.slice(0, limit))).reverse();
     let visible = await this.core.visibility.filter(req.userId, events);
@@ -276,7 +308,7 @@ export class SyncService {
       summary: {} as JsonObject,
     };
     if (full || stateEvents.some((e) => e.event.type === "m.room.member") || timeline.some((e) => e.event.type === "m.room.member")) {
-      section.summary = await this.summary(roomId, req.userId);
+      section.summary = await this.summary(roomId, req.userId, pre?.counts);
     }
     return section;
   }
@@ -289,9 +321,9 @@ export class SyncService {
   }
 
   /** Spec room summary: m.heroes (when the room has no name or canonical alias), joined and invited counts. */
-  private async summary(roomId: string, userId: string): Promise<JsonObject> {
+  private async summary(roomId: string, userId: string, prefetched?: { joined: number; invited: number }): Promise<JsonObject> {
     const head = await this.deps.rooms.head(roomId);
-    const counts = await this.core.storage.rooms.memberCounts(roomId);
+    const counts = prefetched ?? (await this.core.storage.rooms.memberCounts(roomId));
     const out: JsonObject = { "m.joined_member_count": counts.joined, "m.invited_member_count": counts.invited };
     const name = await this.deps.rooms.stateContent(head, "m.room.name");
     const alias = await this.deps.rooms.stateContent(head, "m.room.canonical_alias");
