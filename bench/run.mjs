@@ -106,7 +106,7 @@ async function benchInitial(base, nRooms, perRoom) {
 }
 
 /** /messages over a 100,000-event room: page latency near the end, in the middle and near the start. */
-async function benchMessages(base) {
+async function benchMessages(base, server) {
   const u = await register(base);
   const room = await createRoom(base, u.token);
   const total = 100_000;
@@ -122,6 +122,7 @@ async function benchMessages(base) {
     }),
   );
   report("filling a 100k-event room (one sender, 64 in flight)", total / ((performance.now() - t0) / 1000), "msg/s");
+  await server.analyze();
   const pageTimes = [];
   let from;
   let pages = 0;
@@ -150,7 +151,7 @@ try {
   if (only.has("latency")) await benchLatency(server.base);
   if (only.has("initial")) await benchInitial(server.base, 100, 20);
   if (only.has("initial1000")) await benchInitial(server.base, 1000, 20);
-  if (only.has("messages")) await benchMessages(server.base);
+  if (only.has("messages")) await benchMessages(server.base, server);
   if (only.has("memory")) report("memory after the runs (RSS)", server.rssMb(), "MB");
 } finally {
   await server.stop();
