@@ -19,6 +19,40 @@ async function createRoom(base, token, extra = {}) {
   return (await must(request(base, "POST", "/_matrix/client/v3/createRoom", { token, body: { preset: "public_chat", ...extra } }))).room_id;
 }
 
+/**
+ * The same load from wrk (a C load generator, Debian's `wrk` package) when it is installed: the Node load generator
+ * itself needs most of a core, which on a 2-core machine is taken from the server being measured.
+ */
+async function benchSendWrk(base, server, clients) {
+  const { spawnSync } = await import("node:child_process");
+  const { writeFileSync, mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(`${tmpdir()}/myelin-wrk-`);
+  const pairs = clients.map((c) => `{${JSON.stringify(c.token)}, ${JSON.stringify(enc(c.room))}}`).join(",\n  ");
+  writeFileSync(
+    `${dir}/send.lua`,
+    `local clients = {\n  ${pairs}\n}
+local n = 0
+wrk.method = "PUT"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"msgtype":"m.text","body":"hello from wrk"}'
+request = function()
+  n = n + 1
+  local c = clients[(n % #clients) + 1]
+  return wrk.format(nil, "/_matrix/client/v3/rooms/" .. c[2] .. "/send/m.room.message/w" .. n, { ["Authorization"] = "Bearer " .. c[1] })
+end
+`,
+  );
+  const cpu0 = server.cpuMs();
+  const r = spawnSync("wrk", ["-t1", "-c50", "-d10s", "--latency", "-s", `${dir}/send.lua`, base], { encoding: "utf8" });
+  const cpu = server.cpuMs() - cpu0;
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1]);
+  const total = Number(/(\d+) requests in/.exec(r.stdout)?.[1]);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1] ?? 0);
+  const p99 = /99%\s+(\S+)/.exec(r.stdout)?.[1];
+  report("send throughput, wrk load (50 connections, 10 rooms)", rps, "msg/s", `(${non2xx} errors, request p99 ${p99}, server CPU ${(cpu / total).toFixed(2)} ms/msg)`);
+}
+
 /** 50 clients over 10 rooms sending as fast as they can for a fixed time. */
 async function benchSend(base, server) {
   const rooms = [];
@@ -57,6 +91,8 @@ async function benchSend(base, server) {
   if (process.env.BENCH_THREADS) for (const [k, v] of Object.entries(threads1)) console.log(`  thread ${k}: ${((v - (threads0[k] ?? 0)) / sent * 1000).toFixed(0)} us/msg`);
   report("send throughput (50 clients, 10 rooms)", sent / secs, "msg/s", `${errors ? `(${errors} errors) ` : ""}(server CPU ${(cpu / sent).toFixed(2)} ms/msg)`);
   report("memory under send load (peak RSS)", rssPeak, "MB");
+  const { spawnSync } = await import("node:child_process");
+  if (spawnSync("wrk", ["--version"]).error === undefined) await benchSendWrk(base, server, clients);
 }
 
 /** A long-polling /sync on one client; another client sends; time from send to the sync response. */
