@@ -13,6 +13,7 @@ import type { Config } from "./config/config.js";
 import { ConfigError } from "./config/reader.js";
 import { formatSigningKeyFile, generateSigningKey, parseSigningKeyFile, type SigningKey } from "./core/crypto/ed25519.js";
 import { createLogger, logLevelOf } from "./logging.js";
+import type { JsonObject } from "./core/json/types.js";
 import { AccountDataService } from "./services/account_data.js";
 import { AccountService } from "./services/accounts.js";
 import { DeviceService } from "./services/devices.js";
@@ -44,7 +45,14 @@ import { ServerDiscovery, systemResolver, type Resolver, type WellKnownFetcher }
 import { IpRangeFilter } from "./federation/ip_filter.js";
 import { Transport, wellKnownFetcher } from "./federation/transport.js";
 import { KeyFetcher } from "./services/keys.js";
+import { FederationSender } from "./services/federation/sender.js";
+import { FederationPdus } from "./services/federation/pdus.js";
+import { FederationMembership } from "./services/federation/membership.js";
+import { FederationTransactions } from "./services/federation/transactions.js";
 import { KeyServer } from "./services/key_server.js";
+import { RoomDirectory } from "./services/rooms/directory.js";
+import { ServerRoomAccess } from "./services/federation/room_access.js";
+import { FederationReads } from "./services/federation/reads.js";
 import { openDatabase } from "./storage/database.js";
 import { Storage } from "./storage/storage.js";
 
@@ -179,6 +187,7 @@ export async function startServices(s: Services): Promise<void> {
   await s.roomCore.persister.start();
   await s.receipts.start();
   await s.presence.start();
+  await s.federationSender.start();
   startHousekeeping(s);
 }
 
@@ -187,6 +196,7 @@ const housekeeping = new WeakMap<Services, NodeJS.Timeout>();
 export function stopServices(s: Services): void {
   s.typing.close();
   s.presence.close();
+  s.federationSender.close();
   s.federationClient.close();
   clearInterval(housekeeping.get(s));
 }
@@ -198,6 +208,49 @@ function startHousekeeping(s: Services): void {
   }, 3600_000);
   timer.unref();
   housekeeping.set(s, timer);
+}
+
+/**
+ * What local activity other servers hear about: new local events (to the servers in the room), typing and public
+ * read receipts of local users (EDUs to the room's servers), and local presence (to servers sharing a room).
+ */
+function wireOutboundFederation(
+  serverName: string,
+  storage: Storage,
+  persister: EventPersister,
+  sender: FederationSender,
+  typing: TypingService,
+  receipts: ReceiptService,
+  presence: PresenceService,
+  log: Logger,
+): void {
+  const isLocal = (userId: string) => userId.endsWith(`:${serverName}`);
+  const warn = (what: string) => (e: unknown) => log.warn({ err: e }, `federation: ${what} failed`);
+  persister.onLocalEvent = (e) => void sender.sendEvent(e).catch(warn("queueing an event"));
+  typing.onChange = (roomId, userId, isTyping) => {
+    if (!isLocal(userId)) return;
+    storage.federation
+      .serversInRoom(roomId)
+      .then((servers) => sender.sendEdu(servers, { edu_type: "m.typing", content: { room_id: roomId, user_id: userId, typing: isTyping } }))
+      .catch(warn("sending typing"));
+  };
+  receipts.onLocalReceipt = (roomId, userId, receiptType, eventId, data) => {
+    if (receiptType !== "m.read" || !isLocal(userId)) return;
+    const edu = { edu_type: "m.receipt", content: { [roomId]: { "m.read": { [userId]: { event_ids: [eventId], data: data as JsonObject } } } } };
+    storage.federation
+      .serversInRoom(roomId)
+      .then((servers) => sender.sendEdu(servers, edu))
+      .catch(warn("sending a receipt"));
+  };
+  presence.onLocalChange = (userId, content) => {
+    if (!isLocal(userId)) return;
+    (async () => {
+      const servers = new Set<string>();
+      for (const r of await storage.rooms.roomsForUser(userId, ["join"])) for (const s of await storage.federation.serversInRoom(r.room_id)) servers.add(s);
+      const edu = { edu_type: "m.presence", content: { push: [{ user_id: userId, ...content }] } };
+      sender.sendEdu(servers, edu);
+    })().catch(warn("sending presence"));
+  };
 }
 
 /** The federation stack: discovery → transport (IP filtering, TLS) → signed client → keys. */
@@ -267,6 +320,25 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   accountData.hooks.onChange = (userId) => notifier.notify({ users: [userId] });
   profile.hooks.onProfileChanged = (userId) => membership.propagateProfile(userId);
   accounts.hooks.onDeactivate = (userId) => membership.leaveAll(userId);
+
+  const fed = buildFederation(config, log, storage, signingKey, federation);
+  const serverRoomAccess = new ServerRoomAccess(rooms);
+  const federationSender = new FederationSender({ serverName: config.serverName, storage, client: fed.federationClient, events, log });
+  const federationPdus = new FederationPdus({ serverName: config.serverName, events, persister, keys: fed.keys, client: fed.federationClient, log });
+  const federationMembership = new FederationMembership({
+    serverName: config.serverName,
+    signingKey,
+    events,
+    persister,
+    pdus: federationPdus,
+    sender: federationSender,
+    client: fed.federationClient,
+    log,
+    profileOf: (userId) => membership.profileContent(userId),
+  });
+  const federationTransactions = new FederationTransactions({ storage, pdus: federationPdus, sender: federationSender, typing, receipts, presence, log });
+  membership.remote = federationMembership;
+  wireOutboundFederation(config.serverName, storage, persister, federationSender, typing, receipts, presence, log);
   return {
     config,
     log,
@@ -291,7 +363,14 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     receipts,
     presence,
     sync: new SyncService({ rooms, accountData, receipts, typing, presence }),
-    ...buildFederation(config, log, storage, signingKey, federation),
+    ...fed,
+    federationSender,
+    federationPdus,
+    federationMembership,
+    federationTransactions,
+    directory: new RoomDirectory(rooms, serverRoomAccess),
+    serverRoomAccess,
+    federationReads: new FederationReads({ serverName: config.serverName, rooms, access: serverRoomAccess }),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

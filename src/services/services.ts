@@ -25,6 +25,13 @@ import type { SyncService } from "./sync/sync.js";
 import type { FederationClient } from "../federation/client.js";
 import type { KeyFetcher } from "./keys.js";
 import type { KeyServer } from "./key_server.js";
+import type { RoomDirectory } from "./rooms/directory.js";
+import type { ServerRoomAccess } from "./federation/room_access.js";
+import type { FederationReads } from "./federation/reads.js";
+import type { FederationSender } from "./federation/sender.js";
+import type { FederationPdus } from "./federation/pdus.js";
+import type { FederationMembership } from "./federation/membership.js";
+import type { FederationTransactions } from "./federation/transactions.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -70,4 +77,14 @@ export interface Services {
   keys: KeyFetcher;
   /** Our published keys and the notary. */
   keyServer: KeyServer;
+  /** The published room directory and room summaries (client and federation). */
+  directory: RoomDirectory;
+  /** Server ACL and "server in room" checks for room-scoped federation endpoints. */
+  serverRoomAccess: ServerRoomAccess;
+  /** Events, state and auth chains served to other servers. */
+  federationReads: FederationReads;
+  federationSender: FederationSender;
+  federationPdus: FederationPdus;
+  federationMembership: FederationMembership;
+  federationTransactions: FederationTransactions;
 }

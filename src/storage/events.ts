@@ -20,10 +20,12 @@ export interface PersistItem {
   json: string;
   prevEvents: readonly string[];
   authEvents: readonly string[];
-  /** State after the event. */
-  stateGroup: number;
+  /** State after the event (null for outliers, which have no state). */
+  stateGroup: number | null;
   /** A state group created for this event (state events, or state resolution). */
   newStateGroup?: StateGroupNode;
+  /** Further groups created along with it (the state before a received event, a resolved current state). */
+  extraStateGroups?: StateGroupNode[];
   replacesState: string | null;
   outlier: boolean;
   softFailed: boolean;
@@ -39,6 +41,8 @@ export interface PersistItem {
   newRoom?: { roomId: string; version: string; creator: string };
   /** A redaction that applies now: the target to mark as redacted. */
   applyRedactionTo?: string;
+  /** The event was stored earlier as an outlier and now takes its place in the room's DAG with state. */
+  replaceOutlier?: boolean;
   redacts?: string;
   relation?: { relatesTo: string; relType: string; aggregationKey: string | null };
 }
@@ -68,6 +72,7 @@ export class EventStore {
         .values({ room_id: i.newRoom.roomId, room_version: i.newRoom.version, creator: i.newRoom.creator, is_public: 0, created_ts: now, current_state_group: null, forward_extremities: "[]" })
         .compile());
     }
+    for (const i of items) if (i.replaceOutlier) q.push(db.deleteFrom("events").where("event_id", "=", i.eventId).where("outlier", "=", 1).compile());
     for (const part of chunks(items, 50)) {
       q.push(db
         .insertInto("events")
@@ -99,14 +104,14 @@ export class EventStore {
     }
 
     for (const i of items) {
-      if (!i.newStateGroup) continue;
-      const n = i.newStateGroup;
+      for (const n of [...(i.extraStateGroups ?? []), ...(i.newStateGroup ? [i.newStateGroup] : [])]) {
       q.push(db.insertInto("state_groups").values({ id: n.id, room_id: n.roomId, event_id: i.eventId, prev_group: n.prevGroup, chain_depth: n.chainDepth }).compile());
       const rows = [...n.delta].map(([k, v]) => {
         const [type, state_key] = splitStateMapKey(k);
         return { state_group: n.id, type, state_key, event_id: v };
       });
       for (const part of chunks(rows)) q.push(db.insertInto("state_group_entries").values(part).compile());
+      }
     }
 
     // Per room, only the last item's view of current state and extremities matters.

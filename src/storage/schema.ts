@@ -237,8 +237,25 @@ export interface ServerSigningKeysTable {
   key_json: string;
 }
 
+export interface FederationDestinationsTable {
+  destination: string;
+  last_successful_stream_ordering: number;
+  failure_ts: number | null;
+  retry_last_ts: number;
+  retry_interval_ms: number;
+}
+
+export interface FederationReceivedTxnsTable {
+  origin: string;
+  txn_id: string;
+  response: string;
+  received_ts: number;
+}
+
 export interface Schema {
   rooms: RoomsTable;
+  federation_destinations: FederationDestinationsTable;
+  federation_received_txns: FederationReceivedTxnsTable;
   events: EventsTable;
   state_groups: StateGroupsTable;
   state_group_entries: StateGroupEntriesTable;

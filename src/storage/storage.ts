@@ -13,6 +13,7 @@ import { TokenStore } from "./tokens.js";
 import { UiaStore } from "./uia.js";
 import { EventStore } from "./events.js";
 import { RoomStore } from "./rooms.js";
+import { FederationStore } from "./federation.js";
 import { StateGroupStore } from "./state_groups.js";
 import { ProfileStore, UserStore } from "./users.js";
 import { ServerKeyStore } from "./server_keys.js";
@@ -28,6 +29,7 @@ export class Stores {
   readonly filters: FilterStore;
   readonly events: EventStore;
   readonly rooms: RoomStore;
+  readonly federation: FederationStore;
   readonly stateGroups: StateGroupStore;
   readonly serverKeys: ServerKeyStore;
 
@@ -42,6 +44,7 @@ export class Stores {
     this.filters = new FilterStore(db);
     this.events = new EventStore(db);
     this.rooms = new RoomStore(db);
+    this.federation = new FederationStore(db);
     this.stateGroups = new StateGroupStore(db);
     this.serverKeys = new ServerKeyStore(db);
   }

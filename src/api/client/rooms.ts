@@ -1,7 +1,7 @@
 /** Room creation and membership endpoints (spec "Creation", "Room membership"). */
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { isValidRoomId } from "../../core/ids/ids.js";
+import { isValidRoomId, isValidServerName } from "../../core/ids/ids.js";
 import { MatrixError } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import type { CreateRoomRequest } from "../../services/rooms/create.js";
@@ -25,6 +25,11 @@ const CreateRoomBody = Type.Object({
   is_direct: Type.Optional(Type.Boolean()),
   power_level_content_override: Type.Optional(Type.Object({}, { additionalProperties: true })),
 });
+
+function viaServers(query: Record<string, string | string[] | undefined>): string[] {
+  const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  return [...list(query.via), ...list(query.server_name)].filter((s) => isValidServerName(s));
+}
 
 export function roomIdParam(roomId: string): string {
   if (!isValidRoomId(roomId)) throw new MatrixError(400, "M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
@@ -55,7 +60,8 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     handler: async (ctx) => {
       const me = requester(ctx);
       limits.joinsLocal.take(me.userId);
-      return { room_id: await membership.join(ctx.params.roomIdOrAlias!, me.userId, { reason: ctx.body.reason }) };
+      // `via` (v1.12) and the older `server_name`: servers to join through when the room is not on this server.
+      return { room_id: await membership.join(ctx.params.roomIdOrAlias!, me.userId, { reason: ctx.body.reason, servers: viaServers(ctx.query) }) };
     },
   });
 

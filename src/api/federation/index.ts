@@ -4,6 +4,10 @@ import type { Services } from "../../services/services.js";
 import { MYELIN_VERSION } from "../../version.js";
 import { defineFederationRoute } from "./auth.js";
 
+import { registerFederationMembership } from "./membership.js";
+import { registerFederationEventReads } from "./events.js";
+import { registerFederationQueries } from "./queries.js";
+
 export { registerKeyApi } from "./keys.js";
 
 export function registerFederationApi(app: FastifyInstance, services: Services): void {
@@ -14,4 +18,7 @@ export function registerFederationApi(app: FastifyInstance, services: Services):
     auth: "optional",
     handler: () => ({ server: { name: "Myelin", version: MYELIN_VERSION } }),
   });
+  registerFederationMembership(app, services);
+  registerFederationEventReads(app, services);
+  registerFederationQueries(app, services);
 }

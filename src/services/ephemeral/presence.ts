@@ -99,6 +99,27 @@ export class PresenceService {
     });
   }
 
+  /** Presence of another server's user, from an m.presence EDU. */
+  async setRemote(userId: string, p: { presence: string; statusMsg?: string; lastActiveAgo: number; currentlyActive: boolean }): Promise<void> {
+    if (!this.enabled || !PRESENCE_STATES.has(p.presence)) return;
+    const now = Date.now();
+    await this.write(
+      {
+        user_id: userId,
+        state: p.presence,
+        status_msg: p.statusMsg ?? null,
+        last_active_ts: now - Math.max(0, p.lastActiveAgo),
+        last_user_sync_ts: now,
+        currently_active: p.currentlyActive ? 1 : 0,
+        stream_id: 0,
+      },
+      { remote: true },
+    );
+  }
+
+  /** Called after a local user's presence changed (federation shares it with servers in common rooms). */
+  onLocalChange?: (userId: string, content: PresenceContent) => void;
+
   /** GET /presence/{userId}/status. */
   async getStatus(userId: string): Promise<PresenceContent> {
     const row = this.live.get(userId) ?? (await this.row(userId));
@@ -130,7 +151,7 @@ export class PresenceService {
     return this.storage.rooms.presence(userId);
   }
 
-  private async write(row: PresenceRow): Promise<void> {
+  private async write(row: PresenceRow, opts: { remote?: boolean } = {}): Promise<void> {
     const id = this.stream.next();
     row.stream_id = id;
     try {
@@ -138,10 +159,12 @@ export class PresenceService {
     } finally {
       this.stream.finish(id);
     }
-    if (row.state === "offline") this.live.delete(row.user_id);
+    // Only local users are timed out here; a remote user's server says when they go idle or offline.
+    if (row.state === "offline" || opts.remote) this.live.delete(row.user_id);
     else this.live.set(row.user_id, row);
     const rooms = (await this.storage.rooms.roomsForUser(row.user_id, ["join"])).map((r) => r.room_id);
     this.notifier.notify({ rooms, users: [row.user_id] });
+    if (!opts.remote) this.onLocalChange?.(row.user_id, contentOf(row));
   }
 
   private async tick(): Promise<void> {

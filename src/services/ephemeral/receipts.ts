@@ -34,7 +34,10 @@ export class ReceiptService {
    * POST /receipt/{receiptType}/{eventId}. `threadId` is "main", a thread root's event id, or undefined for an
    * unthreaded receipt. A receipt never moves backwards in the stream: an older event than the current one is ignored.
    */
-  async setReceipt(roomId: string, userId: string, receiptType: string, eventId: string, threadId: string | undefined): Promise<void> {
+  /** Called for each receipt a local user sets (federation sends public ones to the room's other servers). */
+  onLocalReceipt?: (roomId: string, userId: string, receiptType: string, eventId: string, data: Record<string, unknown>) => void;
+
+  async setReceipt(roomId: string, userId: string, receiptType: string, eventId: string, threadId: string | undefined, opts: { remote?: boolean } = {}): Promise<void> {
     if (!RECEIPT_TYPES.has(receiptType)) throw new MatrixError(400, "M_INVALID_PARAM", `Receipt type must be one of ${[...RECEIPT_TYPES].join(", ")}`);
     const target = await this.events.get(eventId);
     if (!target || target.event.room_id !== roomId) throw notFound("Event not found");
@@ -58,6 +61,7 @@ export class ReceiptService {
       this.stream.finish(id);
     }
     this.notifier.notify({ rooms: [roomId] });
+    if (!opts.remote) this.onLocalReceipt?.(roomId, userId, receiptType, eventId, data);
   }
 
   async setFullyRead(roomId: string, userId: string, eventId: string): Promise<void> {

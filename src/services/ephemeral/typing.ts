@@ -21,6 +21,9 @@ export class TypingService {
     return this.stream;
   }
 
+  /** Called when a user starts or stops typing (federation tells the room's other servers about local users). */
+  onChange?: (roomId: string, userId: string, typing: boolean) => void;
+
   setTyping(roomId: string, userId: string, typing: boolean, timeoutMs = 30_000): void {
     let users = this.typing.get(roomId);
     if (typing) {
@@ -28,9 +31,11 @@ export class TypingService {
       const wasTyping = users.has(userId);
       users.set(userId, Date.now() + Math.min(Math.max(timeoutMs, 0), MAX_TIMEOUT_MS));
       if (!wasTyping) this.changed(roomId);
+      this.onChange?.(roomId, userId, true);
     } else if (users?.delete(userId)) {
       if (users.size === 0) this.typing.delete(roomId);
       this.changed(roomId);
+      this.onChange?.(roomId, userId, false);
     }
   }
 
@@ -56,6 +61,7 @@ export class TypingService {
         if (until <= now) {
           users.delete(u);
           any = true;
+          this.onChange?.(roomId, u, false);
         }
       }
       if (users.size === 0) this.typing.delete(roomId);

@@ -17,7 +17,16 @@ export interface MembershipOptions {
   isDirect?: boolean;
 }
 
+/** What membership needs from federation: joining rooms this server is not in, and resolving remote aliases. */
+export interface RemoteMembership {
+  joinRemote(roomId: string, userId: string, servers: string[], content: JsonObject): Promise<void>;
+  queryAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+}
+
 export class MembershipService {
+  /** Set once federation is wired (server.ts). */
+  remote?: RemoteMembership;
+
   constructor(private readonly rooms: RoomAccess) {}
 
   private get core() {
@@ -37,7 +46,7 @@ export class MembershipService {
   }
 
   /** The profile fields a member event carries (spec: displayname and avatar_url in m.room.member content). */
-  private async profileContent(userId: string): Promise<JsonObject> {
+  async profileContent(userId: string): Promise<JsonObject> {
     const out: JsonObject = {};
     if (userIdDomain(userId) !== this.core.config.serverName) return out;
     const profile = await this.core.storage.profiles.getAll(userId);
@@ -78,13 +87,31 @@ export class MembershipService {
   }
 
   /** POST /join/{roomIdOrAlias} and /rooms/{roomId}/join. Returns the room id. */
-  async join(roomIdOrAlias: string, userId: string, opts: MembershipOptions = {}): Promise<string> {
-    const roomId = await this.resolveRoom(roomIdOrAlias);
-    const head = await this.rooms.headIfKnown(roomId);
-    // Joining a room this server is not in needs federation (make_join/send_join).
-    if (!head) throw notFound("No known servers for this room");
+  async join(roomIdOrAlias: string, userId: string, opts: MembershipOptions & { servers?: string[] } = {}): Promise<string> {
+    const servers = [...(opts.servers ?? [])];
+    let roomId: string;
+    const aliasDomain = roomIdOrAlias.startsWith("#") ? roomIdOrAlias.slice(roomIdOrAlias.indexOf(":") + 1) : undefined;
+    if (aliasDomain !== undefined && aliasDomain !== this.core.config.serverName && this.remote) {
+      if (!isValidRoomAlias(roomIdOrAlias)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid room alias");
+      const found = await this.remote.queryAlias(roomIdOrAlias);
+      roomId = found.roomId;
+      servers.push(...found.servers);
+    } else {
+      roomId = await this.resolveRoom(roomIdOrAlias);
+    }
     const content = await this.profileContent(userId);
     if (opts.reason !== undefined) content.reason = opts.reason;
+    const head = await this.rooms.headIfKnown(roomId);
+    const inRoom = head ? (await this.core.storage.federation.serversInRoom(roomId)).includes(this.core.config.serverName) : false;
+    if (!inRoom) {
+      // Joining a room this server is not (or no longer) in: make_join/send_join through a server that is.
+      if (!this.remote) throw notFound("No known servers for this room");
+      const colon = roomId.indexOf(":");
+      if (colon > 0) servers.push(roomId.slice(colon + 1));
+      if (head) servers.push(...(await this.core.storage.federation.serversInRoom(roomId)));
+      await this.remote.joinRemote(roomId, userId, servers, content);
+      return roomId;
+    }
     await this.sendMember(roomId, userId, userId, "join", content, async (h) => {
       const current = await this.rooms.membership(h, userId);
       if (current === "join") return;
@@ -94,6 +121,7 @@ export class MembershipService {
     });
     return roomId;
   }
+
 
   /**
    * Restricted rooms (v8+, spec "Restricted rooms"): a user who is not invited may join if they are in one of the

@@ -16,11 +16,13 @@ import { signNewEvent, type SignedNewEvent } from "../../core/events/signing.js"
 import type { SigningKey } from "../../core/crypto/ed25519.js";
 import { encodeBase64 } from "../../core/json/base64.js";
 import { isJsonObject, type JsonObject, type JsonValue } from "../../core/json/types.js";
-import { checkEventAuth } from "../../core/rooms/auth.js";
+import { checkAuthEventsList, checkEventAuth } from "../../core/rooms/auth.js";
 import type { RoomVersion } from "../../core/rooms/versions.js";
 import { MatrixError, forbidden } from "../../errors.js";
 import type { PersistItem } from "../../storage/events.js";
-import type { StateDelta } from "../../storage/state_deltas.js";
+import { diffStates, type StateDelta } from "../../storage/state_deltas.js";
+import type { StateGroupNode } from "../../storage/state_groups.js";
+import { resolveStoredStates, sameState } from "./resolve.js";
 import type { Storage } from "../../storage/storage.js";
 import { StreamIdGenerator } from "../../storage/stream_ids.js";
 import { KeyedLock } from "../../util/keyed_lock.js";
@@ -56,6 +58,13 @@ export interface SendOptions {
 }
 
 const MAX_PREV_EVENTS = 10;
+
+export type ReceivedStatus = "accepted" | "soft_failed" | "rejected";
+export interface ReceivedOutcome {
+  stored: StoredEvent;
+  status: ReceivedStatus;
+}
+
 const TXN_WINDOW_MS = 24 * 3600_000;
 const TXN_CACHE_MAX = 200_000;
 
@@ -191,7 +200,7 @@ export class EventPersister {
       this.state.remember(node, state);
       this.heads.set(roomId, { roomId, version, stateGroup: node.id, state, extremities: [event.event_id], maxDepth: 1 });
       const stored = this.stored(event, version, item);
-      this.afterCommit([stored]);
+      this.afterCommit([stored], true);
       return { roomId, event: stored };
     });
   }
@@ -247,6 +256,13 @@ export class EventPersister {
   }
 
   private async build(head: RoomHead, draft: EventDraft): Promise<Event> {
+    const pdu = await this.unsignedPdu(head, draft);
+    if (head.version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.serverName);
+    return this.signAndParse(head.version, pdu);
+  }
+
+  /** The PDU of a new event on the room's head, before hashes and signatures (also a make_join template). */
+  private async unsignedPdu(head: RoomHead, draft: EventDraft): Promise<JsonObject> {
     const version = head.version;
     const authIds = authEventTypesFor(version, draft)
       .map(([t, k]) => head.state.get(stateMapKey(t, k)))
@@ -278,10 +294,30 @@ export class EventPersister {
       };
       pdu.auth_events = authIds.map(withHash);
       pdu.prev_events = prevIds.map(withHash);
-      pdu.event_id = generateLocalEventId(this.serverName);
     }
-    return this.signAndParse(version, pdu);
+    return pdu;
   }
+
+  /**
+   * A template for a membership event another server's user will sign (make_join, make_leave, make_knock), checked
+   * against the current state first so a join that cannot succeed is refused up front (403 M_FORBIDDEN).
+   */
+  async membershipTemplate(roomId: string, draft: EventDraft): Promise<{ version: RoomVersion; pdu: JsonObject }> {
+    const head = await this.head(roomId);
+    if (!head) throw new MatrixError(404, "M_NOT_FOUND", "Unknown room");
+    const pdu = await this.unsignedPdu(head, draft);
+    delete pdu.hashes;
+    const probe = trustedEvent("$template", roomId, { ...pdu, hashes: {}, signatures: {} });
+    const reason = await this.checkAgainstState(head.version, probe, head.state);
+    if (reason !== undefined) throw forbidden(reason);
+    return { version: head.version, pdu };
+  }
+
+  /** The state of a state group (for federation's state-at-event reads). */
+  stateOfGroup(group: number): Promise<StateMap> {
+    return this.state.stateOf(group);
+  }
+
 
   /**
    * Hashes and signs a PDU this server built and returns its core view. Local PDUs are well-formed by construction;
@@ -348,7 +384,7 @@ export class EventPersister {
       () => {
         if (opts.txn) this.txns.set(txnKey(opts.txn.userId, opts.txn.deviceId, opts.txn.scope, opts.txn.txnId), event.event_id);
         if (opts.applyRedaction && event.redacts) this.events.markRedacted(event.redacts, event.event_id);
-        this.afterCommit([stored]);
+        this.afterCommit([stored], true);
         return stored;
       },
       (e: unknown) => {
@@ -360,7 +396,210 @@ export class EventPersister {
     return { committed };
   }
 
-  private item(event: Event, stateGroup: number, extra: Partial<PersistItem>): PersistItem {
+  /**
+   * Persists an event received from another server (or fetched from one), whose format, signatures and content hash
+   * were already checked ("Checks performed on receipt of a PDU", steps 1-3). Here, under the room lock:
+   * 4. authorise it against its auth events; 5. against the state before it (from its prev events, resolved when
+   * they fork, or `stateBefore` when the caller fetched the state at a gap); 6. against current state (soft fail).
+   * A rejected event is stored but never applied; a soft-failed one joins the DAG without reaching clients or
+   * becoming a forward extremity. An accepted one may change current state: a linear extension replaces it, a fork
+   * is resolved against it.
+   *
+   * `outlier`: stored without state (auth chain and state events fetched for a join): checked against its auth
+   * events only. Every auth event (and, unless `stateBefore` is given, every prev event) must already be stored.
+   */
+  async persistReceived(event: Event, opts: { outlier?: boolean; stateBefore?: StateMap } = {}): Promise<ReceivedOutcome> {
+    const existing = await this.events.get(event.event_id);
+    if (existing && !(existing.outlier && !opts.outlier)) return { stored: existing, status: existing.rejected ? "rejected" : existing.softFailed ? "soft_failed" : "accepted" };
+    const version = await this.events.roomVersion(event.room_id);
+    if (!version) throw new MatrixError(404, "M_NOT_FOUND", `Unknown room ${event.room_id}`);
+    const replaceOutlier = existing?.outlier === true;
+    const queued = this.lock.run(event.room_id, () => (opts.outlier ? this.queueOutlier(version, event) : this.queueReceived(version, event, opts.stateBefore, replaceOutlier)));
+    const { committed, status } = await queued;
+    return { stored: await committed, status };
+  }
+
+  /** Step 4: the event's own auth events must allow it. Returns the rejection reason, if any. */
+  private async checkAgainstAuthEvents(version: RoomVersion, event: Event): Promise<string | undefined> {
+    const authEvents = await this.events.getMany(event.auth_events);
+    const missing = event.auth_events.filter((id) => !authEvents.has(id));
+    if (missing.length > 0) return `missing auth events: ${missing.join(", ")}`;
+    const list = [...authEvents.values()];
+    const listCheck = checkAuthEventsList(version, event, list.map((e) => e.event), { isRejected: (id) => authEvents.get(id)?.rejected ?? false });
+    if (!listCheck.allowed) return listCheck.reason;
+    const byKey = new Map<string, Event>();
+    for (const e of list) if (e.event.state_key !== undefined) byKey.set(stateMapKey(e.event.type, e.event.state_key), e.event);
+    const create = version.roomIdIsCreateEventHash ? await this.createEventOf(event) : undefined;
+    const r = checkEventAuth(version, event, (t, k) => byKey.get(stateMapKey(t, k)) ?? (t === "m.room.create" && k === "" ? create : undefined));
+    return r.allowed ? undefined : r.reason;
+  }
+
+  /** v12: the create event is implied by the room id rather than listed in auth_events. */
+  private async createEventOf(event: Event): Promise<Event | undefined> {
+    if (event.type === "m.room.create") return undefined;
+    return (await this.events.get(`$${event.room_id.slice(1)}`))?.event;
+  }
+
+  /** Checks an event against a state map (state before it, or current state). */
+  private async checkAgainstState(version: RoomVersion, event: Event, state: StateMap): Promise<string | undefined> {
+    const keys = authEventTypesFor(version, event).map(([t, k]) => stateMapKey(t, k));
+    keys.push(stateMapKey("m.room.create", ""));
+    const ids = keys.map((k) => state.get(k)).filter((x): x is string => x !== undefined);
+    const loaded = await this.events.getMany(ids);
+    const byKey = new Map<string, Event>();
+    for (const k of keys) {
+      const id = state.get(k);
+      const e = id !== undefined ? loaded.get(id) : undefined;
+      if (e) byKey.set(k, e.event);
+    }
+    const r = checkEventAuth(version, event, (t, k) => byKey.get(stateMapKey(t, k)));
+    return r.allowed ? undefined : r.reason;
+  }
+
+  private async queueOutlier(version: RoomVersion, event: Event): Promise<{ committed: Promise<StoredEvent>; status: ReceivedStatus }> {
+    const reason = await this.checkAgainstAuthEvents(version, event);
+    const item = this.item(event, null, { outlier: true, rejectedReason: reason ?? null });
+    const stored: StoredEvent = { ...this.stored(event, version, item), outlier: true, rejected: reason !== undefined, stateGroup: null };
+    const committed = this.commit([item]).then(() => {
+      this.events.add(stored);
+      this.stream.finish(item.streamOrdering);
+      return stored;
+    });
+    return { committed, status: reason === undefined ? "accepted" : "rejected" };
+  }
+
+  private async queueReceived(version: RoomVersion, event: Event, given: StateMap | undefined, replaceOutlier: boolean): Promise<{ committed: Promise<StoredEvent>; status: ReceivedStatus }> {
+    const roomId = event.room_id;
+    let head = await this.head(roomId);
+
+    // Step 5's input: the state before the event.
+    let before: StateMap;
+    let beforeGroup: number | null = null;
+    // Groups planned here besides the event's own: the state before it (when computed) and a resolved current state.
+    const extraGroups: StateGroupNode[] = [];
+    if (given) {
+      before = given;
+    } else {
+      const prevs = await this.events.getMany(event.prev_events);
+      const groups = [...new Set(event.prev_events.map((id) => prevs.get(id)?.stateGroup ?? null))];
+      if (groups.some((g) => g === null)) throw new MatrixError(500, "M_UNKNOWN", `Prev events of ${event.event_id} are missing or have no state`);
+      const states = await Promise.all(groups.map((g) => this.state.stateOf(g!)));
+      if (groups.length === 1) {
+        before = states[0]!;
+        beforeGroup = groups[0]!;
+      } else {
+        before = await resolveStoredStates(this.events, version, states);
+      }
+    }
+    if (beforeGroup === null) {
+      // A state computed here (a resolved fork, or fetched at a gap) becomes a group of its own.
+      const base = head?.stateGroup ?? null;
+      const baseState = base !== null ? await this.state.stateOf(base) : new Map<string, string>();
+      const planned = await this.state.planGroup(roomId, base, diffStates(baseState, before));
+      this.state.remember(planned.node, planned.state);
+      beforeGroup = planned.node.id;
+      extraGroups.push(planned.node);
+    }
+
+    const rejected = (await this.checkAgainstAuthEvents(version, event)) ?? (await this.checkAgainstState(version, event, before));
+    let softFailed = false;
+    if (!rejected && head) softFailed = (await this.checkAgainstState(version, event, head.state)) !== undefined;
+
+    let stateGroup = beforeGroup;
+    let after = before;
+    let node;
+    let replacesState: string | null = null;
+    if (!rejected && isStateEvent(event)) {
+      const key = stateMapKey(event.type, event.state_key!);
+      replacesState = before.get(key) ?? null;
+      const planned = await this.state.planGroup(roomId, beforeGroup, new Map([[key, event.event_id]]));
+      node = planned.node;
+      after = planned.state;
+      stateGroup = node.id;
+    }
+
+    // Current state and forward extremities move only for an accepted event that is not soft-failed.
+    let currentState: PersistItem["currentState"];
+    let extremities: string[] | undefined;
+    let newHead: { state: StateMap; group: number } | undefined;
+    if (!rejected && !softFailed) {
+      const oldExt = head?.extremities ?? [];
+      extremities = [...oldExt.filter((e) => !event.prev_events.includes(e)), event.event_id];
+      const linear = !head || oldExt.every((e) => event.prev_events.includes(e));
+      let newState = after;
+      let newGroup = stateGroup;
+      if (!linear && head && !sameState(head.state, after)) {
+        newState = await resolveStoredStates(this.events, version, [head.state, after]);
+        const planned = await this.state.planGroup(roomId, head.stateGroup, diffStates(head.state, newState));
+        this.state.remember(planned.node, planned.state);
+        extraGroups.push(planned.node);
+        newGroup = planned.node.id;
+      } else if (!linear && head) {
+        newState = head.state;
+        newGroup = head.stateGroup;
+      }
+      const oldState = head?.state ?? new Map<string, string>();
+      const delta = diffStates(oldState, newState);
+      const memberships = new Map<string, string>();
+      if (delta.size > 0) {
+        // The event itself is not cached until it is queued below.
+        const changed = await this.events.getMany([...delta.values()].filter((v): v is string => v !== null && v !== event.event_id));
+        for (const [k, id] of delta) {
+          const e = id === event.event_id ? event : id !== null ? changed.get(id)?.event : undefined;
+          if (e?.type === "m.room.member" && typeof e.content.membership === "string") memberships.set(k, e.content.membership);
+        }
+      }
+      currentState = { group: newGroup, delta, memberships };
+      newHead = { state: newState, group: newGroup };
+    }
+
+    const item = this.item(event, stateGroup, {
+      newStateGroup: node,
+      extraStateGroups: extraGroups,
+      replacesState,
+      rejectedReason: rejected ?? null,
+      softFailed,
+      currentState,
+      extremities,
+      replaceOutlier,
+    });
+    if (node) this.state.remember(node, after);
+    const stored: StoredEvent = { ...this.stored(event, version, item), rejected: rejected !== undefined, softFailed };
+    if (newHead && extremities) {
+      if (!head) {
+        head = { roomId, version, stateGroup: newHead.group, state: newHead.state, extremities, maxDepth: event.depth };
+        this.heads.set(roomId, head);
+      } else {
+        head.state = newHead.state;
+        head.stateGroup = newHead.group;
+        head.extremities = extremities;
+        head.maxDepth = Math.max(head.maxDepth, event.depth);
+      }
+    }
+    this.events.add(stored);
+    const committed = this.commit([item]).then(
+      () => {
+        if (rejected || softFailed) this.stream.finish(item.streamOrdering);
+        else this.afterCommit([stored], false);
+        return stored;
+      },
+      (e: unknown) => {
+        this.events.forget(event.event_id);
+        this.heads.delete(roomId);
+        throw e;
+      },
+    );
+    return { committed, status: rejected ? "rejected" : softFailed ? "soft_failed" : "accepted" };
+  }
+
+  /** Makes the room known before its first events arrive over federation (a remote join). */
+  async ensureRoom(roomId: string, version: RoomVersion, creator: string): Promise<void> {
+    this.events.rememberRoomVersion(roomId, version);
+    if (await this.storage.rooms.get(roomId)) return;
+    await this.storage.rooms.insert({ room_id: roomId, room_version: version.id, creator, is_public: 0, created_ts: Date.now(), current_state_group: null, forward_extremities: "[]" });
+  }
+
+  private item(event: Event, stateGroup: number | null, extra: Partial<PersistItem>): PersistItem {
     const { unsigned: _u, ...pdu } = event.pdu;
     const content = event.content;
     const rel = isJsonObject(content["m.relates_to"]) ? content["m.relates_to"] : undefined;
@@ -415,7 +654,11 @@ export class EventPersister {
     };
   }
 
-  private afterCommit(events: StoredEvent[]): void {
+  /** Events created here, once durable: the federation sender hands them to the room's other servers. */
+  onLocalEvent?: (e: StoredEvent) => void;
+
+  private afterCommit(events: StoredEvent[], local: boolean): void {
+    if (local && this.onLocalEvent) for (const e of events) this.onLocalEvent(e);
     for (const e of events) {
       this.events.add(e);
       this.stream.finish(e.streamOrdering);

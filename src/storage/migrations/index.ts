@@ -7,6 +7,7 @@ import type { Database, Engine } from "../database.js";
 import { m001_accounts } from "./001_accounts.js";
 import { m002_rooms } from "./002_rooms.js";
 import { m003_federation } from "./003_federation.js";
+import { m004_federation_sender } from "./004_federation_sender.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -18,6 +19,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["001_accounts", m001_accounts],
   ["002_rooms", m002_rooms],
   ["003_federation", m003_federation],
+  ["004_federation_sender", m004_federation_sender],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {

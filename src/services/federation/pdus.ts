@@ -1,0 +1,253 @@
+/**
+ * Receiving PDUs from other servers (server-server API, "Checks performed on receipt of a PDU"): each PDU is checked
+ * in the spec's order before anything else looks at it —
+ *   1. valid format for its room version, else dropped;
+ *   2. signed by every server that must sign it, else dropped;
+ *   3. matching content hash, else redacted;
+ *   4-6. authorised by its auth events, by the state before it, and by current state (the persister's part).
+ * Missing auth events are fetched from the sender and stored as outliers; missing prev events are fetched with
+ * /get_missing_events, and when a gap remains, the state at the gap comes from /state_ids.
+ */
+import type { Logger } from "pino";
+import { isStateEvent, stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
+import { parsePdu } from "../../core/events/format.js";
+import { contentHashMatches } from "../../core/events/hashes.js";
+import { redactPdu } from "../../core/events/redaction.js";
+import { requiredSignatureServers } from "../../core/events/signing.js";
+import { isJsonObject, type JsonObject } from "../../core/json/types.js";
+import type { RoomVersion } from "../../core/rooms/versions.js";
+import { encodePath, type FederationClient } from "../../federation/client.js";
+import type { KeyFetcher } from "../keys.js";
+import type { EventCache } from "../rooms/event_cache.js";
+import type { EventPersister, ReceivedStatus } from "../rooms/persister.js";
+import { resolveStoredStates } from "../rooms/resolve.js";
+
+/** A PDU that fails steps 1-2: it is dropped, and the sender is told why. */
+export class PduError extends Error {}
+
+export interface PduResult {
+  eventId?: string;
+  status?: ReceivedStatus;
+  error?: string;
+}
+
+/** How many missing prev events we ask for at once, and how deep a gap we follow before taking the state instead. */
+const MISSING_EVENTS_LIMIT = 10;
+const FETCH_CONCURRENCY = 10;
+
+export class FederationPdus {
+  constructor(
+    private readonly deps: {
+      serverName: string;
+      events: EventCache;
+      persister: EventPersister;
+      keys: KeyFetcher;
+      client: FederationClient;
+      log: Logger;
+    },
+  ) {}
+
+  /**
+   * Steps 1-3 for one PDU of a room whose version we know. Returns the event (its redacted form when the content
+   * hash does not match); throws PduError when it must be dropped.
+   */
+  async check(version: RoomVersion, pdu: unknown): Promise<Event> {
+    const parsed = parsePdu(version, pdu);
+    if (!parsed.ok) throw new PduError(`Invalid PDU: ${parsed.error}`);
+    let event = parsed.event;
+    const redacted = redactPdu(version, event.pdu);
+    let servers: string[];
+    try {
+      servers = requiredSignatureServers(version, event.pdu);
+    } catch (e) {
+      throw new PduError(`Invalid PDU: ${(e as Error).message}`);
+    }
+    // v5+ "enforce key validity": the key must have been valid when the event was sent.
+    const atTs = version.enforceKeyValidity ? event.origin_server_ts : undefined;
+    for (const server of servers) {
+      try {
+        await this.deps.keys.verifySignedJson(redacted, server, atTs !== undefined ? { atTs } : {});
+      } catch (e) {
+        throw new PduError(`Signature check failed for ${server}: ${(e as Error).message}`);
+      }
+    }
+    if (!contentHashMatches(event.pdu)) {
+      // Spec: "If the hash check fails, then it is assumed that this is because we have only been given a redacted
+      // version of the event. To enforce this, the receiving server should use the redacted copy it calculated".
+      const again = parsePdu(version, redacted);
+      if (!again.ok) throw new PduError(`Invalid redacted PDU: ${again.error}`);
+      event = again.event;
+    }
+    return event;
+  }
+
+  /** A PDU pushed to us in a transaction: checked, its gaps filled from `origin`, then persisted. */
+  async receive(origin: string, pdu: unknown): Promise<PduResult> {
+    const roomId = isJsonObject(pdu) && typeof pdu.room_id === "string" ? pdu.room_id : undefined;
+    if (!roomId) return { error: "PDU has no room_id" };
+    const version = await this.deps.events.roomVersion(roomId);
+    if (!version || !(await this.deps.persister.head(roomId))) return { error: `Unknown room ${roomId}` };
+    let event: Event;
+    try {
+      event = await this.check(version, pdu);
+    } catch (e) {
+      if (e instanceof PduError) return { error: e.message };
+      throw e;
+    }
+    try {
+      const r = await this.ingest(origin, version, event, 0);
+      return { eventId: event.event_id, status: r };
+    } catch (e) {
+      this.deps.log.warn({ err: e, eventId: event.event_id, origin }, "failed to handle a received PDU");
+      return { eventId: event.event_id, error: (e as Error).message };
+    }
+  }
+
+  /** Fills the event's gaps (auth events, prev events or the state at them) and persists it. */
+  async ingest(origin: string, version: RoomVersion, event: Event, depth: number): Promise<ReceivedStatus> {
+    const existing = await this.deps.events.get(event.event_id);
+    if (existing && !existing.outlier) return existing.rejected ? "rejected" : existing.softFailed ? "soft_failed" : "accepted";
+    await this.fetchMissingAuthEvents(origin, version, event);
+    let stateBefore: StateMap | undefined;
+    let missing = await this.missingPrevEvents(event);
+    if (missing.length > 0 && depth === 0) {
+      await this.fetchMissingPrevEvents(origin, version, event);
+      missing = await this.missingPrevEvents(event);
+    }
+    if (missing.length > 0) stateBefore = await this.stateAcrossGap(origin, version, event, missing);
+    const r = await this.deps.persister.persistReceived(event, stateBefore ? { stateBefore } : {});
+    return r.status;
+  }
+
+  /** Prev events we do not have as room events (outliers have no state to build on). */
+  private async missingPrevEvents(event: Event): Promise<string[]> {
+    const have = await this.deps.events.getMany(event.prev_events);
+    return event.prev_events.filter((id) => {
+      const e = have.get(id);
+      return !e || e.outlier || e.stateGroup === null;
+    });
+  }
+
+  /** Auth events we lack: the sender's /event_auth gives the auth chain, stored as outliers, oldest first. */
+  private async fetchMissingAuthEvents(origin: string, version: RoomVersion, event: Event): Promise<void> {
+    const have = await this.deps.events.getMany(event.auth_events);
+    if (event.auth_events.every((id) => have.has(id))) return;
+    const res = await this.deps.client.get(origin, encodePath`/_matrix/federation/v1/event_auth/${event.room_id}/${event.event_id}`);
+    const chain = Array.isArray(res.auth_chain) ? res.auth_chain : [];
+    await this.storeOutliers(version, chain);
+  }
+
+  /** Checks PDUs (steps 1-3) and stores those we lack as outliers, in depth order so auth events come first. */
+  async storeOutliers(version: RoomVersion, pdus: unknown[]): Promise<Event[]> {
+    const checked: Event[] = [];
+    for (const p of pdus) {
+      try {
+        checked.push(await this.check(version, p));
+      } catch (e) {
+        if (!(e instanceof PduError)) throw e;
+        this.deps.log.debug({ err: e }, "dropped an invalid PDU from an auth chain or state");
+      }
+    }
+    checked.sort((a, b) => a.depth - b.depth);
+    // Events whose auth events are all available are stored first; repeat until nothing more can be stored.
+    let pending = checked;
+    for (;;) {
+      const next: Event[] = [];
+      let progressed = false;
+      for (const e of pending) {
+        if (await this.deps.events.get(e.event_id)) continue;
+        const auth = await this.deps.events.getMany(e.auth_events);
+        if (e.auth_events.some((id) => !auth.has(id))) {
+          next.push(e);
+          continue;
+        }
+        await this.deps.persister.persistReceived(e, { outlier: true });
+        progressed = true;
+      }
+      if (next.length === 0 || !progressed) break;
+      pending = next;
+    }
+    return checked;
+  }
+
+  /** /get_missing_events from the sender between our forward extremities and the event; each is ingested in order. */
+  private async fetchMissingPrevEvents(origin: string, version: RoomVersion, event: Event): Promise<void> {
+    const head = await this.deps.persister.head(event.room_id);
+    const res = await this.deps.client.post(origin, encodePath`/_matrix/federation/v1/get_missing_events/${event.room_id}`, {
+      earliest_events: head?.extremities ?? [],
+      latest_events: [event.event_id],
+      limit: MISSING_EVENTS_LIMIT,
+      min_depth: 0,
+    });
+    const list = Array.isArray(res.events) ? res.events : [];
+    const checked: Event[] = [];
+    for (const p of list) {
+      try {
+        checked.push(await this.check(version, p));
+      } catch (e) {
+        if (!(e instanceof PduError)) throw e;
+      }
+    }
+    checked.sort((a, b) => a.depth - b.depth);
+    for (const e of checked) {
+      if (e.event_id === event.event_id) continue;
+      // One level only: a gap before these is bridged with /state_ids rather than another round of fetching.
+      await this.ingest(origin, version, e, 1);
+    }
+  }
+
+  /**
+   * The state before `event` when some prev events are unknown: for each, the sender's /state_ids gives the state
+   * before it; the prev event itself is fetched, and when it is a state event it is applied on top. The states
+   * after all prev events are then resolved.
+   */
+  private async stateAcrossGap(origin: string, version: RoomVersion, event: Event, missing: string[]): Promise<StateMap> {
+    const states: StateMap[] = [];
+    const known = event.prev_events.filter((id) => !missing.includes(id));
+    const knownEvents = await this.deps.events.getMany(known);
+    for (const id of known) {
+      const g = knownEvents.get(id)?.stateGroup;
+      if (g !== null && g !== undefined) states.push(await this.deps.persister.stateOfGroup(g));
+    }
+    for (const prevId of missing) {
+      const ids = await this.deps.client.get(origin, encodePath`/_matrix/federation/v1/state_ids/${event.room_id}`, { event_id: prevId });
+      const pduIds = stringList(ids.pdu_ids);
+      const authIds = stringList(ids.auth_chain_ids);
+      await this.fetchEvents(origin, version, [...authIds, ...pduIds, prevId]);
+      const loaded = await this.deps.events.getMany([...pduIds, prevId]);
+      const state: StateMap = new Map();
+      for (const id of pduIds) {
+        const e = loaded.get(id);
+        if (e && e.event.state_key !== undefined) state.set(stateMapKey(e.event.type, e.event.state_key), id);
+      }
+      const prev = loaded.get(prevId);
+      if (prev && isStateEvent(prev.event) && !prev.rejected) state.set(stateMapKey(prev.event.type, prev.event.state_key!), prevId);
+      states.push(state);
+    }
+    return resolveStoredStates(this.deps.events, version, states);
+  }
+
+  /** Fetches events we lack with /event/{eventId} and stores them as outliers. */
+  private async fetchEvents(origin: string, version: RoomVersion, ids: string[]): Promise<void> {
+    const have = await this.deps.events.getMany(ids);
+    const want = [...new Set(ids.filter((id) => !have.has(id)))];
+    const pdus: JsonObject[] = [];
+    for (let i = 0; i < want.length; i += FETCH_CONCURRENCY) {
+      const part = want.slice(i, i + FETCH_CONCURRENCY);
+      const got = await Promise.all(
+        part.map((id) =>
+          this.deps.client.get(origin, encodePath`/_matrix/federation/v1/event/${id}`).then(
+            (r) => (Array.isArray(r.pdus) && isJsonObject(r.pdus[0]) ? r.pdus[0] : undefined),
+            () => undefined,
+          ),
+        ),
+      );
+      for (const p of got) if (p) pdus.push(p);
+    }
+    await this.storeOutliers(version, pdus);
+  }
+}
+
+function stringList(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+}

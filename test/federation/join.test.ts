@@ -1,0 +1,100 @@
+// Two Myelin servers on loopback: a user of hs2 joins a room on hs1 (by alias and by id), and messages flow both
+// ways to /sync on both sides, in several room versions.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TestNetwork, startFederatedServer } from "../helpers/federation.js";
+import { Client, registerUser, type TestUser } from "../helpers/http.js";
+import type { TestServer } from "../helpers/server.js";
+
+const enc = encodeURIComponent;
+let network: TestNetwork;
+let hs1: TestServer;
+let hs2: TestServer;
+let c1: Client;
+let c2: Client;
+let alice: TestUser;
+let bob: TestUser;
+let txn = 0;
+
+beforeAll(async () => {
+  network = new TestNetwork();
+  hs1 = await startFederatedServer(network, "hs1.test");
+  hs2 = await startFederatedServer(network, "hs2.test");
+  c1 = new Client(hs1.baseUrl);
+  c2 = new Client(hs2.baseUrl);
+  alice = await registerUser(c1, "alice");
+  bob = await registerUser(c2, "bob");
+});
+afterAll(async () => {
+  await hs1?.close();
+  await hs2?.close();
+});
+
+/** Polls /sync until `pred` finds what it wants in the room's timeline (deadline 10 s). */
+async function waitForTimeline(c: Client, u: TestUser, roomId: string, pred: (e: { type: string; content: Record<string, unknown>; sender: string }) => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  let since: string | undefined;
+  while (Date.now() < deadline) {
+    const r = await c.get(`/_matrix/client/v3/sync?timeout=2000${since ? `&since=${enc(since)}` : ""}`, { token: u.accessToken });
+    expect(r.status, r.text).toBe(200);
+    since = r.body.next_batch as string;
+    const room = (r.body.rooms as { join: Record<string, { timeline: { events: { type: string; content: Record<string, unknown>; sender: string }[] } }> }).join[roomId];
+    if (room?.timeline.events.some(pred)) return;
+  }
+  throw new Error("timed out waiting for the event in /sync");
+}
+
+async function send(c: Client, u: TestUser, roomId: string, body: string): Promise<string> {
+  const r = await c.put(`/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/f${txn++}`, { msgtype: "m.text", body }, { token: u.accessToken });
+  expect(r.status, r.text).toBe(200);
+  return r.body.event_id as string;
+}
+
+describe("joining a room on another server", () => {
+  for (const version of ["12", "10", "1"]) {
+    it(`joins and chats both ways (room version ${version})`, async () => {
+      const created = await c1.post("/_matrix/client/v3/createRoom", { preset: "public_chat", room_version: version }, { token: alice.accessToken });
+      expect(created.status, created.text).toBe(200);
+      const roomId = created.body.room_id as string;
+      await send(c1, alice, roomId, "before bob");
+
+      const join = await c2.post(`/_matrix/client/v3/join/${enc(roomId)}?via=hs1.test`, {}, { token: bob.accessToken });
+      expect(join.status, join.text).toBe(200);
+      expect(join.body.room_id).toBe(roomId);
+
+      // hs2 now holds the room's state.
+      const members = await c2.get(`/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`, { token: bob.accessToken });
+      expect(members.status, members.text).toBe(200);
+      expect(Object.keys(members.body.joined as object).sort()).toEqual([alice.userId, bob.userId].sort());
+
+      // hs1 learns of bob's join; messages flow both ways.
+      await waitForTimeline(c1, alice, roomId, (e) => e.type === "m.room.member" && e.sender === bob.userId);
+      await send(c1, alice, roomId, "hello bob");
+      await waitForTimeline(c2, bob, roomId, (e) => e.content.body === "hello bob");
+      await send(c2, bob, roomId, "hello alice");
+      await waitForTimeline(c1, alice, roomId, (e) => e.content.body === "hello alice");
+    });
+  }
+
+  it("joins by room id through server_name", async () => {
+    const created = await c1.post("/_matrix/client/v3/createRoom", { preset: "public_chat" }, { token: alice.accessToken });
+    const roomId = created.body.room_id as string;
+    const join = await c2.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=hs1.test`, {}, { token: bob.accessToken });
+    expect(join.status, join.text).toBe(200);
+  });
+
+  it("joins by a room alias of the other server", async () => {
+    const alias = `alias_${Date.now().toString(36)}`;
+    const created = await c1.post("/_matrix/client/v3/createRoom", { preset: "public_chat", room_alias_name: alias }, { token: alice.accessToken });
+    const join = await c2.post(`/_matrix/client/v3/join/${enc(`#${alias}:hs1.test`)}`, {}, { token: bob.accessToken });
+    expect(join.status, join.text).toBe(200);
+    expect(join.body.room_id).toBe(created.body.room_id);
+  });
+
+  it("a private room refuses the join with 403", async () => {
+    const created = await c1.post("/_matrix/client/v3/createRoom", { preset: "private_chat" }, { token: alice.accessToken });
+    const roomId = created.body.room_id as string;
+    const join = await c2.post(`/_matrix/client/v3/join/${enc(roomId)}?server_name=hs1.test`, {}, { token: bob.accessToken });
+    expect(join.status, join.text).toBe(403);
+    expect(join.body.errcode).toBe("M_FORBIDDEN");
+  });
+});
