@@ -335,6 +335,8 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     client: fed.federationClient,
     log,
     profileOf: (userId) => membership.profileContent(userId),
+    userExists: async (userId) => (await storage.users.get(userId)) !== undefined,
+    serversInRoom: (roomId) => storage.federation.serversInRoom(roomId),
   });
   const federationTransactions = new FederationTransactions({ storage, pdus: federationPdus, sender: federationSender, typing, receipts, presence, log });
   membership.remote = federationMembership;

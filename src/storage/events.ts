@@ -43,6 +43,12 @@ export interface PersistItem {
   applyRedactionTo?: string;
   /** The event was stored earlier as an outlier and now takes its place in the room's DAG with state. */
   replaceOutlier?: boolean;
+  /**
+   * An out-of-band membership: an invite (or knock, or the leave that ends them) of a local user to a room this
+   * server is not in. The event is an outlier, but it is the user's membership there: it goes into current state
+   * (that room's only row for the user) and the membership history, with the stripped state that came with it.
+   */
+  outOfBand?: { strippedState?: unknown[] };
   redacts?: string;
   relation?: { relatesTo: string; relType: string; aggregationKey: string | null };
 }
@@ -147,7 +153,20 @@ export class EventStore {
       if (i.extremities) q.push(db.updateTable("rooms").set({ forward_extremities: JSON.stringify(i.extremities) }).where("room_id", "=", roomId).compile());
     }
 
-    const memberships = items.filter((i) => i.membership && !i.outlier && !i.rejectedReason);
+    for (const i of items) {
+      if (!i.outOfBand || !i.membership) continue;
+      q.push(
+        db
+          .insertInto("current_state_events")
+          .values({ room_id: i.roomId, type: "m.room.member", state_key: i.membership.userId, event_id: i.eventId, membership: i.membership.membership })
+          .onConflict((oc) => oc.columns(["room_id", "type", "state_key"]).doUpdateSet({ event_id: i.eventId, membership: i.membership!.membership }))
+          .compile(),
+      );
+      if (i.outOfBand.strippedState) {
+        q.push(db.insertInto("room_stripped_state").values({ event_id: i.eventId, state: JSON.stringify(i.outOfBand.strippedState) }).onConflict((oc) => oc.doNothing()).compile());
+      }
+    }
+    const memberships = items.filter((i) => i.membership && (!i.outlier || i.outOfBand) && !i.rejectedReason);
     for (const part of chunks(memberships)) {
       q.push(db
         .insertInto("room_memberships")
@@ -196,6 +215,11 @@ export class EventStore {
         .compile());
     }
     return q;
+  }
+
+  async strippedState(eventId: string): Promise<unknown[] | undefined> {
+    const r = await this.db.selectFrom("room_stripped_state").select("state").where("event_id", "=", eventId).executeTakeFirst();
+    return r ? (JSON.parse(r.state) as unknown[]) : undefined;
   }
 
   /** Marks events as redacted by an accepted redaction (applied when serving them). */

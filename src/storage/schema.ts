@@ -252,10 +252,16 @@ export interface FederationReceivedTxnsTable {
   received_ts: number;
 }
 
+export interface RoomStrippedStateTable {
+  event_id: string;
+  state: string;
+}
+
 export interface Schema {
   rooms: RoomsTable;
   federation_destinations: FederationDestinationsTable;
   federation_received_txns: FederationReceivedTxnsTable;
+  room_stripped_state: RoomStrippedStateTable;
   events: EventsTable;
   state_groups: StateGroupsTable;
   state_group_entries: StateGroupEntriesTable;

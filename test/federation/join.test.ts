@@ -98,3 +98,41 @@ describe("joining a room on another server", () => {
     expect(join.body.errcode).toBe("M_FORBIDDEN");
   });
 });
+
+describe("inviting a user of another server", () => {
+  it("the invite reaches the invitee's /sync with stripped state; accepting it joins through the inviter's server", async () => {
+    const created = await c1.post("/_matrix/client/v3/createRoom", { preset: "private_chat", name: "Secret club" }, { token: alice.accessToken });
+    const roomId = created.body.room_id as string;
+    const inv = await c1.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: bob.userId }, { token: alice.accessToken });
+    expect(inv.status, inv.text).toBe(200);
+
+    const deadline = Date.now() + 10_000;
+    let invite: { invite_state: { events: { type: string; content: Record<string, unknown> }[] } } | undefined;
+    while (!invite && Date.now() < deadline) {
+      const s = await c2.get("/_matrix/client/v3/sync", { token: bob.accessToken });
+      invite = (s.body.rooms as { invite: Record<string, typeof invite> }).invite[roomId];
+    }
+    expect(invite).toBeDefined();
+    expect(invite!.invite_state.events.find((e) => e.type === "m.room.name")?.content.name).toBe("Secret club");
+    expect(invite!.invite_state.events.some((e) => e.type === "m.room.member" && e.content.membership === "invite")).toBe(true);
+
+    const join = await c2.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {}, { token: bob.accessToken });
+    expect(join.status, join.text).toBe(200);
+    await waitForTimeline(c1, alice, roomId, (e) => e.type === "m.room.member" && e.sender === bob.userId && e.content.membership === "join");
+  });
+
+  it("rejecting a remote invite sends the leave through the inviter's server", async () => {
+    const created = await c1.post("/_matrix/client/v3/createRoom", { preset: "private_chat" }, { token: alice.accessToken });
+    const roomId = created.body.room_id as string;
+    expect((await c1.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: bob.userId }, { token: alice.accessToken })).status).toBe(200);
+    const leave = await c2.post(`/_matrix/client/v3/rooms/${enc(roomId)}/leave`, {}, { token: bob.accessToken });
+    expect(leave.status, leave.text).toBe(200);
+    await waitForTimeline(c1, alice, roomId, (e) => e.type === "m.room.member" && e.sender === bob.userId && e.content.membership === "leave");
+  });
+
+  it("inviting an unknown user of another server fails", async () => {
+    const created = await c1.post("/_matrix/client/v3/createRoom", {}, { token: alice.accessToken });
+    const r = await c1.post(`/_matrix/client/v3/rooms/${enc(created.body.room_id as string)}/invite`, { user_id: "@nobody:hs2.test" }, { token: alice.accessToken });
+    expect(r.status).toBe(404);
+  });
+});

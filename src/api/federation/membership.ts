@@ -71,6 +71,25 @@ export function registerFederationMembership(app: FastifyInstance, services: Ser
 
   defineFederationRoute(app, services, {
     method: "PUT",
+    paths: ["/_matrix/federation/v2/invite/:roomId/:eventId"],
+    handler: (ctx) => {
+      const b = (ctx.req.body ?? {}) as JsonObject;
+      return fm.onInvite(ctx.origin, ctx.params.roomId!, ctx.params.eventId!, b.room_version, b.event, b.invite_room_state);
+    },
+  });
+  // v1: the body is the event itself, with invite_room_state in its unsigned section; rooms v1/v2 only.
+  defineFederationRoute(app, services, {
+    method: "PUT",
+    paths: ["/_matrix/federation/v1/invite/:roomId/:eventId"],
+    handler: async (ctx) => {
+      const event = (ctx.req.body ?? {}) as JsonObject;
+      const unsigned = (event.unsigned ?? {}) as JsonObject;
+      return [200, await fm.onInvite(ctx.origin, ctx.params.roomId!, ctx.params.eventId!, "1", event, unsigned.invite_room_state)];
+    },
+  });
+
+  defineFederationRoute(app, services, {
+    method: "PUT",
     paths: ["/_matrix/federation/v1/send/:txnId"],
     handler: (ctx) => services.federationTransactions.receive(ctx.origin, ctx.params.txnId!, (ctx.req.body ?? {}) as JsonObject),
   });

@@ -38,6 +38,8 @@ export class FederationMembership {
       log: Logger;
       /** displayname/avatar_url for a local user's member events. */
       profileOf: (userId: string) => Promise<JsonObject>;
+      userExists: (userId: string) => Promise<boolean>;
+      serversInRoom: (roomId: string) => Promise<string[]>;
     },
   ) {}
 
@@ -120,6 +122,61 @@ export class FederationMembership {
     return [...events.values()].map((e) => ({ type: e.event.type, state_key: e.event.state_key ?? "", sender: e.event.sender, content: e.event.content }));
   }
 
+  /**
+   * PUT /invite (v2; v1 sends the bare event): the invitee's server signs the invite. When this server is not in
+   * the room, the invite is kept as the user's out-of-band membership, with the stripped state it came with.
+   */
+  async onInvite(origin: string, roomId: string, eventId: string, roomVersion: unknown, pdu: unknown, strippedState: unknown): Promise<JsonObject> {
+    const version = getRoomVersion(typeof roomVersion === "string" ? roomVersion : "1");
+    if (!version) throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", `Room version ${String(roomVersion)} is not supported`, { room_version: roomVersion });
+    let event: Event;
+    try {
+      event = await this.deps.pdus.check(version, pdu);
+    } catch (e) {
+      throw new MatrixError(400, "M_BAD_JSON", (e as Error).message);
+    }
+    if (event.event_id !== eventId || event.room_id !== roomId) throw new MatrixError(400, "M_BAD_JSON", "Event does not match the request path");
+    if (event.type !== "m.room.member" || event.content.membership !== "invite" || event.state_key === undefined) throw new MatrixError(400, "M_BAD_JSON", "Not an invite event");
+    if (userIdDomain(event.sender) !== origin) throw forbidden("The inviter is not from the sending server");
+    if (userIdDomain(event.state_key) !== this.deps.serverName || !(await this.deps.userExists(event.state_key))) throw notFound("The invitee is not a user of this server");
+    const signed = signJson(redactPdu(version, event.pdu), this.deps.serverName, this.deps.signingKey);
+    const sigs = { ...(event.pdu.signatures as JsonObject), [this.deps.serverName]: (signed.signatures as JsonObject)[this.deps.serverName]! };
+    const signedEvent = trustedEvent(event.event_id, event.room_id, { ...event.pdu, signatures: sigs });
+    const inRoom = (await this.deps.persister.head(roomId)) !== undefined && (await this.deps.serversInRoom(roomId)).includes(this.deps.serverName);
+    if (!inRoom) {
+      const stripped = Array.isArray(strippedState) ? strippedState.filter(isJsonObject) : [];
+      const create = stripped.find((e) => e.type === "m.room.create");
+      const creator = typeof create?.sender === "string" ? create.sender : event.sender;
+      await this.deps.persister.persistOutOfBand(signedEvent, version, creator, stripped);
+    }
+    // When this server is in the room, the invite arrives again as a PDU through /send and is persisted there.
+    const { unsigned: _u, ...out } = signedEvent.pdu;
+    return { event: out };
+  }
+
+  /** Sends an invite of ours to the invitee's server, which signs it too (the invite is persisted afterwards). */
+  async inviteRemote(event: Event, version: RoomVersion, strippedState: JsonObject[]): Promise<Event> {
+    const server = userIdDomain(event.state_key ?? "");
+    if (!server) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid invitee");
+    const { unsigned: _u, ...pdu } = event.pdu;
+    let res: JsonObject;
+    try {
+      res = await this.deps.client.put(server, encodePath`/_matrix/federation/v2/invite/${event.room_id}/${event.event_id}`, {
+        room_version: version.id,
+        event: pdu,
+        invite_room_state: strippedState,
+      });
+    } catch (e) {
+      if (e instanceof FederationError && e.status !== undefined && e.status < 500) throw new MatrixError(e.status === 404 ? 404 : 403, e.status === 404 ? "M_NOT_FOUND" : "M_FORBIDDEN", `${server} refused the invite: ${e.message}`);
+      throw new MatrixError(502, "M_UNKNOWN", `Could not reach ${server} to invite: ${(e as Error).message}`);
+    }
+    const returned = await this.deps.pdus.check(version, res.event).catch((e: unknown) => {
+      throw new MatrixError(502, "M_UNKNOWN", `${server} returned an invalid invite: ${(e as Error).message}`);
+    });
+    if (returned.event_id !== event.event_id) throw new MatrixError(502, "M_UNKNOWN", `${server} returned a different invite event`);
+    return returned;
+  }
+
   // --- The joining server's side ---
 
   /** Resolves another server's room alias (GET /query/directory on the alias's server). */
@@ -160,6 +217,36 @@ export class FederationMembership {
       throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "This server does not support the room's version");
     }
     throw new MatrixError(404, "M_NOT_FOUND", `Could not join the room through any server: ${(lastError as Error | undefined)?.message ?? "no servers"}`);
+  }
+
+  /**
+   * Rejects an invite (or withdraws a knock) to a room this server is not in: make_leave/send_leave through the
+   * server that sent it, then the leave replaces the user's out-of-band membership.
+   */
+  async leaveRemote(roomId: string, userId: string, servers: string[], reason?: string): Promise<void> {
+    let lastError: unknown;
+    for (const server of [...new Set(servers)].filter((s) => s !== this.deps.serverName)) {
+      try {
+        const made = await this.deps.client.get(server, encodePath`/_matrix/federation/v1/make_leave/${roomId}/${userId}`);
+        const version = getRoomVersion(typeof made.room_version === "string" ? made.room_version : "1");
+        const template = made.event;
+        if (!version || !isJsonObject(template) || template.room_id !== roomId || template.state_key !== userId) throw new Error(`${server} answered make_leave with an invalid template`);
+        const content: JsonObject = { membership: "leave" };
+        if (reason !== undefined) content.reason = reason;
+        const pdu: JsonObject = { ...template, content, hashes: {} };
+        delete pdu.signatures;
+        delete pdu.unsigned;
+        if (version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.deps.serverName);
+        const signed = signNewEvent(version, pdu, this.deps.serverName, this.deps.signingKey);
+        await this.deps.client.put(server, encodePath`/_matrix/federation/v2/send_leave/${roomId}/${signed.eventId}`, signed.pdu);
+        const event = trustedEvent(signed.eventId, roomId, signed.pdu);
+        await this.deps.persister.persistOutOfBand(event, version, userId);
+        return;
+      } catch (e) {
+        lastError = e;
+      }
+    }
+    throw new MatrixError(502, "M_UNKNOWN", `Could not leave the room through any server: ${(lastError as Error | undefined)?.message ?? "no servers"}`);
   }
 
   private async joinVia(server: string, roomId: string, userId: string, content: JsonObject): Promise<void> {

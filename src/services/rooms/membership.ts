@@ -3,13 +3,14 @@
  * m.room.member event checked by the authorization rules, plus the checks the API adds on top (e.g. kicking
  * someone who is not in the room), restricted-room join authorisation, and profile propagation into rooms.
  */
-import { stateMapKey } from "../../core/events/event.js";
+import { stateMapKey, type Event } from "../../core/events/event.js";
+import type { RoomVersion } from "../../core/rooms/versions.js";
 import { isValidRoomAlias, isValidRoomId, isValidUserId, userIdDomain } from "../../core/ids/ids.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { canInvite } from "../../core/rooms/power_levels.js";
 import { MatrixError, forbidden, notFound } from "../../errors.js";
 import { canonicalEqual } from "./messages.js";
-import type { RoomHead } from "./persister.js";
+import type { RoomHead, SendOptions } from "./persister.js";
 import type { RoomAccess } from "./rooms.js";
 
 export interface MembershipOptions {
@@ -20,7 +21,10 @@ export interface MembershipOptions {
 /** What membership needs from federation: joining rooms this server is not in, and resolving remote aliases. */
 export interface RemoteMembership {
   joinRemote(roomId: string, userId: string, servers: string[], content: JsonObject): Promise<void>;
+  leaveRemote(roomId: string, userId: string, servers: string[], reason?: string): Promise<void>;
   queryAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+  inviteRemote(event: Event, version: RoomVersion, strippedState: JsonObject[]): Promise<Event>;
+  strippedState(roomId: string): Promise<JsonObject[]>;
 }
 
 export class MembershipService {
@@ -66,6 +70,7 @@ export class MembershipService {
     membership: string,
     extra: JsonObject,
     precheck?: (head: RoomHead) => Promise<JsonObject | void>,
+    exchange?: SendOptions["exchange"],
   ): Promise<string> {
     const content: JsonObject = { membership, ...extra };
     // As Synapse: the same membership with the same content from the same sender again is a no-op.
@@ -78,7 +83,7 @@ export class MembershipService {
           if (added) Object.assign(content, added);
         }
       : undefined;
-    const e = await this.core.persister.send(roomId, { type: "m.room.member", state_key: target, sender, content }, { precheck: check });
+    const e = await this.core.persister.send(roomId, { type: "m.room.member", state_key: target, sender, content }, { precheck: check, exchange });
     return e.event.event_id;
   }
 
@@ -109,6 +114,9 @@ export class MembershipService {
       const colon = roomId.indexOf(":");
       if (colon > 0) servers.push(roomId.slice(colon + 1));
       if (head) servers.push(...(await this.core.storage.federation.serversInRoom(roomId)));
+      // Accepting an invite: the inviter's server is in the room.
+      const invited = await this.outOfBandMembership(roomId, userId);
+      if (invited) servers.push(invited.sender.slice(invited.sender.indexOf(":") + 1));
       await this.remote.joinRemote(roomId, userId, servers, content);
       return roomId;
     }
@@ -157,19 +165,40 @@ export class MembershipService {
     const content: JsonObject = await this.profileContent(target);
     if (opts.reason !== undefined) content.reason = opts.reason;
     if (opts.isDirect) content.is_direct = true;
-    await this.sendMember(roomId, inviter, target, "invite", content, async (h) => {
-      await this.requireMember(h, inviter);
-      const current = await this.rooms.membership(h, target);
-      if (current === "join") throw forbidden(`${target} is already in the room.`);
-      if (current === "ban") throw forbidden(`${target} is banned from the room`);
-    });
+    const remote = userIdDomain(target) !== this.core.config.serverName ? this.remote : undefined;
+    await this.sendMember(
+      roomId,
+      inviter,
+      target,
+      "invite",
+      content,
+      async (h) => {
+        await this.requireMember(h, inviter);
+        const current = await this.rooms.membership(h, target);
+        if (current === "join") throw forbidden(`${target} is already in the room.`);
+        if (current === "ban") throw forbidden(`${target} is banned from the room`);
+      },
+      // Spec "Inviting to a room": an invitee on another server gets the invite first and signs it.
+      remote ? async (event, head) => remote.inviteRemote(event, head.version, await remote.strippedState(head.roomId)) : undefined,
+    );
   }
 
   async leave(roomId: string, userId: string, opts: MembershipOptions = {}): Promise<void> {
     const content: JsonObject = {};
     if (opts.reason !== undefined) content.reason = opts.reason;
     const head = await this.rooms.headIfKnown(roomId);
-    if (!head) throw notFound("Unknown room");
+    const inRoom = head ? (await this.core.storage.federation.serversInRoom(roomId)).includes(this.core.config.serverName) : false;
+    if (!inRoom) {
+      // An invite or knock for a room this server is not in is rejected through the server it came from.
+      const current = await this.outOfBandMembership(roomId, userId);
+      if (!current || (current.membership !== "invite" && current.membership !== "knock")) throw forbidden(`User ${userId} is not in room ${roomId}`);
+      if (!this.remote) throw notFound("Unknown room");
+      const servers = [current.sender.slice(current.sender.indexOf(":") + 1)];
+      const colon = roomId.indexOf(":");
+      if (colon > 0) servers.push(roomId.slice(colon + 1));
+      await this.remote.leaveRemote(roomId, userId, servers, opts.reason);
+      return;
+    }
     await this.sendMember(roomId, userId, userId, "leave", content, async (h) => {
       const current = await this.rooms.membership(h, userId);
       if (current !== "join" && current !== "invite" && current !== "knock") throw forbidden(`User ${userId} is not in room ${roomId}`);
@@ -267,6 +296,14 @@ export class MembershipService {
 
   private async requireMember(head: RoomHead, userId: string): Promise<void> {
     if ((await this.rooms.membership(head, userId)) !== "join") throw forbidden(`User ${userId} not in room ${head.roomId}`);
+  }
+
+  /** The user's membership in a room this server is not in (an invite or knock over federation). */
+  private async outOfBandMembership(roomId: string, userId: string): Promise<{ membership: string; sender: string } | undefined> {
+    const id = await this.core.storage.rooms.currentStateEventId(roomId, "m.room.member", userId);
+    const e = id ? await this.core.events.get(id) : undefined;
+    const m = e?.event.content.membership;
+    return e && typeof m === "string" ? { membership: m, sender: e.event.sender } : undefined;
   }
 
   /** Whether `userId` currently has `membership` in the room (used by the API for precise errors). */

@@ -55,6 +55,11 @@ export interface SendOptions {
   precheck?: (head: RoomHead) => Promise<void> | void;
   /** For a redaction the sender may apply: the event it redacts. */
   applyRedaction?: boolean;
+  /**
+   * Runs once the event is built and authorised, before it is persisted, and may return it with more signatures:
+   * an invite of another server's user goes to that server first (PUT /invite), which signs it too.
+   */
+  exchange?: (event: Event, head: RoomHead) => Promise<Event>;
 }
 
 const MAX_PREV_EVENTS = 10;
@@ -235,7 +240,8 @@ export class EventPersister {
       const authState = await this.authStateFor(head, event);
       const auth = checkEventAuth(head.version, event, (t, k) => authState.get(stateMapKey(t, k)));
       if (!auth.allowed) throw forbidden(`Event not allowed: ${auth.reason}`);
-      return this.persistOnHead(head, event, opts);
+      const final = opts.exchange ? await opts.exchange(event, head) : event;
+      return this.persistOnHead(head, final, opts);
     });
     return (await queued).committed;
   }
@@ -590,6 +596,27 @@ export class EventPersister {
       },
     );
     return { committed, status: rejected ? "rejected" : softFailed ? "soft_failed" : "accepted" };
+  }
+
+  /**
+   * Stores an out-of-band membership event of a local user (an invite received for a room we are not in, or our
+   * rejection of it): an outlier that is nonetheless the user's membership in that room, with its stripped state.
+   */
+  async persistOutOfBand(event: Event, version: RoomVersion, creator: string, strippedState?: unknown[]): Promise<StoredEvent> {
+    await this.ensureRoom(event.room_id, version, creator);
+    const queued = this.lock.run(event.room_id, async () => {
+      const item = this.item(event, null, { outlier: true, outOfBand: strippedState ? { strippedState } : {} });
+      const stored: StoredEvent = { ...this.stored(event, version, item), outlier: true, stateGroup: null };
+      const committed = this.commit([item]).then(() => {
+        this.events.add(stored);
+        this.stream.finish(item.streamOrdering);
+        // Sync wakes for the invited user.
+        if (event.state_key) this.notifier.notify({ users: [event.state_key] });
+        return stored;
+      });
+      return { committed };
+    });
+    return (await queued).committed;
   }
 
   /** Makes the room known before its first events arrive over federation (a remote join). */

@@ -1,16 +1,21 @@
 /**
  * History visibility (spec "Room History Visibility", server behaviour): whether a user may see an event depends on
- * the room's state at that event. Applied wherever events leave the server for clients.
+ * the room's state at that event. Applied wherever events leave the server for clients, and (filterForServer) for
+ * other servers.
  */
-import { stateMapKey, type StateMap } from "../../core/events/event.js";
+import { splitStateMapKey, stateMapKey, type StateMap } from "../../core/events/event.js";
+import { redactPdu } from "../../core/events/redaction.js";
+import { userIdDomain } from "../../core/ids/ids.js";
 import type { Storage } from "../../storage/storage.js";
-import type { EventCache, StoredEvent } from "./event_cache.js";
+import { trustedEvent, type EventCache, type StoredEvent } from "./event_cache.js";
 import type { StateService } from "./state.js";
 
 type Visibility = "world_readable" | "shared" | "invited" | "joined";
 
 const KNOWN = new Set(["world_readable", "shared", "invited", "joined"]);
 const HV_KEY = stateMapKey("m.room.history_visibility", "");
+/** Every m.room.member key of a state map starts with this. */
+const MEMBER_PREFIX = stateMapKey("m.room.member", "");
 
 export class VisibilityService {
   constructor(
@@ -35,6 +40,59 @@ export class VisibilityService {
 
   async canSee(userId: string | null, e: StoredEvent): Promise<boolean> {
     return (await this.filter(userId, [e])).length === 1;
+  }
+
+  /**
+   * The events as another server may have them (Synapse's filter_events_for_server): with `world_readable` or
+   * `shared` history an event is visible to any server; with `invited` or `joined`, only to a server one of whose
+   * users was joined (or, for `invited`, invited) in the state at the event. As for users, a history_visibility
+   * event, or a member event of one of the server's users, is visible when the state before or after it allows.
+   * Events without state (outliers) count as `shared`, as in Synapse. Events the server may not see are returned
+   * redacted (the server still needs them to walk the DAG, and their redacted form keeps what auth needs) unless
+   * `redact` is false, which leaves them out.
+   */
+  async filterForServer(serverName: string, list: StoredEvent[], opts: { redact?: boolean } = {}): Promise<StoredEvent[]> {
+    const redact = opts.redact ?? true;
+    const memo = new Map<number, boolean>();
+    const out: StoredEvent[] = [];
+    for (const e of list) {
+      if (await this.serverMaySee(serverName, e, memo)) out.push(e);
+      else if (redact) out.push(prunedCopy(e));
+    }
+    return out;
+  }
+
+  private async serverMaySee(serverName: string, e: StoredEvent, memo: Map<number, boolean>): Promise<boolean> {
+    if (e.stateGroup === null) return true;
+    let allowed = memo.get(e.stateGroup);
+    if (allowed === undefined) {
+      allowed = await this.stateAllowsServer(serverName, await this.state.stateOf(e.stateGroup));
+      memo.set(e.stateGroup, allowed);
+    }
+    if (allowed) return true;
+    const ev = e.event;
+    const special = ev.type === "m.room.history_visibility" || (ev.type === "m.room.member" && ev.state_key !== undefined && userIdDomain(ev.state_key) === serverName);
+    if (!special || ev.state_key === undefined) return false;
+    const after = await this.state.stateOf(e.stateGroup);
+    return this.stateAllowsServer(serverName, stateBefore(after, stateMapKey(ev.type, ev.state_key), e.replacesState));
+  }
+
+  private async stateAllowsServer(serverName: string, state: StateMap): Promise<boolean> {
+    const hvId = state.get(HV_KEY);
+    const hv = hvId ? (await this.events.get(hvId))?.event.content.history_visibility : undefined;
+    const visibility = typeof hv === "string" && KNOWN.has(hv) ? hv : "shared";
+    if (visibility === "world_readable" || visibility === "shared") return true;
+    const ids: string[] = [];
+    for (const [key, id] of state) {
+      if (!key.startsWith(MEMBER_PREFIX)) continue;
+      const [, stateKey] = splitStateMapKey(key);
+      if (userIdDomain(stateKey) === serverName) ids.push(id);
+    }
+    for (const m of (await this.events.getMany(ids)).values()) {
+      const membership = m.event.content.membership;
+      if (membership === "join" || (membership === "invite" && visibility === "invited")) return true;
+    }
+    return false;
   }
 
   private async allowed(
@@ -100,4 +158,9 @@ function stateBefore(after: StateMap, key: string, replaced: string | null): Sta
   if (replaced === null) before.delete(key);
   else before.set(key, replaced);
   return before;
+}
+
+/** The event with its content redacted (as if a redaction applied), for servers that may not see it. */
+function prunedCopy(e: StoredEvent): StoredEvent {
+  return { ...e, event: trustedEvent(e.event.event_id, e.event.room_id, redactPdu(e.version, e.event.pdu)) };
 }

@@ -342,7 +342,14 @@ export class SyncService {
   /** Stripped state events for an invite or knock: the room's basic state plus the user's own member event. */
   private async strippedState(roomId: string, memberEventId: string): Promise<JsonObject[]> {
     const head = await this.deps.rooms.headIfKnown(roomId);
-    if (!head) return [];
+    if (!head) {
+      // A room this server is not in (an invite over federation): the stripped state that came with the invite.
+      const given = ((await this.core.storage.events.strippedState(memberEventId)) ?? []).filter((x): x is JsonObject => typeof x === "object" && x !== null && !Array.isArray(x));
+      const member = await this.core.events.get(memberEventId);
+      if (!member) return given;
+      const own: JsonObject = { type: member.event.type, state_key: member.event.state_key ?? "", sender: member.event.sender, content: member.event.content, event_id: member.event.event_id, origin_server_ts: member.event.origin_server_ts };
+      return [...given.filter((e) => !(e.type === "m.room.member" && e.state_key === member.event.state_key)), own];
+    }
     const ids = STRIPPED_TYPES.map((t) => head.state.get(stateMapKey(t, ""))).filter((x): x is string => x !== undefined);
     ids.push(memberEventId);
     const events = await this.core.events.getMany(ids);

@@ -22,4 +22,10 @@ export const m004_federation_sender: SqlMigration = () => [
     PRIMARY KEY (origin, txn_id)
   )`,
   `CREATE INDEX federation_received_txns_ts ON federation_received_txns (received_ts)`,
+  // The stripped room state that came with an invite or knock for a room this server is not in (spec "stripped
+  // state"), shown to the user in /sync's invite_state / knock_state.
+  `CREATE TABLE room_stripped_state (
+    event_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+  )`,
 ];

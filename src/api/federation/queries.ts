@@ -1,0 +1,128 @@
+/**
+ * Federation queries and directories (server-server API, "Querying for information", "Published Room Directory",
+ * "Spaces", "Device Management", "End-to-End Encryption", "OpenID", "Third-party invites").
+ */
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { isValidRoomAlias, userIdDomain } from "../../core/ids/ids.js";
+import { MatrixError, forbidden, invalidParam, notFound, unrecognized } from "../../errors.js";
+import type { PublicRoomsRequest } from "../../services/rooms/directory.js";
+import type { Services } from "../../services/services.js";
+import { boolParam, intParam, requireStringParam, stringParam } from "../http/params.js";
+import { PublicRoomsBody } from "../client/public_rooms.js";
+import { defineFederationRoute } from "./auth.js";
+
+const V1 = "/_matrix/federation/v1";
+
+export function registerFederationQueries(app: FastifyInstance, services: Services): void {
+  const { config, directory, profile, storage } = services;
+  const isLocal = (userId: string) => userIdDomain(userId) === config.serverName;
+
+  defineFederationRoute(app, services, {
+    method: "GET",
+    paths: [`${V1}/query/directory`],
+    handler: ({ query }) => {
+      const alias = requireStringParam(query, "room_alias");
+      if (!isValidRoomAlias(alias)) throw invalidParam("Invalid room alias");
+      return directory.resolveAlias(alias);
+    },
+  });
+
+  // "If a field is specified the response MUST only include the specified field"; otherwise the whole public
+  // profile. Unknown users, users of other servers and unset fields are 404 M_NOT_FOUND.
+  defineFederationRoute(app, services, {
+    method: "GET",
+    paths: [`${V1}/query/profile`],
+    handler: async ({ query }) => {
+      const userId = requireStringParam(query, "user_id");
+      if (!userId.startsWith("@") || userIdDomain(userId) === null) throw invalidParam("Invalid user ID");
+      const field = stringParam(query, "field");
+      if (field === undefined) return profile.getProfile(userId);
+      return { [field]: await profile.getField(userId, field) };
+    },
+  });
+
+  // Synapse's allow_public_rooms_over_federation (off by default): the directory is ours to share or not.
+  const publicRooms = (req: PublicRoomsRequest) => {
+    if (!config.allowPublicRoomsOverFederation) throw forbidden("This server does not share its room directory over federation");
+    return directory.publicRooms(req);
+  };
+  defineFederationRoute(app, services, {
+    method: "GET",
+    paths: [`${V1}/publicRooms`],
+    handler: ({ query }) => {
+      const limit = intParam(query, "limit", undefined, 0);
+      const since = stringParam(query, "since");
+      const instance = stringParam(query, "third_party_instance_id");
+      return publicRooms({
+        ...(limit !== undefined ? { limit } : {}),
+        ...(since !== undefined ? { since } : {}),
+        ...(instance !== undefined ? { third_party_instance_id: instance } : {}),
+        include_all_networks: boolParam(query, "include_all_networks", false),
+      });
+    },
+  });
+  defineFederationRoute(app, services, {
+    method: "POST",
+    paths: [`${V1}/publicRooms`],
+    body: PublicRoomsBody,
+    handler: ({ body }) => publicRooms(body),
+  });
+
+  defineFederationRoute(app, services, {
+    method: "GET",
+    paths: [`${V1}/hierarchy/:roomId`],
+    handler: ({ origin, params, query }) => directory.hierarchyForServer(origin, params.roomId!, boolParam(query, "suggested_only", false)),
+  });
+
+  // No end-to-end encryption yet: local users have no device keys to publish, so the lists are empty (the spec's
+  // `devices` entries require `keys`).
+  defineFederationRoute(app, services, {
+    method: "GET",
+    paths: [`${V1}/user/devices/:userId`],
+    handler: async ({ params }) => {
+      const userId = params.userId!;
+      if (!isLocal(userId) || !(await storage.users.get(userId))) throw notFound("User not found");
+      return { user_id: userId, stream_id: 0, devices: [] };
+    },
+  });
+
+  defineFederationRoute(app, services, {
+    method: "POST",
+    paths: [`${V1}/user/keys/query`],
+    body: Type.Object({ device_keys: Type.Record(Type.String(), Type.Array(Type.String())) }),
+    handler: ({ body }) => {
+      // Every local user asked about, with no devices; others are not ours to answer for.
+      const deviceKeys = Object.fromEntries(Object.keys(body.device_keys).filter(isLocal).map((u) => [u, {}]));
+      return { device_keys: deviceKeys };
+    },
+  });
+
+  defineFederationRoute(app, services, {
+    method: "POST",
+    paths: [`${V1}/user/keys/claim`],
+    body: Type.Object({ one_time_keys: Type.Record(Type.String(), Type.Record(Type.String(), Type.String())) }),
+    handler: () => ({ one_time_keys: {} }),
+  });
+
+  // Called by third-party services, not servers: no X-Matrix signature needed (as in the spec and Synapse). We do
+  // not issue OpenID tokens yet, so no token is known.
+  defineFederationRoute(app, services, {
+    method: "GET",
+    paths: [`${V1}/openid/userinfo`],
+    auth: "optional",
+    handler: ({ query }) => {
+      requireStringParam(query, "access_token");
+      throw new MatrixError(401, "M_UNKNOWN_TOKEN", "Access token unknown or expired");
+    },
+  });
+
+  // Third-party (3PID) invites are not supported yet: the spec's answer for an unsupported endpoint.
+  defineFederationRoute(app, services, {
+    method: "PUT",
+    paths: [`${V1}/exchange_third_party_invite/:roomId`],
+    handler: () => {
+      throw unrecognized("Third-party invites are not supported by this server");
+    },
+  });
+}
