@@ -324,7 +324,17 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   const fed = buildFederation(config, log, storage, signingKey, federation);
   const serverRoomAccess = new ServerRoomAccess(rooms);
   const federationSender = new FederationSender({ serverName: config.serverName, storage, client: fed.federationClient, events, log });
-  const federationPdus = new FederationPdus({ serverName: config.serverName, events, persister, keys: fed.keys, client: fed.federationClient, log });
+  const federationPdus = new FederationPdus({
+    serverName: config.serverName,
+    events,
+    persister,
+    keys: fed.keys,
+    client: fed.federationClient,
+    log,
+    serversInRoom: (roomId) => storage.federation.serversInRoom(roomId),
+    earliestEventIds: async (roomId, limit) => (await storage.events.earliestEvents(roomId, limit)).map((r) => r.event_id),
+  });
+  messages.backfill = (roomId, limit) => federationPdus.backfill(roomId, limit);
   const federationMembership = new FederationMembership({
     serverName: config.serverName,
     signingKey,

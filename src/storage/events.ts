@@ -364,6 +364,11 @@ export class EventStore {
     return r ? { depth: r.depth, stream: r.stream_ordering } : undefined;
   }
 
+  /** The room's oldest timeline events (by depth): where backfill continues from. */
+  async earliestEvents(roomId: string, limit: number): Promise<EventRow[]> {
+    return this.db.selectFrom("events").selectAll().where("room_id", "=", roomId).where("outlier", "=", 0).orderBy("depth", "asc").orderBy("stream_ordering", "asc").limit(limit).execute();
+  }
+
   /** The event closest to a timestamp in a direction (timestamp_to_event). */
   async closestToTimestamp(roomId: string, ts: number, dir: "f" | "b"): Promise<EventRow | undefined> {
     let q = this.db.selectFrom("events").selectAll().where("room_id", "=", roomId).where("outlier", "=", 0).where("rejected_reason", "is", null).where("soft_failed", "=", 0);

@@ -136,3 +136,23 @@ describe("inviting a user of another server", () => {
     expect(r.status).toBe(404);
   });
 });
+
+describe("history from before the join", () => {
+  it("/messages backfills from the other server", async () => {
+    const created = await c1.post("/_matrix/client/v3/createRoom", { preset: "public_chat", initial_state: [{ type: "m.room.history_visibility", content: { history_visibility: "world_readable" } }] }, { token: alice.accessToken });
+    const roomId = created.body.room_id as string;
+    for (let i = 0; i < 15; i++) await send(c1, alice, roomId, `old ${i}`);
+    const join = await c2.post(`/_matrix/client/v3/join/${enc(roomId)}?via=hs1.test`, {}, { token: bob.accessToken });
+    expect(join.status, join.text).toBe(200);
+    const bodies: string[] = [];
+    let from: string | undefined;
+    for (let page = 0; page < 10; page++) {
+      const r = await c2.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=10${from ? `&from=${enc(from)}` : ""}`, { token: bob.accessToken });
+      expect(r.status, r.text).toBe(200);
+      for (const e of r.body.chunk as { type: string; content: { body?: string } }[]) if (e.type === "m.room.message") bodies.push(e.content.body!);
+      if (!r.body.end) break;
+      from = r.body.end as string;
+    }
+    expect(bodies).toEqual(Array.from({ length: 15 }, (_, i) => `old ${14 - i}`));
+  });
+});

@@ -44,8 +44,59 @@ export class FederationPdus {
       keys: KeyFetcher;
       client: FederationClient;
       log: Logger;
+      serversInRoom: (roomId: string) => Promise<string[]>;
+      earliestEventIds: (roomId: string, limit: number) => Promise<string[]>;
     },
   ) {}
+
+  /**
+   * Backfill (spec "Backfilling and retrieving missing events"): when a client pages back past the oldest events we
+   * have, ask a server in the room for the events before them. They are stored as history (negative stream
+   * orderings), each with its state; the oldest of them gets its state from /state_ids. Returns how many were added.
+   */
+  async backfill(roomId: string, limit: number): Promise<number> {
+    const version = await this.deps.events.roomVersion(roomId);
+    if (!version) return 0;
+    const earliest = await this.deps.events.getMany(await this.deps.earliestEventIds(roomId, 5));
+    const frontier: string[] = [];
+    for (const e of earliest.values()) {
+      if (e.event.type === "m.room.create") return 0;
+      if ((await this.missingPrevEvents(e.event)).length > 0) frontier.push(e.event.event_id);
+    }
+    if (frontier.length === 0) return 0;
+    const servers = (await this.deps.serversInRoom(roomId)).filter((s) => s !== this.deps.serverName);
+    for (const server of servers) {
+      let res: JsonObject;
+      try {
+        res = await this.deps.client.get(server, encodePath`/_matrix/federation/v1/backfill/${roomId}`, { v: frontier, limit: Math.min(limit, 100) });
+      } catch (e) {
+        this.deps.log.info({ err: e, server, roomId }, "backfill failed; trying the next server");
+        continue;
+      }
+      const checked: Event[] = [];
+      for (const p of Array.isArray(res.pdus) ? res.pdus : []) {
+        try {
+          const e = await this.check(version, p);
+          if (e.room_id === roomId) checked.push(e);
+        } catch (e) {
+          if (!(e instanceof PduError)) throw e;
+        }
+      }
+      checked.sort((a, b) => a.depth - b.depth);
+      let added = 0;
+      for (const e of checked) {
+        const have = await this.deps.events.get(e.event_id);
+        if (have && !have.outlier) continue;
+        await this.fetchMissingAuthEvents(server, version, e);
+        const missing = await this.missingPrevEvents(e);
+        const stateBefore = missing.length > 0 && e.prev_events.length > 0 ? await this.stateAcrossGap(server, version, e, missing) : undefined;
+        await this.deps.persister.persistReceived(e, { backfilled: true, ...(stateBefore ? { stateBefore } : {}) });
+        added++;
+      }
+      return added;
+    }
+    return 0;
+  }
 
   /**
    * Steps 1-3 for one PDU of a room whose version we know. Returns the event (its redacted form when the content

@@ -32,6 +32,9 @@ export interface MessagesPage {
 }
 
 export class MessageService {
+  /** Fetches older history from other servers (set once federation is wired); returns how many events it added. */
+  backfill?: (roomId: string, limit: number) => Promise<number>;
+
   constructor(private readonly rooms: RoomAccess) {}
 
   private get core() {
@@ -213,14 +216,24 @@ export class MessageService {
       if (opts.dir === "b" && later(from, leave)) from = leave;
       if (opts.dir === "f" && (to === undefined || later(to, leave))) to = leave;
     }
-    const rows = await this.core.storage.events.paginate(roomId, from, opts.dir, opts.limit, to);
+    let rows = await this.core.storage.events.paginate(roomId, from, opts.dir, opts.limit, to);
+    // At the edge of the history we hold (a room joined over federation), ask another server for what came before.
+    let backfilled = false;
+    if (opts.dir === "b" && rows.length < opts.limit && this.backfill && to === undefined) {
+      const added = await this.backfill(roomId, Math.max(opts.limit, 20)).catch(() => 0);
+      if (added > 0) {
+        backfilled = true;
+        rows = await this.core.storage.events.paginate(roomId, from, opts.dir, opts.limit, to);
+      }
+    }
     const events = await this.core.events.fromRows(rows);
     const visible = await this.core.visibility.filter(r.userId, events);
     const selected = opts.selection?.matches ? visible.filter(opts.selection.matches) : visible;
     const page: MessagesPage = { chunk: await this.core.formatter.format(selected, this.fmt(r)), start: opts.from ?? formatTopo(from) };
     const last = rows[rows.length - 1];
     // Fewer rows than asked for means the end of the room in that direction: `end` is then omitted.
-    if (last && rows.length === opts.limit) {
+    // After a backfill there may be more history on other servers: keep the client paginating.
+    if (last && (rows.length === opts.limit || backfilled)) {
       const p = { depth: last.depth, stream: last.stream_ordering };
       page.end = formatTopo(opts.dir === "b" ? before(p) : p);
     }

@@ -106,8 +106,12 @@ export class EventPersister {
     this.writer = new GroupCommitWriter(storage, log);
   }
 
+  /** Backfilled history counts down from below the oldest stream ordering (Synapse's negative orderings). */
+  private backfillOrdering = -1;
+
   async start(): Promise<void> {
     this.stream = new StreamIdGenerator(await this.storage.events.maxStreamOrdering());
+    this.backfillOrdering = Math.min(0, await this.storage.events.minStreamOrdering()) - 1;
     const recent = await this.storage.events.recentTxns(Date.now() - TXN_WINDOW_MS, TXN_CACHE_MAX);
     for (const t of recent.reverse()) this.txns.set(txnKey(t.sender, t.txn_device_id, t.txn_scope, t.txn_id), t.event_id);
   }
@@ -414,13 +418,15 @@ export class EventPersister {
    * `outlier`: stored without state (auth chain and state events fetched for a join): checked against its auth
    * events only. Every auth event (and, unless `stateBefore` is given, every prev event) must already be stored.
    */
-  async persistReceived(event: Event, opts: { outlier?: boolean; stateBefore?: StateMap } = {}): Promise<ReceivedOutcome> {
+  async persistReceived(event: Event, opts: { outlier?: boolean; stateBefore?: StateMap; backfilled?: boolean } = {}): Promise<ReceivedOutcome> {
     const existing = await this.events.get(event.event_id);
     if (existing && !(existing.outlier && !opts.outlier)) return { stored: existing, status: existing.rejected ? "rejected" : existing.softFailed ? "soft_failed" : "accepted" };
     const version = await this.events.roomVersion(event.room_id);
     if (!version) throw new MatrixError(404, "M_NOT_FOUND", `Unknown room ${event.room_id}`);
     const replaceOutlier = existing?.outlier === true;
-    const queued = this.lock.run(event.room_id, () => (opts.outlier ? this.queueOutlier(version, event) : this.queueReceived(version, event, opts.stateBefore, replaceOutlier)));
+    const queued = this.lock.run(event.room_id, () =>
+      opts.outlier ? this.queueOutlier(version, event) : this.queueReceived(version, event, opts.stateBefore, replaceOutlier, opts.backfilled ?? false),
+    );
     const { committed, status } = await queued;
     return { stored: await committed, status };
   }
@@ -474,7 +480,17 @@ export class EventPersister {
     return { committed, status: reason === undefined ? "accepted" : "rejected" };
   }
 
-  private async queueReceived(version: RoomVersion, event: Event, given: StateMap | undefined, replaceOutlier: boolean): Promise<{ committed: Promise<StoredEvent>; status: ReceivedStatus }> {
+  /**
+   * `backfilled`: history older than what we have (from /backfill): it takes a negative stream ordering (so /sync
+   * never sees it as new) and leaves current state and forward extremities alone.
+   */
+  private async queueReceived(
+    version: RoomVersion,
+    event: Event,
+    given: StateMap | undefined,
+    replaceOutlier: boolean,
+    backfilled: boolean,
+  ): Promise<{ committed: Promise<StoredEvent>; status: ReceivedStatus }> {
     const roomId = event.room_id;
     let head = await this.head(roomId);
 
@@ -509,7 +525,7 @@ export class EventPersister {
 
     const rejected = (await this.checkAgainstAuthEvents(version, event)) ?? (await this.checkAgainstState(version, event, before));
     let softFailed = false;
-    if (!rejected && head) softFailed = (await this.checkAgainstState(version, event, head.state)) !== undefined;
+    if (!rejected && head && !backfilled) softFailed = (await this.checkAgainstState(version, event, head.state)) !== undefined;
 
     let stateGroup = beforeGroup;
     let after = before;
@@ -528,7 +544,7 @@ export class EventPersister {
     let currentState: PersistItem["currentState"];
     let extremities: string[] | undefined;
     let newHead: { state: StateMap; group: number } | undefined;
-    if (!rejected && !softFailed) {
+    if (!rejected && !softFailed && !backfilled) {
       const oldExt = head?.extremities ?? [];
       extremities = [...oldExt.filter((e) => !event.prev_events.includes(e)), event.event_id];
       const linear = !head || oldExt.every((e) => event.prev_events.includes(e));
@@ -568,6 +584,7 @@ export class EventPersister {
       currentState,
       extremities,
       replaceOutlier,
+      ...(backfilled ? { streamOrdering: this.backfillOrdering-- } : {}),
     });
     if (node) this.state.remember(node, after);
     const stored: StoredEvent = { ...this.stored(event, version, item), rejected: rejected !== undefined, softFailed };
@@ -585,8 +602,10 @@ export class EventPersister {
     this.events.add(stored);
     const committed = this.commit([item]).then(
       () => {
-        if (rejected || softFailed) this.stream.finish(item.streamOrdering);
-        else this.afterCommit([stored], false);
+        if (rejected || softFailed || backfilled) {
+          this.stream.finish(item.streamOrdering);
+          this.events.add(stored);
+        } else this.afterCommit([stored], false);
         return stored;
       },
       (e: unknown) => {
@@ -631,7 +650,7 @@ export class EventPersister {
     const content = event.content;
     const rel = isJsonObject(content["m.relates_to"]) ? content["m.relates_to"] : undefined;
     const item: PersistItem = {
-      streamOrdering: this.stream.next(),
+      streamOrdering: extra.streamOrdering ?? this.stream.next(),
       eventId: event.event_id,
       roomId: event.room_id,
       type: event.type,

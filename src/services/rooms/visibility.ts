@@ -48,17 +48,13 @@ export class VisibilityService {
    * users was joined (or, for `invited`, invited) in the state at the event. As for users, a history_visibility
    * event, or a member event of one of the server's users, is visible when the state before or after it allows.
    * Events without state (outliers) count as `shared`, as in Synapse. Events the server may not see are returned
-   * redacted (the server still needs them to walk the DAG, and their redacted form keeps what auth needs) unless
-   * `redact` is false, which leaves them out.
+   * redacted rather than left out, as Synapse does: the server still needs them to walk the DAG (prev_events), and
+   * their redacted form keeps what auth needs while the content stays here.
    */
-  async filterForServer(serverName: string, list: StoredEvent[], opts: { redact?: boolean } = {}): Promise<StoredEvent[]> {
-    const redact = opts.redact ?? true;
+  async filterForServer(serverName: string, list: StoredEvent[]): Promise<StoredEvent[]> {
     const memo = new Map<number, boolean>();
     const out: StoredEvent[] = [];
-    for (const e of list) {
-      if (await this.serverMaySee(serverName, e, memo)) out.push(e);
-      else if (redact) out.push(prunedCopy(e));
-    }
+    for (const e of list) out.push((await this.serverMaySee(serverName, e, memo)) ? e : prunedCopy(e));
     return out;
   }
 
