@@ -350,6 +350,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   });
   const federationTransactions = new FederationTransactions({ storage, pdus: federationPdus, sender: federationSender, typing, receipts, presence, log });
   membership.remote = federationMembership;
+  profile.remote = (userId, field) => federationMembership.queryProfile(userId, field);
   wireOutboundFederation(config.serverName, storage, persister, federationSender, typing, receipts, presence, log);
   return {
     config,

@@ -107,6 +107,8 @@ export interface Config {
   requireAuthForProfileRequests: boolean;
   limitProfileRequestsToUsersWhoShareRooms: boolean;
   allowPublicRoomsWithoutAuth: boolean;
+  /** Other servers may read our published room directory (Synapse's key; off by default, as there). */
+  allowPublicRoomsOverFederation: boolean;
   /** Synapse's `presence.enabled` (or the older `use_presence`). */
   presenceEnabled: boolean;
   adminContact?: string;
@@ -283,6 +285,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     requireAuthForProfileRequests: r.bool("require_auth_for_profile_requests", false),
     limitProfileRequestsToUsersWhoShareRooms: r.bool("limit_profile_requests_to_users_who_share_rooms", false),
     allowPublicRoomsWithoutAuth: r.bool("allow_public_rooms_without_auth", false),
+    allowPublicRoomsOverFederation: r.bool("allow_public_rooms_over_federation", false),
     presenceEnabled: readPresence(r),
     adminContact: r.string("admin_contact"),
     configDir,

@@ -35,7 +35,11 @@ export class ProfileService {
     if (!user) throw notFound("Profile not found");
   }
 
+  /** Asks another server for its user's profile (federation `query/profile`); set once federation is wired. */
+  remote?: (userId: string, field?: string) => Promise<Record<string, unknown>>;
+
   async getProfile(userId: string): Promise<Record<string, unknown>> {
+    if (userIdDomain(userId) !== this.config.serverName && this.remote) return this.remote(userId);
     await this.requireUser(userId);
     const all = await this.storage.profiles.getAll(userId);
     // A null stored for displayname/avatar_url means "unset" to clients.
@@ -47,6 +51,11 @@ export class ProfileService {
 
   async getField(userId: string, key: string): Promise<unknown> {
     this.checkKeyName(key);
+    if (userIdDomain(userId) !== this.config.serverName && this.remote) {
+      const value = (await this.remote(userId, key))[key];
+      if (value === undefined) throw notFound("Profile field not found");
+      return value;
+    }
     await this.requireUser(userId);
     const value = await this.storage.profiles.get(userId, key);
     if (value === undefined || ((key === "displayname" || key === "avatar_url") && value === null)) throw notFound("Profile field not found");

@@ -23,6 +23,11 @@ export function registerDirectoryRoutes(app: FastifyInstance, services: Services
     allowGuest: true,
     handler: async (ctx) => {
       const alias = aliasParam(ctx.params.roomAlias!);
+      // Another server's alias: ask that server (federation query/directory).
+      if (alias.slice(alias.indexOf(":") + 1) !== config.serverName && services.membership.remote) {
+        const found = await services.membership.remote.queryAlias(alias);
+        return { room_id: found.roomId, servers: [...new Set(found.servers)] };
+      }
       const r = await storage.rooms.aliasRoom(alias);
       if (!r) throw notFound(`Room alias ${alias} not found`);
       return { room_id: r.room_id, servers: [config.serverName] };

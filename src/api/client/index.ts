@@ -14,6 +14,7 @@ import { registerRoomEventRoutes } from "./room_events.js";
 import { registerSyncRoutes } from "./sync.js";
 import { registerEphemeralRoutes } from "./ephemeral.js";
 import { registerDirectoryRoutes } from "./directory.js";
+import { registerPublicRoomsRoutes } from "./public_rooms.js";
 import { registerRelationRoutes } from "./relations.js";
 import { registerRoomUpgradeRoutes } from "./room_upgrades.js";
 
@@ -31,6 +32,7 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerSyncRoutes(app, services);
   registerEphemeralRoutes(app, services);
   registerDirectoryRoutes(app, services);
+  registerPublicRoomsRoutes(app, services);
   registerRelationRoutes(app, services);
   registerRoomUpgradeRoutes(app, services);
 }

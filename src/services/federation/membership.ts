@@ -179,6 +179,20 @@ export class FederationMembership {
 
   // --- The joining server's side ---
 
+  /** Another server's user's profile (GET /query/profile); 404 M_NOT_FOUND when it has none. */
+  async queryProfile(userId: string, field?: string): Promise<Record<string, unknown>> {
+    const server = userIdDomain(userId);
+    if (!server) throw notFound("Profile not found");
+    try {
+      const res = await this.deps.client.get(server, "/_matrix/federation/v1/query/profile", field ? { user_id: userId, field } : { user_id: userId });
+      return res;
+    } catch (e) {
+      if (e instanceof FederationError && e.status === 404) throw notFound("Profile not found");
+      if (e instanceof FederationError && e.status === 403) throw forbidden("Profile lookup is disabled on that server");
+      throw new MatrixError(502, "M_UNKNOWN", `Could not get the profile from ${server}: ${(e as Error).message}`);
+    }
+  }
+
   /** Resolves another server's room alias (GET /query/directory on the alias's server). */
   async queryAlias(alias: string): Promise<{ roomId: string; servers: string[] }> {
     const server = alias.slice(alias.indexOf(":") + 1);

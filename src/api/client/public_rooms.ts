@@ -1,0 +1,87 @@
+/**
+ * The published room directory (spec "Published Room Directory"): a room's visibility in the directory, and the
+ * directory listing, this server's or, with `server`, another server's (over federation's /publicRooms).
+ */
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { isValidServerName } from "../../core/ids/ids.js";
+import type { JsonObject } from "../../core/json/types.js";
+import { MatrixError } from "../../errors.js";
+import { FederationError } from "../../federation/errors.js";
+import type { PublicRoomsRequest } from "../../services/rooms/directory.js";
+import type { Services } from "../../services/services.js";
+import { intParam, stringParam } from "../http/params.js";
+import { clientPaths, defineRoute, requester } from "../http/routes.js";
+import { roomIdParam } from "./rooms.js";
+
+/** The POST /publicRooms body, in both APIs. */
+export const PublicRoomsBody = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 0 })),
+  since: Type.Optional(Type.String()),
+  filter: Type.Optional(
+    Type.Object({
+      generic_search_term: Type.Optional(Type.String()),
+      room_types: Type.Optional(Type.Array(Type.Union([Type.String(), Type.Null()]))),
+    }),
+  ),
+  include_all_networks: Type.Optional(Type.Boolean()),
+  third_party_instance_id: Type.Optional(Type.String()),
+});
+
+export function registerPublicRoomsRoutes(app: FastifyInstance, services: Services): void {
+  const { directory, config, federationClient } = services;
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/directory/list/room/:roomId"),
+    auth: "none",
+    handler: async (ctx) => ({ visibility: await directory.visibility(roomIdParam(ctx.params.roomId!)) }),
+  });
+
+  defineRoute(app, services, {
+    method: "PUT",
+    paths: clientPaths("/directory/list/room/:roomId"),
+    body: Type.Object({ visibility: Type.Optional(Type.Union([Type.Literal("public"), Type.Literal("private")])) }),
+    handler: async (ctx) => {
+      await directory.setVisibility(requester(ctx), roomIdParam(ctx.params.roomId!), ctx.body.visibility ?? "public");
+      return {};
+    },
+  });
+
+  /** The listing: ours, or another server's when `server` names it. */
+  const list = async (server: string | undefined, req: PublicRoomsRequest, viaPost: boolean) => {
+    if (server !== undefined && !isValidServerName(server)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid server name");
+    if (server === undefined || server === config.serverName) return directory.publicRooms(req);
+    try {
+      if (viaPost) return await federationClient.post(server, "/_matrix/federation/v1/publicRooms", req as JsonObject);
+      const query: Record<string, string> = {};
+      if (req.limit !== undefined) query.limit = String(req.limit);
+      if (req.since !== undefined) query.since = req.since;
+      return await federationClient.get(server, "/_matrix/federation/v1/publicRooms", query);
+    } catch (e) {
+      if (e instanceof FederationError) throw new MatrixError(502, "M_UNKNOWN", `Failed to fetch the room directory of ${server}`);
+      throw e;
+    }
+  };
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/publicRooms"),
+    // Synapse's allow_public_rooms_without_auth.
+    auth: config.allowPublicRoomsWithoutAuth ? "optional" : "required",
+    allowGuest: true,
+    handler: (ctx) => {
+      const limit = intParam(ctx.query, "limit", undefined, 0);
+      const since = stringParam(ctx.query, "since");
+      return list(stringParam(ctx.query, "server"), { ...(limit !== undefined ? { limit } : {}), ...(since !== undefined ? { since } : {}) }, false);
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/publicRooms"),
+    allowGuest: true,
+    body: PublicRoomsBody,
+    handler: (ctx) => list(stringParam(ctx.query, "server"), ctx.body, true),
+  });
+}
