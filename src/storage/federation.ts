@@ -34,13 +34,13 @@ export class FederationStore {
   async roomsWithServer(server: string): Promise<string[]> {
     const rows = await this.db
       .selectFrom("current_state_events")
-      .select("room_id")
-      .distinct()
+      .select(["room_id", "state_key"])
       .where("type", "=", "m.room.member")
       .where("membership", "=", "join")
       .where("state_key", "like", `%:${server}`)
       .execute();
-    return rows.map((r) => r.room_id);
+    // LIKE ignores ASCII case on SQLite; server names are case-sensitive (spec "Server Name").
+    return [...new Set(rows.filter((r) => r.state_key.endsWith(`:${server}`)).map((r) => r.room_id))];
   }
 
   /** Servers with a joined user in the room (the room's current state). */
@@ -65,6 +65,7 @@ export class FederationStore {
         .where("sender", "like", `%:${ourServer}`)
         .groupBy("room_id")
         .execute();
+      // (Our own users' ids end in our exact server name; LIKE's case-folding on SQLite cannot match others here.)
       const orderings = rows.map((r) => Number(r.m));
       if (orderings.length === 0) continue;
       const ids = await this.db.selectFrom("events").select("event_id").where("stream_ordering", "in", orderings).execute();
