@@ -6,7 +6,7 @@ import type { Services } from "../../services/services.js";
 import { clientPaths, defineRoute } from "../http/routes.js";
 
 /** Spec versions whose client-server API Myelin implements (the list grows as features land). */
-export const SUPPORTED_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3"];
+export const SUPPORTED_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"];
 
 export function registerVersionRoutes(app: FastifyInstance, services: Services): void {
   const { config } = services;
