@@ -6,7 +6,7 @@
  */
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
-import { LRUCache } from "lru-cache";
+import { boundedCache } from "../util/cache.js";
 import { parseServerName } from "../core/ids/ids.js";
 import { FederationError } from "./errors.js";
 
@@ -112,9 +112,9 @@ export class ServerDiscovery {
   private readonly resolver: Resolver;
   private readonly fetchWellKnown: WellKnownFetcher;
   private readonly now: () => number;
-  private readonly wellKnownCache = new LRUCache<string, WellKnownEntry>({ max: 10_000 });
+  private readonly wellKnownCache = boundedCache<string, WellKnownEntry>(10_000);
   private readonly wellKnownInflight = new Map<string, Promise<string | null>>();
-  private readonly srvCache = new LRUCache<string, { records: SrvRecord[]; expiresAt: number }>({ max: 10_000 });
+  private readonly srvCache = boundedCache<string, { records: SrvRecord[]; expiresAt: number }>(10_000);
 
   constructor(opts: DiscoveryOptions) {
     this.resolver = opts.resolver;

@@ -8,7 +8,7 @@
  * are never deleted, so old events stay verifiable. Whether validity is enforced is the caller's choice (`atTs`):
  * request authentication and room versions 5+ ("enforce signing key validity") pass a timestamp; rooms v1–v4 do not.
  */
-import { LRUCache } from "lru-cache";
+import { boundedCache } from "../util/cache.js";
 import type { Logger } from "pino";
 import { verifyJsonSignature } from "../core/crypto/signing.js";
 import { decodeBase64 } from "../core/json/base64.js";
@@ -65,9 +65,9 @@ export class KeyFetcher {
   private readonly serverName: string;
   private readonly ownKeys: Map<string, VerifyKey>;
   /** Every key we hold per server (a mirror of the database rows). */
-  private readonly cache = new LRUCache<string, Map<string, VerifyKey>>({ max: 10_000 });
+  private readonly cache = boundedCache<string, Map<string, VerifyKey>>(10_000);
   private readonly inflight = new Map<string, Promise<void>>();
-  private readonly lastFetch = new LRUCache<string, number>({ max: 10_000 });
+  private readonly lastFetch = boundedCache<string, number>(10_000);
   private readonly now: () => number;
 
   constructor(private readonly opts: KeyFetcherOptions) {

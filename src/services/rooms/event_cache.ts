@@ -2,7 +2,7 @@
  * Fetching events by id, parsed once and cached. Events in the database were validated when they entered, so
  * reading them back only normalises (no signature or hash checks).
  */
-import { LRUCache } from "lru-cache";
+import { boundedCache } from "../../util/cache.js";
 import type { Event, PDU } from "../../core/events/event.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { getRoomVersion, type RoomVersion } from "../../core/rooms/versions.js";
@@ -54,7 +54,7 @@ export function trustedEvent(eventId: string, roomId: string, pdu: PDU): Event {
 }
 
 export class EventCache {
-  private readonly cache = new LRUCache<string, StoredEvent>({ max: 20_000 });
+  private readonly cache = boundedCache<string, StoredEvent>(20_000);
   private readonly roomVersions = new Map<string, RoomVersion>();
 
   constructor(private readonly storage: Storage) {}

@@ -4,6 +4,7 @@
  * writer in the same transaction as the event that creates them.
  */
 import { LRUCache } from "lru-cache";
+import { boundedCache } from "../../util/cache.js";
 import type { StateMap } from "../../core/events/event.js";
 import type { Storage } from "../../storage/storage.js";
 import { applyDeltas, deltaBaseDepth, mergeDeltas, type StateDelta } from "../../storage/state_deltas.js";
@@ -19,7 +20,7 @@ interface NodeMeta {
 export class StateService {
   /** Full state maps by group. Sized by entry count so a few huge rooms cannot crowd out memory. */
   private readonly states = new LRUCache<number, StateMap>({ maxSize: 250_000, sizeCalculation: (m) => Math.max(1, m.size) });
-  private readonly nodes = new LRUCache<number, NodeMeta>({ max: 200_000 });
+  private readonly nodes = boundedCache<number, NodeMeta>(200_000);
   private nextGroupId = 0;
 
   constructor(private readonly storage: Storage) {}
