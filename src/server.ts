@@ -347,8 +347,20 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     profileOf: (userId) => membership.profileContent(userId),
     userExists: async (userId) => (await storage.users.get(userId)) !== undefined,
     serversInRoom: (roomId) => storage.federation.serversInRoom(roomId),
+    checkAcl: async (origin, roomId) => {
+      await serverRoomAccess.checkAcl(origin, roomId);
+    },
   });
-  const federationTransactions = new FederationTransactions({ storage, pdus: federationPdus, sender: federationSender, typing, receipts, presence, log });
+  const federationTransactions = new FederationTransactions({
+    storage,
+    pdus: federationPdus,
+    sender: federationSender,
+    typing,
+    receipts,
+    presence,
+    log,
+    aclAllows: (origin, roomId) => serverRoomAccess.checkAcl(origin, roomId).then(() => true, () => false),
+  });
   membership.remote = federationMembership;
   profile.remote = (userId, field) => federationMembership.queryProfile(userId, field);
   wireOutboundFederation(config.serverName, storage, persister, federationSender, typing, receipts, presence, log);

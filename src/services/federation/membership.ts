@@ -40,6 +40,8 @@ export class FederationMembership {
       profileOf: (userId: string) => Promise<JsonObject>;
       userExists: (userId: string) => Promise<boolean>;
       serversInRoom: (roomId: string) => Promise<string[]>;
+      /** 403 when the room's m.room.server_acl denies the server (spec "Server Access Control Lists"). */
+      checkAcl: (origin: string, roomId: string) => Promise<void>;
     },
   ) {}
 
@@ -58,6 +60,7 @@ export class FederationMembership {
       }
     }
     if (membership === "knock" && !version.knocking) throw forbidden(`Room version ${version.id} does not support knocking`);
+    await this.deps.checkAcl(origin, roomId);
     const { pdu } = await this.deps.persister.membershipTemplate(roomId, { type: "m.room.member", state_key: userId, sender: userId, content: { membership } });
     return { room_version: version.id, event: pdu };
   }
@@ -66,6 +69,7 @@ export class FederationMembership {
   async send(origin: string, roomId: string, eventId: string, pdu: unknown, membership: Membership): Promise<{ stored: StoredEvent; event: Event; version: RoomVersion }> {
     const version = await this.deps.events.roomVersion(roomId);
     if (!version || !(await this.deps.persister.head(roomId))) throw notFound("Unknown room");
+    await this.deps.checkAcl(origin, roomId);
     let event: Event;
     try {
       event = await this.deps.pdus.check(version, pdu);
@@ -138,6 +142,7 @@ export class FederationMembership {
     if (event.event_id !== eventId || event.room_id !== roomId) throw new MatrixError(400, "M_BAD_JSON", "Event does not match the request path");
     if (event.type !== "m.room.member" || event.content.membership !== "invite" || event.state_key === undefined) throw new MatrixError(400, "M_BAD_JSON", "Not an invite event");
     if (userIdDomain(event.sender) !== origin) throw forbidden("The inviter is not from the sending server");
+    if (await this.deps.persister.head(roomId)) await this.deps.checkAcl(origin, roomId);
     if (userIdDomain(event.state_key) !== this.deps.serverName || !(await this.deps.userExists(event.state_key))) throw notFound("The invitee is not a user of this server");
     const signed = signJson(redactPdu(version, event.pdu), this.deps.serverName, this.deps.signingKey);
     const sigs = { ...(event.pdu.signatures as JsonObject), [this.deps.serverName]: (signed.signatures as JsonObject)[this.deps.serverName]! };

@@ -29,6 +29,8 @@ export class FederationTransactions {
       receipts: ReceiptService;
       presence: PresenceService;
       log: Logger;
+      /** Whether the room's m.room.server_acl lets the server in (unknown rooms: no). */
+      aclAllows: (origin: string, roomId: string) => Promise<boolean>;
     },
   ) {}
 
@@ -63,7 +65,13 @@ export class FederationTransactions {
     }
     const results: Record<string, JsonObject> = {};
     await Promise.all(
-      [...byRoom.values()].map(async (list) => {
+      [...byRoom].map(async ([roomId, list]) => {
+        // Spec "Server Access Control Lists": PDUs from a server the room's ACL denies are dropped. (Rooms we do not
+        // know are left to `receive`, which answers "unknown room".)
+        if (roomId && (await this.deps.storage.rooms.get(roomId)) && !(await this.deps.aclAllows(origin, roomId))) {
+          this.deps.log.info({ origin, roomId }, "dropped PDUs from a server denied by the room's ACL");
+          return;
+        }
         for (const p of list) {
           const r: PduResult = await this.deps.pdus.receive(origin, p);
           if (r.eventId) results[r.eventId] = r.error !== undefined ? { error: r.error } : {};
@@ -87,9 +95,10 @@ export class FederationTransactions {
     }
   }
 
-  /** Only the origin's own users, and only in rooms they are joined to. */
+  /** Only the origin's own users, only in rooms they are joined to, and only where the room's ACL allows the origin. */
   private async isJoinedRemoteUser(origin: string, userId: unknown, roomId: unknown): Promise<boolean> {
     if (typeof userId !== "string" || typeof roomId !== "string" || userIdDomain(userId) !== origin) return false;
+    if (!(await this.deps.aclAllows(origin, roomId))) return false;
     const rows = await this.deps.storage.rooms.roomsForUser(userId, ["join"]);
     return rows.some((r) => r.room_id === roomId);
   }
