@@ -170,8 +170,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       (closing ??= (async () => {
         // Release long-polling /sync requests first so closing the listeners does not wait for their timeouts.
         services.notifier.close();
+        const drain = drainConnections([...extraServers, ...apps.map((a) => a.server)]);
         await Promise.allSettled(extraServers.map((s) => new Promise((r) => s.close(r))));
         await Promise.allSettled(apps.map((a) => a.close()));
+        drain.stop();
         stopServices(services);
         await services.devices.flushSeen();
         await storage.close();
@@ -179,6 +181,25 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       })()),
   };
 }
+
+/**
+ * While the listeners close: a request in flight when closing began is answered on a keep-alive connection, which
+ * Node would then hold open until the peer drops it (another server's pooled socket: a minute). Connections are
+ * closed as soon as they go idle, and any left after a grace period are closed outright.
+ */
+function drainConnections(servers: Pick<Server, "closeIdleConnections" | "closeAllConnections">[]): { stop(): void } {
+  const started = Date.now();
+  const timer = setInterval(() => {
+    const all = Date.now() - started > CLOSE_GRACE_MS;
+    for (const s of servers) {
+      if (all) s.closeAllConnections();
+      else s.closeIdleConnections();
+    }
+  }, 50);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
+const CLOSE_GRACE_MS = 10_000;
 
 /** Loads what services need from the database before the first request. */
 export async function startServices(s: Services): Promise<void> {

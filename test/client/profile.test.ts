@@ -33,10 +33,15 @@ describe("GET /profile/{userId}", () => {
     expect((await c.get(profileUrl(u.userId, "displayname"))).body).toEqual({ displayname: localpart(u) });
   });
 
-  it("an unknown user, or one of another server → 404 M_NOT_FOUND", async () => {
+  it("an unknown user → 404 M_NOT_FOUND", async () => {
     expectError(await c.get(profileUrl(`@${uniqueName("nobody")}:test.local`)), 404, "M_NOT_FOUND");
     expectError(await c.get(profileUrl(`@${uniqueName("nobody")}:test.local`, "displayname")), 404, "M_NOT_FOUND");
-    expectError(await c.get(profileUrl("@someone:elsewhere.example")), 404, "M_NOT_FOUND");
+  });
+
+  it("a user of a server that cannot be reached → 502 (as Synapse), never a 500", async () => {
+    const res = await c.get(profileUrl("@someone:elsewhere.example"));
+    expect(res.status).toBe(502);
+    expect(typeof res.body.errcode).toBe("string");
   });
 });
 

@@ -9,7 +9,8 @@ import pg from "pg";
 import { pino } from "pino";
 import { parseConfig, type Config } from "../../src/config/config.js";
 import { generateSigningKey, formatSigningKeyFile, type SigningKey } from "../../src/core/crypto/ed25519.js";
-import { startServer, type RunningServer, type StartOptions as ServerStartOptions } from "../../src/server.js";
+import type { Resolver, WellKnownFetcher } from "../../src/federation/discovery.js";
+import { startServer, type FederationDeps, type RunningServer, type StartOptions as ServerStartOptions } from "../../src/server.js";
 import { writeFileSync } from "node:fs";
 import { selfSignedCertificate } from "./tls.js";
 
@@ -125,6 +126,21 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
   return launch(yaml, dataDir, db, signingKey, opts.server ?? {});
 }
 
+/**
+ * Tests never look up real DNS names: unless a test maps names to 127.0.0.1 itself (test/helpers/federation.ts),
+ * every server name is unresolvable.
+ */
+const offlineResolver: Resolver = {
+  lookupSrv: async () => [],
+  lookupHost: async (name) => {
+    throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${name} (tests are offline)`), { code: "ENOTFOUND" });
+  },
+};
+const offlineWellKnown: WellKnownFetcher = async (url) => {
+  throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${new URL(url).hostname} (tests are offline)`), { code: "ENOTFOUND" });
+};
+const OFFLINE: Required<FederationDeps> = { resolver: offlineResolver, wellKnownFetcher: offlineWellKnown };
+
 async function launch(
   yaml: Record<string, unknown>,
   dataDir: string,
@@ -135,7 +151,12 @@ async function launch(
   const { config, warnings } = parseConfig(yaml, dataDir);
   // Port 0: any free port.
   for (const l of config.listeners) l.port = 0;
-  const server = await startServer(config, { logger: pino({ level: config.logLevel }), warnings, ...serverOpts });
+  const server = await startServer(config, {
+    logger: pino({ level: config.logLevel }),
+    warnings,
+    ...serverOpts,
+    federation: { ...OFFLINE, ...serverOpts.federation },
+  });
   const addr = server.addresses.find((a) => !a.tls) ?? server.addresses[0]!;
   const baseUrl = `http://127.0.0.1:${addr.port}`;
   let stopped = false;

@@ -36,6 +36,8 @@ export function registerFederationQueries(app: FastifyInstance, services: Servic
     handler: async ({ query }) => {
       const userId = requireStringParam(query, "user_id");
       if (!userId.startsWith("@") || userIdDomain(userId) === null) throw invalidParam("Invalid user ID");
+      // Only our own users: never relay a query on to a third server.
+      if (userIdDomain(userId) !== config.serverName) throw notFound("Profile not found");
       const field = stringParam(query, "field");
       if (field === undefined) return profile.getProfile(userId);
       return { [field]: await profile.getField(userId, field) };

@@ -12,6 +12,7 @@ import type { Logger } from "pino";
 import { isStateEvent, stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
 import { parsePdu } from "../../core/events/format.js";
 import { contentHashMatches } from "../../core/events/hashes.js";
+import { eventIdOf } from "../../core/events/ids.js";
 import { redactPdu } from "../../core/events/redaction.js";
 import { requiredSignatureServers } from "../../core/events/signing.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
@@ -33,6 +34,7 @@ export interface PduResult {
 
 /** How many missing prev events we ask for at once, and how deep a gap we follow before taking the state instead. */
 const MISSING_EVENTS_LIMIT = 10;
+const MISSING_EVENTS_ROUNDS = 10;
 const FETCH_CONCURRENCY = 10;
 
 export class FederationPdus {
@@ -142,12 +144,14 @@ export class FederationPdus {
     try {
       event = await this.check(version, pdu);
     } catch (e) {
-      if (e instanceof PduError) return { error: e.message };
+      // The response names the dropped PDU by its id when one can be computed, so the sender learns why.
+      if (e instanceof PduError) return { eventId: pduEventId(version, pdu), error: e.message };
       throw e;
     }
     try {
       const r = await this.ingest(origin, version, event, 0);
-      return { eventId: event.event_id, status: r };
+      // A rejected event is stored (other events may cite it) but never applied: the sender hears it was refused.
+      return { eventId: event.event_id, status: r, ...(r === "rejected" ? { error: "Event was rejected by the room's authorization rules" } : {}) };
     } catch (e) {
       this.deps.log.warn({ err: e, eventId: event.event_id, origin }, "failed to handle a received PDU");
       return { eventId: event.event_id, error: (e as Error).message };
@@ -221,27 +225,45 @@ export class FederationPdus {
     return checked;
   }
 
-  /** /get_missing_events from the sender between our forward extremities and the event; each is ingested in order. */
+  /**
+   * /get_missing_events from the sender between our forward extremities and the event, each ingested oldest first.
+   * A server answers at most a few events per request (10 by default), so while the oldest events fetched still
+   * lack prev events we ask again from them, up to MISSING_EVENTS_ROUNDS requests: a destination catching up after
+   * an outage sends only its newest event per room, and everything sent meanwhile is fetched here. A gap that
+   * remains is bridged with /state_ids rather than followed further.
+   */
   private async fetchMissingPrevEvents(origin: string, version: RoomVersion, event: Event): Promise<void> {
     const head = await this.deps.persister.head(event.room_id);
-    const res = await this.deps.client.post(origin, encodePath`/_matrix/federation/v1/get_missing_events/${event.room_id}`, {
-      earliest_events: head?.extremities ?? [],
-      latest_events: [event.event_id],
-      limit: MISSING_EVENTS_LIMIT,
-      min_depth: 0,
-    });
-    const list = Array.isArray(res.events) ? res.events : [];
-    const checked: Event[] = [];
-    for (const p of list) {
-      try {
-        checked.push(await this.check(version, p));
-      } catch (e) {
-        if (!(e instanceof PduError)) throw e;
+    const fetched = new Map<string, Event>();
+    let latest = [event.event_id];
+    for (let round = 0; round < MISSING_EVENTS_ROUNDS && latest.length > 0; round++) {
+      const res = await this.deps.client.post(origin, encodePath`/_matrix/federation/v1/get_missing_events/${event.room_id}`, {
+        earliest_events: head?.extremities ?? [],
+        latest_events: latest,
+        limit: MISSING_EVENTS_LIMIT,
+        min_depth: 0,
+      });
+      let added = 0;
+      for (const p of Array.isArray(res.events) ? res.events : []) {
+        try {
+          const e = await this.check(version, p);
+          if (e.event_id === event.event_id || e.room_id !== event.room_id || fetched.has(e.event_id)) continue;
+          fetched.set(e.event_id, e);
+          added++;
+        } catch (e) {
+          if (!(e instanceof PduError)) throw e;
+        }
       }
+      if (added === 0) break;
+      // The next round starts from fetched events whose prev events are neither stored nor fetched.
+      const next: string[] = [];
+      for (const e of fetched.values()) {
+        if ((await this.missingPrevEvents(e)).some((id) => !fetched.has(id))) next.push(e.event_id);
+      }
+      latest = next;
     }
-    checked.sort((a, b) => a.depth - b.depth);
-    for (const e of checked) {
-      if (e.event_id === event.event_id) continue;
+    const ordered = [...fetched.values()].sort((a, b) => a.depth - b.depth);
+    for (const e of ordered) {
       // One level only: a gap before these is bridged with /state_ids rather than another round of fetching.
       await this.ingest(origin, version, e, 1);
     }
@@ -296,6 +318,17 @@ export class FederationPdus {
       for (const p of got) if (p) pdus.push(p);
     }
     await this.storeOutliers(version, pdus);
+  }
+}
+
+/** The id of a PDU that failed the checks (the reference hash needs a well-formed enough PDU), if computable. */
+function pduEventId(version: RoomVersion, pdu: unknown): string | undefined {
+  if (!isJsonObject(pdu)) return undefined;
+  try {
+    const id = eventIdOf(version, pdu);
+    return typeof id === "string" && id.startsWith("$") ? id : undefined;
+  } catch {
+    return undefined;
   }
 }
 

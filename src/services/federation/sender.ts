@@ -94,6 +94,9 @@ export class FederationSender {
     if (!d || d.row.retry_interval_ms === 0) return;
     d.row.retry_last_ts = 0;
     d.row.retry_interval_ms = 0;
+    // The backoff timer would otherwise hold the queue until the old deadline (schedule() waits for a pending timer).
+    clearTimeout(d.timer);
+    d.timer = undefined;
     this.schedule(d);
   }
 

@@ -191,8 +191,8 @@ export class MembershipService {
     if (!inRoom) {
       // An invite or knock for a room this server is not in is rejected through the server it came from.
       const current = await this.outOfBandMembership(roomId, userId);
-      if (!current || (current.membership !== "invite" && current.membership !== "knock")) throw forbidden(`User ${userId} is not in room ${roomId}`);
-      if (!this.remote) throw notFound("Unknown room");
+      // As Synapse: without a pending invite or knock, a room this server is not in is "Not a known room".
+      if (!current || (current.membership !== "invite" && current.membership !== "knock") || !this.remote) throw notFound("Not a known room");
       const servers = [current.sender.slice(current.sender.indexOf(":") + 1)];
       const colon = roomId.indexOf(":");
       if (colon > 0) servers.push(roomId.slice(colon + 1));

@@ -5,7 +5,7 @@
  * rows to the group-commit writer. The caller's promise resolves only once the transaction has committed; then
  * caches are updated and waiting /sync requests are woken.
  */
-import { LRUCache } from "lru-cache";
+import { boundedCache } from "../../util/cache.js";
 import type { Logger } from "pino";
 import { authEventTypesFor } from "../../core/events/auth_events.js";
 import { isStateEvent, stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
@@ -90,7 +90,7 @@ export class EventPersister {
    * hours (Synapse's window), up to the newest TXN_CACHE_MAX of them: they live in memory, warmed at start-up from
    * the events' own txn columns, so a send never waits on a lookup.
    */
-  private readonly txns = new LRUCache<string, string>({ max: TXN_CACHE_MAX });
+  private readonly txns = boundedCache<string, string>(TXN_CACHE_MAX);
   /** Sends with the same txn id in flight, so concurrent retries get the same event. */
   private readonly inflightTxns = new Map<string, Promise<StoredEvent>>();
 
@@ -551,7 +551,8 @@ export class EventPersister {
       let newState = after;
       let newGroup = stateGroup;
       if (!linear && head && !sameState(head.state, after)) {
-        newState = await resolveStoredStates(this.events, version, [head.state, after]);
+        // The event is not in the cache yet: it is handed over, or it would take no part in the resolution.
+        newState = await resolveStoredStates(this.events, version, [head.state, after], [event]);
         const planned = await this.state.planGroup(roomId, head.stateGroup, diffStates(head.state, newState));
         this.state.remember(planned.node, planned.state);
         extraGroups.push(planned.node);

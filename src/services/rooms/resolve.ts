@@ -23,18 +23,24 @@ export async function loadWithAuthChains(events: EventCache, ids: Iterable<strin
   return out;
 }
 
-/** Resolves state sets of a room (identical sets short-cut to themselves). */
-export async function resolveStoredStates(events: EventCache, version: RoomVersion, stateSets: StateMap[]): Promise<StateMap> {
+/**
+ * Resolves state sets of a room (identical sets short-cut to themselves). `pending`: events the sets may cite that
+ * are not stored yet — the received event whose state after it is being resolved against current state. Without
+ * it that event would "take no part" (as an unknown event) and current state would always win the fork.
+ */
+export async function resolveStoredStates(events: EventCache, version: RoomVersion, stateSets: StateMap[], pending: readonly Event[] = []): Promise<StateMap> {
   const distinct = dedupe(stateSets);
   if (distinct.length === 1) return distinct[0]!;
+  const extra = new Map(pending.map((e) => [e.event_id, e]));
   const ids = new Set<string>();
-  for (const s of distinct) for (const id of s.values()) ids.add(id);
+  for (const s of distinct) for (const id of s.values()) if (!extra.has(id)) ids.add(id);
+  for (const e of pending) for (const a of e.auth_events) if (!extra.has(a)) ids.add(a);
   const loaded = await loadWithAuthChains(events, ids);
   return resolveState({
     version,
     stateSets: distinct,
-    getEvent: (id): Event | undefined => loaded.get(id)?.event,
-    isRejected: (id) => loaded.get(id)?.rejected ?? false,
+    getEvent: (id): Event | undefined => extra.get(id) ?? loaded.get(id)?.event,
+    isRejected: (id) => !extra.has(id) && (loaded.get(id)?.rejected ?? false),
   });
 }
 
