@@ -148,9 +148,17 @@ export class EventStore {
     for (const r of stateRemovals) {
       q.push(db.deleteFrom("current_state_events").where("room_id", "=", r.roomId).where("type", "=", r.type).where("state_key", "=", r.stateKey).compile());
     }
-    for (const [roomId, i] of lastByRoom) {
-      if (i.currentState) q.push(db.updateTable("rooms").set({ current_state_group: i.currentState.group }).where("room_id", "=", roomId).compile());
-      if (i.extremities) q.push(db.updateTable("rooms").set({ forward_extremities: JSON.stringify(i.extremities) }).where("room_id", "=", roomId).compile());
+    // Every room's new state group and extremities in one statement: a batch spans many rooms, and on PostgreSQL
+    // each statement is a round trip inside the transaction.
+    for (const part of chunks([...lastByRoom])) {
+      const rows = part.map(([roomId, i]) => sql`(${roomId}, ${i.currentState?.group ?? null}, ${i.extremities ? JSON.stringify(i.extremities) : null})`);
+      q.push(
+        sql`WITH v(room_id, state_group, extremities) AS (VALUES ${sql.join(rows)})
+          UPDATE rooms SET
+            current_state_group = COALESCE(CAST(v.state_group AS BIGINT), rooms.current_state_group),
+            forward_extremities = COALESCE(CAST(v.extremities AS TEXT), rooms.forward_extremities)
+          FROM v WHERE rooms.room_id = v.room_id`.compile(db),
+      );
     }
 
     for (const i of items) {
