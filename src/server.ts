@@ -371,6 +371,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     checkAcl: async (origin, roomId) => {
       await serverRoomAccess.checkAcl(origin, roomId);
     },
+    restrictedJoin: (roomId, userId) => membership.restrictedJoinForServer(roomId, userId),
   });
   const federationTransactions = new FederationTransactions({
     storage,

@@ -81,7 +81,7 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     method: "POST",
     paths: clientPaths("/knock/:roomIdOrAlias"),
     body: Reason,
-    handler: async (ctx) => ({ room_id: await membership.knock(ctx.params.roomIdOrAlias!, requester(ctx).userId, { reason: ctx.body.reason }) }),
+    handler: async (ctx) => ({ room_id: await membership.knock(ctx.params.roomIdOrAlias!, requester(ctx).userId, { reason: ctx.body.reason, servers: viaServers(ctx.query) }) }),
   });
 
   defineRoute(app, services, {

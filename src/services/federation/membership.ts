@@ -42,6 +42,8 @@ export class FederationMembership {
       serversInRoom: (roomId: string) => Promise<string[]>;
       /** 403 when the room's m.room.server_acl denies the server (spec "Server Access Control Lists"). */
       checkAcl: (origin: string, roomId: string) => Promise<void>;
+      /** Restricted rooms: checks a remote user's join conditions; the content naming the local authoriser, if needed. */
+      restrictedJoin: (roomId: string, userId: string) => Promise<JsonObject | undefined>;
     },
   ) {}
 
@@ -61,7 +63,8 @@ export class FederationMembership {
     }
     if (membership === "knock" && !version.knocking) throw forbidden(`Room version ${version.id} does not support knocking`);
     await this.deps.checkAcl(origin, roomId);
-    const { pdu } = await this.deps.persister.membershipTemplate(roomId, { type: "m.room.member", state_key: userId, sender: userId, content: { membership } });
+    const extra = membership === "join" ? await this.deps.restrictedJoin(roomId, userId) : undefined;
+    const { pdu } = await this.deps.persister.membershipTemplate(roomId, { type: "m.room.member", state_key: userId, sender: userId, content: { membership, ...extra } });
     return { room_version: version.id, event: pdu };
   }
 
@@ -70,9 +73,12 @@ export class FederationMembership {
     const version = await this.deps.events.roomVersion(roomId);
     if (!version || !(await this.deps.persister.head(roomId))) throw notFound("Unknown room");
     await this.deps.checkAcl(origin, roomId);
+    // A restricted join names one of our users as its authoriser: our signature is added below, not expected yet.
+    const content = isJsonObject(pdu) && isJsonObject(pdu.content) ? pdu.content : undefined;
+    const vouched = membership === "join" && typeof content?.join_authorised_via_users_server === "string" && userIdDomain(content.join_authorised_via_users_server) === this.deps.serverName;
     let event: Event;
     try {
-      event = await this.deps.pdus.check(version, pdu);
+      event = await this.deps.pdus.check(version, pdu, vouched ? this.deps.serverName : undefined);
     } catch (e) {
       throw new MatrixError(400, "M_BAD_JSON", (e as Error).message);
     }
@@ -84,6 +90,8 @@ export class FederationMembership {
     // A restricted-room join vouched for by one of our users is signed by us too (spec "Restricted rooms").
     const authoriser = event.content.join_authorised_via_users_server;
     if (membership === "join" && typeof authoriser === "string" && userIdDomain(authoriser) === this.deps.serverName) {
+      // Never vouch blindly: the joining user must meet the join rule's conditions as we see them now.
+      await this.deps.restrictedJoin(roomId, event.sender);
       const signed = signJson(redactPdu(version, event.pdu), this.deps.serverName, this.deps.signingKey);
       const sigs = { ...(event.pdu.signatures as JsonObject), [this.deps.serverName]: (signed.signatures as JsonObject)[this.deps.serverName]! };
       event = trustedEvent(event.event_id, event.room_id, { ...event.pdu, signatures: sigs });
@@ -235,6 +243,10 @@ export class FederationMembership {
     if (lastError instanceof FederationError && lastError.errcode === "M_INCOMPATIBLE_ROOM_VERSION") {
       throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "This server does not support the room's version");
     }
+    // Restricted rooms: "The error should be passed through to clients so that they may give better feedback".
+    if (lastError instanceof FederationError && (lastError.errcode === "M_UNABLE_TO_AUTHORISE_JOIN" || lastError.errcode === "M_UNABLE_TO_GRANT_JOIN")) {
+      throw new MatrixError(400, lastError.errcode, lastError.message);
+    }
     throw new MatrixError(404, "M_NOT_FOUND", `Could not join the room through any server: ${(lastError as Error | undefined)?.message ?? "no servers"}`);
   }
 
@@ -266,6 +278,52 @@ export class FederationMembership {
       }
     }
     throw new MatrixError(502, "M_UNKNOWN", `Could not leave the room through any server: ${(lastError as Error | undefined)?.message ?? "no servers"}`);
+  }
+
+  /**
+   * Knocks on a room this server is not in (spec "Knocking upon a room"): make_knock/send_knock through a resident
+   * server; the knock is kept as the user's out-of-band membership with the room's stripped state (`knock_state`).
+   */
+  async knockRemote(roomId: string, userId: string, servers: string[], content: JsonObject): Promise<void> {
+    const candidates = [...new Set(servers)].filter((s) => s !== this.deps.serverName);
+    if (candidates.length === 0) throw notFound("No known servers for this room");
+    let lastError: unknown;
+    for (const server of candidates) {
+      let made: JsonObject;
+      try {
+        made = await this.deps.client.get(server, encodePath`/_matrix/federation/v1/make_knock/${roomId}/${userId}`, { ver: [...ROOM_VERSIONS.keys()] });
+      } catch (e) {
+        // "The room that the knocking server is attempting to knock upon does not permit the user to knock": final.
+        if (e instanceof FederationError && e.status === 403) throw forbidden(e.message);
+        if (e instanceof FederationError && e.errcode === "M_INCOMPATIBLE_ROOM_VERSION") throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "This server does not support the room's version");
+        lastError = e;
+        continue;
+      }
+      const version = getRoomVersion(typeof made.room_version === "string" ? made.room_version : "1");
+      const template = made.event;
+      if (!version || !version.knocking || !isJsonObject(template) || template.room_id !== roomId || template.sender !== userId || template.state_key !== userId || template.type !== "m.room.member") {
+        lastError = new Error(`${server} answered make_knock with an invalid template`);
+        continue;
+      }
+      const pdu: JsonObject = { ...template, content: { ...content, membership: "knock" }, hashes: {} };
+      delete pdu.signatures;
+      delete pdu.unsigned;
+      const signed = signNewEvent(version, pdu, this.deps.serverName, this.deps.signingKey);
+      let res: JsonObject;
+      try {
+        res = await this.deps.client.put(server, encodePath`/_matrix/federation/v1/send_knock/${roomId}/${signed.eventId}`, signed.pdu);
+      } catch (e) {
+        if (e instanceof FederationError && e.status === 403) throw forbidden(e.message);
+        lastError = e;
+        continue;
+      }
+      const stripped = (Array.isArray(res.knock_room_state) ? res.knock_room_state : []).filter(isJsonObject);
+      const create = stripped.find((e) => e.type === "m.room.create");
+      const creator = typeof create?.sender === "string" ? create.sender : userId;
+      await this.deps.persister.persistOutOfBand(trustedEvent(signed.eventId, roomId, signed.pdu), version, creator, stripped);
+      return;
+    }
+    throw new MatrixError(404, "M_NOT_FOUND", `Could not knock on the room through any server: ${(lastError as Error | undefined)?.message ?? "no servers"}`);
   }
 
   private async joinVia(server: string, roomId: string, userId: string, content: JsonObject): Promise<void> {

@@ -104,7 +104,8 @@ export class FederationPdus {
    * Steps 1-3 for one PDU of a room whose version we know. Returns the event (its redacted form when the content
    * hash does not match); throws PduError when it must be dropped.
    */
-  async check(version: RoomVersion, pdu: unknown): Promise<Event> {
+  /** `signer`: a server whose signature is not required yet because it is about to sign (send_join's resident). */
+  async check(version: RoomVersion, pdu: unknown, signer?: string): Promise<Event> {
     const parsed = parsePdu(version, pdu);
     if (!parsed.ok) throw new PduError(`Invalid PDU: ${parsed.error}`);
     let event = parsed.event;
@@ -118,6 +119,7 @@ export class FederationPdus {
     // v5+ "enforce key validity": the key must have been valid when the event was sent.
     const atTs = version.enforceKeyValidity ? event.origin_server_ts : undefined;
     for (const server of servers) {
+      if (server === signer) continue;
       try {
         await this.deps.keys.verifySignedJson(redacted, server, atTs !== undefined ? { atTs } : {});
       } catch (e) {

@@ -23,6 +23,7 @@ export interface RemoteMembership {
   joinRemote(roomId: string, userId: string, servers: string[], content: JsonObject): Promise<void>;
   leaveRemote(roomId: string, userId: string, servers: string[], reason?: string): Promise<void>;
   queryAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+  knockRemote(roomId: string, userId: string, servers: string[], content: JsonObject): Promise<void>;
   inviteRemote(event: Event, version: RoomVersion, strippedState: JsonObject[]): Promise<Event>;
   strippedState(roomId: string): Promise<JsonObject[]>;
 }
@@ -135,28 +136,47 @@ export class MembershipService {
    * Restricted rooms (v8+, spec "Restricted rooms"): a user who is not invited may join if they are in one of the
    * rooms the join rule allows; a local member with invite power then vouches for the join.
    */
-  private async restrictedJoinAuthoriser(head: RoomHead, userId: string, current: string | undefined): Promise<string | undefined> {
-    if (!head.version.restrictedJoinRule || current === "invite") return undefined;
+  private async restrictedJoinAuthoriser(head: RoomHead, userId: string, current: string | undefined, forServer = false): Promise<string | undefined> {
+    if (!head.version.restrictedJoinRule || current === "invite" || current === "join") return undefined;
     const jr = await this.rooms.stateContent(head, "m.room.join_rules");
     const rule = jr?.join_rule;
     if (rule !== "restricted" && !(rule === "knock_restricted" && head.version.knockRestrictedJoinRule)) return undefined;
     const allow = Array.isArray(jr?.allow) ? jr.allow : [];
     let permitted = false;
+    let known = false;
     for (const entry of allow) {
       if (!isJsonObject(entry) || entry.type !== "m.room_membership" || typeof entry.room_id !== "string") continue;
       const other = await this.rooms.headIfKnown(entry.room_id);
-      if (other && (await this.rooms.membership(other, userId)) === "join") {
+      if (!other) continue;
+      known = true;
+      if ((await this.rooms.membership(other, userId)) === "join") {
         permitted = true;
         break;
       }
     }
+    // Server-server API "Restricted rooms": 400 M_UNABLE_TO_AUTHORISE_JOIN when none of the conditions can be
+    // checked here (we know none of the rooms), 403 when the user meets none of them.
+    if (!permitted && forServer && !known) throw new MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN", "This server cannot check the conditions to join this room");
     if (!permitted) throw forbidden("You do not belong to any of the required rooms/spaces to join this room.");
     const power = await this.rooms.powerContext(head);
     const members = await this.core.storage.rooms.members(head.roomId, ["join"]);
     for (const m of members) {
       if (userIdDomain(m.user_id) === this.core.config.serverName && canInvite(power, m.user_id)) return m.user_id;
     }
+    // ... and 400 M_UNABLE_TO_GRANT_JOIN when the user qualifies but none of our users may vouch for the join.
+    if (forServer) throw new MatrixError(400, "M_UNABLE_TO_GRANT_JOIN", "No user on this server can authorise the join: try another server");
     throw forbidden("No local user in the room can authorise this join");
+  }
+
+  /**
+   * Another server's user joining through this server (make_join, send_join): for a restricted room, checks the
+   * join rule's conditions and names the local member who vouches for the join (`join_authorised_via_users_server`).
+   */
+  async restrictedJoinForServer(roomId: string, userId: string): Promise<JsonObject | undefined> {
+    const head = await this.rooms.headIfKnown(roomId);
+    if (!head) return undefined;
+    const authoriser = await this.restrictedJoinAuthoriser(head, userId, await this.rooms.membership(head, userId), true);
+    return authoriser ? { join_authorised_via_users_server: authoriser } : undefined;
   }
 
   async invite(roomId: string, inviter: string, target: string, opts: MembershipOptions = {}): Promise<void> {
@@ -196,6 +216,12 @@ export class MembershipService {
       const servers = [current.sender.slice(current.sender.indexOf(":") + 1)];
       const colon = roomId.indexOf(":");
       if (colon > 0) servers.push(roomId.slice(colon + 1));
+      // A knock was sent by the user: the servers of the room's stripped state know the room (v12 ids name none).
+      const stripped = await this.core.storage.events.strippedState(current.eventId);
+      for (const e of stripped ?? []) {
+        const sender = isJsonObject(e) && typeof e.sender === "string" ? e.sender : undefined;
+        if (sender?.includes(":")) servers.push(sender.slice(sender.indexOf(":") + 1));
+      }
       await this.remote.leaveRemote(roomId, userId, servers, opts.reason);
       return;
     }
@@ -234,13 +260,32 @@ export class MembershipService {
     });
   }
 
-  async knock(roomIdOrAlias: string, userId: string, opts: MembershipOptions = {}): Promise<string> {
-    const roomId = await this.resolveRoom(roomIdOrAlias);
-    const head = await this.rooms.headIfKnown(roomId);
-    if (!head) throw notFound("No known servers for this room");
-    if (!head.version.knocking) throw forbidden(`Room version ${head.version.id} does not support knocking`);
+  async knock(roomIdOrAlias: string, userId: string, opts: MembershipOptions & { servers?: string[] } = {}): Promise<string> {
+    const servers = [...(opts.servers ?? [])];
+    let roomId: string;
+    const aliasDomain = roomIdOrAlias.startsWith("#") ? roomIdOrAlias.slice(roomIdOrAlias.indexOf(":") + 1) : undefined;
+    if (aliasDomain !== undefined && aliasDomain !== this.core.config.serverName && this.remote) {
+      if (!isValidRoomAlias(roomIdOrAlias)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid room alias");
+      const found = await this.remote.queryAlias(roomIdOrAlias);
+      roomId = found.roomId;
+      servers.push(...found.servers);
+    } else {
+      roomId = await this.resolveRoom(roomIdOrAlias);
+    }
     const content = await this.profileContent(userId);
     if (opts.reason !== undefined) content.reason = opts.reason;
+    const head = await this.rooms.headIfKnown(roomId);
+    const inRoom = head ? (await this.core.storage.federation.serversInRoom(roomId)).includes(this.core.config.serverName) : false;
+    if (!inRoom) {
+      // Spec "Knocking upon a room": make_knock/send_knock through a server that is in the room.
+      if (!this.remote) throw notFound("No known servers for this room");
+      const colon = roomId.indexOf(":");
+      if (colon > 0) servers.push(roomId.slice(colon + 1));
+      if (head) servers.push(...(await this.core.storage.federation.serversInRoom(roomId)));
+      await this.remote.knockRemote(roomId, userId, servers, content);
+      return roomId;
+    }
+    if (!head!.version.knocking) throw forbidden(`Room version ${head!.version.id} does not support knocking`);
     await this.sendMember(roomId, userId, userId, "knock", content, async (h) => {
       const current = await this.rooms.membership(h, userId);
       if (current === "join") throw forbidden("You are already in the room");
@@ -299,11 +344,11 @@ export class MembershipService {
   }
 
   /** The user's membership in a room this server is not in (an invite or knock over federation). */
-  private async outOfBandMembership(roomId: string, userId: string): Promise<{ membership: string; sender: string } | undefined> {
+  private async outOfBandMembership(roomId: string, userId: string): Promise<{ membership: string; sender: string; eventId: string } | undefined> {
     const id = await this.core.storage.rooms.currentStateEventId(roomId, "m.room.member", userId);
     const e = id ? await this.core.events.get(id) : undefined;
     const m = e?.event.content.membership;
-    return e && typeof m === "string" ? { membership: m, sender: e.event.sender } : undefined;
+    return e && typeof m === "string" ? { membership: m, sender: e.event.sender, eventId: e.event.event_id } : undefined;
   }
 
   /** Whether `userId` currently has `membership` in the room (used by the API for precise errors). */
