@@ -1,8 +1,9 @@
 // Benchmark helpers: start a real Myelin process with its own data dir, a keep-alive HTTP client, statistics.
 // Load comes from this process; the server runs in its own (so each gets a core on a 2-core machine).
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,7 +12,13 @@ import pg from "pg";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const OPEN = { per_second: 1_000_000, burst_count: 1_000_000 };
 
-export async function startServer({ db = "sqlite", port = 18008 } = {}) {
+/**
+ * Starts Myelin. With `tlsPort`, it also gets a `tls: true` listener (federation and keys, a self-signed certificate
+ * made with openssl in the data dir) and is named by that address (`127.0.0.1:<tlsPort>`), so other servers reach it
+ * without any name resolution; outbound federation then accepts self-signed certificates and loopback addresses.
+ * `config` is merged over the generated configuration.
+ */
+export async function startServer({ db = "sqlite", port = 18008, tlsPort, config: extraConfig = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "myelin-bench-"));
   let database = { name: "sqlite3", args: { database: join(dir, "homeserver.db") } };
   let dbName;
@@ -43,6 +50,19 @@ export async function startServer({ db = "sqlite", port = 18008 } = {}) {
     rc_room_creation: OPEN,
     log_level: "warn",
   };
+  if (tlsPort !== undefined) {
+    const { certPath, keyPath } = selfSignedCertificate(dir, "127.0.0.1");
+    Object.assign(config, {
+      server_name: `127.0.0.1:${tlsPort}`,
+      tls_certificate_path: certPath,
+      tls_private_key_path: keyPath,
+      federation_verify_certificates: false,
+      ip_range_whitelist: ["127.0.0.1/8"],
+      trusted_key_servers: [],
+    });
+    config.listeners.push({ port: tlsPort, bind_addresses: ["127.0.0.1"], type: "http", tls: true, resources: [{ names: ["federation", "keys"] }] });
+  }
+  Object.assign(config, extraConfig);
   writeFileSync(join(dir, "homeserver.yaml"), JSON.stringify(config, null, 2)); // JSON is YAML
   // The same V8 flags as `npm start` and the `myelin` command (see bin/myelin.js), plus any given for profiling.
   const nodeArgs = ["--max-semi-space-size=4", ...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean)];
@@ -59,9 +79,15 @@ export async function startServer({ db = "sqlite", port = 18008 } = {}) {
     if (Date.now() > deadline) throw new Error("server did not start");
     await new Promise((r) => setTimeout(r, 100));
   }
+  let exited = false;
+  proc.once("exit", () => (exited = true));
   return {
     base,
     pid: proc.pid,
+    serverName: config.server_name,
+    tlsPort,
+    /** Whether the process is still running (a crash shows here). */
+    alive: () => !exited,
     /** PostgreSQL only: refresh planner statistics, as autovacuum would within a minute of a bulk load. */
     async analyze() {
       if (!dbName) return;
@@ -71,11 +97,15 @@ export async function startServer({ db = "sqlite", port = 18008 } = {}) {
       await c.end();
     },
     rssMb: () => rssOf(proc.pid),
+    /** The process's peak RSS since it started (VmHWM), in MB. */
+    rssPeakMb: () => rssOf(proc.pid, "VmHWM"),
     cpuMs: () => cpuOf(proc.pid),
     threadCpu: () => threadCpuOf(proc.pid),
     async stop() {
-      proc.kill("SIGTERM");
-      await new Promise((r) => proc.once("exit", r));
+      if (!exited) {
+        proc.kill("SIGTERM");
+        await new Promise((r) => proc.once("exit", r));
+      }
       if (dbName) {
         const c = new pg.Client({ connectionString: pgUrl });
         await c.connect();
@@ -110,10 +140,37 @@ function threadCpuOf(pid) {
   return out;
 }
 
-function rssOf(pid) {
+function rssOf(pid, field = "VmRSS") {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status);
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/**
+ * A self-signed certificate for `host` (an IP address) in `dir`, made with openssl (node:crypto cannot create X.509
+ * certificates); a P-256 key, quick to generate. Returns the file paths and their contents.
+ */
+export function selfSignedCertificate(dir, host) {
+  const certPath = join(dir, "tls.crt");
+  const keyPath = join(dir, "tls.key");
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", `/CN=${host}`, "-addext", `subjectAltName=IP:${host}`, "-keyout", keyPath, "-out", certPath],
+    { stdio: "ignore" },
+  );
+  return { certPath, keyPath, cert: readFileSync(certPath), key: readFileSync(keyPath) };
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for servers whose port must be known before they start). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
