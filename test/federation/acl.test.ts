@@ -1,7 +1,7 @@
 // Server ACLs on the write path (spec "Server Access Control Lists"): a denied server cannot join, and its PDUs and
 // EDUs are dropped.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TestNetwork, startFederatedServer } from "../helpers/federation.js";
+import { startServerPair } from "../helpers/federation.js";
 import { Client, registerUser, type TestUser } from "../helpers/http.js";
 import type { TestServer } from "../helpers/server.js";
 
@@ -14,11 +14,7 @@ let alice: TestUser;
 let bob: TestUser;
 
 beforeAll(async () => {
-  const network = new TestNetwork();
-  hs1 = await startFederatedServer(network, "hs1.test");
-  hs2 = await startFederatedServer(network, "hs2.test");
-  c1 = new Client(hs1.baseUrl);
-  c2 = new Client(hs2.baseUrl);
+  ({ hs1, hs2, c1, c2 } = await startServerPair());
   alice = await registerUser(c1, "alice");
   bob = await registerUser(c2, "bob");
 });

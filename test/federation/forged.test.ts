@@ -10,13 +10,12 @@ import { authEventTypesFor } from "../../src/core/events/auth_events.js";
 import { stateMapKey } from "../../src/core/events/event.js";
 import { signNewEvent } from "../../src/core/events/signing.js";
 import type { JsonObject } from "../../src/core/json/types.js";
-import { TestNetwork, startFederatedServer } from "../helpers/federation.js";
+import { startServerPair } from "../helpers/federation.js";
 import { closeFederatedServers } from "../helpers/federation_close.js";
 import { Client, registerUser, type TestUser } from "../helpers/http.js";
 import { createRoom, enc, messages, poll, send, sync, syncUntil, V3, type ClientEvent } from "../helpers/rooms.js";
 import type { TestServer } from "../helpers/server.js";
 
-let network: TestNetwork;
 let hs1: TestServer;
 let hs2: TestServer;
 let c1: Client;
@@ -26,11 +25,7 @@ let bob: TestUser;
 let txnCounter = 0;
 
 beforeAll(async () => {
-  network = new TestNetwork();
-  hs1 = await startFederatedServer(network, "hs1.test");
-  hs2 = await startFederatedServer(network, "hs2.test");
-  c1 = new Client(hs1.baseUrl);
-  c2 = new Client(hs2.baseUrl);
+  ({ hs1, hs2, c1, c2 } = await startServerPair());
   alice = await registerUser(c1);
   bob = await registerUser(c2);
 });

@@ -5,12 +5,11 @@ import { signNewEvent } from "../../src/core/events/signing.js";
 import type { JsonObject } from "../../src/core/json/types.js";
 import { getRoomVersion } from "../../src/core/rooms/versions.js";
 import { FederationError } from "../../src/federation/errors.js";
-import { TestNetwork, startFederatedServer } from "../helpers/federation.js";
+import { startServerPair } from "../helpers/federation.js";
 import { Client, registerUser, type TestUser } from "../helpers/http.js";
 import type { TestServer } from "../helpers/server.js";
 
 const enc = encodeURIComponent;
-let network: TestNetwork;
 let hs1: TestServer;
 let hs2: TestServer;
 let c1: Client;
@@ -20,11 +19,7 @@ let bob: TestUser;
 let txn = 0;
 
 beforeAll(async () => {
-  network = new TestNetwork();
-  hs1 = await startFederatedServer(network, "hs1.test");
-  hs2 = await startFederatedServer(network, "hs2.test");
-  c1 = new Client(hs1.baseUrl);
-  c2 = new Client(hs2.baseUrl);
+  ({ hs1, hs2, c1, c2 } = await startServerPair());
   alice = await registerUser(c1, "alice");
   bob = await registerUser(c2, "bob");
 });

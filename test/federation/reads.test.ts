@@ -9,13 +9,12 @@ import type { JsonObject } from "../../src/core/json/types.js";
 import { getRoomVersion } from "../../src/core/rooms/versions.js";
 import { FederationError } from "../../src/federation/errors.js";
 import type { QueryValue } from "../../src/federation/client.js";
-import { startFederatedServer, TestNetwork } from "../helpers/federation.js";
+import { startServerPair } from "../helpers/federation.js";
 import { Client, registerUser, type TestUser } from "../helpers/http.js";
 import { createRoom, enc, send, setState, V3 } from "../helpers/rooms.js";
 import type { TestServer } from "../helpers/server.js";
 
 const V1 = "/_matrix/federation/v1";
-let network: TestNetwork;
 let hs1: TestServer;
 let hs2: TestServer;
 let c1: Client;
@@ -24,11 +23,7 @@ let alice: TestUser;
 let bob: TestUser;
 
 beforeAll(async () => {
-  network = new TestNetwork();
-  hs1 = await startFederatedServer(network, "hs1.test");
-  hs2 = await startFederatedServer(network, "hs2.test");
-  c1 = new Client(hs1.baseUrl);
-  c2 = new Client(hs2.baseUrl);
+  ({ hs1, hs2, c1, c2 } = await startServerPair());
   alice = await registerUser(c1);
   bob = await registerUser(c2);
 });

@@ -3,13 +3,12 @@
  * servers in both directions, and the ephemeral traffic between them (typing, read receipts, presence).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TestNetwork, startFederatedServer } from "../helpers/federation.js";
+import { startServerPair } from "../helpers/federation.js";
 import { closeFederatedServers } from "../helpers/federation_close.js";
 import { Client, registerUser, type TestUser } from "../helpers/http.js";
 import { createRoom, enc, getState, poll, send, setState, sync, syncUntil, V3, type ClientEvent, type SyncResponse } from "../helpers/rooms.js";
 import type { TestServer } from "../helpers/server.js";
 
-let network: TestNetwork;
 let hs1: TestServer;
 let hs2: TestServer;
 let c1: Client;
@@ -21,11 +20,7 @@ let bob: TestUser;
 let dave: TestUser;
 
 beforeAll(async () => {
-  network = new TestNetwork();
-  hs1 = await startFederatedServer(network, "hs1.test");
-  hs2 = await startFederatedServer(network, "hs2.test");
-  c1 = new Client(hs1.baseUrl);
-  c2 = new Client(hs2.baseUrl);
+  ({ hs1, hs2, c1, c2 } = await startServerPair());
   [alice, carol] = await Promise.all([registerUser(c1), registerUser(c1)]);
   [bob, dave] = await Promise.all([registerUser(c2), registerUser(c2)]);
 });

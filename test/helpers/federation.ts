@@ -8,6 +8,7 @@ import { defineFederationRoute } from "../../src/api/federation/auth.js";
 import type { Resolver, SrvRecord, WellKnownFetcher, WellKnownHttpResponse } from "../../src/federation/discovery.js";
 import type { FederationDeps } from "../../src/server.js";
 import type { Services } from "../../src/services/services.js";
+import { Client } from "./http.js";
 import { startTestServer, type StartOptions, type TestServer } from "./server.js";
 
 function notFound(name: string): Error {
@@ -89,4 +90,20 @@ export async function startFederatedServer(network: TestNetwork, name: string, o
   });
   network.register(name, server.tlsPort!);
   return server;
+}
+
+export interface ServerPair {
+  network: TestNetwork;
+  hs1: TestServer;
+  hs2: TestServer;
+  c1: Client;
+  c2: Client;
+}
+
+/** The usual two-server setup: hs1.test and hs2.test on one pretend network, with a client for each. */
+export async function startServerPair(opts: { hs1?: FederatedServerOptions; hs2?: FederatedServerOptions } = {}): Promise<ServerPair> {
+  const network = new TestNetwork();
+  const hs1 = await startFederatedServer(network, "hs1.test", opts.hs1);
+  const hs2 = await startFederatedServer(network, "hs2.test", opts.hs2);
+  return { network, hs1, hs2, c1: new Client(hs1.baseUrl), c2: new Client(hs2.baseUrl) };
 }

@@ -92,33 +92,45 @@ export class MembershipService {
     await this.sendMember(roomId, userId, userId, "join", await this.profileContent(userId));
   }
 
-  /** POST /join/{roomIdOrAlias} and /rooms/{roomId}/join. Returns the room id. */
-  async join(roomIdOrAlias: string, userId: string, opts: MembershipOptions & { servers?: string[] } = {}): Promise<string> {
-    const servers = [...(opts.servers ?? [])];
-    let roomId: string;
+  /** A room id or alias, and the servers to try should the room be on another server (an alias's own first). */
+  private async resolveWithServers(roomIdOrAlias: string, via: readonly string[]): Promise<{ roomId: string; servers: string[] }> {
+    const servers = [...via];
     const aliasDomain = roomIdOrAlias.startsWith("#") ? roomIdOrAlias.slice(roomIdOrAlias.indexOf(":") + 1) : undefined;
     if (aliasDomain !== undefined && aliasDomain !== this.core.config.serverName && this.remote) {
       if (!isValidRoomAlias(roomIdOrAlias)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid room alias");
       const found = await this.remote.queryAlias(roomIdOrAlias);
-      roomId = found.roomId;
-      servers.push(...found.servers);
-    } else {
-      roomId = await this.resolveRoom(roomIdOrAlias);
+      return { roomId: found.roomId, servers: [...servers, ...found.servers] };
     }
+    return { roomId: await this.resolveRoom(roomIdOrAlias), servers };
+  }
+
+  /**
+   * When this server is not (or no longer) in the room: the servers to ask, `via` first, then the room id's server
+   * and any server we knew in the room. Undefined when this server is in the room.
+   */
+  private async remoteCandidates(roomId: string, via: readonly string[]): Promise<{ via: RemoteMembership; servers: string[] } | undefined> {
+    const known = (await this.rooms.headIfKnown(roomId)) ? await this.core.storage.federation.serversInRoom(roomId) : [];
+    if (known.includes(this.core.config.serverName)) return undefined;
+    if (!this.remote) throw notFound("No known servers for this room");
+    const servers = [...via];
+    const colon = roomId.indexOf(":");
+    if (colon > 0) servers.push(roomId.slice(colon + 1));
+    servers.push(...known);
+    return { via: this.remote, servers };
+  }
+
+  /** POST /join/{roomIdOrAlias} and /rooms/{roomId}/join. Returns the room id. */
+  async join(roomIdOrAlias: string, userId: string, opts: MembershipOptions & { servers?: string[] } = {}): Promise<string> {
+    const { roomId, servers } = await this.resolveWithServers(roomIdOrAlias, opts.servers ?? []);
     const content = await this.profileContent(userId);
     if (opts.reason !== undefined) content.reason = opts.reason;
-    const head = await this.rooms.headIfKnown(roomId);
-    const inRoom = head ? (await this.core.storage.federation.serversInRoom(roomId)).includes(this.core.config.serverName) : false;
-    if (!inRoom) {
+    const remote = await this.remoteCandidates(roomId, servers);
+    if (remote) {
       // Joining a room this server is not (or no longer) in: make_join/send_join through a server that is.
-      if (!this.remote) throw notFound("No known servers for this room");
-      const colon = roomId.indexOf(":");
-      if (colon > 0) servers.push(roomId.slice(colon + 1));
-      if (head) servers.push(...(await this.core.storage.federation.serversInRoom(roomId)));
       // Accepting an invite: the inviter's server is in the room.
       const invited = await this.outOfBandMembership(roomId, userId);
-      if (invited) servers.push(invited.sender.slice(invited.sender.indexOf(":") + 1));
-      await this.remote.joinRemote(roomId, userId, servers, content);
+      if (invited) remote.servers.push(invited.sender.slice(invited.sender.indexOf(":") + 1));
+      await remote.via.joinRemote(roomId, userId, remote.servers, content);
       return roomId;
     }
     await this.sendMember(roomId, userId, userId, "join", content, async (h) => {
@@ -261,31 +273,17 @@ export class MembershipService {
   }
 
   async knock(roomIdOrAlias: string, userId: string, opts: MembershipOptions & { servers?: string[] } = {}): Promise<string> {
-    const servers = [...(opts.servers ?? [])];
-    let roomId: string;
-    const aliasDomain = roomIdOrAlias.startsWith("#") ? roomIdOrAlias.slice(roomIdOrAlias.indexOf(":") + 1) : undefined;
-    if (aliasDomain !== undefined && aliasDomain !== this.core.config.serverName && this.remote) {
-      if (!isValidRoomAlias(roomIdOrAlias)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid room alias");
-      const found = await this.remote.queryAlias(roomIdOrAlias);
-      roomId = found.roomId;
-      servers.push(...found.servers);
-    } else {
-      roomId = await this.resolveRoom(roomIdOrAlias);
-    }
+    const { roomId, servers } = await this.resolveWithServers(roomIdOrAlias, opts.servers ?? []);
     const content = await this.profileContent(userId);
     if (opts.reason !== undefined) content.reason = opts.reason;
-    const head = await this.rooms.headIfKnown(roomId);
-    const inRoom = head ? (await this.core.storage.federation.serversInRoom(roomId)).includes(this.core.config.serverName) : false;
-    if (!inRoom) {
+    const remote = await this.remoteCandidates(roomId, servers);
+    if (remote) {
       // Spec "Knocking upon a room": make_knock/send_knock through a server that is in the room.
-      if (!this.remote) throw notFound("No known servers for this room");
-      const colon = roomId.indexOf(":");
-      if (colon > 0) servers.push(roomId.slice(colon + 1));
-      if (head) servers.push(...(await this.core.storage.federation.serversInRoom(roomId)));
-      await this.remote.knockRemote(roomId, userId, servers, content);
+      await remote.via.knockRemote(roomId, userId, remote.servers, content);
       return roomId;
     }
-    if (!head!.version.knocking) throw forbidden(`Room version ${head!.version.id} does not support knocking`);
+    const head = (await this.rooms.headIfKnown(roomId))!;
+    if (!head.version.knocking) throw forbidden(`Room version ${head.version.id} does not support knocking`);
     await this.sendMember(roomId, userId, userId, "knock", content, async (h) => {
       const current = await this.rooms.membership(h, userId);
       if (current === "join") throw forbidden("You are already in the room");
