@@ -10,6 +10,8 @@ import type { Storage } from "../storage/storage.js";
 export const MAX_PROFILE_BYTES = 64 * 1024;
 /** The spec's keyName pattern: the three defined keys, or a namespaced custom key. */
 const KEY_PATTERN = /^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$/;
+/** Fields for which null means "unset" (clients get them left out, or a 404 for the field alone). */
+const UNSET_AS_NULL: readonly string[] = ["displayname", "avatar_url"];
 
 export interface ProfileHooks {
   /** Called after displayname/avatar_url change, to propagate into the user's rooms. */
@@ -39,11 +41,17 @@ export class ProfileService {
   remote?: (userId: string, field?: string) => Promise<Record<string, unknown>>;
 
   async getProfile(userId: string): Promise<Record<string, unknown>> {
-    if (userIdDomain(userId) !== this.config.serverName && this.remote) return this.remote(userId);
+    if (userIdDomain(userId) !== this.config.serverName && this.remote) {
+      // Another server may answer an unset field with "the value null" (the spec allows it; Synapse does): unset to
+      // our clients too, as for our own users.
+      const remote = await this.remote(userId);
+      for (const k of UNSET_AS_NULL) if (remote[k] === null) delete remote[k];
+      return remote;
+    }
     await this.requireUser(userId);
     const all = await this.storage.profiles.getAll(userId);
     // A null stored for displayname/avatar_url means "unset" to clients.
-    for (const k of ["displayname", "avatar_url"]) if (all[k] === null) delete all[k];
+    for (const k of UNSET_AS_NULL) if (all[k] === null) delete all[k];
     // Spec: 404 when "there is no profile information for this user" (Synapse too, e.g. after an erasing deactivation).
     if (Object.keys(all).length === 0) throw notFound("Profile not found");
     return all;
@@ -53,12 +61,12 @@ export class ProfileService {
     this.checkKeyName(key);
     if (userIdDomain(userId) !== this.config.serverName && this.remote) {
       const value = (await this.remote(userId, key))[key];
-      if (value === undefined) throw notFound("Profile field not found");
+      if (value === undefined || (UNSET_AS_NULL.includes(key) && value === null)) throw notFound("Profile field not found");
       return value;
     }
     await this.requireUser(userId);
     const value = await this.storage.profiles.get(userId, key);
-    if (value === undefined || ((key === "displayname" || key === "avatar_url") && value === null)) throw notFound("Profile field not found");
+    if (value === undefined || (UNSET_AS_NULL.includes(key) && value === null)) throw notFound("Profile field not found");
     return value;
   }
 

@@ -59,6 +59,19 @@ describe("GET /_matrix/key/v2/server", () => {
     expect(res.server_name).toBe("hs1.test");
   });
 
+  it("answers the deprecated per-key form /server/{keyId} (fetched by Synapse 1.67) with every key", async () => {
+    const res = await new Client(hs1.baseUrl).get(`/_matrix/key/v2/server/${encodeURIComponent(hs1Key.keyId)}`);
+    expect(res.status).toBe(200);
+    const body = res.body as JsonObject;
+    expect(body).toMatchObject({ server_name: "hs1.test", verify_keys: { [hs1Key.keyId]: { key: hs1Key.publicKeyBase64 } } });
+    expect(body.old_verify_keys).toHaveProperty([oldKey.keyId]);
+    expectSignedBy(body, "hs1.test", hs1Key.keyId, hs1Key.publicKeyBase64);
+    // An unknown key id gets the same answer: the caller picks the keys it needs.
+    const other = await new Client(hs1.baseUrl).get("/_matrix/key/v2/server/ed25519%3Anope");
+    expect(other.status).toBe(200);
+    expect((other.body as JsonObject).verify_keys).toHaveProperty([hs1Key.keyId]);
+  });
+
   it("honours key_refresh_interval", async () => {
     const hs = await startFederatedServer(network, "short.test", { config: { key_refresh_interval: "1h" } });
     extras.push(hs);

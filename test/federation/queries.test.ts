@@ -7,13 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JsonObject } from "../../src/core/json/types.js";
 import type { QueryValue } from "../../src/federation/client.js";
 import { FederationError } from "../../src/federation/errors.js";
-import { startFederatedServer, TestNetwork } from "../helpers/federation.js";
+import { startServerPair } from "../helpers/federation.js";
 import { Client, expectError, registerUser, uniqueName, type TestUser } from "../helpers/http.js";
 import { createRoom, enc, setState, V3 } from "../helpers/rooms.js";
 import type { TestServer } from "../helpers/server.js";
 
 const V1 = "/_matrix/federation/v1";
-let network: TestNetwork;
 let hs1: TestServer;
 let hs2: TestServer;
 let c1: Client;
@@ -22,11 +21,7 @@ let alice: TestUser;
 let bob: TestUser;
 
 beforeAll(async () => {
-  network = new TestNetwork();
-  hs1 = await startFederatedServer(network, "hs1.test", { config: { allow_public_rooms_over_federation: true } });
-  hs2 = await startFederatedServer(network, "hs2.test");
-  c1 = new Client(hs1.baseUrl);
-  c2 = new Client(hs2.baseUrl);
+  ({ hs1, hs2, c1, c2 } = await startServerPair({ hs1: { config: { allow_public_rooms_over_federation: true } } }));
   alice = await registerUser(c1);
   bob = await registerUser(c2);
 });
@@ -84,11 +79,35 @@ describe("GET /query/profile", () => {
     expect((await c1.put(`${V3}/profile/${enc(u.userId)}/displayname`, { displayname: "Ursula" }, { token: u.accessToken })).status).toBe(200);
     expect((await asHs2("GET", `${V1}/query/profile`, { user_id: u.userId })).body).toEqual({ displayname: "Ursula" });
     expect((await asHs2("GET", `${V1}/query/profile`, { user_id: u.userId, field: "displayname" })).body).toEqual({ displayname: "Ursula" });
-    expectErr(await asHs2("GET", `${V1}/query/profile`, { user_id: u.userId, field: "avatar_url" }), 404, "M_NOT_FOUND");
+    // An unset field is left out, not a 404 ("should exclude it from the response body"): Synapse 1.67 asks for
+    // displayname and avatar_url separately and fails a client's whole GET /profile on a 404 for either.
+    const unset = await asHs2("GET", `${V1}/query/profile`, { user_id: u.userId, field: "avatar_url" });
+    expect(unset.status).toBe(200);
+    expect(unset.body).toEqual({});
+    // Myelin asking for it still answers its client 404 for the field, and the whole profile without it.
+    expectErr(await c2.get(`${V3}/profile/${enc(u.userId)}/avatar_url`, { token: bob.accessToken }), 404, "M_NOT_FOUND");
+    expect((await c2.get(`${V3}/profile/${enc(u.userId)}`, { token: bob.accessToken })).body).toEqual({ displayname: "Ursula" });
+  });
+
+  it("a remote answer's null displayname/avatar_url (as Synapse sends for unset fields) is unset to our clients", async () => {
+    const u = await registerUser(c1);
+    expect((await c1.put(`${V3}/profile/${enc(u.userId)}/displayname`, { displayname: "Nell" }, { token: u.accessToken })).status).toBe(200);
+    const profile = hs2.server.services.profile;
+    const real = profile.remote!;
+    // Synapse 1.67 answers {"displayname": "Nell", "avatar_url": null}; Myelin itself leaves the field out.
+    profile.remote = async (userId, field) => ({ ...(await real(userId, field)), avatar_url: null });
+    try {
+      expect((await c2.get(`${V3}/profile/${enc(u.userId)}`, { token: bob.accessToken })).body).toEqual({ displayname: "Nell" });
+      expectErr(await c2.get(`${V3}/profile/${enc(u.userId)}/avatar_url`, { token: bob.accessToken }), 404, "M_NOT_FOUND");
+      expect((await c2.get(`${V3}/profile/${enc(u.userId)}/displayname`, { token: bob.accessToken })).body).toEqual({ displayname: "Nell" });
+    } finally {
+      profile.remote = real;
+    }
   });
 
   it("404 for unknown users and users of other servers", async () => {
     expectErr(await asHs2("GET", `${V1}/query/profile`, { user_id: "@nobody:hs1.test" }), 404, "M_NOT_FOUND");
+    expectErr(await asHs2("GET", `${V1}/query/profile`, { user_id: "@nobody:hs1.test", field: "displayname" }), 404, "M_NOT_FOUND");
     expectErr(await asHs2("GET", `${V1}/query/profile`, { user_id: bob.userId }), 404, "M_NOT_FOUND");
     expectErr(await asHs2("GET", `${V1}/query/profile`), 400, "M_MISSING_PARAM");
   });

@@ -20,9 +20,11 @@ function minimumOf(value: string | string[] | undefined): number | undefined {
 const Criteria = Type.Object({ minimum_valid_until_ts: Type.Optional(Type.Integer()) }, { additionalProperties: true });
 
 export function registerKeyApi(app: FastifyInstance, services: Services): void {
+  // `/server/{keyId}` is the deprecated per-key form ("Servers should not use this parameter and instead opt to
+  // return all keys"); Synapse before 1.74 fetches keys with it, so it answers the same, with every key.
   defineRoute(app, services, {
     method: "GET",
-    paths: ["/_matrix/key/v2/server"],
+    paths: ["/_matrix/key/v2/server", "/_matrix/key/v2/server/:keyId"],
     auth: "none",
     handler: () => services.keyServer.ownKeys(),
   });

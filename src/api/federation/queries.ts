@@ -29,7 +29,10 @@ export function registerFederationQueries(app: FastifyInstance, services: Servic
   });
 
   // "If a field is specified the response MUST only include the specified field"; otherwise the whole public
-  // profile. Unknown users, users of other servers and unset fields are 404 M_NOT_FOUND.
+  // profile. Unknown users and users of other servers are 404 M_NOT_FOUND. An unset field of a known user is not:
+  // "If the user does not have a particular field set on their profile, the server should exclude it from the
+  // response body or give it the value null" — Synapse (1.67) asks field by field for a client's GET /profile and
+  // turns a 404 for avatar_url into a 404 for the whole profile.
   defineFederationRoute(app, services, {
     method: "GET",
     paths: [`${V1}/query/profile`],
@@ -40,7 +43,12 @@ export function registerFederationQueries(app: FastifyInstance, services: Servic
       if (userIdDomain(userId) !== config.serverName) throw notFound("Profile not found");
       const field = stringParam(query, "field");
       if (field === undefined) return profile.getProfile(userId);
-      return { [field]: await profile.getField(userId, field) };
+      try {
+        return { [field]: await profile.getField(userId, field) };
+      } catch (e) {
+        if (e instanceof MatrixError && e.status === 404 && (await storage.users.get(userId))) return {};
+        throw e;
+      }
     },
   });
 
