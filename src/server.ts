@@ -356,6 +356,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     earliestEventIds: async (roomId, limit) => (await storage.events.earliestEvents(roomId, limit)).map((r) => r.event_id),
   });
   messages.backfill = (roomId, limit) => federationPdus.backfill(roomId, limit);
+  messages.fillGaps = (roomId, events, limit) => federationPdus.fillGaps(roomId, events, limit);
   const federationMembership = new FederationMembership({
     serverName: config.serverName,
     signingKey,

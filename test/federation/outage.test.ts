@@ -212,4 +212,19 @@ describe("a destination that is down, then comes back", () => {
     const seen = await bobSees(roomId);
     expect(seen.filter((b) => b.startsWith("burst"))).toEqual(sent);
   });
+
+  it("a gap deeper than /get_missing_events follows is filled by backfill as bob scrolls back", async () => {
+    const roomId = await sharedRoom();
+    await down("hs2.test", hs2);
+    // More than the 10 rounds of 10 that /get_missing_events follows: hs2 takes the state at the gap instead.
+    const sent = Array.from({ length: 130 }, (_, i) => `deep ${i}`);
+    for (const body of sent) await send(c1(), alice, roomId, body);
+    await poll(async () => (backoff()?.failureTs ? true : undefined));
+    hs2 = await up("hs2.test", await hs2.restart());
+    await send(c2(), bob, roomId, "back again");
+    await poll(async () => ((await bobSees(roomId)).includes(sent.at(-1)!) ? true : undefined), 15_000, 200);
+    // Paging back through the gap fetches what catch-up skipped: every message, in order, nothing twice.
+    const seen = await bobSees(roomId);
+    expect(seen.filter((b) => b.startsWith("deep "))).toEqual(sent);
+  });
 });

@@ -17,6 +17,7 @@ import { redactPdu } from "../../core/events/redaction.js";
 import { requiredSignatureServers } from "../../core/events/signing.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import type { RoomVersion } from "../../core/rooms/versions.js";
+import { boundedCache } from "../../util/cache.js";
 import { encodePath, type FederationClient } from "../../federation/client.js";
 import type { KeyFetcher } from "../keys.js";
 import type { EventCache } from "../rooms/event_cache.js";
@@ -36,8 +37,13 @@ export interface PduResult {
 const MISSING_EVENTS_LIMIT = 10;
 const MISSING_EVENTS_ROUNDS = 10;
 const FETCH_CONCURRENCY = 10;
+/** How long before a gap in history that could not be filled is tried again. */
+const GAP_RETRY_MS = 60_000;
 
 export class FederationPdus {
+  /** Gaps in history last tried (event id → when), see fillGaps. */
+  private readonly gapAttempts = boundedCache<string, number>(10_000);
+
   constructor(
     private readonly deps: {
       serverName: string;
@@ -65,6 +71,33 @@ export class FederationPdus {
       if (e.event.type === "m.room.create") return 0;
       if ((await this.missingPrevEvents(e.event)).length > 0) frontier.push(e.event.event_id);
     }
+    return this.backfillFrom(roomId, version, frontier, limit);
+  }
+
+  /**
+   * A page of history met events whose prev events never reached us: a gap left when catching up took the state
+   * at it (/state_ids) rather than every event (more than /get_missing_events follows). It is filled now, from
+   * other servers, as a client scrolls back through it. Each gap is tried at most once a minute, so a server
+   * that cannot fill it does not slow every page down.
+   */
+  async fillGaps(roomId: string, events: readonly Event[], limit: number): Promise<number> {
+    // Only received events can have missing prev events: ours were built on what we hold.
+    const received = events.filter((e) => !e.sender.endsWith(`:${this.deps.serverName}`));
+    if (received.length === 0) return 0;
+    const have = await this.deps.events.getMany([...new Set(received.flatMap((e) => e.prev_events))]);
+    const now = Date.now();
+    const frontier = received
+      .filter((e) => e.prev_events.some((id) => !have.get(id) || have.get(id)!.outlier || have.get(id)!.stateGroup === null))
+      .filter((e) => now - (this.gapAttempts.get(e.event_id) ?? 0) > GAP_RETRY_MS)
+      .map((e) => e.event_id);
+    if (frontier.length === 0) return 0;
+    for (const id of frontier) this.gapAttempts.set(id, now);
+    const version = await this.deps.events.roomVersion(roomId);
+    return version ? this.backfillFrom(roomId, version, frontier, limit) : 0;
+  }
+
+  /** /backfill from the room's other servers, back from `frontier`; each new event persisted as history. */
+  private async backfillFrom(roomId: string, version: RoomVersion, frontier: string[], limit: number): Promise<number> {
     if (frontier.length === 0) return 0;
     const servers = (await this.deps.serversInRoom(roomId)).filter((s) => s !== this.deps.serverName);
     for (const server of servers) {

@@ -7,6 +7,7 @@ import { isValidRoomAlias } from "../../core/ids/ids.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { canRedactOthers, canSendEvent } from "../../core/rooms/power_levels.js";
 import { MatrixError, badJson, forbidden, notFound } from "../../errors.js";
+import type { Event } from "../../core/events/event.js";
 import type { StoredEvent } from "./event_cache.js";
 import type { ClientEvent, FormatContext } from "./format.js";
 import type { RoomHead } from "./persister.js";
@@ -34,6 +35,8 @@ export interface MessagesPage {
 export class MessageService {
   /** Fetches older history from other servers (set once federation is wired); returns how many events it added. */
   backfill?: (roomId: string, limit: number) => Promise<number>;
+  /** Fills gaps in the history we hold that a page of events runs into (set once federation is wired). */
+  fillGaps?: (roomId: string, events: readonly Event[], limit: number) => Promise<number>;
 
   constructor(private readonly rooms: RoomAccess) {}
 
@@ -226,7 +229,15 @@ export class MessageService {
         rows = await this.core.storage.events.paginate(roomId, from, opts.dir, opts.limit, to);
       }
     }
-    const events = await this.core.events.fromRows(rows);
+    let events = await this.core.events.fromRows(rows);
+    if (opts.dir === "b" && this.fillGaps && events.length > 0) {
+      const added = await this.fillGaps(roomId, events.map((e) => e.event), Math.max(opts.limit, 20)).catch(() => 0);
+      if (added > 0) {
+        backfilled = true;
+        rows = await this.core.storage.events.paginate(roomId, from, opts.dir, opts.limit, to);
+        events = await this.core.events.fromRows(rows);
+      }
+    }
     const visible = await this.core.visibility.filter(r.userId, events);
     const selected = opts.selection?.matches ? visible.filter(opts.selection.matches) : visible;
     const page: MessagesPage = { chunk: await this.core.formatter.format(selected, this.fmt(r)), start: opts.from ?? formatTopo(from) };
