@@ -40,6 +40,8 @@ import { TypingService } from "./services/ephemeral/typing.js";
 import { ReceiptService } from "./services/ephemeral/receipts.js";
 import { PresenceService } from "./services/ephemeral/presence.js";
 import { SyncService } from "./services/sync/sync.js";
+import { ToDeviceService } from "./services/to_device.js";
+import { DeviceListService } from "./services/device_lists.js";
 import { FederationClient } from "./federation/client.js";
 import { ServerDiscovery, systemResolver, type Resolver, type WellKnownFetcher } from "./federation/discovery.js";
 import { IpRangeFilter } from "./federation/ip_filter.js";
@@ -208,6 +210,8 @@ export async function startServices(s: Services): Promise<void> {
   await s.roomCore.persister.start();
   await s.receipts.start();
   await s.presence.start();
+  await s.toDevice.start();
+  await s.deviceLists.start();
   await s.federationSender.start();
   startHousekeeping(s);
 }
@@ -222,10 +226,11 @@ export function stopServices(s: Services): void {
   clearInterval(housekeeping.get(s));
 }
 
-/** Periodic clean-up: UIA sessions older than a day are dropped. */
+/** Periodic clean-up: UIA sessions, sendToDevice transaction ids and received to-device message ids older than a day. */
 function startHousekeeping(s: Services): void {
   const timer = setInterval(() => {
     s.storage.uia.deleteOlderThan(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "UIA session clean-up failed"));
+    s.storage.deviceInbox.deleteIdsBefore(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "to-device id clean-up failed"));
   }, 3600_000);
   timer.unref();
   housekeeping.set(s, timer);
@@ -374,8 +379,14 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     },
     restrictedJoin: (roomId, userId) => membership.restrictedJoinForServer(roomId, userId),
   });
+  const toDevice = new ToDeviceService({ serverName: config.serverName, storage, notifier, sender: federationSender, log });
+  const deviceLists = new DeviceListService({ serverName: config.serverName, storage, notifier, sender: federationSender, log });
+  // A local device appeared, was renamed or deleted: the user's device list changed (for /sync and other servers).
+  devices.hooks.onChanged = (userId, deviceIds, deleted) => deviceLists.localChanged(userId, deviceIds, deleted).catch((e: unknown) => log.warn({ err: e, userId }, "recording a device-list change failed"));
   const federationTransactions = new FederationTransactions({
     storage,
+    toDevice,
+    deviceLists,
     pdus: federationPdus,
     sender: federationSender,
     typing,
@@ -410,7 +421,9 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     typing,
     receipts,
     presence,
-    sync: new SyncService({ rooms, accountData, receipts, typing, presence }),
+    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists }),
+    toDevice,
+    deviceLists,
     ...fed,
     federationSender,
     federationPdus,

@@ -93,7 +93,7 @@ export class AccountService {
     if (hash === null && opts.password !== undefined) hash = await this.hashPassword(opts.password, { skipPolicy: opts.skipPolicy });
     const now = Date.now();
     const localpart = userId.slice(1, userId.indexOf(":"));
-    return this.storage.transaction(async (tx) => {
+    const result: RegisterResult = await this.storage.transaction(async (tx) => {
       const inserted = await tx.users.insert({
         user_id: userId,
         password_hash: hash,
@@ -111,6 +111,8 @@ export class AccountService {
       const issued = await this.tokens.issue(tx, userId, deviceId, opts.refreshToken ?? false);
       return { userId, deviceId, ...issued };
     });
+    if (result.deviceId) await this.devices.changed(userId, [result.deviceId], false);
+    return result;
   }
 
   private async freeGeneratedUserId(): Promise<string> {
@@ -177,6 +179,7 @@ export class AccountService {
       return this.tokens.issue(tx, userId, deviceId, opts.refreshToken ?? false);
     });
     this.tokens.invalidate(revoked);
+    await this.devices.changed(userId, [deviceId], false);
     return { userId, deviceId, ...result };
   }
 
@@ -189,24 +192,27 @@ export class AccountService {
   /** POST /account/password. With logout_devices, every other device is deleted and its tokens revoked. */
   async changePassword(userId: string, newPassword: NewPassword, opts: { logoutDevices: boolean; keepDeviceId: string | null; keepTokenId?: number }): Promise<void> {
     const hash = "hash" in newPassword ? newPassword.hash : await this.hashPassword(newPassword.plain);
+    const others: string[] = [];
     const revoked = await this.storage.transaction(async (tx) => {
       await tx.users.setPasswordHash(userId, hash);
       if (!opts.logoutDevices) return [];
-      const others = (await tx.devices.list(userId)).map((d) => d.device_id).filter((d) => d !== opts.keepDeviceId);
+      others.push(...(await tx.devices.list(userId)).map((d) => d.device_id).filter((d) => d !== opts.keepDeviceId));
       const hashes = await this.devices.deleteInTx(tx, userId, others);
       // Tokens without a device (or of the current device other than this one) go too.
       hashes.push(...(await tx.tokens.deleteAccessTokens(userId, opts.keepTokenId !== undefined ? { exceptTokenId: opts.keepTokenId } : {})));
       return hashes;
     });
     this.tokens.invalidate(revoked);
+    await this.devices.changed(userId, others, true);
   }
 
   /** Deactivation: the user can never log in again; devices, tokens and account data go; with erase, the profile too. */
   async deactivate(userId: string, opts: { erase: boolean }): Promise<void> {
+    const devices: string[] = [];
     await this.storage.transaction(async (tx) => {
       await tx.users.setDeactivated(userId, true);
       await tx.users.setPasswordHash(userId, null);
-      const devices = (await tx.devices.list(userId)).map((d) => d.device_id);
+      devices.push(...(await tx.devices.list(userId)).map((d) => d.device_id));
       await this.devices.deleteInTx(tx, userId, devices);
       await tx.tokens.deleteAccessTokens(userId);
       await tx.tokens.deleteRefreshTokens(userId);
@@ -214,6 +220,7 @@ export class AccountService {
       if (opts.erase) await tx.profiles.deleteAll(userId);
     });
     this.tokens.invalidateUser(userId);
+    await this.devices.changed(userId, devices, true);
     await this.hooks.onDeactivate?.(userId);
   }
 }

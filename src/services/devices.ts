@@ -1,6 +1,7 @@
 /**
- * Devices (spec "Device Management"). Deleting a device ends its session: its access and refresh tokens go with it
- * (and, once E2EE lands, its keys and to-device messages).
+ * Devices (spec "Device Management"). Deleting a device ends its session: its access and refresh tokens and its
+ * pending to-device messages go with it (and, once E2EE lands, its keys). Every change is announced through
+ * `hooks.onChanged` (the device-list stream, see device_lists.ts).
  */
 import { randomBytes } from "node:crypto";
 import { notFound } from "../errors.js";
@@ -22,7 +23,13 @@ export function generateDeviceId(): string {
   return id;
 }
 
+export interface DeviceHooks {
+  /** A user's devices were created (or logged in to again), renamed or deleted; called after the change committed. */
+  onChanged?: (userId: string, deviceIds: string[], deleted: boolean) => Promise<void>;
+}
+
 export class DeviceService {
+  readonly hooks: DeviceHooks = {};
   /** last-seen updates, flushed in batches so a request never waits on them. */
   private readonly pendingSeen = new Map<string, { userId: string; deviceId: string; ts: number; ip: string | null; ua: string | null }>();
   private flushTimer: NodeJS.Timeout | undefined;
@@ -44,6 +51,12 @@ export class DeviceService {
 
   async setDisplayName(userId: string, deviceId: string, displayName: string | null): Promise<void> {
     if (!(await this.storage.devices.setDisplayName(userId, deviceId, displayName))) throw notFound("Device not found");
+    await this.changed(userId, [deviceId], false);
+  }
+
+  /** Announces committed device changes (see DeviceHooks). */
+  async changed(userId: string, deviceIds: string[], deleted: boolean): Promise<void> {
+    if (deviceIds.length > 0) await this.hooks.onChanged?.(userId, deviceIds, deleted);
   }
 
   /** Deletes devices and everything that authenticates them, in the caller's transaction. Returns revoked token hashes. */
@@ -51,12 +64,15 @@ export class DeviceService {
     await tx.tokens.deleteRefreshTokens(userId, { deviceIds });
     const hashes = await tx.tokens.deleteAccessTokens(userId, { deviceIds });
     await tx.devices.delete(userId, deviceIds);
+    await tx.deviceInbox.deleteForDevices(userId, deviceIds);
     return hashes;
   }
 
   async delete(userId: string, deviceIds: string[]): Promise<void> {
+    const existing = new Set((await this.storage.devices.list(userId)).map((d) => d.device_id));
     const hashes = await this.storage.transaction((tx) => this.deleteInTx(tx, userId, deviceIds));
     this.tokens.invalidate(hashes);
+    await this.changed(userId, deviceIds.filter((d) => existing.has(d)), true);
   }
 
   /** Records that a device was used; written within a few seconds, off the request path. */

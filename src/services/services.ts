@@ -22,6 +22,8 @@ import type { TypingService } from "./ephemeral/typing.js";
 import type { ReceiptService } from "./ephemeral/receipts.js";
 import type { PresenceService } from "./ephemeral/presence.js";
 import type { SyncService } from "./sync/sync.js";
+import type { ToDeviceService } from "./to_device.js";
+import type { DeviceListService } from "./device_lists.js";
 import type { FederationClient } from "../federation/client.js";
 import type { KeyFetcher } from "./keys.js";
 import type { KeyServer } from "./key_server.js";
@@ -71,6 +73,10 @@ export interface Services {
   receipts: ReceiptService;
   presence: PresenceService;
   sync: SyncService;
+  /** Send-to-device messages: device inboxes and m.direct_to_device. */
+  toDevice: ToDeviceService;
+  /** The device-list stream and m.device_list_update. */
+  deviceLists: DeviceListService;
   /** Signed outbound federation requests. */
   federationClient: FederationClient;
   /** Other servers' signing keys; verifies their signatures. */

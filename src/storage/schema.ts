@@ -257,7 +257,54 @@ export interface RoomStrippedStateTable {
   state: string;
 }
 
+export interface DeviceInboxTable {
+  stream_id: number;
+  user_id: string;
+  device_id: string;
+  /** JSON: the to-device event (`sender`, `type`, `content`). */
+  message: string;
+}
+
+export interface StreamPositionsTable {
+  stream: string;
+  position: number;
+}
+
+export interface DeviceMessageTxnsTable {
+  user_id: string;
+  /** The device id, or `token:<id>` for an access token without a device. */
+  requester: string;
+  txn_id: string;
+  created_ts: number;
+}
+
+export interface DeviceFederationInboxTable {
+  origin: string;
+  message_id: string;
+  received_ts: number;
+}
+
+export interface FederationOutboxTable {
+  id: Generated<number>;
+  destination: string;
+  /** JSON: the whole EDU (`edu_type`, `content`). */
+  edu: string;
+  created_ts: number;
+}
+
+export interface DeviceListChangesTable {
+  stream_id: number;
+  user_id: string;
+  device_id: string;
+}
+
 export interface Schema {
+  device_inbox: DeviceInboxTable;
+  stream_positions: StreamPositionsTable;
+  device_message_txns: DeviceMessageTxnsTable;
+  device_federation_inbox: DeviceFederationInboxTable;
+  federation_outbox: FederationOutboxTable;
+  device_list_changes: DeviceListChangesTable;
   rooms: RoomsTable;
   federation_destinations: FederationDestinationsTable;
   federation_received_txns: FederationReceivedTxnsTable;

@@ -17,6 +17,9 @@ import { FederationStore } from "./federation.js";
 import { StateGroupStore } from "./state_groups.js";
 import { ProfileStore, UserStore } from "./users.js";
 import { ServerKeyStore } from "./server_keys.js";
+import { DeviceInboxStore } from "./device_inbox.js";
+import { DeviceListStore } from "./device_lists.js";
+import { FederationOutboxStore } from "./federation_outbox.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -32,6 +35,9 @@ export class Stores {
   readonly federation: FederationStore;
   readonly stateGroups: StateGroupStore;
   readonly serverKeys: ServerKeyStore;
+  readonly deviceInbox: DeviceInboxStore;
+  readonly deviceLists: DeviceListStore;
+  readonly outbox: FederationOutboxStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -47,6 +53,9 @@ export class Stores {
     this.federation = new FederationStore(db);
     this.stateGroups = new StateGroupStore(db);
     this.serverKeys = new ServerKeyStore(db);
+    this.deviceInbox = new DeviceInboxStore(db);
+    this.deviceLists = new DeviceListStore(db);
+    this.outbox = new FederationOutboxStore(db);
   }
 }
 

@@ -7,62 +7,16 @@
  * (TestServer.restart() picks a new port, and the other server's discovery caches SRV answers for minutes). A
  * server that is stopped leaves its relay refusing connections.
  */
-import { createServer, connect, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestNetwork, startFederatedServer } from "../helpers/federation.js";
 import { closeFederatedServers } from "../helpers/federation_close.js";
+import { RelayedServers } from "../helpers/relay.js";
 import { Client, registerUser, type TestUser } from "../helpers/http.js";
 import { bodies, createRoom, enc, messages, poll, send, sync, syncUntil, V3, type SyncResponse } from "../helpers/rooms.js";
 import type { TestServer } from "../helpers/server.js";
 
-/** A TCP relay from a fixed port to `target` (connections are refused while it is undefined). */
-class Relay {
-  target: number | undefined;
-  private readonly server: Server;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-
-  constructor() {
-    this.server = createServer((client) => {
-      const target = this.target;
-      if (target === undefined) {
-        client.destroy();
-        return;
-      }
-      const upstream = connect(target, "127.0.0.1");
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("close", () => this.sockets.delete(s));
-      }
-      client.on("error", () => upstream.destroy());
-      upstream.on("error", () => client.destroy());
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-      client.pipe(upstream).pipe(client);
-    });
-  }
-
-  async listen(): Promise<number> {
-    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    const addr = this.server.address();
-    this.port = typeof addr === "object" && addr ? addr.port : 0;
-    return this.port;
-  }
-
-  /** Stops relaying, and cuts the connections in flight. */
-  cut(): void {
-    this.target = undefined;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise((r) => this.server.close(r));
-  }
-}
-
 let network: TestNetwork;
-const relays = new Map<string, Relay>();
+let relayed: RelayedServers;
 let hs1: TestServer;
 let hs2: TestServer;
 let alice: TestUser;
@@ -71,33 +25,13 @@ let bob: TestUser;
 const c1 = () => new Client(hs1.baseUrl);
 const c2 = () => new Client(hs2.baseUrl);
 
-/** Starts a server and points its relay (the address the network gives its name) at it. */
-async function up(name: string, s: TestServer): Promise<TestServer> {
-  let relay = relays.get(name);
-  if (!relay) {
-    relay = new Relay();
-    relays.set(name, relay);
-    await relay.listen();
-  }
-  relay.target = s.tlsPort;
-  network.register(name, relay.port);
-  return s;
-}
-
-/** Stops a server; its relay is cut first, so no connection from the other server holds the shutdown. */
-async function down(name: string, s: TestServer): Promise<void> {
-  relays.get(name)!.cut();
-  await s.stop();
-}
-
-/** Restarts a server (down, then up on its data with a new port behind the same relay). */
-async function restart(name: string, s: TestServer): Promise<TestServer> {
-  await down(name, s);
-  return up(name, await s.restart());
-}
+const up = (name: string, s: TestServer) => relayed.up(name, s);
+const down = (name: string, s: TestServer) => relayed.down(name, s);
+const restart = (name: string, s: TestServer) => relayed.restart(name, s);
 
 beforeAll(async () => {
   network = new TestNetwork();
+  relayed = new RelayedServers(network);
   hs1 = await up("hs1.test", await startFederatedServer(network, "hs1.test"));
   hs2 = await up("hs2.test", await startFederatedServer(network, "hs2.test"));
   alice = await registerUser(c1());
@@ -105,7 +39,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await closeFederatedServers([hs1, hs2]);
-  await Promise.all([...relays.values()].map((r) => r.close()));
+  await relayed.close();
 });
 
 /** alice's room on hs1 with bob (hs2) joined, the join seen by hs1. */

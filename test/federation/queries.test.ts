@@ -215,8 +215,11 @@ describe("GET /hierarchy/{roomId}", () => {
 });
 
 describe("devices, keys, OpenID and third-party invites", () => {
-  it("GET /user/devices: an empty list for a local user, 404 otherwise", async () => {
-    expect((await asHs2("GET", `${V1}/user/devices/${enc(alice.userId)}`)).body).toEqual({ user_id: alice.userId, stream_id: 0, devices: [] });
+  it("GET /user/devices: a local user's devices (no keys before E2EE) and stream_id, 404 otherwise", async () => {
+    const r = await asHs2("GET", `${V1}/user/devices/${enc(alice.userId)}`);
+    expect(r.body).toEqual({ user_id: alice.userId, stream_id: expect.any(Number), devices: [{ device_id: alice.deviceId }] });
+    // The stream_id is that of alice's newest device-list change: her registration's device.
+    expect(r.body.stream_id).toBeGreaterThan(0);
     expectErr(await asHs2("GET", `${V1}/user/devices/${enc("@nobody:hs1.test")}`), 404, "M_NOT_FOUND");
     expectErr(await asHs2("GET", `${V1}/user/devices/${enc(bob.userId)}`), 404, "M_NOT_FOUND");
   });

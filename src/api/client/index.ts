@@ -17,6 +17,7 @@ import { registerDirectoryRoutes } from "./directory.js";
 import { registerPublicRoomsRoutes } from "./public_rooms.js";
 import { registerRelationRoutes } from "./relations.js";
 import { registerRoomUpgradeRoutes } from "./room_upgrades.js";
+import { registerToDeviceRoutes } from "./to_device.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -35,4 +36,5 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerPublicRoomsRoutes(app, services);
   registerRelationRoutes(app, services);
   registerRoomUpgradeRoutes(app, services);
+  registerToDeviceRoutes(app, services);
 }

@@ -85,15 +85,17 @@ export function registerFederationQueries(app: FastifyInstance, services: Servic
     handler: ({ origin, params, query }) => directory.hierarchyForServer(origin, params.roomId!, boolParam(query, "suggested_only", false)),
   });
 
-  // No end-to-end encryption yet: local users have no device keys to publish, so the lists are empty (the spec's
-  // `devices` entries require `keys`).
+  // The user's devices, with the `stream_id` of their newest m.device_list_update ("matched with the stream_id field
+  // in m.device_list_update EDUs"). No end-to-end encryption yet: devices have no `keys` to publish, so the field
+  // the spec marks required is absent until E2EE lands.
   defineFederationRoute(app, services, {
     method: "GET",
     paths: [`${V1}/user/devices/:userId`],
     handler: async ({ params }) => {
       const userId = params.userId!;
       if (!isLocal(userId) || !(await storage.users.get(userId))) throw notFound("User not found");
-      return { user_id: userId, stream_id: 0, devices: [] };
+      const devices = (await storage.devices.list(userId)).map((d) => ({ device_id: d.device_id, ...(d.display_name !== null ? { device_display_name: d.display_name } : {}) }));
+      return { user_id: userId, stream_id: await services.deviceLists.streamIdOf(userId), devices };
     },
   });
 

@@ -5,6 +5,11 @@
  * destination has received is recorded only after it acknowledged a transaction; a destination coming back — or
  * every destination after a restart — catches up with the newest event we sent in each room it shares with us, and
  * fetches anything before it with /get_missing_events, as the spec intends.
+ *
+ * Most EDUs are ephemeral (typing, receipts, presence: a lost one is superseded by the next). Those that must
+ * arrive — m.direct_to_device and m.device_list_update — wait in the database outbox (storage/federation_outbox.ts)
+ * and are deleted only once a transaction carrying them was acknowledged, so neither an outage nor a restart loses
+ * them.
  */
 import type { Logger } from "pino";
 import type { JsonObject } from "../../core/json/types.js";
@@ -12,12 +17,15 @@ import { FederationError } from "../../federation/errors.js";
 import { encodePath, type FederationClient } from "../../federation/client.js";
 import type { Storage } from "../../storage/storage.js";
 import type { DestinationRow } from "../../storage/federation.js";
+import type { OutboxEdu } from "../../storage/federation_outbox.js";
 import type { EventCache, StoredEvent } from "../rooms/event_cache.js";
 
 export const MAX_PDUS_PER_TXN = 50;
 export const MAX_EDUS_PER_TXN = 100;
 const MIN_RETRY_MS = 1000;
 const MAX_RETRY_MS = 3600_000;
+/** Outbox EDUs per transaction, leaving room for ephemeral ones. */
+const MAX_DURABLE_EDUS_PER_TXN = 50;
 /** Beyond this many queued PDUs a destination is treated as down: the queue is dropped and catch-up takes over. */
 const MAX_QUEUED_PDUS = 1000;
 
@@ -31,6 +39,8 @@ interface Destination {
   pdus: QueuedPdu[];
   edus: JsonObject[];
   sending: boolean;
+  /** The outbox may hold EDUs for this destination. */
+  outbox: boolean;
   /** Catch-up is owed (events since `lastSuccessful` may not have arrived). */
   catchUp: boolean;
   row: DestinationRow;
@@ -54,11 +64,14 @@ export class FederationSender {
 
   /** After a restart every known destination catches up: events committed but never sent are not lost. */
   async start(): Promise<void> {
+    const outbox = new Set(await this.deps.storage.outbox.destinations());
     for (const row of await this.deps.storage.federation.destinations()) {
       const d = this.destination(row.destination, row);
       d.catchUp = true;
+      d.outbox = outbox.delete(row.destination);
       this.schedule(d);
     }
+    for (const name of outbox) this.sendOutbox([name]);
   }
 
   close(): void {
@@ -84,6 +97,16 @@ export class FederationSender {
       const d = this.destination(s);
       d.edus.push(edu);
       if (d.edus.length > MAX_EDUS_PER_TXN * 10) d.edus.splice(0, d.edus.length - MAX_EDUS_PER_TXN * 10);
+      this.schedule(d);
+    }
+  }
+
+  /** EDUs were committed to the outbox for these servers: send them (after any backoff). */
+  sendOutbox(servers: Iterable<string>): void {
+    for (const s of servers) {
+      if (s === this.deps.serverName) continue;
+      const d = this.destination(s);
+      d.outbox = true;
       this.schedule(d);
     }
   }
@@ -120,6 +143,7 @@ export class FederationSender {
         pdus: [],
         edus: [],
         sending: false,
+        outbox: false,
         catchUp: false,
         row: row ?? { destination: name, last_successful_stream_ordering: 0, failure_ts: null, retry_last_ts: 0, retry_interval_ms: 0 },
       };
@@ -160,17 +184,25 @@ export class FederationSender {
     try {
       while (!this.closed) {
         if (d.catchUp) await this.loadCatchUp(d);
-        if (d.pdus.length === 0 && d.edus.length === 0) break;
+        // Cleared before reading: an EDU committed during the read sets it again (sendOutbox), so none is missed.
+        let durable: OutboxEdu[] = [];
+        if (d.outbox) {
+          d.outbox = false;
+          durable = await this.deps.storage.outbox.forDestination(d.name, MAX_DURABLE_EDUS_PER_TXN);
+          if (durable.length > 0) d.outbox = true;
+        }
+        if (d.pdus.length === 0 && d.edus.length === 0 && durable.length === 0) break;
         const pdus = d.pdus.slice(0, MAX_PDUS_PER_TXN);
-        const edus = d.edus.slice(0, MAX_EDUS_PER_TXN);
-        const ok = await this.transmit(d, pdus, edus);
+        const edus = d.edus.slice(0, MAX_EDUS_PER_TXN - durable.length);
+        const ok = await this.transmit(d, pdus, [...durable.map((r) => JSON.parse(r.edu) as JsonObject), ...edus]);
         if (!ok) {
-          // Backing off: the queued PDUs are dropped and caught up later from the database.
+          // Backing off: the queued PDUs are dropped and caught up later from the database; the outbox stays.
           d.pdus = [];
           d.catchUp = true;
           d.edus.splice(0, edus.length);
           break;
         }
+        await this.deps.storage.outbox.delete(durable.map((r) => r.id));
         d.pdus.splice(0, pdus.length);
         d.edus.splice(0, edus.length);
       }
@@ -179,7 +211,7 @@ export class FederationSender {
     } finally {
       d.sending = false;
     }
-    if (!this.closed && (d.pdus.length > 0 || d.edus.length > 0 || (d.catchUp && d.row.retry_interval_ms > 0))) this.schedule(d);
+    if (!this.closed && (d.pdus.length > 0 || d.edus.length > 0 || d.outbox || (d.catchUp && d.row.retry_interval_ms > 0))) this.schedule(d);
   }
 
   /** Replaces the queue with the newest local event of each room the destination shares with us. */

@@ -6,6 +6,8 @@
 import { stateMapKey, type StateMap } from "../../core/events/event.js";
 import type { JsonObject } from "../../core/json/types.js";
 import type { AccountDataService } from "../account_data.js";
+import type { DeviceListService } from "../device_lists.js";
+import type { ToDeviceService } from "../to_device.js";
 import type { ReceiptService } from "../ephemeral/receipts.js";
 import type { PresenceService } from "../ephemeral/presence.js";
 import type { TypingService } from "../ephemeral/typing.js";
@@ -52,6 +54,8 @@ export interface SyncDeps {
   receipts: ReceiptService;
   typing: TypingService;
   presence: PresenceService;
+  toDevice: ToDeviceService;
+  deviceLists: DeviceListService;
 }
 
 const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
@@ -72,8 +76,8 @@ export class SyncService {
       receipts: this.deps.receipts.position(),
       typing: this.deps.typing.position(),
       presence: this.deps.presence.position(),
-      toDevice: 0,
-      deviceLists: 0,
+      toDevice: this.deps.toDevice.position(),
+      deviceLists: this.deps.deviceLists.position(),
     };
   }
 
@@ -196,41 +200,60 @@ export class SyncService {
       }
     }
 
+    // Send-to-device messages for this device (none for a device-less token); the token moves only past those sent.
+    const toDevice = req.deviceId ? await this.deps.toDevice.forSync(req.userId, req.deviceId, since?.toDevice ?? 0, now.toDevice) : { events: [], position: now.toDevice };
     const globalAccount = roomAccount.filter((a) => a.roomId === "" && req.filter.accountData(a.type)).map((a) => ({ type: a.type, content: a.content }));
     const presence = await this.deps.presence.eventsFor(req.userId, since?.presence ?? 0, now.presence);
+    const deviceLists = { changed: [] as string[], left: [] as string[] };
     if (since) {
       const allJoined = current.filter((r) => r.membership === "join").map((r) => r.room_id);
-      presence.push(...(await this.newlySharedPresence(req.userId, since, now, allJoined, joinedSince, new Set(presence.map((p) => p.sender)))));
+      const news = await this.sharingChanges(req.userId, since, now, allJoined, joinedSince);
+      const known = new Set(presence.map((p) => p.sender));
+      const newPresence = [...news.newlyShared].filter((u) => !known.has(u));
+      if (newPresence.length > 0) presence.push(...(await this.deps.presence.currentOf(newPresence)));
+      // Spec "device_lists": `changed` — users "who have updated their device identity or cross-signing keys, or who
+      // now share an encrypted room with the client since the previous sync response" (any room here, which the spec
+      // allows "for the sake of simpler logic"); `left` — users "with whom we do not share any encrypted rooms anymore".
+      const changed = new Set(await this.deps.deviceLists.changedFor(req.userId, since.deviceLists, now.deviceLists));
+      for (const u of news.newlyShared) changed.add(u);
+      const rooms = this.core.storage.rooms;
+      const candidates = new Set(news.changedMembers);
+      for (const c of changes) if ((c.membership === "leave" || c.membership === "ban") && changedRooms.get(c.room_id) === c.membership) for (const m of await rooms.members(c.room_id, ["join"])) candidates.add(m.user_id);
+      candidates.delete(req.userId);
+      const stillShared = candidates.size > 0 ? await rooms.usersSharingRooms(req.userId, [...candidates]) : new Set<string>();
+      deviceLists.changed = [...changed];
+      deviceLists.left = [...candidates].filter((u) => !stillShared.has(u) && !changed.has(u));
     }
     return {
-      next_batch: formatSyncToken(now),
+      next_batch: formatSyncToken({ ...now, toDevice: toDevice.position }),
       account_data: { events: globalAccount as unknown as JsonObject[] },
       presence: { events: presence.filter((p) => req.filter.presence(p.type, p.sender)) as unknown as JsonObject[] },
-      to_device: { events: [] },
-      device_lists: { changed: [], left: [] },
+      to_device: { events: toDevice.events },
+      device_lists: deviceLists,
       device_one_time_keys_count: {},
       rooms: { join, invite, leave, knock },
     };
   }
 
   /**
-   * Presence of the users the syncing user newly shares a room with since the token (the members of rooms they
-   * joined, and users who joined their rooms), as Synapse sends it: their clients have none for them yet, and the
-   * presence stream would carry it only at its next change.
+   * The users the syncing user newly shares a room with since the token (the members of rooms they joined, and users
+   * who joined their rooms), and every user whose membership changed in their rooms. The newly shared get presence,
+   * as Synapse sends it (their clients have none for them yet, and the presence stream would carry it only at its
+   * next change), and count as device-list changes.
    */
-  private async newlySharedPresence(userId: string, since: SyncToken, now: SyncToken, joinedRoomIds: string[], joinedSince: Set<string>, known: Set<string>) {
+  private async sharingChanges(userId: string, since: SyncToken, now: SyncToken, joinedRoomIds: string[], joinedSince: Set<string>): Promise<{ newlyShared: Set<string>; changedMembers: string[] }> {
     const users = new Set<string>();
+    let changed: string[] = [];
     for (const roomId of joinedSince) for (const m of await this.core.storage.rooms.members(roomId, ["join"])) users.add(m.user_id);
     const latest = await this.core.persister.latestStreams(joinedRoomIds);
     const active = joinedRoomIds.filter((r) => (latest.get(r) ?? 0) > since.events && !joinedSince.has(r));
     if (active.length > 0) {
-      const changed = [...(await this.core.storage.rooms.membersChangedSince(active, since.events, now.events))].filter((u) => u !== userId);
+      changed = [...(await this.core.storage.rooms.membersChangedSince(active, since.events, now.events))].filter((u) => u !== userId);
       // Of those, the ones who share a room with the user now (joiners; not those who left).
       if (changed.length > 0) for (const u of await this.core.storage.rooms.usersSharingRooms(userId, changed)) users.add(u);
     }
     users.delete(userId);
-    for (const u of known) users.delete(u);
-    return users.size > 0 ? this.deps.presence.currentOf([...users]) : [];
+    return { newlyShared: users, changedMembers: changed };
   }
 
   /**
@@ -385,5 +408,6 @@ function isEmpty(r: JsonObject): boolean {
   const rooms = r.rooms as Record<string, Record<string, unknown>>;
   const anyRoom = Object.values(rooms).some((section) => Object.keys(section).length > 0);
   const list = (k: string) => ((r[k] as { events: unknown[] }).events ?? []).length > 0;
-  return !anyRoom && !list("account_data") && !list("presence") && !list("to_device");
+  const devices = r.device_lists as { changed: unknown[]; left: unknown[] };
+  return !anyRoom && !list("account_data") && !list("presence") && !list("to_device") && devices.changed.length === 0 && devices.left.length === 0;
 }

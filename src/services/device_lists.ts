@@ -1,0 +1,114 @@
+/**
+ * Device lists (server-server "Device Management"; client-server /sync `device_lists`). Every change to a user's
+ * devices — local (a new device at login or registration, a rename, a deletion) or reported by the user's server
+ * (`m.device_list_update`, `m.signing_key_update`) — is numbered on the device-list stream; /sync lists the changed
+ * users the syncing user shares a room with. Local changes also go, as `m.device_list_update` EDUs through the
+ * durable federation outbox, to every server sharing a room with the user ("Servers must send
+ * m.device_list_update EDUs to all the servers who share a room with a given local user").
+ */
+import type { Logger } from "pino";
+import { userIdDomain } from "../core/ids/ids.js";
+import type { JsonObject } from "../core/json/types.js";
+import type { Storage } from "../storage/storage.js";
+import { StreamIdGenerator } from "../storage/stream_ids.js";
+import type { FederationSender } from "./federation/sender.js";
+import type { Notifier } from "./notifier.js";
+
+export class DeviceListService {
+  private stream!: StreamIdGenerator;
+
+  constructor(
+    private readonly deps: {
+      serverName: string;
+      storage: Storage;
+      notifier: Notifier;
+      sender: FederationSender;
+      log: Logger;
+    },
+  ) {}
+
+  async start(): Promise<void> {
+    this.stream = new StreamIdGenerator(await this.deps.storage.deviceLists.maxStreamId());
+  }
+
+  /** The device-list stream's position for sync tokens. */
+  position(): number {
+    return this.stream.position();
+  }
+
+  /** The `stream_id` of a user's current device list (GET /user/devices): their newest change. */
+  streamIdOf(userId: string): Promise<number> {
+    return this.deps.storage.deviceLists.lastStreamId(userId);
+  }
+
+  /**
+   * A local user's devices changed (after the change committed). Records it on the stream and queues one
+   * `m.device_list_update` per device for each server sharing a room with the user, in one transaction: the EDUs
+   * are in the outbox before the request that made the change is answered. `keys` are absent until E2EE lands.
+   */
+  async localChanged(userId: string, deviceIds: readonly string[], deleted: boolean): Promise<void> {
+    if (deviceIds.length === 0) return;
+    const { storage } = this.deps;
+    const servers = new Set<string>();
+    for (const r of await storage.rooms.roomsForUser(userId, ["join"])) for (const s of await storage.federation.serversInRoom(r.room_id)) servers.add(s);
+    servers.delete(this.deps.serverName);
+    const names = new Map<string, string | null>();
+    if (!deleted) for (const d of await storage.devices.list(userId)) names.set(d.device_id, d.display_name);
+    const ids = deviceIds.map(() => this.stream.next());
+    try {
+      await storage.transaction(async (tx) => {
+        // "prev_id: The stream_ids of any prior m.device_list_update EDUs sent for this user which have not been
+        // referred to already": we emit in series, so that is the user's previous update.
+        let prev = await tx.deviceLists.lastStreamId(userId, ids[0]!);
+        await tx.deviceLists.insert(deviceIds.map((deviceId, i) => ({ stream_id: ids[i]!, user_id: userId, device_id: deviceId })));
+        const edus: { destination: string; edu: string }[] = [];
+        deviceIds.forEach((deviceId, i) => {
+          const content: JsonObject = { user_id: userId, device_id: deviceId, stream_id: ids[i]!, prev_id: prev > 0 ? [prev] : [], deleted };
+          const name = names.get(deviceId);
+          if (name) content.device_display_name = name;
+          prev = ids[i]!;
+          const edu = JSON.stringify({ edu_type: "m.device_list_update", content });
+          for (const destination of servers) edus.push({ destination, edu });
+        });
+        await tx.outbox.add(edus, Date.now());
+      });
+    } finally {
+      for (const id of ids) this.stream.finish(id);
+    }
+    await this.wake(userId);
+    this.deps.sender.sendOutbox(servers);
+  }
+
+  /**
+   * An inbound `m.device_list_update` or `m.signing_key_update`: only about the origin's own users. Without E2EE
+   * we keep no copy of remote device lists, so the update only tells local room-mates' clients to refetch.
+   */
+  async remoteChanged(origin: string, c: JsonObject): Promise<void> {
+    const userId = c.user_id;
+    if (typeof userId !== "string" || userIdDomain(userId) !== origin) return;
+    const deviceId = typeof c.device_id === "string" ? c.device_id : "";
+    const id = this.stream.next();
+    try {
+      await this.deps.storage.deviceLists.insert([{ stream_id: id, user_id: userId, device_id: deviceId }]);
+    } finally {
+      this.stream.finish(id);
+    }
+    await this.wake(userId);
+  }
+
+  /** Users with a change in (since, to] whom `userId` should hear about: themself and anyone sharing a room. */
+  async changedFor(userId: string, since: number, to: number): Promise<string[]> {
+    const users = await this.deps.storage.deviceLists.changedUsers(since, to);
+    if (users.length === 0) return [];
+    const out = users.includes(userId) ? [userId] : [];
+    const others = users.filter((u) => u !== userId);
+    if (others.length > 0) out.push(...(await this.deps.storage.rooms.usersSharingRooms(userId, others)));
+    return out;
+  }
+
+  /** Wakes the /sync of the user and of everyone in their rooms. */
+  private async wake(userId: string): Promise<void> {
+    const rooms = (await this.deps.storage.rooms.roomsForUser(userId, ["join"])).map((r) => r.room_id);
+    this.deps.notifier.notify({ rooms, users: [userId] });
+  }
+}
