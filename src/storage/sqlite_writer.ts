@@ -61,44 +61,102 @@ parentPort.on("message", (m) => {
 });
 `;
 
+/** How long the writer thread may sit idle before it is retired. */
+const WRITER_IDLE_MS = 30_000;
+
 interface WireQuery {
   id: number;
   sql?: string;
   parameters: readonly unknown[];
 }
 
-/** The main thread's handle on the writer connection. Callers hold `lock()` for a transaction or a batch. */
+/**
+ * The main thread's handle on the writer connection. Callers hold `lock()` for a transaction or a batch.
+ *
+ * The worker is started on the first write and retired after `idleMs` without writes (and with no transaction
+ * open): a thread with its own JavaScript engine costs ~8 MB of resident memory, which a quiet server need not hold.
+ * The next write starts it again (~20 ms, once).
+ */
 export class SqliteWriter {
-  private readonly worker: Worker;
+  private worker: Worker | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: ExecResult | undefined) => void; reject: (e: Error) => void }>();
-  /** SQL text → statement id known to the worker: long SQL text is sent once, then only its id. */
+  /** SQL text → statement id known to the current worker: long SQL text is sent once, then only its id. */
   private readonly sqlIds = new Map<string, number>();
   private nextSqlId = 1;
   private tail: Promise<void> = Promise.resolve();
+  /** Holders of lock(), and those waiting for it: the worker is not retired while a transaction may be open. */
+  private lockers = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private retiring: Promise<void> | undefined;
+  private closed = false;
   /** Set when the worker died: every later request fails at once instead of waiting forever. */
   private failure: Error | undefined;
+  private readonly driver = createRequire(import.meta.url).resolve("better-sqlite3");
 
-  constructor(path: string) {
-    const driver = createRequire(import.meta.url).resolve("better-sqlite3");
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, driver } });
-    this.worker.on("message", (m: { id: number; result?: ExecResult; error?: string; code?: string }) => {
+  constructor(
+    private readonly path: string,
+    private readonly idleMs = WRITER_IDLE_MS,
+  ) {}
+
+  /** Whether the writer thread is running (for tests). */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
+
+  private start(): Worker {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path: this.path, driver: this.driver } });
+    worker.on("message", (m: { id: number; result?: ExecResult; error?: string; code?: string }) => {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
-      if (this.pending.size === 0) this.worker.unref();
+      if (this.pending.size === 0) {
+        worker.unref();
+        this.scheduleRetirement();
+      }
       if (m.error !== undefined) p.reject(Object.assign(new Error(m.error), { code: m.code }));
       else p.resolve(m.result);
     });
     const fail = (e: Error) => {
+      // A retired worker's exit is expected.
+      if (worker !== this.worker) return;
       this.failure ??= e;
       for (const p of this.pending.values()) p.reject(e);
       this.pending.clear();
     };
-    this.worker.on("error", fail);
-    this.worker.on("exit", (code) => fail(new Error(`SQLite writer thread exited (code ${code})`)));
-    // The worker keeps the process alive only while a request is pending (e.g. migrations before any listener).
-    this.worker.unref();
+    worker.on("error", fail);
+    worker.on("exit", (code) => fail(new Error(`SQLite writer thread exited (code ${code})`)));
+    this.worker = worker;
+    this.sqlIds.clear();
+    return worker;
+  }
+
+  private scheduleRetirement(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => void this.retire(), this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  /** Closes the idle writer connection and ends its thread; the next write starts a new one. */
+  private async retire(): Promise<void> {
+    const worker = this.worker;
+    if (!worker || this.closed || this.pending.size > 0 || this.lockers > 0) return;
+    this.worker = undefined;
+    // Its close is not one of `pending`, which belong to the current worker.
+    const id = this.nextId++;
+    const done = new Promise<void>((resolve) => {
+      const onMessage = (m: { id: number }) => {
+        if (m.id !== id) return;
+        worker.off("message", onMessage);
+        resolve();
+      };
+      worker.on("message", onMessage);
+      worker.once("exit", () => resolve());
+    });
+    worker.ref();
+    worker.postMessage({ id, op: "close" });
+    this.retiring = done.then(() => worker.terminate()).then(() => undefined);
+    await this.retiring;
   }
 
   /** Exclusive use of the writer until the returned function is called (FIFO). */
@@ -107,8 +165,16 @@ export class SqliteWriter {
     const next = new Promise<void>((r) => (release = r));
     const prev = this.tail;
     this.tail = prev.then(() => next);
+    this.lockers++;
     await prev;
-    return release;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.lockers--;
+      release();
+      if (this.lockers === 0 && this.pending.size === 0 && this.worker) this.scheduleRetirement();
+    };
   }
 
   /** Runs one statement on the writer (the caller holds the lock or accepts autocommit ordering). */
@@ -122,9 +188,15 @@ export class SqliteWriter {
   }
 
   async close(): Promise<void> {
-    this.worker.ref();
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    await this.retiring;
+    const worker = this.worker;
+    if (!worker) return;
+    worker.ref();
     await this.send(() => ({ op: "close" }));
-    await this.worker.terminate();
+    this.worker = undefined;
+    await worker.terminate();
   }
 
   private send(build: (wire: (q: CompiledQuery) => WireQuery) => Record<string, unknown>): Promise<ExecResult | undefined> {
@@ -139,8 +211,11 @@ export class SqliteWriter {
       introduced.push([q.sql, fresh]);
       return { id: fresh, sql: q.sql, parameters: q.parameters };
     };
-    const msg = { id, ...build(wire) };
     if (this.failure) return Promise.reject(this.failure);
+    if (this.closed && !this.worker) return Promise.reject(new Error("The SQLite writer is closed"));
+    clearTimeout(this.idleTimer);
+    const worker = this.worker ?? this.start();
+    const msg = { id, ...build(wire) };
     return new Promise((resolve, reject) => {
       this.pending.set(id, {
         resolve: (r) => {
@@ -149,8 +224,8 @@ export class SqliteWriter {
         },
         reject,
       });
-      if (this.pending.size === 1) this.worker.ref();
-      this.worker.postMessage(msg);
+      if (this.pending.size === 1) worker.ref();
+      worker.postMessage(msg);
     });
   }
 }
