@@ -66,7 +66,7 @@ export async function startServer({ db = "sqlite", port = 18008, tlsPort, config
   writeFileSync(join(dir, "homeserver.yaml"), JSON.stringify(config, null, 2)); // JSON is YAML
   // The same V8 flags as `npm start` and the `myelin` command (see bin/myelin.js), plus any given for profiling.
   const nodeArgs = ["--max-semi-space-size=4", "--v8-pool-size=1", ...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean)];
-  const proc = spawn(process.execPath, [...nodeArgs, join(ROOT, "bin/myelin.js"), "start", "--config", join(dir, "homeserver.yaml")], { stdio: ["ignore", "ignore", "inherit"] });
+  const proc = spawn(process.execPath, [...nodeArgs, join(ROOT, "bin/myelin.js"), "start", "--config", join(dir, "homeserver.yaml")], { stdio: ["ignore", process.env.BENCH_SERVER_LOG ? "inherit" : "ignore", "inherit"] });
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {

@@ -37,6 +37,8 @@ export interface PduResult {
 const MISSING_EVENTS_LIMIT = 10;
 const MISSING_EVENTS_ROUNDS = 10;
 const FETCH_CONCURRENCY = 10;
+/** How many outliers are persisted at once (their commits are grouped). */
+const OUTLIER_WAVE = 200;
 /** How long before a gap in history that could not be filled is tried again. */
 const GAP_RETRY_MS = 60_000;
 
@@ -238,24 +240,26 @@ export class FederationPdus {
         this.deps.log.debug({ err: e }, "dropped an invalid PDU from an auth chain or state");
       }
     }
-    checked.sort((a, b) => a.depth - b.depth);
-    // Events whose auth events are all available are stored first; repeat until nothing more can be stored.
-    let pending = checked;
-    for (;;) {
-      const next: Event[] = [];
-      let progressed = false;
-      for (const e of pending) {
-        if (await this.deps.events.get(e.event_id)) continue;
-        const auth = await this.deps.events.getMany(e.auth_events);
-        if (e.auth_events.some((id) => !auth.has(id))) {
-          next.push(e);
-          continue;
-        }
-        await this.deps.persister.persistReceived(e, { outlier: true });
-        progressed = true;
+    // Stored in waves: each wave is every event whose auth events are all stored already, persisted together so
+    // their commits share transactions (a join's auth chain is tens of thousands of events, but only as deep as
+    // the longest chain of auth events). Events whose auth events never arrive are left out.
+    const known = await this.deps.events.getMany(checked.map((e) => e.event_id));
+    // Once each: a server may list an event both in the state and in the auth chain.
+    let pending = [...new Map(checked.filter((e) => !known.has(e.event_id)).map((e) => [e.event_id, e])).values()];
+    const stored = new Set<string>();
+    // v12: the create event is every other event's auth event without being listed (the room id is its hash).
+    const implied = (e: Event) => (version.roomIdIsCreateEventHash && e.type !== "m.room.create" ? [`$${e.room_id.slice(1)}`] : []);
+    const authOf = (e: Event) => [...e.auth_events, ...implied(e)];
+    while (pending.length > 0) {
+      const unseen = [...new Set(pending.flatMap(authOf))].filter((id) => !stored.has(id));
+      for (const id of (await this.deps.events.getMany(unseen)).keys()) stored.add(id);
+      const ready = pending.filter((e) => authOf(e).every((id) => stored.has(id)));
+      if (ready.length === 0) break;
+      for (let i = 0; i < ready.length; i += OUTLIER_WAVE) {
+        await Promise.all(ready.slice(i, i + OUTLIER_WAVE).map((e) => this.deps.persister.persistReceived(e, { outlier: true })));
       }
-      if (next.length === 0 || !progressed) break;
-      pending = next;
+      for (const e of ready) stored.add(e.event_id);
+      pending = pending.filter((e) => !stored.has(e.event_id));
     }
     return checked;
   }
