@@ -239,18 +239,38 @@ function toQueryResult<R>(r: ExecResult): QueryResult<R> {
   };
 }
 
+/**
+ * Prepared statements of the read connection by SQL text: preparing (parsing and planning) costs more than running
+ * most of our queries, and the same few hundred query shapes recur. Bounded; cleared when full.
+ */
+class StatementCache {
+  private readonly stmts = new Map<string, BetterSqlite3.Statement>();
+
+  constructor(private readonly db: BetterSqlite3.Database) {}
+
+  get(sql: string): BetterSqlite3.Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      if (this.stmts.size >= MAX_CACHED_STATEMENTS) this.stmts.clear();
+      this.stmts.set(sql, (s = this.db.prepare(sql)));
+    }
+    return s;
+  }
+}
+const MAX_CACHED_STATEMENTS = 2000;
+
 class SplitConnection implements DatabaseConnection {
   /** Set while this connection runs a transaction: then every statement goes to the writer, in order. */
   release: (() => void) | undefined;
 
   constructor(
-    private readonly reader: BetterSqlite3.Database,
+    private readonly reader: StatementCache,
     private readonly writer: SqliteWriter,
   ) {}
 
   async executeQuery<R>(q: CompiledQuery): Promise<QueryResult<R>> {
     if (this.release) return toQueryResult<R>(await this.writer.exec(q));
-    const stmt = this.reader.prepare(q.sql);
+    const stmt = this.reader.get(q.sql);
     if (stmt.readonly) return { rows: stmt.all(q.parameters) as R[] };
     const release = await this.writer.lock();
     try {
@@ -267,15 +287,19 @@ class SplitConnection implements DatabaseConnection {
 }
 
 class SplitDriver implements Driver {
+  private readonly statements: StatementCache;
+
   constructor(
     private readonly reader: BetterSqlite3.Database,
     private readonly writer: SqliteWriter,
-  ) {}
+  ) {
+    this.statements = new StatementCache(reader);
+  }
 
   async init(): Promise<void> {}
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    return new SplitConnection(this.reader, this.writer);
+    return new SplitConnection(this.statements, this.writer);
   }
 
   async beginTransaction(connection: DatabaseConnection, _settings: TransactionSettings): Promise<void> {

@@ -42,7 +42,10 @@ export function registerSyncRoutes(app: FastifyInstance, services: Services): vo
         }
       }
       const abort = new AbortController();
-      ctx.req.raw.once("close", () => abort.abort());
+      // Only a client that went away before its answer aborts the wait (an abort builds a DOMException: not free).
+      ctx.req.raw.once("close", () => {
+        if (!ctx.reply.raw.writableFinished) abort.abort();
+      });
       return services.sync.sync({
         userId: me.userId,
         deviceId: me.deviceId,
