@@ -6,26 +6,15 @@
  * durable federation outbox, to every server sharing a room with the user ("Servers must send
  * m.device_list_update EDUs to all the servers who share a room with a given local user").
  */
-import type { Logger } from "pino";
 import { userIdDomain } from "../core/ids/ids.js";
 import type { JsonObject } from "../core/json/types.js";
-import type { Storage } from "../storage/storage.js";
 import { StreamIdGenerator } from "../storage/stream_ids.js";
-import type { FederationSender } from "./federation/sender.js";
-import type { Notifier } from "./notifier.js";
+import type { DeviceStreamDeps } from "./to_device.js";
 
 export class DeviceListService {
   private stream!: StreamIdGenerator;
 
-  constructor(
-    private readonly deps: {
-      serverName: string;
-      storage: Storage;
-      notifier: Notifier;
-      sender: FederationSender;
-      log: Logger;
-    },
-  ) {}
+  constructor(private readonly deps: DeviceStreamDeps) {}
 
   async start(): Promise<void> {
     this.stream = new StreamIdGenerator(await this.deps.storage.deviceLists.maxStreamId());

@@ -33,18 +33,19 @@ interface Delivery {
   content: JsonObject;
 }
 
+/** What the E2EE streams (to-device, device lists) need: storage, /sync wake-ups and the federation outbox. */
+export interface DeviceStreamDeps {
+  serverName: string;
+  storage: Storage;
+  notifier: Notifier;
+  sender: FederationSender;
+  log: Logger;
+}
+
 export class ToDeviceService {
   private stream!: StreamIdGenerator;
 
-  constructor(
-    private readonly deps: {
-      serverName: string;
-      storage: Storage;
-      notifier: Notifier;
-      sender: FederationSender;
-      log: Logger;
-    },
-  ) {}
+  constructor(private readonly deps: DeviceStreamDeps) {}
 
   async start(): Promise<void> {
     const { deviceInbox } = this.deps.storage;

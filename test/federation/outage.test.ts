@@ -8,14 +8,12 @@
  * server that is stopped leaves its relay refusing connections.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TestNetwork, startFederatedServer } from "../helpers/federation.js";
 import { closeFederatedServers } from "../helpers/federation_close.js";
 import { RelayedServers } from "../helpers/relay.js";
 import { Client, registerUser, type TestUser } from "../helpers/http.js";
 import { bodies, createRoom, enc, messages, poll, send, sync, syncUntil, V3, type SyncResponse } from "../helpers/rooms.js";
 import type { TestServer } from "../helpers/server.js";
 
-let network: TestNetwork;
 let relayed: RelayedServers;
 let hs1: TestServer;
 let hs2: TestServer;
@@ -30,10 +28,7 @@ const down = (name: string, s: TestServer) => relayed.down(name, s);
 const restart = (name: string, s: TestServer) => relayed.restart(name, s);
 
 beforeAll(async () => {
-  network = new TestNetwork();
-  relayed = new RelayedServers(network);
-  hs1 = await up("hs1.test", await startFederatedServer(network, "hs1.test"));
-  hs2 = await up("hs2.test", await startFederatedServer(network, "hs2.test"));
+  ({ relayed, hs1, hs2 } = await RelayedServers.pair());
   alice = await registerUser(c1());
   bob = await registerUser(c2());
 });

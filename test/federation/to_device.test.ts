@@ -7,14 +7,12 @@
  * Each server is reached through a relay on a fixed port, so it keeps its address across restarts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TestNetwork, startFederatedServer } from "../helpers/federation.js";
 import { closeFederatedServers } from "../helpers/federation_close.js";
 import { Client, login, registerUser, type TestUser } from "../helpers/http.js";
 import { RelayedServers } from "../helpers/relay.js";
 import { V3, createRoom, enc, nextTxn, poll, sync, syncUntil, type SyncResponse } from "../helpers/rooms.js";
 import type { TestServer } from "../helpers/server.js";
 
-let network: TestNetwork;
 let relayed: RelayedServers;
 let hs1: TestServer;
 let hs2: TestServer;
@@ -28,10 +26,7 @@ const up = (name: string, s: TestServer) => relayed.up(name, s);
 const down = (name: string, s: TestServer) => relayed.down(name, s);
 
 beforeAll(async () => {
-  network = new TestNetwork();
-  relayed = new RelayedServers(network);
-  hs1 = await up("hs1.test", await startFederatedServer(network, "hs1.test"));
-  hs2 = await up("hs2.test", await startFederatedServer(network, "hs2.test"));
+  ({ relayed, hs1, hs2 } = await RelayedServers.pair());
   alice = await registerUser(c1());
   bob = await registerUser(c2());
 });

@@ -4,7 +4,7 @@
  * refuses connections, as a server that is down does.
  */
 import { connect, createServer, type Server, type Socket } from "node:net";
-import type { TestNetwork } from "./federation.js";
+import { TestNetwork, startFederatedServer } from "./federation.js";
 import type { TestServer } from "./server.js";
 
 export class Relay {
@@ -57,6 +57,15 @@ export class RelayedServers {
   private readonly relays = new Map<string, Relay>();
 
   constructor(private readonly network: TestNetwork) {}
+
+  /** hs1.test and hs2.test on a new network, each behind its relay. */
+  static async pair(): Promise<{ relayed: RelayedServers; hs1: TestServer; hs2: TestServer }> {
+    const network = new TestNetwork();
+    const relayed = new RelayedServers(network);
+    const hs1 = await relayed.up("hs1.test", await startFederatedServer(network, "hs1.test"));
+    const hs2 = await relayed.up("hs2.test", await startFederatedServer(network, "hs2.test"));
+    return { relayed, hs1, hs2 };
+  }
 
   /** Points `name`'s relay (the address the network gives the name) at a running server. */
   async up(name: string, s: TestServer): Promise<TestServer> {
