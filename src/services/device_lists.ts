@@ -87,6 +87,7 @@ export class DeviceListService {
 
   /** Users with a change in (since, to] whom `userId` should hear about: themself and anyone sharing a room. */
   async changedFor(userId: string, since: number, to: number): Promise<string[]> {
+    if (to <= since) return [];
     const users = await this.deps.storage.deviceLists.changedUsers(since, to);
     if (users.length === 0) return [];
     const out = users.includes(userId) ? [userId] : [];

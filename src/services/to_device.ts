@@ -117,7 +117,8 @@ export class ToDeviceService {
   async forSync(userId: string, deviceId: string, since: number, to: number): Promise<{ events: JsonObject[]; position: number }> {
     const inbox = this.deps.storage.deviceInbox;
     if (since > 0 && (await inbox.hasUpTo(userId, deviceId, since))) await inbox.deleteUpTo(userId, deviceId, since);
-    const rows = await inbox.since(userId, deviceId, since, to, TO_DEVICE_SYNC_LIMIT);
+    // Nothing new on the stream since the token: no read (as presence does).
+    const rows = to > since ? await inbox.since(userId, deviceId, since, to, TO_DEVICE_SYNC_LIMIT) : [];
     const position = rows.length === TO_DEVICE_SYNC_LIMIT ? rows.at(-1)!.stream_id : Math.max(since, to);
     return { events: rows.map((r) => JSON.parse(r.message) as JsonObject), position };
   }
