@@ -15,12 +15,13 @@ import { contentHashMatches } from "../../core/events/hashes.js";
 import { eventIdOf } from "../../core/events/ids.js";
 import { redactPdu } from "../../core/events/redaction.js";
 import { requiredSignatureServers } from "../../core/events/signing.js";
+import { userIdDomain } from "../../core/ids/ids.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import type { RoomVersion } from "../../core/rooms/versions.js";
 import { boundedCache } from "../../util/cache.js";
 import { encodePath, type FederationClient } from "../../federation/client.js";
 import type { KeyFetcher } from "../keys.js";
-import type { EventCache } from "../rooms/event_cache.js";
+import type { EventCache, StoredEvent } from "../rooms/event_cache.js";
 import type { EventPersister, ReceivedStatus } from "../rooms/persister.js";
 import { resolveStoredStates } from "../rooms/resolve.js";
 
@@ -84,12 +85,12 @@ export class FederationPdus {
    */
   async fillGaps(roomId: string, events: readonly Event[], limit: number): Promise<number> {
     // Only received events can have missing prev events: ours were built on what we hold.
-    const received = events.filter((e) => !e.sender.endsWith(`:${this.deps.serverName}`));
+    const received = events.filter((e) => userIdDomain(e.sender) !== this.deps.serverName);
     if (received.length === 0) return 0;
     const have = await this.deps.events.getMany([...new Set(received.flatMap((e) => e.prev_events))]);
     const now = Date.now();
     const frontier = received
-      .filter((e) => e.prev_events.some((id) => !have.get(id) || have.get(id)!.outlier || have.get(id)!.stateGroup === null))
+      .filter((e) => e.prev_events.some((id) => !inTimeline(have.get(id))))
       .filter((e) => now - (this.gapAttempts.get(e.event_id) ?? 0) > GAP_RETRY_MS)
       .map((e) => e.event_id);
     if (frontier.length === 0) return 0;
@@ -214,10 +215,7 @@ export class FederationPdus {
   /** Prev events we do not have as room events (outliers have no state to build on). */
   private async missingPrevEvents(event: Event): Promise<string[]> {
     const have = await this.deps.events.getMany(event.prev_events);
-    return event.prev_events.filter((id) => {
-      const e = have.get(id);
-      return !e || e.outlier || e.stateGroup === null;
-    });
+    return event.prev_events.filter((id) => !inTimeline(have.get(id)));
   }
 
   /** Auth events we lack: the sender's /event_auth gives the auth chain, stored as outliers, oldest first. */
@@ -369,6 +367,11 @@ function pduEventId(version: RoomVersion, pdu: unknown): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether we hold an event as part of the room's history (not missing, not an outlier without state). */
+function inTimeline(e: StoredEvent | undefined): boolean {
+  return e !== undefined && !e.outlier && e.stateGroup !== null;
 }
 
 function stringList(v: unknown): string[] {
