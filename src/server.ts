@@ -9,6 +9,7 @@ import { dirname } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { buildApp, type AppOptions } from "./api/http/app.js";
+import { HTTP_SERVER_OPTIONS, answerClientError } from "./api/http/door.js";
 import type { Config } from "./config/config.js";
 import { ConfigError } from "./config/reader.js";
 import { formatSigningKeyFile, generateSigningKey, parseSigningKeyFile, type SigningKey } from "./core/crypto/ed25519.js";
@@ -29,7 +30,7 @@ import { StateService } from "./services/rooms/state.js";
 import { EventPersister } from "./services/rooms/persister.js";
 import { EventFormatter } from "./services/rooms/format.js";
 import { VisibilityService } from "./services/rooms/visibility.js";
-import { RoomAccess } from "./services/rooms/rooms.js";
+import { RoomAccess, type RoomCore } from "./services/rooms/rooms.js";
 import { RoomCreationService } from "./services/rooms/create.js";
 import { MembershipService } from "./services/rooms/membership.js";
 import { MessageService } from "./services/rooms/messages.js";
@@ -55,6 +56,17 @@ import { KeyServer } from "./services/key_server.js";
 import { RoomDirectory } from "./services/rooms/directory.js";
 import { ServerRoomAccess } from "./services/federation/room_access.js";
 import { FederationReads } from "./services/federation/reads.js";
+import { TagService } from "./services/tags.js";
+import { TurnService } from "./services/voip.js";
+import { ThirdPartyService } from "./services/thirdparty.js";
+import { PushRuleService } from "./services/push/rules.js";
+import { PushRoomMembers } from "./services/push/room_members.js";
+import { PushEvaluator } from "./services/push/evaluator.js";
+import { UnreadCounts } from "./services/push/counts.js";
+import { NotificationList } from "./services/push/notifications.js";
+import { PusherService } from "./services/push/pushers.js";
+import { PusherPool } from "./services/push/delivery.js";
+import { OutboundHttp } from "./outbound/http_client.js";
 import { openDatabase } from "./storage/database.js";
 import { Storage } from "./storage/storage.js";
 
@@ -142,7 +154,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       // Fastify listens once; further bind addresses forward their requests to the same app.
       for (const host of rest) {
         const forward = (req: IncomingMessage, res: ServerResponse) => app.server.emit("request", req, res);
-        const extra = https ? createHttpsServer(https, forward) : createServer(forward);
+        // The same parser limits, JSON Content-Type and Matrix answers to parser errors as Fastify's own listener.
+        const extra = https ? createHttpsServer({ ...https, ...HTTP_SERVER_OPTIONS }, forward) : createServer(HTTP_SERVER_OPTIONS, forward);
+        extra.on("clientError", answerClientError);
         try {
           await new Promise<void>((resolve, reject) => {
             extra.once("error", reject);
@@ -213,6 +227,7 @@ export async function startServices(s: Services): Promise<void> {
   await s.toDevice.start();
   await s.deviceLists.start();
   await s.federationSender.start();
+  await s.pusherPool.start();
   startHousekeeping(s);
 }
 
@@ -223,6 +238,7 @@ export function stopServices(s: Services): void {
   s.presence.close();
   s.federationSender.close();
   s.federationClient.close();
+  s.pusherPool.close();
   clearInterval(housekeeping.get(s));
 }
 
@@ -231,6 +247,8 @@ function startHousekeeping(s: Services): void {
   const timer = setInterval(() => {
     s.storage.uia.deleteOlderThan(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "UIA session clean-up failed"));
     s.storage.deviceInbox.deleteIdsBefore(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "to-device id clean-up failed"));
+    // Synapse keeps a month of notifications (GET /notifications); older push outcomes go.
+    s.storage.push.deleteOutcomesBefore(Date.now() - 30 * 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "push outcome clean-up failed"));
   }, 3600_000);
   timer.unref();
   housekeeping.set(s, timer);
@@ -252,7 +270,7 @@ function wireOutboundFederation(
 ): void {
   const isLocal = (userId: string) => userId.endsWith(`:${serverName}`);
   const warn = (what: string) => (e: unknown) => log.warn({ err: e }, `federation: ${what} failed`);
-  persister.onLocalEvent = (e) => void sender.sendEvent(e).catch(warn("queueing an event"));
+  persister.use({ name: "federation", committed: (e, local) => void (local && sender.sendEvent(e).catch(warn("queueing an event"))) });
   typing.onChange = (roomId, userId, isTyping) => {
     if (!isLocal(userId)) return;
     storage.federation
@@ -277,6 +295,42 @@ function wireOutboundFederation(
       sender.sendEdu(servers, edu);
     })().catch(warn("sending presence"));
   };
+}
+
+/**
+ * Push notifications: users' rules, their evaluation for every new event (a consumer of the persister), unread
+ * counts moved by receipts, and delivery to push gateways.
+ */
+function buildPush(
+  config: Config,
+  log: Logger,
+  storage: Storage,
+  roomCore: RoomCore,
+  accountData: AccountDataService,
+  receipts: ReceiptService,
+  devices: DeviceService,
+  outbound: OutboundHttp,
+) {
+  const isLocal = (userId: string) => userId.endsWith(`:${config.serverName}`);
+  const pushRules = new PushRuleService(storage, accountData);
+  const unread = new UnreadCounts(storage);
+  const pusherPool = new PusherPool({ storage, events: roomCore.events, state: roomCore.state, unread, http: outbound, config: config.push, log });
+  const pushers = new PusherService(storage, () => roomCore.persister.position(), pusherPool);
+  roomCore.persister.use(
+    new PushEvaluator({
+      storage,
+      events: roomCore.events,
+      rules: pushRules,
+      members: new PushRoomMembers(storage, roomCore.events, isLocal),
+      isLocal,
+      hasPushers: (u) => pusherPool.hasPushers(u),
+      onNotified: (users) => pusherPool.notified(users),
+      log,
+    }),
+  );
+  receipts.onRead = (roomId, userId, threadId, stream) => storage.push.moveReadPosition(userId, roomId, threadId, stream);
+  devices.hooks.onDeleted = (userId) => pushers.devicesDeleted(userId);
+  return { pushRules, unread, pusherPool, pushers, notifications: new NotificationList(storage, roomCore.events, roomCore.formatter) };
 }
 
 /** The federation stack: discovery → transport (IP filtering, TLS) → signed client → keys. */
@@ -316,7 +370,9 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
     isDomainAllowed: (name) => federationClient.isDomainAllowed(name),
     log,
   });
-  return { federationClient, keys, keyServer };
+  // Requests to hosts clients name (push gateways) follow the same address rules as federation.
+  const outbound = new OutboundHttp({ resolver, ipFilter: new IpRangeFilter(config.ipRangeBlacklist, config.ipRangeWhitelist) });
+  return { federationClient, keys, keyServer, outbound };
 }
 
 export function buildServices(config: Config, log: Logger, storage: Storage, signingKey: SigningKey, federation: FederationDeps = {}): Services {
@@ -398,6 +454,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   membership.remote = federationMembership;
   profile.remote = (userId, field) => federationMembership.queryProfile(userId, field);
   wireOutboundFederation(config.serverName, storage, persister, federationSender, typing, receipts, presence, log);
+  const push = buildPush(config, log, storage, roomCore, accountData, receipts, devices, fed.outbound);
   return {
     config,
     log,
@@ -421,7 +478,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     typing,
     receipts,
     presence,
-    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists }),
+    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules }),
     toDevice,
     deviceLists,
     ...fed,
@@ -432,6 +489,11 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     directory: new RoomDirectory(rooms, serverRoomAccess),
     serverRoomAccess,
     federationReads: new FederationReads({ serverName: config.serverName, rooms, access: serverRoomAccess }),
+    tags: new TagService(storage, accountData),
+    ...push,
+    turn: new TurnService(config.turn),
+    // No sources until application services arrive.
+    thirdParty: new ThirdPartyService(),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

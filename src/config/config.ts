@@ -106,14 +106,46 @@ export interface Config {
   sessionLifetimeMs?: number;
   requireAuthForProfileRequests: boolean;
   limitProfileRequestsToUsersWhoShareRooms: boolean;
+  /** Synapse's `enable_set_displayname` / `enable_set_avatar_url`: users may change their own (admins always may). */
+  enableSetDisplayname: boolean;
+  enableSetAvatarUrl: boolean;
   allowPublicRoomsWithoutAuth: boolean;
   /** Other servers may read our published room directory (Synapse's key; off by default, as there). */
   allowPublicRoomsOverFederation: boolean;
   /** Synapse's `presence.enabled` (or the older `use_presence`). */
   presenceEnabled: boolean;
   adminContact?: string;
+  /** Synapse's `push` section: notifications sent to push gateways. */
+  push: PushConfig;
+  /** Synapse's `turn_*` keys: the TURN server handed to clients by GET /voip/turnServer. */
+  turn: TurnConfig;
   /** Absolute directory of the config file, for resolving relative paths. */
   configDir: string;
+}
+
+export interface PushConfig {
+  /** `push.enabled` (default true): whether pushers deliver to push gateways at all. */
+  enabled: boolean;
+  /** `push.include_content` (default true): event content in notifications (false: only ids, for privacy). */
+  includeContent: boolean;
+  /** `push.group_unread_count_by_room` (default true): the badge counts rooms with unread notifications, not notifications. */
+  groupUnreadCountByRoom: boolean;
+  /** `push.jitter_delay` (ms, default 0): each push waits a random delay up to this, against timing analysis. */
+  jitterDelayMs: number;
+}
+
+export interface TurnConfig {
+  /** `turn_uris`: turn:/turns: URIs; none means no TURN server. */
+  uris: string[];
+  /** `turn_shared_secret`: shared with the TURN server (coturn `static-auth-secret`); only ever used as an HMAC key. */
+  sharedSecret?: string;
+  /** `turn_username` / `turn_password`: static credentials, used when there is no shared secret. */
+  username?: string;
+  password?: string;
+  /** `turn_user_lifetime` (ms, default 1h): how long credentials stay valid. */
+  userLifetimeMs: number;
+  /** `turn_allow_guests` (default true). */
+  allowGuests: boolean;
 }
 
 export interface OldSigningKey {
@@ -284,9 +316,13 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     sessionLifetimeMs: r.duration("session_lifetime"),
     requireAuthForProfileRequests: r.bool("require_auth_for_profile_requests", false),
     limitProfileRequestsToUsersWhoShareRooms: r.bool("limit_profile_requests_to_users_who_share_rooms", false),
+    enableSetDisplayname: r.bool("enable_set_displayname", true),
+    enableSetAvatarUrl: r.bool("enable_set_avatar_url", true),
     allowPublicRoomsWithoutAuth: r.bool("allow_public_rooms_without_auth", false),
     allowPublicRoomsOverFederation: r.bool("allow_public_rooms_over_federation", false),
     presenceEnabled: readPresence(r),
+    push: readPush(r),
+    turn: readTurn(r),
     adminContact: r.string("admin_contact"),
     configDir,
   };
@@ -341,6 +377,44 @@ function readOldSigningKeys(r: ConfigReader): OldSigningKey[] {
     warnUnknown(entry);
     return { keyId, key: key.replace(/=+$/, ""), expiredTs };
   });
+}
+
+/** Synapse's VoIP keys; `turn_shared_secret_path` is refused for now, as `registration_shared_secret_path` is. */
+function readTurn(r: ConfigReader): TurnConfig {
+  const turn: TurnConfig = {
+    uris: r.stringList("turn_uris"),
+    userLifetimeMs: r.duration("turn_user_lifetime", 3_600_000),
+    allowGuests: r.bool("turn_allow_guests", true),
+  };
+  const secret = r.string("turn_shared_secret");
+  const username = r.string("turn_username");
+  const password = r.string("turn_password");
+  if (secret !== undefined) turn.sharedSecret = secret;
+  if (username !== undefined) turn.username = username;
+  if (password !== undefined) turn.password = password;
+  if (r.has("turn_shared_secret_path")) {
+    if (secret) throw new ConfigError('config keys "turn_shared_secret" and "turn_shared_secret_path" are mutually incompatible: set only one');
+    throw new ConfigError('config key "turn_shared_secret_path" is not supported yet: put the secret in "turn_shared_secret"');
+  }
+  r.accept("turn_shared_secret_path");
+  return turn;
+}
+
+function readPush(r: ConfigReader): PushConfig {
+  const defaults: PushConfig = { enabled: true, includeContent: true, groupUnreadCountByRoom: true, jitterDelayMs: 0 };
+  if (!r.has("push")) {
+    r.accept("push");
+    return defaults;
+  }
+  const p = r.section("push");
+  const out: PushConfig = {
+    enabled: p.bool("enabled", true),
+    includeContent: p.bool("include_content", true),
+    groupUnreadCountByRoom: p.bool("group_unread_count_by_room", true),
+    jitterDelayMs: p.duration("jitter_delay", 0),
+  };
+  warnUnknown(p);
+  return out;
 }
 
 function readPresence(r: ConfigReader): boolean {

@@ -21,7 +21,8 @@ export class AccountDataService {
   constructor(private readonly storage: Storage) {}
 
   async start(): Promise<void> {
-    this.stream = new StreamIdGenerator(await this.storage.accountData.maxStreamId());
+    // Push rules changes are numbered on this stream too (clients see them as m.push_rules account data).
+    this.stream = new StreamIdGenerator(Math.max(await this.storage.accountData.maxStreamId(), await this.storage.push.maxRulesStream()));
   }
 
   /** The account data stream's position for sync tokens. */
@@ -48,10 +49,15 @@ export class AccountDataService {
   }
 
   /** Writes account data on behalf of the server (e.g. m.fully_read from read markers). */
-  async write(userId: string, roomId: string, type: string, content: Record<string, unknown>): Promise<number> {
+  write(userId: string, roomId: string, type: string, content: Record<string, unknown>): Promise<number> {
+    return this.numbered(userId, (id) => this.storage.accountData.put(userId, roomId, type, content, id));
+  }
+
+  /** Runs a write that takes the next id on the account data stream, then wakes the user's /sync. */
+  async numbered(userId: string, write: (streamId: number) => Promise<void>): Promise<number> {
     const id = this.stream.next();
     try {
-      await this.storage.accountData.put(userId, roomId, type, content, id);
+      await write(id);
     } finally {
       this.stream.finish(id);
     }

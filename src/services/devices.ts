@@ -26,6 +26,8 @@ export function generateDeviceId(): string {
 export interface DeviceHooks {
   /** A user's devices were created (or logged in to again), renamed or deleted; called after the change committed. */
   onChanged?: (userId: string, deviceIds: string[], deleted: boolean) => Promise<void>;
+  /** Devices were deleted (with their pushers); called after the change committed. */
+  onDeleted?: (userId: string, deviceIds: string[]) => void;
 }
 
 export class DeviceService {
@@ -56,6 +58,7 @@ export class DeviceService {
 
   /** Announces committed device changes (see DeviceHooks). */
   async changed(userId: string, deviceIds: string[], deleted: boolean): Promise<void> {
+    if (deleted) this.hooks.onDeleted?.(userId, deviceIds);
     if (deviceIds.length > 0) await this.hooks.onChanged?.(userId, deviceIds, deleted);
   }
 
@@ -65,6 +68,8 @@ export class DeviceService {
     const hashes = await tx.tokens.deleteAccessTokens(userId, { deviceIds });
     await tx.devices.delete(userId, deviceIds);
     await tx.deviceInbox.deleteForDevices(userId, deviceIds);
+    // A device's pushers go with it (Synapse removes them when the device logs out).
+    await tx.push.deletePushersOfDevices(userId, deviceIds);
     return hashes;
   }
 

@@ -34,6 +34,14 @@ import type { FederationSender } from "./federation/sender.js";
 import type { FederationPdus } from "./federation/pdus.js";
 import type { FederationMembership } from "./federation/membership.js";
 import type { FederationTransactions } from "./federation/transactions.js";
+import type { TagService } from "./tags.js";
+import type { TurnService } from "./voip.js";
+import type { ThirdPartyService } from "./thirdparty.js";
+import type { PushRuleService } from "./push/rules.js";
+import type { PusherService } from "./push/pushers.js";
+import type { PusherPool } from "./push/delivery.js";
+import type { NotificationList } from "./push/notifications.js";
+import type { UnreadCounts } from "./push/counts.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -93,4 +101,20 @@ export interface Services {
   federationPdus: FederationPdus;
   federationMembership: FederationMembership;
   federationTransactions: FederationTransactions;
+  /** Room tags, kept as m.tag room account data. */
+  tags: TagService;
+  /** Users' push rules (m.push_rules). */
+  pushRules: PushRuleService;
+  /** POST /pushers/set and GET /pushers. */
+  pushers: PusherService;
+  /** Delivery of notifications to push gateways. */
+  pusherPool: PusherPool;
+  /** GET /notifications. */
+  notifications: NotificationList;
+  /** Unread notification counts. */
+  unread: UnreadCounts;
+  /** TURN credentials for VoIP. */
+  turn: TurnService;
+  /** Third-party protocols and lookups (from application services). */
+  thirdParty: ThirdPartyService;
 }

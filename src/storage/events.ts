@@ -51,6 +51,8 @@ export interface PersistItem {
   outOfBand?: { strippedState?: unknown[] };
   redacts?: string;
   relation?: { relatesTo: string; relType: string; aggregationKey: string | null };
+  /** Rows the per-event consumers (push, …) add, committed in the same transaction after the event's own. */
+  consumerRows?: CompiledQuery[];
 }
 
 const CHUNK = 100;

@@ -298,7 +298,68 @@ export interface DeviceListChangesTable {
   device_id: string;
 }
 
+export interface PushRulesTable {
+  user_id: string;
+  /** core/push UserPushRules as JSON. */
+  rules: string;
+  stream_id: number;
+}
+
+export interface PushersTable {
+  id: Generated<number>;
+  user_id: string;
+  device_id: string | null;
+  access_token_id: number | null;
+  kind: string;
+  app_id: string;
+  app_display_name: string;
+  device_display_name: string;
+  pushkey: string;
+  pushkey_ts: number;
+  lang: string;
+  /** JSON object. */
+  data: string;
+  profile_tag: string;
+  last_stream_ordering: number;
+  failing_since: number | null;
+}
+
+export interface EventPushTable {
+  stream_ordering: number;
+  event_id: string;
+  room_id: string;
+  sender: string;
+  thread_id: string;
+  actions: string;
+  highlight: number;
+  ts: number;
+}
+
+export interface EventPushUserTable {
+  user_id: string;
+  stream_ordering: number;
+  event_id: string;
+  room_id: string;
+  thread_id: string;
+  actions: string;
+  notif: number;
+  highlight: number;
+  ts: number;
+}
+
+export interface PushReadPositionsTable {
+  user_id: string;
+  room_id: string;
+  thread_id: string;
+  stream_ordering: number;
+}
+
 export interface Schema {
+  push_rules: PushRulesTable;
+  pushers: PushersTable;
+  event_push: EventPushTable;
+  event_push_user: EventPushUserTable;
+  push_read_positions: PushReadPositionsTable;
   device_inbox: DeviceInboxTable;
   stream_positions: StreamPositionsTable;
   device_message_txns: DeviceMessageTxnsTable;

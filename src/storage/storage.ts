@@ -20,6 +20,7 @@ import { ServerKeyStore } from "./server_keys.js";
 import { DeviceInboxStore } from "./device_inbox.js";
 import { DeviceListStore } from "./device_lists.js";
 import { FederationOutboxStore } from "./federation_outbox.js";
+import { PushStore } from "./push.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -38,6 +39,7 @@ export class Stores {
   readonly deviceInbox: DeviceInboxStore;
   readonly deviceLists: DeviceListStore;
   readonly outbox: FederationOutboxStore;
+  readonly push: PushStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -56,6 +58,7 @@ export class Stores {
     this.deviceInbox = new DeviceInboxStore(db);
     this.deviceLists = new DeviceListStore(db);
     this.outbox = new FederationOutboxStore(db);
+    this.push = new PushStore(db);
   }
 }
 

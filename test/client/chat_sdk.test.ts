@@ -34,24 +34,8 @@ const quietLogger: NonNullable<sdk.ICreateClientOpts["logger"]> = {
   getChild: () => quietLogger,
 };
 
-const EMPTY_PUSH_RULES = { global: { override: [], content: [], room: [], sender: [], underride: [] } };
-
-/**
- * The SDK will not start its sync loop without push rules, which Myelin serves only once push rules are
- * implemented: until then, a 404 for GET /pushrules/ is answered with an empty rule set on the client side.
- * Every other request goes to the server unchanged.
- */
-const fetchFn: typeof fetch = async (input, init) => {
-  const res = await fetch(input, init);
-  const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-  if (res.status === 404 && new URL(url).pathname.endsWith("/pushrules/")) {
-    return new Response(JSON.stringify(EMPTY_PUSH_RULES), { status: 200, headers: { "content-type": "application/json" } });
-  }
-  return res;
-};
-
 async function startClient(u: TestUser): Promise<sdk.MatrixClient> {
-  const client = sdk.createClient({ baseUrl: ts.baseUrl, accessToken: u.accessToken, userId: u.userId, deviceId: u.deviceId, logger: quietLogger, fetchFn });
+  const client = sdk.createClient({ baseUrl: ts.baseUrl, accessToken: u.accessToken, userId: u.userId, deviceId: u.deviceId, logger: quietLogger });
   running.push(client);
   const prepared = new Promise<void>((resolve, reject) => {
     const onSync = (state: sdk.SyncState, _prev: sdk.SyncState | null, data?: sdk.SyncStateData) => {
@@ -225,5 +209,39 @@ describe("two people chat through matrix-js-sdk", () => {
     await waitFor("carol sees the unban", () => membership(carol, roomId, bobUser.userId) === "leave");
     await bob.joinRoom(roomId);
     await waitFor("carol sees bob back", () => membership(carol, roomId, bobUser.userId) === "join");
+  }, 60_000);
+
+  it("notification counts and highlights reach the SDK and clear with a read receipt; push rules load and change", async () => {
+    const aliceUser = await registerUser(raw);
+    const bobUser = await registerUser(raw);
+    const carolUser = await registerUser(raw);
+    const alice = await startClient(aliceUser);
+    const bob = await startClient(bobUser);
+    // The SDK fetched the server's push rules at start-up.
+    expect(bob.pushRules?.global.underride?.some((r) => r.rule_id === ".m.rule.message")).toBe(true);
+
+    const { room_id: roomId } = await alice.createRoom({ name: "Counts", preset: sdk.Preset.PublicChat });
+    await bob.joinRoom(roomId);
+    const carol = await startClient(carolUser);
+    await carol.joinRoom(roomId);
+    await waitFor("alice sees both join", () => membership(alice, roomId, bobUser.userId) === "join" && membership(alice, roomId, carolUser.userId) === "join");
+
+    await alice.sendMessage(roomId, { msgtype: sdk.MsgType.Text, body: "plain" });
+    const { event_id: ping } = await alice.sendMessage(roomId, { msgtype: sdk.MsgType.Text, body: "bob!", "m.mentions": { user_ids: [bobUser.userId] } });
+    const room = () => bob.getRoom(roomId)!;
+    await waitFor("bob's client counts two, one highlighted", () =>
+      room().getUnreadNotificationCount(sdk.NotificationCountType.Total) === 2 && room().getUnreadNotificationCount(sdk.NotificationCountType.Highlight) === 1,
+    );
+
+    const pingOnBob = await waitFor("bob has the mention", () => findEvent(bob, roomId, ping));
+    await bob.sendReadReceipt(pingOnBob, sdk.ReceiptType.Read);
+    await waitFor("the counts clear", () => room().getUnreadNotificationCount(sdk.NotificationCountType.Total) === 0 && room().getUnreadNotificationCount(sdk.NotificationCountType.Highlight) === 0);
+
+    // A push rule change arrives as m.push_rules account data and the SDK's rules follow.
+    await bob.setPushRuleEnabled("global", sdk.PushRuleKind.Underride, ".m.rule.message", false);
+    await waitFor("bob's client sees the rule disabled", () => bob.pushRules?.global.underride?.find((r) => r.rule_id === ".m.rule.message")?.enabled === false);
+    await carol.sendMessage(roomId, { msgtype: sdk.MsgType.Text, body: "silent for bob" });
+    await alice.sendMessage(roomId, { msgtype: sdk.MsgType.Text, body: "last", "m.mentions": { user_ids: [bobUser.userId] } });
+    await waitFor("only the mention counts", () => room().getUnreadNotificationCount(sdk.NotificationCountType.Total) === 1);
   }, 60_000);
 });

@@ -18,6 +18,10 @@ import { registerPublicRoomsRoutes } from "./public_rooms.js";
 import { registerRelationRoutes } from "./relations.js";
 import { registerRoomUpgradeRoutes } from "./room_upgrades.js";
 import { registerToDeviceRoutes } from "./to_device.js";
+import { registerPushRoutes } from "./push.js";
+import { registerTagRoutes } from "./tags.js";
+import { registerVoipRoutes } from "./voip.js";
+import { registerThirdPartyRoutes } from "./thirdparty.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -37,4 +41,8 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerRelationRoutes(app, services);
   registerRoomUpgradeRoutes(app, services);
   registerToDeviceRoutes(app, services);
+  registerPushRoutes(app, services);
+  registerTagRoutes(app, services);
+  registerVoipRoutes(app, services);
+  registerThirdPartyRoutes(app, services);
 }

@@ -88,6 +88,7 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
       else {
         await services.storage.tokens.deleteAccessToken(me.tokenId);
         tokens.invalidateUser(me.userId);
+        await services.pushers.tokenDeleted(me.userId, me.tokenId);
       }
       return {};
     },

@@ -37,23 +37,34 @@ export function registerVersionRoutes(app: FastifyInstance, services: Services):
     },
   });
 
+  // What is really enabled, from the config: built once, the config does not change while running.
+  const capabilities = {
+    capabilities: {
+      // Password changes need password auth against our own database (Synapse: password_config.enabled and localdb_enabled).
+      "m.change_password": { enabled: config.password.enabled && config.password.localdbEnabled },
+      "m.room_versions": {
+        default: config.defaultRoomVersion,
+        available: Object.fromEntries([...ROOM_VERSIONS.values()].map((v) => [v.id, v.stable ? "stable" : "unstable"])),
+      },
+      "m.set_displayname": { enabled: config.enableSetDisplayname },
+      "m.set_avatar_url": { enabled: config.enableSetAvatarUrl },
+      // Synapse's enable_3pid_changes: there are no 3PID endpoints yet.
+      "m.3pid_changes": { enabled: false },
+      // No POST /login/get_token yet.
+      "m.get_login_token": { enabled: false },
+      // The spec: a server whose profile_fields cover displayname/avatar_url must agree with the two above (as Synapse, via `disallowed`).
+      "m.profile_fields": profileFieldsCapability(config.enableSetDisplayname, config.enableSetAvatarUrl),
+    },
+  };
   defineRoute(app, services, {
     method: "GET",
     paths: clientPaths("/capabilities"),
     allowGuest: true,
-    handler: () => ({
-      capabilities: {
-        "m.change_password": { enabled: config.password.enabled && config.password.localdbEnabled },
-        "m.room_versions": {
-          default: config.defaultRoomVersion,
-          available: Object.fromEntries([...ROOM_VERSIONS.values()].map((v) => [v.id, v.stable ? "stable" : "unstable"])),
-        },
-        "m.set_displayname": { enabled: true },
-        "m.set_avatar_url": { enabled: true },
-        "m.3pid_changes": { enabled: false },
-        "m.get_login_token": { enabled: false },
-        "m.profile_fields": { enabled: true },
-      },
-    }),
+    handler: () => capabilities,
   });
+}
+
+function profileFieldsCapability(displayname: boolean, avatarUrl: boolean): { enabled: boolean; disallowed?: string[] } {
+  const disallowed = [...(displayname ? [] : ["displayname"]), ...(avatarUrl ? [] : ["avatar_url"])];
+  return disallowed.length > 0 ? { enabled: true, disallowed } : { enabled: true };
 }

@@ -11,6 +11,7 @@ import type { Services } from "../../services/services.js";
 import { registerClientApi } from "../client/index.js";
 import { registerAdminApi } from "../admin/index.js";
 import { registerStaticPages } from "./static.js";
+import { CORS_HEADERS, HTTP_SERVER_OPTIONS, answerClientError } from "./door.js";
 import { registerFederationApi, registerKeyApi } from "../federation/index.js";
 
 /** Request ids for logs: a per-process prefix and a counter (cheaper than random bytes per request). */
@@ -27,12 +28,6 @@ declare module "fastify" {
   }
 }
 
-const CORS_HEADERS = {
-  "access-control-allow-origin": "*",
-  "access-control-allow-methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
-  "access-control-allow-headers": "X-Requested-With, Content-Type, Authorization, Date",
-};
-
 export interface AppOptions {
   /** Serve HTTPS with this certificate and key (a listener with `tls: true`). */
   https?: { cert: Buffer; key: Buffer };
@@ -42,7 +37,10 @@ export interface AppOptions {
 
 export async function buildApp(services: Services, listener: Pick<ListenerConfig, "resources" | "xForwarded">, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    ...(options.https ? { https: options.https } : {}),
+    // Node's parser limits and the exact JSON Content-Type (door.ts), on HTTP and HTTPS alike.
+    ...(options.https ? { https: { ...options.https, ...HTTP_SERVER_OPTIONS } } : { http: HTTP_SERVER_OPTIONS }),
+    // Requests Node's parser refuses (431, malformed request line, bad framing) are Matrix errors too.
+    clientErrorHandler: answerClientError,
     loggerInstance: services.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: listener.xForwarded,
@@ -53,8 +51,12 @@ export async function buildApp(services: Services, listener: Pick<ListenerConfig
     return503OnClosing: false,
     // Errors Fastify answers before routing (bad percent-encoding, over-long parameters) are Matrix errors too.
     frameworkErrors: (error, _req, reply) => {
-      const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
-      void (reply as FastifyReply).code(status).headers(CORS_HEADERS).send(new MatrixError(status, "M_UNKNOWN", error.message).toJSON());
+      let err: MatrixError;
+      // A path parameter past maxParamLength (far beyond any Matrix identifier's 255 bytes): an over-large request, as Synapse's M_TOO_LARGE.
+      if (error.code === "FST_ERR_MAX_PARAM_LENGTH") err = new MatrixError(414, "M_TOO_LARGE", "Path parameter too long");
+      // Bad percent-encoding in the path (FST_ERR_BAD_URL) and the rest: 400 M_UNKNOWN, Synapse's errcode for an undecodable parameter.
+      else err = new MatrixError(error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400, "M_UNKNOWN", error.message);
+      void (reply as FastifyReply).code(err.status).headers(CORS_HEADERS).send(err.toJSON());
     },
   });
 

@@ -34,6 +34,9 @@ export class ReceiptService {
    * POST /receipt/{receiptType}/{eventId}. `threadId` is "main", a thread root's event id, or undefined for an
    * unthreaded receipt. A receipt never moves backwards in the stream: an older event than the current one is ignored.
    */
+  /** A local user's receipt: notifications up to `streamOrdering` in the thread ('' unthreaded) are read. */
+  onRead?: (roomId: string, userId: string, threadId: string, streamOrdering: number) => Promise<void>;
+
   /** Called for each receipt a local user sets (federation sends public ones to the room's other servers). */
   onLocalReceipt?: (roomId: string, userId: string, receiptType: string, eventId: string, data: Record<string, unknown>) => void;
 
@@ -47,6 +50,8 @@ export class ReceiptService {
       return;
     }
     const thread = threadId ?? "";
+    // Notifications up to the receipt are read, whichever of m.read and m.read.private is further.
+    if (!opts.remote) await this.onRead?.(roomId, userId, thread, target.streamOrdering);
     const existing = await this.storage.rooms.receipt(roomId, receiptType, userId, thread);
     if (existing) {
       const prev = await this.events.get(existing.event_id);

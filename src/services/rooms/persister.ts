@@ -1,53 +1,41 @@
 /**
- * The event persistence pipeline for local events (federated events will enter at the authorisation step):
- * under the room's write lock, build the event on the room's forward extremities with auth events from current
- * state, hash and sign it, check it against the authorization rules, compute the state after it, and hand the
- * rows to the group-commit writer. The caller's promise resolves only once the transaction has committed; then
- * caches are updated and waiting /sync requests are woken.
+ * The event persistence pipeline. Every event passes the same named stages, in the spec's order, under its room's
+ * write lock:
+ *
+ *   1. build       (local events)  pipeline/build.ts      PDU on the head, hashed and signed
+ *   2. authorise                   pipeline/authorise.ts  auth events, state before, current state (soft fail)
+ *   3. compute state               pipeline/state.ts      state before/after, the room's new current state
+ *   4. write                       pipeline/write.ts      one PersistItem, made durable by the group-commit writer
+ *   5. consumers                   pipeline/consumers.ts  rows staged into the same transaction; work after commit
+ *
+ * The caller's promise resolves only once the transaction has committed; then caches are updated and waiting /sync
+ * requests are woken. The room's head advances as soon as an event is queued, so the next event can be built while
+ * this one commits.
  */
 import { boundedCache } from "../../util/cache.js";
 import type { Logger } from "pino";
-import { authEventTypesFor } from "../../core/events/auth_events.js";
-import { isStateEvent, stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
-import { MAX_KEY_BYTES, MAX_PDU_BYTES } from "../../core/events/format.js";
-import { computeReferenceHash } from "../../core/events/hashes.js";
-import { generateLocalEventId, generateRoomId, roomIdForCreateEvent } from "../../core/events/ids.js";
-import { signNewEvent, type SignedNewEvent } from "../../core/events/signing.js";
+import { stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
 import type { SigningKey } from "../../core/crypto/ed25519.js";
-import { encodeBase64 } from "../../core/json/base64.js";
-import { isJsonObject, type JsonObject, type JsonValue } from "../../core/json/types.js";
-import { checkAuthEventsList, checkEventAuth } from "../../core/rooms/auth.js";
+import type { JsonObject } from "../../core/json/types.js";
 import type { RoomVersion } from "../../core/rooms/versions.js";
+import { checkEventAuth } from "../../core/rooms/auth.js";
 import { MatrixError, forbidden } from "../../errors.js";
 import type { PersistItem } from "../../storage/events.js";
-import { diffStates, type StateDelta } from "../../storage/state_deltas.js";
 import type { StateGroupNode } from "../../storage/state_groups.js";
-import { resolveStoredStates, sameState } from "./resolve.js";
 import type { Storage } from "../../storage/storage.js";
 import { StreamIdGenerator } from "../../storage/stream_ids.js";
 import { KeyedLock } from "../../util/keyed_lock.js";
 import type { Notifier } from "../notifier.js";
 import { trustedEvent, type EventCache, type StoredEvent } from "./event_cache.js";
 import type { StateService } from "./state.js";
+import { EventBuilder, type EventDraft, type RoomHead } from "./pipeline/build.js";
+import { EventAuthoriser } from "./pipeline/authorise.js";
+import { StateStage, type CurrentStateChange, type StateAfter } from "./pipeline/state.js";
+import { GroupCommitWriter, persistItem } from "./pipeline/write.js";
+import type { EventConsumer, NewEvent } from "./pipeline/consumers.js";
 
-/** The room as its writer sees it: current state and the DAG's forward extremities. */
-export interface RoomHead {
-  readonly roomId: string;
-  readonly version: RoomVersion;
-  stateGroup: number;
-  state: StateMap;
-  extremities: string[];
-  maxDepth: number;
-}
-
-/** What a client asks to send; the persister fills in everything else. */
-export interface EventDraft {
-  type: string;
-  state_key?: string;
-  content: JsonObject;
-  sender: string;
-  redacts?: string;
-}
+export type { EventDraft, RoomHead } from "./pipeline/build.js";
+export type { EventConsumer, NewEvent } from "./pipeline/consumers.js";
 
 export interface SendOptions {
   txn?: { userId: string; deviceId: string; scope: string; txnId: string };
@@ -62,27 +50,29 @@ export interface SendOptions {
   exchange?: (event: Event, head: RoomHead) => Promise<Event>;
 }
 
-const MAX_PREV_EVENTS = 10;
-
 export type ReceivedStatus = "accepted" | "soft_failed" | "rejected";
 export interface ReceivedOutcome {
   stored: StoredEvent;
   status: ReceivedStatus;
 }
 
+const NO_CHANGES: ReadonlyMap<string, string | null> = new Map();
 const TXN_WINDOW_MS = 24 * 3600_000;
 const TXN_CACHE_MAX = 200_000;
 
 function txnKey(userId: string, deviceId: string, scope: string, txnId: string): string {
   return `${userId}\u0000${deviceId}\u0000${scope}\u0000${txnId}`;
 }
-const MAX_DEPTH = Number.MAX_SAFE_INTEGER;
 
 export class EventPersister {
   private readonly lock = new KeyedLock();
   private readonly heads = new Map<string, RoomHead>();
   private stream!: StreamIdGenerator;
+  private readonly builder: EventBuilder;
+  private readonly authoriser: EventAuthoriser;
+  private readonly stateStage: StateStage;
   private readonly writer: GroupCommitWriter;
+  private readonly consumers: EventConsumer[] = [];
   /** Per room, the newest stream ordering: lets /sync skip rooms with nothing new without a query each. */
   private readonly latestStream = new Map<string, number>();
   /**
@@ -93,21 +83,28 @@ export class EventPersister {
   private readonly txns = boundedCache<string, string>(TXN_CACHE_MAX);
   /** Sends with the same txn id in flight, so concurrent retries get the same event. */
   private readonly inflightTxns = new Map<string, Promise<StoredEvent>>();
+  /** Backfilled history counts down from below the oldest stream ordering (Synapse's negative orderings). */
+  private backfillOrdering = -1;
 
   constructor(
     private readonly storage: Storage,
     private readonly serverName: string,
-    private readonly signingKey: SigningKey,
+    signingKey: SigningKey,
     private readonly events: EventCache,
     private readonly state: StateService,
     private readonly notifier: Notifier,
     private readonly log: Logger,
   ) {
+    this.builder = new EventBuilder(serverName, signingKey, events);
+    this.authoriser = new EventAuthoriser(events);
+    this.stateStage = new StateStage(events, state);
     this.writer = new GroupCommitWriter(storage, log);
   }
 
-  /** Backfilled history counts down from below the oldest stream ordering (Synapse's negative orderings). */
-  private backfillOrdering = -1;
+  /** Adds a per-event consumer (stage 5); consumers run in the order they were added. */
+  use(consumer: EventConsumer): void {
+    this.consumers.push(consumer);
+  }
 
   async start(): Promise<void> {
     this.stream = new StreamIdGenerator(await this.storage.events.maxStreamOrdering());
@@ -166,50 +163,41 @@ export class EventPersister {
     return this.lock.run(roomId, fn);
   }
 
+  /** Forgets the cached head of a room (after an error left it in doubt). */
+  dropHead(roomId: string): void {
+    this.heads.delete(roomId);
+  }
+
+  /** The state of a state group (for federation's state-at-event reads). */
+  stateOfGroup(group: number): Promise<StateMap> {
+    return this.state.stateOf(group);
+  }
+
+  // ---- Local events -------------------------------------------------------------------------------------------
+
   /**
    * Creates a room: persists its m.room.create event and returns the new room id (v12: the create event's hash;
    * earlier versions: a random id on this server).
    */
   async createRoom(version: RoomVersion, creator: string, content: JsonObject): Promise<{ roomId: string; event: StoredEvent }> {
-    const now = Date.now();
-    const pdu: JsonObject = {
-      auth_events: [],
-      prev_events: [],
-      type: "m.room.create",
-      state_key: "",
-      sender: creator,
-      content,
-      depth: 1,
-      origin_server_ts: now,
-      hashes: {},
-    };
-    let roomId: string;
-    if (version.roomIdIsCreateEventHash) {
-      roomId = "";
-    } else {
-      roomId = generateRoomId(this.serverName);
-      pdu.room_id = roomId;
-    }
-    if (version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.serverName);
-    const event = this.signAndParse(version, pdu);
-    if (version.roomIdIsCreateEventHash) roomId = roomIdForCreateEvent(event.event_id);
+    const { roomId, event } = this.builder.createEvent(version, creator, content);
     const auth = checkEventAuth(version, event, () => undefined);
     if (!auth.allowed) throw forbidden(auth.reason);
     this.events.rememberRoomVersion(roomId, version);
     return this.lock.run(roomId, async () => {
-      const key = stateMapKey("m.room.create", "");
-      const { node, state } = await this.state.planGroup(roomId, null, new Map([[key, event.event_id]]));
-      const item = this.item(event, node.id, {
+      const { node, state } = await this.state.planGroup(roomId, null, new Map([[stateMapKey("m.room.create", ""), event.event_id]]));
+      const item = persistItem(event, this.stream.next(), node.id, {
         newStateGroup: node,
         currentState: { group: node.id, delta: node.delta, memberships: new Map() },
         extremities: [event.event_id],
         newRoom: { roomId, version: version.id, creator },
       });
+      await this.stageConsumers(item, { event, version, streamOrdering: item.streamOrdering, local: true, stateBefore: new Map(), stateChanges: node.delta, outOfBand: false });
       await this.commit([item]);
       this.state.remember(node, state);
       this.heads.set(roomId, { roomId, version, stateGroup: node.id, state, extremities: [event.event_id], maxDepth: 1 });
-      const stored = this.stored(event, version, item);
-      this.afterCommit([stored], true);
+      const stored = storedEvent(event, version, item);
+      this.afterCommit(stored, true);
       return { roomId, event: stored };
     });
   }
@@ -240,72 +228,15 @@ export class EventPersister {
       const head = await this.head(roomId);
       if (!head) throw new MatrixError(404, "M_NOT_FOUND", "Unknown room");
       await opts.precheck?.(head);
-      const event = await this.build(head, draft);
-      const authState = await this.authStateFor(head, event);
-      const auth = checkEventAuth(head.version, event, (t, k) => authState.get(stateMapKey(t, k)));
-      if (!auth.allowed) throw forbidden(`Event not allowed: ${auth.reason}`);
+      // 1. build
+      const event = await this.builder.build(head, draft);
+      // 2. authorise (a local event is built on current state, so that is the state before it)
+      const reason = await this.authoriser.againstState(head.version, event, head.state);
+      if (reason !== undefined) throw forbidden(`Event not allowed: ${reason}`);
       const final = opts.exchange ? await opts.exchange(event, head) : event;
       return this.persistOnHead(head, final, opts);
     });
     return (await queued).committed;
-  }
-
-  /** Loads the events the auth rules may consult for this event from the head's current state. */
-  private async authStateFor(head: RoomHead, event: Event): Promise<Map<string, Event>> {
-    const keys = authEventTypesFor(head.version, event).map(([t, k]) => stateMapKey(t, k));
-    keys.push(stateMapKey("m.room.create", ""));
-    const ids = keys.map((k) => head.state.get(k)).filter((x): x is string => x !== undefined);
-    const loaded = await this.events.getMany(ids);
-    const out = new Map<string, Event>();
-    for (const k of keys) {
-      const id = head.state.get(k);
-      const e = id !== undefined ? loaded.get(id) : undefined;
-      if (e) out.set(k, e.event);
-    }
-    return out;
-  }
-
-  private async build(head: RoomHead, draft: EventDraft): Promise<Event> {
-    const pdu = await this.unsignedPdu(head, draft);
-    if (head.version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.serverName);
-    return this.signAndParse(head.version, pdu);
-  }
-
-  /** The PDU of a new event on the room's head, before hashes and signatures (also a make_join template). */
-  private async unsignedPdu(head: RoomHead, draft: EventDraft): Promise<JsonObject> {
-    const version = head.version;
-    const authIds = authEventTypesFor(version, draft)
-      .map(([t, k]) => head.state.get(stateMapKey(t, k)))
-      .filter((x): x is string => x !== undefined);
-    const prevIds = head.extremities.slice(-MAX_PREV_EVENTS);
-    const pdu: JsonObject = {
-      auth_events: authIds,
-      prev_events: prevIds,
-      type: draft.type,
-      room_id: head.roomId,
-      sender: draft.sender,
-      content: draft.content,
-      depth: Math.min(head.maxDepth + 1, MAX_DEPTH),
-      origin_server_ts: Date.now(),
-      hashes: {},
-    };
-    if (draft.state_key !== undefined) pdu.state_key = draft.state_key;
-    if (draft.redacts !== undefined) {
-      if (version.redactsInContent) pdu.content = { ...draft.content, redacts: draft.redacts };
-      else pdu.redacts = draft.redacts;
-    }
-    if (version.eventIdFormat === "v1") {
-      // Rooms v1/v2 reference events as [event_id, {sha256: reference hash}] and carry their own event id.
-      const refs = await this.events.getMany([...authIds, ...prevIds]);
-      const withHash = (id: string): JsonValue => {
-        const e = refs.get(id);
-        const hashes: JsonObject = e ? { sha256: encodeBase64(computeReferenceHash(version, e.event.pdu)) } : {};
-        return [id, hashes];
-      };
-      pdu.auth_events = authIds.map(withHash);
-      pdu.prev_events = prevIds.map(withHash);
-    }
-    return pdu;
   }
 
   /**
@@ -315,79 +246,46 @@ export class EventPersister {
   async membershipTemplate(roomId: string, draft: EventDraft): Promise<{ version: RoomVersion; pdu: JsonObject }> {
     const head = await this.head(roomId);
     if (!head) throw new MatrixError(404, "M_NOT_FOUND", "Unknown room");
-    const pdu = await this.unsignedPdu(head, draft);
+    const pdu = await this.builder.unsignedPdu(head, draft);
     delete pdu.hashes;
     // This server signs the event at send_* (a restricted join it vouches for needs that signature): the probe
     // stands in for it.
     const probe = trustedEvent("$template", roomId, { ...pdu, hashes: {}, signatures: { [this.serverName]: { "ed25519:template": "" } } });
-    const reason = await this.checkAgainstState(head.version, probe, head.state);
+    const reason = await this.authoriser.againstState(head.version, probe, head.state);
     if (reason !== undefined) throw forbidden(reason);
     return { version: head.version, pdu };
   }
 
-  /** The state of a state group (for federation's state-at-event reads). */
-  stateOfGroup(group: number): Promise<StateMap> {
-    return this.state.stateOf(group);
-  }
-
-
   /**
-   * Hashes and signs a PDU this server built and returns its core view. Local PDUs are well-formed by construction;
-   * what a client controls (type, state_key, content) is checked here against the spec's limits.
-   */
-  private signAndParse(version: RoomVersion, pdu: JsonObject): Event {
-    for (const [field, value] of [["type", pdu.type], ["state_key", pdu.state_key], ["redacts", pdu.redacts]] as const) {
-      if (typeof value === "string" && Buffer.byteLength(value) > MAX_KEY_BYTES) throw new MatrixError(400, "M_BAD_JSON", `'${field}' is longer than ${MAX_KEY_BYTES} bytes`);
-    }
-    let signed: SignedNewEvent;
-    try {
-      signed = signNewEvent(version, pdu, this.serverName, this.signingKey);
-    } catch (e) {
-      throw new MatrixError(400, "M_BAD_JSON", `Event cannot be encoded as canonical JSON: ${(e as Error).message}`);
-    }
-    if (signed.size > MAX_PDU_BYTES) throw new MatrixError(413, "M_TOO_LARGE", `Event is larger than ${MAX_PDU_BYTES} bytes`);
-    const roomId = typeof pdu.room_id === "string" ? pdu.room_id : roomIdForCreateEvent(signed.eventId);
-    return trustedEvent(signed.eventId, roomId, signed.pdu);
-  }
-
-  /**
-   * Queues an authorised event on the room head (lock held) and advances the head at once, so the room's next
-   * event can be built while this one commits (pipelining). The returned promise settles when it is durable. If
-   * the write fails, the room's head is dropped (reloaded from the database on next use), and the writer fails
-   * every queued event built on top of it, so no event is ever stored without its prev_events.
+   * Stages 3-5 for an authorised local event (lock held): its state, its item, consumers' rows; then it is queued
+   * and the head advances at once (pipelining). The returned promise settles when it is durable. If the write
+   * fails, the room's head is dropped (reloaded from the database on next use), and the writer fails every queued
+   * event built on top of it, so no event is ever stored without its prev_events.
    */
   private async persistOnHead(head: RoomHead, event: Event, opts: SendOptions): Promise<{ committed: Promise<StoredEvent> }> {
-    let stateGroup = head.stateGroup;
-    let newState: StateMap | undefined;
-    let node;
-    let replacesState: string | null = null;
-    const delta: StateDelta = new Map();
-    const memberships = new Map<string, string>();
-    if (isStateEvent(event)) {
-      const key = stateMapKey(event.type, event.state_key!);
-      replacesState = head.state.get(key) ?? null;
-      delta.set(key, event.event_id);
-      if (event.type === "m.room.member" && typeof event.content.membership === "string") memberships.set(key, event.content.membership);
-      const planned = await this.state.planGroup(head.roomId, head.stateGroup, delta);
-      node = planned.node;
-      newState = planned.state;
-      stateGroup = node.id;
-    }
+    // 3. compute state
+    const stateBefore = head.state;
+    const after = await this.stateStage.after(head.roomId, head.stateGroup, head.state, event);
+    const current = this.stateStage.localCurrentState(event, after);
     const extremities = [...head.extremities.filter((e) => !event.prev_events.includes(e)), event.event_id];
-    const item = this.item(event, stateGroup, {
-      newStateGroup: node,
-      replacesState,
-      currentState: node ? { group: stateGroup, delta, memberships } : undefined,
+    // 4. write
+    const item = persistItem(event, this.stream.next(), after.group, {
+      newStateGroup: after.node,
+      replacesState: after.replacesState,
+      currentState: current ? { group: current.group, delta: current.delta, memberships: current.memberships } : undefined,
       extremities,
       txn: opts.txn,
       applyRedactionTo: opts.applyRedaction ? event.redacts : undefined,
     });
-    const stored = this.stored(event, head.version, item);
+    // 5. consumers' rows
+    const staged: NewEvent = { event, version: head.version, streamOrdering: item.streamOrdering, local: true, stateBefore, stateChanges: current?.delta ?? NO_CHANGES, outOfBand: false };
+    await this.stageConsumers(item, staged);
+    const stored = storedEvent(event, head.version, item);
     // Optimistic: the next event in this room builds on this one before it commits.
-    if (node && newState) {
-      this.state.remember(node, newState);
-      head.state = newState;
-      head.stateGroup = stateGroup;
+    if (after.node) {
+      this.state.remember(after.node, after.state);
+      head.state = after.state;
+      head.stateGroup = after.group;
     }
     head.extremities = extremities;
     head.maxDepth = Math.max(head.maxDepth, event.depth);
@@ -396,17 +294,20 @@ export class EventPersister {
       () => {
         if (opts.txn) this.txns.set(txnKey(opts.txn.userId, opts.txn.deviceId, opts.txn.scope, opts.txn.txnId), event.event_id);
         if (opts.applyRedaction && event.redacts) this.events.markRedacted(event.redacts, event.event_id);
-        this.afterCommit([stored], true);
+        this.afterCommit(stored, true);
         return stored;
       },
       (e: unknown) => {
         this.events.forget(event.event_id);
         this.heads.delete(head.roomId);
+        this.abortConsumers(staged);
         throw e;
       },
     );
     return { committed };
   }
+
+  // ---- Received events ----------------------------------------------------------------------------------------
 
   /**
    * Persists an event received from another server (or fetched from one), whose format, signatures and content hash
@@ -433,47 +334,10 @@ export class EventPersister {
     return { stored: await committed, status };
   }
 
-  /** Step 4: the event's own auth events must allow it. Returns the rejection reason, if any. */
-  private async checkAgainstAuthEvents(version: RoomVersion, event: Event): Promise<string | undefined> {
-    const authEvents = await this.events.getMany(event.auth_events);
-    const missing = event.auth_events.filter((id) => !authEvents.has(id));
-    if (missing.length > 0) return `missing auth events: ${missing.join(", ")}`;
-    const list = [...authEvents.values()];
-    const listCheck = checkAuthEventsList(version, event, list.map((e) => e.event), { isRejected: (id) => authEvents.get(id)?.rejected ?? false });
-    if (!listCheck.allowed) return listCheck.reason;
-    const byKey = new Map<string, Event>();
-    for (const e of list) if (e.event.state_key !== undefined) byKey.set(stateMapKey(e.event.type, e.event.state_key), e.event);
-    const create = version.roomIdIsCreateEventHash ? await this.createEventOf(event) : undefined;
-    const r = checkEventAuth(version, event, (t, k) => byKey.get(stateMapKey(t, k)) ?? (t === "m.room.create" && k === "" ? create : undefined));
-    return r.allowed ? undefined : r.reason;
-  }
-
-  /** v12: the create event is implied by the room id rather than listed in auth_events. */
-  private async createEventOf(event: Event): Promise<Event | undefined> {
-    if (event.type === "m.room.create") return undefined;
-    return (await this.events.get(`$${event.room_id.slice(1)}`))?.event;
-  }
-
-  /** Checks an event against a state map (state before it, or current state). */
-  private async checkAgainstState(version: RoomVersion, event: Event, state: StateMap): Promise<string | undefined> {
-    const keys = authEventTypesFor(version, event).map(([t, k]) => stateMapKey(t, k));
-    keys.push(stateMapKey("m.room.create", ""));
-    const ids = keys.map((k) => state.get(k)).filter((x): x is string => x !== undefined);
-    const loaded = await this.events.getMany(ids);
-    const byKey = new Map<string, Event>();
-    for (const k of keys) {
-      const id = state.get(k);
-      const e = id !== undefined ? loaded.get(id) : undefined;
-      if (e) byKey.set(k, e.event);
-    }
-    const r = checkEventAuth(version, event, (t, k) => byKey.get(stateMapKey(t, k)));
-    return r.allowed ? undefined : r.reason;
-  }
-
   private async queueOutlier(version: RoomVersion, event: Event): Promise<{ committed: Promise<StoredEvent>; status: ReceivedStatus }> {
-    const reason = await this.checkAgainstAuthEvents(version, event);
-    const item = this.item(event, null, { outlier: true, rejectedReason: reason ?? null });
-    const stored: StoredEvent = { ...this.stored(event, version, item), outlier: true, rejected: reason !== undefined, stateGroup: null };
+    const reason = await this.authoriser.againstAuthEvents(version, event);
+    const item = persistItem(event, this.stream.next(), null, { outlier: true, rejectedReason: reason ?? null });
+    const stored: StoredEvent = { ...storedEvent(event, version, item), outlier: true, rejected: reason !== undefined, stateGroup: null };
     const committed = this.commit([item]).then(() => {
       this.events.add(stored);
       this.stream.finish(item.streamOrdering);
@@ -496,108 +360,47 @@ export class EventPersister {
     const roomId = event.room_id;
     let head = await this.head(roomId);
 
-    // Step 5's input: the state before the event.
-    let before: StateMap;
-    let beforeGroup: number | null = null;
-    // Groups planned here besides the event's own: the state before it (when computed) and a resolved current state.
-    const extraGroups: StateGroupNode[] = [];
-    if (given) {
-      before = given;
-    } else {
-      const prevs = await this.events.getMany(event.prev_events);
-      const groups = [...new Set(event.prev_events.map((id) => prevs.get(id)?.stateGroup ?? null))];
-      if (groups.some((g) => g === null)) throw new MatrixError(500, "M_UNKNOWN", `Prev events of ${event.event_id} are missing or have no state`);
-      const states = await Promise.all(groups.map((g) => this.state.stateOf(g!)));
-      if (groups.length === 1) {
-        before = states[0]!;
-        beforeGroup = groups[0]!;
-      } else {
-        before = await resolveStoredStates(this.events, version, states);
-      }
-    }
-    if (beforeGroup === null) {
-      // A state computed here (a resolved fork, or fetched at a gap) becomes a group of its own.
-      const base = head?.stateGroup ?? null;
-      const baseState = base !== null ? await this.state.stateOf(base) : new Map<string, string>();
-      const planned = await this.state.planGroup(roomId, base, diffStates(baseState, before));
-      this.state.remember(planned.node, planned.state);
-      beforeGroup = planned.node.id;
-      extraGroups.push(planned.node);
-    }
+    // 3a. the state before the event (step 5's input); groups planned here besides the event's own.
+    const before = await this.stateStage.beforeReceived(head, version, event, given);
+    const planned: StateGroupNode[] = [...before.planned];
 
-    const rejected = (await this.checkAgainstAuthEvents(version, event)) ?? (await this.checkAgainstState(version, event, before));
-    let softFailed = false;
-    if (!rejected && head && !backfilled) softFailed = (await this.checkAgainstState(version, event, head.state)) !== undefined;
+    // 2. authorise: steps 4 and 5 reject, step 6 soft-fails.
+    const rejected = (await this.authoriser.againstAuthEvents(version, event)) ?? (await this.authoriser.againstState(version, event, before.state));
+    const softFailed = !rejected && head !== undefined && !backfilled && (await this.authoriser.againstState(version, event, head.state)) !== undefined;
 
-    let stateGroup = beforeGroup;
-    let after = before;
-    let node;
-    let replacesState: string | null = null;
-    if (!rejected && isStateEvent(event)) {
-      const key = stateMapKey(event.type, event.state_key!);
-      replacesState = before.get(key) ?? null;
-      const planned = await this.state.planGroup(roomId, beforeGroup, new Map([[key, event.event_id]]));
-      node = planned.node;
-      after = planned.state;
-      stateGroup = node.id;
-    }
-
-    // Current state and forward extremities move only for an accepted event that is not soft-failed.
-    let currentState: PersistItem["currentState"];
+    // 3b. the state after it, and current state (which moves only for an accepted, live event).
+    const after: StateAfter = rejected ? { group: before.group, state: before.state, replacesState: null } : await this.stateStage.after(roomId, before.group, before.state, event);
+    const live = !rejected && !softFailed && !backfilled;
+    let current: CurrentStateChange | undefined;
     let extremities: string[] | undefined;
-    let newHead: { state: StateMap; group: number } | undefined;
-    if (!rejected && !softFailed && !backfilled) {
-      const oldExt = head?.extremities ?? [];
-      extremities = [...oldExt.filter((e) => !event.prev_events.includes(e)), event.event_id];
-      const linear = !head || oldExt.every((e) => event.prev_events.includes(e));
-      let newState = after;
-      let newGroup = stateGroup;
-      if (!linear && head && !sameState(head.state, after)) {
-        // The event is not in the cache yet: it is handed over, or it would take no part in the resolution.
-        newState = await resolveStoredStates(this.events, version, [head.state, after], [event]);
-        const planned = await this.state.planGroup(roomId, head.stateGroup, diffStates(head.state, newState));
-        this.state.remember(planned.node, planned.state);
-        extraGroups.push(planned.node);
-        newGroup = planned.node.id;
-      } else if (!linear && head) {
-        newState = head.state;
-        newGroup = head.stateGroup;
-      }
-      const oldState = head?.state ?? new Map<string, string>();
-      const delta = diffStates(oldState, newState);
-      const memberships = new Map<string, string>();
-      if (delta.size > 0) {
-        // The event itself is not cached until it is queued below.
-        const changed = await this.events.getMany([...delta.values()].filter((v): v is string => v !== null && v !== event.event_id));
-        for (const [k, id] of delta) {
-          const e = id === event.event_id ? event : id !== null ? changed.get(id)?.event : undefined;
-          if (e?.type === "m.room.member" && typeof e.content.membership === "string") memberships.set(k, e.content.membership);
-        }
-      }
-      currentState = { group: newGroup, delta, memberships };
-      newHead = { state: newState, group: newGroup };
+    if (live) {
+      extremities = [...(head?.extremities ?? []).filter((e) => !event.prev_events.includes(e)), event.event_id];
+      current = await this.stateStage.receivedCurrentState(head, version, event, after, planned);
     }
 
-    const item = this.item(event, stateGroup, {
-      newStateGroup: node,
-      extraStateGroups: extraGroups,
-      replacesState,
+    // 4. write
+    const item = persistItem(event, backfilled ? this.backfillOrdering-- : this.stream.next(), after.group, {
+      newStateGroup: after.node,
+      extraStateGroups: planned,
+      replacesState: after.replacesState,
       rejectedReason: rejected ?? null,
       softFailed,
-      currentState,
+      currentState: current ? { group: current.group, delta: current.delta, memberships: current.memberships } : undefined,
       extremities,
       replaceOutlier,
-      ...(backfilled ? { streamOrdering: this.backfillOrdering-- } : {}),
     });
-    if (node) this.state.remember(node, after);
-    const stored: StoredEvent = { ...this.stored(event, version, item), rejected: rejected !== undefined, softFailed };
-    if (newHead && extremities) {
+    // 5. consumers' rows, for events clients will see as new
+    const staged: NewEvent | undefined = live ? { event, version, streamOrdering: item.streamOrdering, local: false, stateBefore: before.state, stateChanges: current?.delta ?? NO_CHANGES, outOfBand: false } : undefined;
+    if (staged) await this.stageConsumers(item, staged);
+    if (after.node) this.state.remember(after.node, after.state);
+    const stored: StoredEvent = { ...storedEvent(event, version, item), rejected: rejected !== undefined, softFailed };
+    if (current && extremities) {
       if (!head) {
-        head = { roomId, version, stateGroup: newHead.group, state: newHead.state, extremities, maxDepth: event.depth };
+        head = { roomId, version, stateGroup: current.group, state: current.state, extremities, maxDepth: event.depth };
         this.heads.set(roomId, head);
       } else {
-        head.state = newHead.state;
-        head.stateGroup = newHead.group;
+        head.state = current.state;
+        head.stateGroup = current.group;
         head.extremities = extremities;
         head.maxDepth = Math.max(head.maxDepth, event.depth);
       }
@@ -605,15 +408,17 @@ export class EventPersister {
     this.events.add(stored);
     const committed = this.commit([item]).then(
       () => {
-        if (rejected || softFailed || backfilled) {
+        if (live) this.afterCommit(stored, false);
+        else {
           this.stream.finish(item.streamOrdering);
           this.events.add(stored);
-        } else this.afterCommit([stored], false);
+        }
         return stored;
       },
       (e: unknown) => {
         this.events.forget(event.event_id);
         this.heads.delete(roomId);
+        if (staged) this.abortConsumers(staged);
         throw e;
       },
     );
@@ -627,13 +432,15 @@ export class EventPersister {
   async persistOutOfBand(event: Event, version: RoomVersion, creator: string, strippedState?: unknown[]): Promise<StoredEvent> {
     await this.ensureRoom(event.room_id, version, creator);
     const queued = this.lock.run(event.room_id, async () => {
-      const item = this.item(event, null, { outlier: true, outOfBand: strippedState ? { strippedState } : {} });
-      const stored: StoredEvent = { ...this.stored(event, version, item), outlier: true, stateGroup: null };
+      const item = persistItem(event, this.stream.next(), null, { outlier: true, outOfBand: strippedState ? { strippedState } : {} });
+      await this.stageConsumers(item, { event, version, streamOrdering: item.streamOrdering, local: false, stateBefore: new Map(), stateChanges: NO_CHANGES, outOfBand: true });
+      const stored: StoredEvent = { ...storedEvent(event, version, item), outlier: true, stateGroup: null };
       const committed = this.commit([item]).then(() => {
         this.events.add(stored);
         this.stream.finish(item.streamOrdering);
         // Sync wakes for the invited user.
         if (event.state_key) this.notifier.notify({ users: [event.state_key] });
+        for (const c of this.consumers) this.runCommitted(c, stored, false);
         return stored;
       });
       return { committed };
@@ -648,81 +455,51 @@ export class EventPersister {
     await this.storage.rooms.insert({ room_id: roomId, room_version: version.id, creator, is_public: 0, created_ts: Date.now(), current_state_group: null, forward_extremities: "[]" });
   }
 
-  private item(event: Event, stateGroup: number | null, extra: Partial<PersistItem>): PersistItem {
-    const { unsigned: _u, ...pdu } = event.pdu;
-    const content = event.content;
-    const rel = isJsonObject(content["m.relates_to"]) ? content["m.relates_to"] : undefined;
-    const item: PersistItem = {
-      streamOrdering: extra.streamOrdering ?? this.stream.next(),
-      eventId: event.event_id,
-      roomId: event.room_id,
-      type: event.type,
-      stateKey: event.state_key ?? null,
-      sender: event.sender,
-      depth: event.depth,
-      originServerTs: event.origin_server_ts,
-      json: JSON.stringify(pdu),
-      prevEvents: event.prev_events,
-      authEvents: event.auth_events,
-      stateGroup,
-      replacesState: null,
-      outlier: false,
-      softFailed: false,
-      rejectedReason: null,
-      containsUrl: typeof content.url === "string",
-      ...extra,
-    };
-    if (event.type === "m.room.member" && event.state_key !== undefined && typeof content.membership === "string") {
-      item.membership = {
-        userId: event.state_key,
-        membership: content.membership,
-        displayname: typeof content.displayname === "string" ? content.displayname : null,
-        avatarUrl: typeof content.avatar_url === "string" ? content.avatar_url : null,
-      };
+  // ---- Stage 5 and the commit ---------------------------------------------------------------------------------
+
+  /** Collects the consumers' rows into the item. A failing consumer is logged and skipped, never the event. */
+  private async stageConsumers(item: PersistItem, e: NewEvent): Promise<void> {
+    for (const c of this.consumers) {
+      if (!c.stage) continue;
+      try {
+        const rows = await c.stage(e);
+        if (rows && rows.length > 0) (item.consumerRows ??= []).push(...rows);
+      } catch (err) {
+        this.log.error({ err, consumer: c.name, eventId: e.event.event_id }, "event consumer failed to stage; the event is stored without its rows");
+      }
     }
-    if (event.redacts !== undefined) item.redacts = event.redacts;
-    if (rel && typeof rel.rel_type === "string" && typeof rel.event_id === "string") {
-      item.relation = { relatesTo: rel.event_id, relType: rel.rel_type, aggregationKey: typeof rel.key === "string" ? rel.key : null };
-    }
-    return item;
   }
 
-  private stored(event: Event, version: RoomVersion, item: PersistItem): StoredEvent {
-    return {
-      txn: item.txn ? { deviceId: item.txn.deviceId, txnId: item.txn.txnId } : null,
-      event,
-      version,
-      streamOrdering: item.streamOrdering,
-      depth: event.depth,
-      stateGroup: item.stateGroup,
-      replacesState: item.replacesState,
-      redactedBy: null,
-      outlier: false,
-      softFailed: false,
-      rejected: false,
-    };
+  private abortConsumers(e: NewEvent): void {
+    for (const c of this.consumers) {
+      try {
+        c.aborted?.(e);
+      } catch (err) {
+        this.log.error({ err, consumer: c.name, eventId: e.event.event_id }, "event consumer failed to abort");
+      }
+    }
   }
 
-  /** Events created here, once durable: the federation sender hands them to the room's other servers. */
-  onLocalEvent?: (e: StoredEvent) => void;
-
-  private afterCommit(events: StoredEvent[], local: boolean): void {
-    if (local && this.onLocalEvent) for (const e of events) this.onLocalEvent(e);
-    for (const e of events) {
-      this.events.add(e);
-      this.stream.finish(e.streamOrdering);
-      const prev = this.latestStream.get(e.event.room_id);
-      if (prev === undefined || prev < e.streamOrdering) this.latestStream.set(e.event.room_id, e.streamOrdering);
+  private runCommitted(c: EventConsumer, e: StoredEvent, local: boolean): void {
+    if (!c.committed) return;
+    try {
+      c.committed(e, local);
+    } catch (err) {
+      this.log.error({ err, consumer: c.name, eventId: e.event.event_id }, "event consumer failed after commit");
     }
-    const rooms = new Set(events.map((e) => e.event.room_id));
+  }
+
+  /** A live event is durable: caches, the stream position, waiting /sync requests, then the consumers. */
+  private afterCommit(e: StoredEvent, local: boolean): void {
+    this.events.add(e);
+    this.stream.finish(e.streamOrdering);
+    const roomId = e.event.room_id;
+    const prev = this.latestStream.get(roomId);
+    if (prev === undefined || prev < e.streamOrdering) this.latestStream.set(roomId, e.streamOrdering);
     // Membership changes concern the target user even before they are in the room (invites).
-    const users = events.filter((e) => e.event.type === "m.room.member" && e.event.state_key).map((e) => e.event.state_key!);
-    this.notifier.notify({ rooms, users });
-  }
-
-  /** Forgets the cached head of a room (after an error left it in doubt). */
-  dropHead(roomId: string): void {
-    this.heads.delete(roomId);
+    const users = e.event.type === "m.room.member" && e.event.state_key ? [e.event.state_key] : [];
+    this.notifier.notify({ rooms: [roomId], users });
+    for (const c of this.consumers) this.runCommitted(c, e, local);
   }
 
   /** Writes items durably; on failure their stream ids are released so the stream position is not held back. */
@@ -736,77 +513,18 @@ export class EventPersister {
   }
 }
 
-/**
- * Group commit: writes queue up while a transaction is in flight and the next transaction takes them all, so many
- * concurrent sends share one commit (and one fsync) while each caller still hears back only after its own rows
- * are durable. Batches commit in FIFO order. A failing batch is retried item by item, so one bad item fails alone.
- */
-class GroupCommitWriter {
-  private queue: { items: PersistItem[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  private running = false;
-  /** Events whose write failed: queued events built on them must fail too (their prev_events do not exist). */
-  private readonly failed = new Set<string>();
-
-  constructor(
-    private readonly storage: Storage,
-    private readonly log: Logger,
-  ) {}
-
-  write(items: PersistItem[]): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ items, resolve, reject });
-      if (!this.running) void this.drain();
-    });
-  }
-
-  private markFailed(items: PersistItem[]): void {
-    for (const i of items) this.failed.add(i.eventId);
-    // Bounded: entries matter only while events built on them are still queued.
-    if (this.failed.size > 10_000) this.failed.clear();
-  }
-
-  /** Rejects queued writes whose prev_events failed to write, and returns the rest. */
-  private dropOrphans(batch: { items: PersistItem[]; resolve: () => void; reject: (e: unknown) => void }[]) {
-    if (this.failed.size === 0) return batch;
-    return batch.filter((b) => {
-      if (!b.items.some((i) => i.prevEvents.some((p) => this.failed.has(p)))) return true;
-      this.markFailed(b.items);
-      b.reject(new MatrixError(500, "M_UNKNOWN", "An earlier event in this room failed to be stored"));
-      return false;
-    });
-  }
-
-  private async drain(): Promise<void> {
-    this.running = true;
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.dropOrphans(this.queue);
-        this.queue = [];
-        if (batch.length === 0) continue;
-        const now = Date.now();
-        try {
-          await this.storage.runBatch(this.storage.events.compileBatch(batch.flatMap((b) => b.items), now));
-          for (const b of batch) b.resolve();
-        } catch (e) {
-          if (batch.length === 1) {
-            this.markFailed(batch[0]!.items);
-            batch[0]!.reject(e);
-            continue;
-          }
-          this.log.warn({ err: e }, "event batch failed; retrying its writes one by one");
-          for (const b of this.dropOrphans(batch)) {
-            try {
-              await this.storage.runBatch(this.storage.events.compileBatch(b.items, now));
-              b.resolve();
-            } catch (err) {
-              this.markFailed(b.items);
-              b.reject(err);
-            }
-          }
-        }
-      }
-    } finally {
-      this.running = false;
-    }
-  }
+function storedEvent(event: Event, version: RoomVersion, item: PersistItem): StoredEvent {
+  return {
+    txn: item.txn ? { deviceId: item.txn.deviceId, txnId: item.txn.txnId } : null,
+    event,
+    version,
+    streamOrdering: item.streamOrdering,
+    depth: event.depth,
+    stateGroup: item.stateGroup,
+    replacesState: item.replacesState,
+    redactedBy: null,
+    outlier: false,
+    softFailed: false,
+    rejected: false,
+  };
 }

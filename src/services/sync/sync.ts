@@ -12,6 +12,8 @@ import type { ReceiptService } from "../ephemeral/receipts.js";
 import type { PresenceService } from "../ephemeral/presence.js";
 import type { TypingService } from "../ephemeral/typing.js";
 import type { StoredEvent } from "../rooms/event_cache.js";
+import type { UnreadCounts } from "../push/counts.js";
+import type { PushRuleService } from "../push/rules.js";
 import { BUNDLED_RELATIONS, type ClientEvent, type FormatContext, type RelationRow } from "../rooms/format.js";
 import type { EventRow } from "../../storage/events.js";
 import type { RoomAccess } from "../rooms/rooms.js";
@@ -56,6 +58,8 @@ export interface SyncDeps {
   presence: PresenceService;
   toDevice: ToDeviceService;
   deviceLists: DeviceListService;
+  unread: UnreadCounts;
+  pushRules: PushRuleService;
 }
 
 const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
@@ -171,10 +175,18 @@ export class SyncService {
         ...section,
         ephemeral: { events: ephemeral },
         account_data: { events: accountData as unknown as ClientEvent[] },
-        unread_notifications: { notification_count: 0, highlight_count: 0 },
-        // Counts come from push rules, which a later release evaluates; until then every thread reads zero.
-        ...(req.filter.unreadThreadNotifications ? { unread_thread_notifications: {} } : {}),
       };
+    }
+    // Notification counts of every room in the answer (spec: a new event's count comes in the same response).
+    const unread = await this.deps.unread.forRooms(req.userId, Object.keys(join));
+    for (const [roomId, c] of unread) {
+      const section = join[roomId] as JsonObject;
+      if (req.filter.unreadThreadNotifications) {
+        section.unread_notifications = { ...c.main };
+        section.unread_thread_notifications = Object.fromEntries([...c.threads].map(([t, n]) => [t, { ...n }]));
+      } else {
+        section.unread_notifications = { ...c.total };
+      }
     }
 
     for (const r of current) {
@@ -202,7 +214,10 @@ export class SyncService {
 
     // Send-to-device messages for this device (none for a device-less token); the token moves only past those sent.
     const toDevice = req.deviceId ? await this.deps.toDevice.forSync(req.userId, req.deviceId, since?.toDevice ?? 0, now.toDevice) : { events: [], position: now.toDevice };
-    const globalAccount = roomAccount.filter((a) => a.roomId === "" && req.filter.accountData(a.type)).map((a) => ({ type: a.type, content: a.content }));
+    const globalAccount: { type: string; content: unknown }[] = roomAccount.filter((a) => a.roomId === "" && req.filter.accountData(a.type)).map((a) => ({ type: a.type, content: a.content }));
+    // Push rules are account data to clients (m.push_rules): all of it on an initial sync, then when they change.
+    const pushRules = req.filter.accountData("m.push_rules") ? await this.deps.pushRules.syncEvent(req.userId, since?.accountData, now.accountData) : undefined;
+    if (pushRules) globalAccount.push(pushRules);
     const presence = await this.deps.presence.eventsFor(req.userId, since?.presence ?? 0, now.presence);
     const deviceLists = { changed: [] as string[], left: [] as string[] };
     if (since) {

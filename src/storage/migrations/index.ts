@@ -9,6 +9,7 @@ import { m002_rooms } from "./002_rooms.js";
 import { m003_federation } from "./003_federation.js";
 import { m004_federation_sender } from "./004_federation_sender.js";
 import { m005_device_messages } from "./005_device_messages.js";
+import { m006_push } from "./006_push.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -22,6 +23,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["003_federation", m003_federation],
   ["004_federation_sender", m004_federation_sender],
   ["005_device_messages", m005_device_messages],
+  ["006_push", m006_push],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {

@@ -1,0 +1,161 @@
+/**
+ * Push notifications (spec "Push Notifications"): push rules (`/pushrules/…`), pushers (`/pushers`,
+ * `/pushers/set`) and the notification list (`/notifications`).
+ */
+import type { FastifyInstance } from "fastify";
+import { PUSH_RULE_KINDS, type PushRuleKind } from "../../core/push/types.js";
+import { deleteUserRule, getRule, putUserRule, setRuleActions, setRuleEnabled, PushRuleError } from "../../core/push/index.js";
+import { MatrixError } from "../../errors.js";
+import type { Services } from "../../services/services.js";
+import { stringParam } from "../http/params.js";
+import { clientPaths, defineRoute, requester } from "../http/routes.js";
+
+/** Push rules live only in the `global` scope; anything else is not a request we know (as Synapse answers). */
+function checkScope(scope: string): void {
+  if (scope !== "global") throw new MatrixError(400, "M_UNRECOGNIZED", `Unknown push rule scope '${scope}'`);
+}
+
+function kindOf(kind: string): PushRuleKind {
+  if (!(PUSH_RULE_KINDS as readonly string[]).includes(kind)) throw new MatrixError(400, "M_UNRECOGNIZED", `Unknown push rule kind '${kind}'`);
+  return kind as PushRuleKind;
+}
+
+/** Core's refusals become Matrix errors. */
+function asMatrix<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof PushRuleError) throw new MatrixError(e.status, e.errcode, e.message);
+    throw e;
+  }
+}
+
+export function registerPushRoutes(app: FastifyInstance, services: Services): void {
+  const { pushRules, pushers, notifications } = services;
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/pushrules/"),
+    handler: async (ctx) => ({ global: await pushRules.ruleset(requester(ctx).userId) }),
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/pushrules/:scope/"),
+    handler: async (ctx) => {
+      checkScope(ctx.params.scope!);
+      return pushRules.ruleset(requester(ctx).userId);
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/pushrules/:scope/:kind/"),
+    handler: async (ctx) => {
+      checkScope(ctx.params.scope!);
+      const kind = kindOf(ctx.params.kind!);
+      return (await pushRules.ruleset(requester(ctx).userId))[kind];
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/pushrules/:scope/:kind/:ruleId"),
+    handler: async (ctx) => {
+      checkScope(ctx.params.scope!);
+      const kind = kindOf(ctx.params.kind!);
+      const rule = getRule(await pushRules.ruleset(requester(ctx).userId), kind, ctx.params.ruleId!);
+      if (!rule) throw new MatrixError(404, "M_NOT_FOUND", "The push rule was not found.");
+      return rule;
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "PUT",
+    paths: clientPaths("/pushrules/:scope/:kind/:ruleId"),
+    handler: async (ctx) => {
+      checkScope(ctx.params.scope!);
+      const kind = kindOf(ctx.params.kind!);
+      const before = stringParam(ctx.query, "before");
+      const after = stringParam(ctx.query, "after");
+      await pushRules.update(requester(ctx).userId, (stored) => asMatrix(() => putUserRule(stored, kind, ctx.params.ruleId!, ctx.req.body, { before, after })));
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "DELETE",
+    paths: clientPaths("/pushrules/:scope/:kind/:ruleId"),
+    handler: async (ctx) => {
+      checkScope(ctx.params.scope!);
+      const kind = kindOf(ctx.params.kind!);
+      await pushRules.update(requester(ctx).userId, (stored) => asMatrix(() => deleteUserRule(stored, kind, ctx.params.ruleId!)));
+      return {};
+    },
+  });
+
+  for (const attr of ["enabled", "actions"] as const) {
+    defineRoute(app, services, {
+      method: "GET",
+      paths: clientPaths(`/pushrules/:scope/:kind/:ruleId/${attr}`),
+      handler: async (ctx) => {
+        checkScope(ctx.params.scope!);
+        const kind = kindOf(ctx.params.kind!);
+        const rule = getRule(await pushRules.ruleset(requester(ctx).userId), kind, ctx.params.ruleId!);
+        if (!rule) throw new MatrixError(404, "M_NOT_FOUND", "The push rule was not found.");
+        return attr === "enabled" ? { enabled: rule.enabled } : { actions: rule.actions };
+      },
+    });
+  }
+
+  defineRoute(app, services, {
+    method: "PUT",
+    paths: clientPaths("/pushrules/:scope/:kind/:ruleId/enabled"),
+    handler: async (ctx) => {
+      checkScope(ctx.params.scope!);
+      const kind = kindOf(ctx.params.kind!);
+      const enabled = (ctx.req.body as { enabled?: unknown } | null)?.enabled;
+      if (typeof enabled !== "boolean") throw new MatrixError(400, "M_BAD_JSON", "'enabled' must be a boolean");
+      const me = requester(ctx).userId;
+      await pushRules.update(me, (stored) => asMatrix(() => setRuleEnabled(stored, me, kind, ctx.params.ruleId!, enabled)));
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "PUT",
+    paths: clientPaths("/pushrules/:scope/:kind/:ruleId/actions"),
+    handler: async (ctx) => {
+      checkScope(ctx.params.scope!);
+      const kind = kindOf(ctx.params.kind!);
+      const body = ctx.req.body as { actions?: unknown } | null;
+      const me = requester(ctx).userId;
+      await pushRules.update(me, (stored) => asMatrix(() => setRuleActions(stored, me, kind, ctx.params.ruleId!, body?.actions)));
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/pushers"),
+    handler: async (ctx) => ({ pushers: await pushers.list(requester(ctx).userId) }),
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/pushers/set"),
+    handler: async (ctx) => {
+      const body = ctx.req.body;
+      if (typeof body !== "object" || body === null || Array.isArray(body)) throw new MatrixError(400, "M_NOT_JSON", "Content must be a JSON object.");
+      await pushers.set(requester(ctx), body as Record<string, unknown>);
+      return {};
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: clientPaths("/notifications"),
+    handler: async (ctx) =>
+      notifications.list(requester(ctx).userId, { from: stringParam(ctx.query, "from"), limit: stringParam(ctx.query, "limit"), only: stringParam(ctx.query, "only") }),
+  });
+}

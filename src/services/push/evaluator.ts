@@ -1,0 +1,225 @@
+/**
+ * Push rule evaluation for every new event (spec "Push Notifications", "Server behaviour"): for each local member
+ * of the room except the sender, the first matching rule's actions. An EventConsumer: the outcomes are written in
+ * the event's own transaction, so the notification counts move in the same /sync as the event.
+ *
+ * Cost stays flat as rooms grow. Members whose rules in this room are the server defaults and whom the event does not
+ * name (not the invitee, not mentioned, no legacy display-name or user-name match) share one outcome — the
+ * "bystanders'" — computed once and stored once per event. Everyone else is evaluated on their own compiled rules,
+ * and gets a row of their own only where their outcome differs.
+ */
+import type { CompiledQuery } from "kysely";
+import type { Logger } from "pino";
+import { stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
+import { isJsonObject, type JsonObject } from "../../core/json/types.js";
+import { concernsUser, evaluateDefaultsForBystander, evaluatePush, preparePushEvent, type PreparedPushEvent } from "../../core/push/index.js";
+import type { PushContext, PushOutcome } from "../../core/push/types.js";
+import { notificationLevel, userPowerLevel } from "../../core/rooms/power_levels.js";
+import type { RoomVersion } from "../../core/rooms/versions.js";
+import type { EventPushUserTable } from "../../storage/schema.js";
+import type { Storage } from "../../storage/storage.js";
+import type { EventCache, StoredEvent } from "../rooms/event_cache.js";
+import type { EventConsumer, NewEvent } from "../rooms/pipeline/consumers.js";
+import type { PushRoomMembers } from "./room_members.js";
+import type { PushRuleService, UserRules } from "./rules.js";
+
+/** Synapse's default for a `notifications` key the power levels do not name. */
+const DEFAULT_NOTIFICATION_LEVEL = 50;
+/** Spec: follow relations at most this far to find an event's thread. */
+const MAX_THREAD_HOPS = 3;
+
+export interface PushEvaluatorDeps {
+  storage: Storage;
+  events: EventCache;
+  rules: PushRuleService;
+  members: PushRoomMembers;
+  isLocal: (userId: string) => boolean;
+  /** Users with at least one pusher (their notifications go to push gateways). */
+  hasPushers: (userId: string) => boolean;
+  /** After commit: these users were notified of this event (pushers deliver it). */
+  onNotified: (userIds: readonly string[], event: StoredEvent) => void;
+  log: Logger;
+}
+
+export class PushEvaluator implements EventConsumer {
+  readonly name = "push";
+  /** Notified users with pushers, from stage to commit. */
+  private readonly pending = new Map<string, string[]>();
+
+  constructor(private readonly deps: PushEvaluatorDeps) {}
+
+  async stage(e: NewEvent): Promise<CompiledQuery[]> {
+    const { storage, isLocal } = this.deps;
+    const ev = e.event;
+    const rows: CompiledQuery[] = [];
+    const threadId = await this.threadOf(ev);
+    // A local user has read everything up to their own event (spec "Marking notifications as read"), and starts
+    // reading a room they join at their join.
+    if (e.local && isLocal(ev.sender)) rows.push(storage.push.compileReadPosition(ev.sender, ev.room_id, threadId, e.streamOrdering));
+    const membership = ev.type === "m.room.member" && typeof ev.content.membership === "string" ? ev.content.membership : undefined;
+    if (membership === "join" && ev.state_key !== undefined && isLocal(ev.state_key) && !e.outOfBand) {
+      rows.push(storage.push.compileReadPosition(ev.state_key, ev.room_id, "", e.streamOrdering));
+    }
+
+    const members = e.outOfBand ? undefined : await this.deps.members.of(ev.room_id, e.stateBefore);
+    const recipients = members ? [...members.local.keys()].filter((u) => u !== ev.sender) : [];
+    // The invitee is not a member yet but is told of the invite (.m.rule.invite_for_me).
+    if (membership === "invite" && ev.state_key !== undefined && isLocal(ev.state_key) && ev.state_key !== ev.sender && !members?.local.has(ev.state_key)) {
+      recipients.push(ev.state_key);
+    }
+    if (recipients.length > 0) rows.push(...(await this.evaluate(e, threadId, recipients, members?.local ?? new Map(), members?.joined.size ?? 0)));
+
+    if (members) this.trackMembers(e);
+    return rows;
+  }
+
+  committed(e: StoredEvent): void {
+    const users = this.pending.get(e.event.event_id);
+    if (!users) return;
+    this.pending.delete(e.event.event_id);
+    this.deps.onNotified(users, e);
+  }
+
+  aborted(e: NewEvent): void {
+    this.pending.delete(e.event.event_id);
+    this.deps.members.drop(e.event.room_id);
+  }
+
+  private async evaluate(e: NewEvent, threadId: string, recipients: string[], displayNames: Map<string, string | null>, joinedCount: number): Promise<CompiledQuery[]> {
+    const ev = e.event;
+    const prepared = preparePushEvent(clientView(ev));
+    const shared = await this.sharedContext(e.version, e.stateBefore, ev.sender, joinedCount);
+    const bystander = evaluateDefaultsForBystander(prepared, shared);
+    const rules = await this.deps.rules.forUsers(recipients);
+    const now = Date.now();
+    const own: EventPushUserTable[] = [];
+    const notified: string[] = [];
+    let bystanders = 0;
+    for (const userId of recipients) {
+      const displayName = displayNames.get(userId) ?? null;
+      const outcome = this.outcomeFor(userId, displayName, rules.get(userId)!, ev.room_id, prepared, shared);
+      const joined = displayNames.has(userId);
+      if (outcome === "bystander" || (joined && sameOutcome(outcome, bystander))) {
+        bystanders++;
+        if (bystander?.notify && this.deps.hasPushers(userId)) notified.push(userId);
+        continue;
+      }
+      own.push({
+        user_id: userId,
+        stream_ordering: e.streamOrdering,
+        event_id: ev.event_id,
+        room_id: ev.room_id,
+        thread_id: threadId,
+        actions: JSON.stringify(outcome?.actions ?? []),
+        notif: outcome?.notify ? 1 : 0,
+        highlight: outcome?.highlight ? 1 : 0,
+        ts: now,
+      });
+      if (outcome?.notify && this.deps.hasPushers(userId)) notified.push(userId);
+    }
+    // A member's own "not notified" row only matters against a shared outcome that notifies.
+    const ownRows = bystander?.notify ? own : own.filter((r) => r.notif === 1);
+    const rows: CompiledQuery[] = [];
+    const storage = this.deps.storage;
+    if (bystander?.notify && bystanders > 0) {
+      rows.push(
+        storage.push.compileBystanders({
+          stream_ordering: e.streamOrdering,
+          event_id: ev.event_id,
+          room_id: ev.room_id,
+          sender: ev.sender,
+          thread_id: threadId,
+          actions: JSON.stringify(bystander.actions),
+          highlight: bystander.highlight ? 1 : 0,
+          ts: now,
+        }),
+      );
+    }
+    if (ownRows.length > 0) rows.push(...storage.push.compileMembers(ownRows));
+    if (notified.length > 0) this.pending.set(ev.event_id, notified);
+    return rows;
+  }
+
+  /** "bystander" when the user shares the bystanders' outcome by construction (no evaluation needed). */
+  private outcomeFor(
+    userId: string,
+    displayName: string | null,
+    rules: UserRules,
+    roomId: string,
+    prepared: PreparedPushEvent,
+    shared: Omit<PushContext, "userId" | "displayName">,
+  ): PushOutcome | undefined | "bystander" {
+    const defaults = rules.defaultsIn(roomId);
+    if (defaults && !concernsUser(prepared, userId, displayName)) return "bystander";
+    const ctx: PushContext = { ...shared, userId, displayName };
+    return evaluatePush(defaults ? this.deps.rules.compiledDefaults(userId) : rules.compiled, prepared, ctx);
+  }
+
+  /** What every member's evaluation shares: member count and the sender's power. */
+  private async sharedContext(version: RoomVersion, state: StateMap, sender: string, joinedCount: number): Promise<Omit<PushContext, "userId" | "displayName">> {
+    const ids = [state.get(stateMapKey("m.room.create", "")), state.get(stateMapKey("m.room.power_levels", ""))];
+    const loaded = await this.deps.events.getMany(ids.filter((x): x is string => x !== undefined));
+    const create = ids[0] !== undefined ? loaded.get(ids[0])?.event : undefined;
+    const pl = ids[1] !== undefined ? loaded.get(ids[1])?.event : undefined;
+    let senderPowerLevel = 0;
+    try {
+      senderPowerLevel = userPowerLevel(version, create, pl, sender);
+    } catch {
+      // Malformed power levels: the sender has no power to notify the room.
+    }
+    return {
+      roomMemberCount: joinedCount,
+      senderPowerLevel,
+      notificationPowerLevel: (key) => {
+        try {
+          return notificationLevel(version, pl, key) ?? DEFAULT_NOTIFICATION_LEVEL;
+        } catch {
+          return Infinity;
+        }
+      },
+    };
+  }
+
+  /** Keeps the room's member list current with the event's membership changes (after it was evaluated). */
+  private trackMembers(e: NewEvent): void {
+    const members = this.deps.members;
+    for (const [key, id] of e.stateChanges) {
+      if (!key.startsWith(MEMBER_PREFIX)) continue;
+      if (id !== e.event.event_id || e.event.state_key === undefined) {
+        // Changed by state resolution rather than by this event: reload from the next event's state.
+        members.drop(e.event.room_id);
+        return;
+      }
+      const c = e.event.content;
+      members.apply(e.event.room_id, e.event.state_key, typeof c.membership === "string" ? c.membership : "leave", typeof c.displayname === "string" ? c.displayname : null);
+    }
+  }
+
+  /** The event's thread: the root of an m.thread relation, followed through other relations at most 3 hops. */
+  private async threadOf(ev: Event): Promise<string> {
+    let content: JsonObject = ev.content;
+    for (let hop = 0; hop < MAX_THREAD_HOPS; hop++) {
+      const rel = isJsonObject(content["m.relates_to"]) ? content["m.relates_to"] : undefined;
+      if (!rel || typeof rel.event_id !== "string") return "main";
+      if (rel.rel_type === "m.thread") return rel.event_id;
+      const target = await this.deps.events.get(rel.event_id);
+      if (!target) return "main";
+      content = target.event.content;
+    }
+    return "main";
+  }
+}
+
+const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
+
+/** The event as push rules see it (the client format's top-level keys). */
+function clientView(ev: Event): JsonObject {
+  const out: JsonObject = { event_id: ev.event_id, type: ev.type, content: ev.content, sender: ev.sender, room_id: ev.room_id, origin_server_ts: ev.origin_server_ts };
+  if (ev.state_key !== undefined) out.state_key = ev.state_key;
+  return out;
+}
+
+function sameOutcome(a: PushOutcome | undefined, b: PushOutcome | undefined): boolean {
+  if (!a?.notify || !b?.notify) return !a?.notify && !b?.notify;
+  return a.highlight === b.highlight && JSON.stringify(a.actions) === JSON.stringify(b.actions);
+}

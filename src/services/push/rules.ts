@@ -1,0 +1,127 @@
+/**
+ * Users' push rules (spec "Push Rules: API"): what each user changed, stored as one document per user, merged with
+ * the server-default rules on read. Compiled rule sets are cached per user and replaced on change, so evaluating a
+ * message for a room's members never recompiles. Changes are numbered on the account data stream and reach clients
+ * as the `m.push_rules` account data event.
+ */
+import {
+  compileRuleset,
+  effectiveRuleset,
+  emptyUserRules,
+  equivalentToDefaultsIn,
+  serverDefaultRules,
+  type CompiledRuleset,
+  type Ruleset,
+  type UserPushRules,
+} from "../../core/push/index.js";
+import type { Storage } from "../../storage/storage.js";
+import { boundedCache } from "../../util/cache.js";
+import { KeyedLock } from "../../util/keyed_lock.js";
+import type { AccountDataService } from "../account_data.js";
+
+/** One user's rules as evaluation needs them. */
+export class UserRules {
+  private compiledRules?: CompiledRuleset;
+  private readonly equivalence = new Map<string, boolean>();
+
+  constructor(
+    readonly userId: string,
+    /** Undefined: the user never changed anything (server defaults only). */
+    readonly stored: UserPushRules | undefined,
+    /** Where the user's last change sits on the account data stream (0: never). */
+    readonly streamId: number,
+  ) {}
+
+  get compiled(): CompiledRuleset {
+    return (this.compiledRules ??= compileRuleset(effectiveRuleset(this.userId, this.stored)));
+  }
+
+  /** Whether, in this room, the user's rules give the same outcome as the plain server defaults (the fast path). */
+  defaultsIn(roomId: string): boolean {
+    if (!this.stored) return true;
+    let v = this.equivalence.get(roomId);
+    if (v === undefined) {
+      v = equivalentToDefaultsIn(this.stored, roomId);
+      if (this.equivalence.size >= 1000) this.equivalence.clear();
+      this.equivalence.set(roomId, v);
+    }
+    return v;
+  }
+}
+
+export class PushRuleService {
+  private readonly users = boundedCache<string, UserRules>(50_000);
+  private readonly lock = new KeyedLock();
+  /** Compiled server defaults per user (they differ only by user id and localpart). */
+  private readonly defaults = boundedCache<string, CompiledRuleset>(50_000);
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly accountData: AccountDataService,
+  ) {}
+
+  /** The rules of many users at once (one query for those not cached). */
+  async forUsers(userIds: readonly string[]): Promise<Map<string, UserRules>> {
+    const out = new Map<string, UserRules>();
+    const missing: string[] = [];
+    for (const u of userIds) {
+      const r = this.users.get(u);
+      if (r) out.set(u, r);
+      else missing.push(u);
+    }
+    if (missing.length > 0) {
+      const rows = await this.storage.push.rulesOf(missing);
+      for (const u of missing) {
+        const row = rows.get(u);
+        const r = this.users.get(u) ?? new UserRules(u, row ? (JSON.parse(row.rules) as UserPushRules) : undefined, row?.stream_id ?? 0);
+        this.users.set(u, r);
+        out.set(u, r);
+      }
+    }
+    return out;
+  }
+
+  async forUser(userId: string): Promise<UserRules> {
+    return (await this.forUsers([userId])).get(userId)!;
+  }
+
+  /** The server-default rules of a user, compiled (the fast path's exact check for users an event concerns). */
+  compiledDefaults(userId: string): CompiledRuleset {
+    let c = this.defaults.get(userId);
+    if (!c) this.defaults.set(userId, (c = compileRuleset(serverDefaultRules(userId))));
+    return c;
+  }
+
+  /** The merged rule set served by GET /pushrules/ and m.push_rules. */
+  async ruleset(userId: string): Promise<Ruleset> {
+    const r = await this.forUser(userId);
+    return effectiveRuleset(userId, r.stored);
+  }
+
+  /**
+   * Applies a change under the user's lock (read, change, write: concurrent edits never lose each other). `change`
+   * may throw (a PushRuleError) to refuse it.
+   */
+  async update(userId: string, change: (stored: UserPushRules) => UserPushRules): Promise<void> {
+    await this.lock.run(userId, async () => {
+      const current = await this.forUser(userId);
+      const next = change(current.stored ?? emptyUserRules());
+      const json = JSON.stringify(next);
+      const streamId = await this.accountData.numbered(userId, (id) => this.storage.push.putRules(userId, json, id));
+      this.users.set(userId, new UserRules(userId, next, streamId));
+    });
+  }
+
+  /** For /sync: the m.push_rules event when the rules changed in (since, to], or always on an initial sync. */
+  async syncEvent(userId: string, since: number | undefined, to: number): Promise<{ type: "m.push_rules"; content: { global: Ruleset } } | undefined> {
+    const r = await this.forUser(userId);
+    if (since !== undefined && !(r.streamId > since && r.streamId <= to)) return undefined;
+    return { type: "m.push_rules", content: { global: effectiveRuleset(userId, r.stored) } };
+  }
+
+  /** A deactivated account's rules go (Synapse deletes them with the account). */
+  async forget(userId: string): Promise<void> {
+    await this.storage.push.deleteRules(userId);
+    this.users.delete(userId);
+  }
+}
