@@ -67,6 +67,8 @@ import { NotificationList } from "./services/push/notifications.js";
 import { PusherService } from "./services/push/pushers.js";
 import { PusherPool } from "./services/push/delivery.js";
 import { OutboundHttp } from "./outbound/http_client.js";
+import { CacheRegistry } from "./util/cache.js";
+import { Metrics } from "./services/metrics.js";
 import { openDatabase } from "./storage/database.js";
 import { Storage } from "./storage/storage.js";
 
@@ -131,6 +133,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     log.warn("open registration without verification is enabled: anyone who can reach this server can create accounts. Never expose such a server to the internet.");
   }
 
+  if (!config.enableMetrics && config.listeners.some((l) => l.resources.has("metrics"))) {
+    log.warn("a listener serves metrics, but enable_metrics is not true: metrics are off and that resource answers 404");
+  }
   const signingKey = loadOrCreateSigningKey(config.signingKeyPath, log);
   const storage = new Storage(await openDatabase(config.database));
   const services = buildServices(config, log, storage, signingKey, opts.federation);
@@ -297,6 +302,36 @@ function wireOutboundFederation(
   };
 }
 
+/** Metrics: counters fed by the write path and push delivery, the rest read from the services when scraped. */
+function buildMetrics(
+  storage: Storage,
+  caches: CacheRegistry,
+  persister: EventPersister,
+  notifier: Notifier,
+  sender: FederationSender,
+  passwords: PasswordHasher,
+  pusherPool: PusherPool,
+): Metrics {
+  const metrics = new Metrics();
+  const local = metrics.eventsPersisted.labels("local");
+  const remote = metrics.eventsPersisted.labels("remote");
+  persister.observe(
+    (n) => metrics.persistBatchSize.observe(n),
+    (isLocal) => (isLocal ? local : remote).inc(),
+  );
+  pusherPool.onDelivered = (outcome) => metrics.pushDeliveries.inc({ outcome });
+  metrics.observe({
+    caches,
+    federationQueues: () => sender.queueDepths(),
+    databasePool: () => storage.databaseStats().pool,
+    sqlitePageCacheBytes: () => storage.databaseStats().pageCacheBytes,
+    passwordHashQueue: () => passwords.waiting,
+    waitingSyncs: () => notifier.waiting,
+    syncWakeups: () => notifier.wakeups,
+  });
+  return metrics;
+}
+
 /**
  * Push notifications: users' rules, their evaluation for every new event (a consumer of the persister), unread
  * counts moved by receipts, and delivery to push gateways.
@@ -310,18 +345,19 @@ function buildPush(
   receipts: ReceiptService,
   devices: DeviceService,
   outbound: OutboundHttp,
+  caches: CacheRegistry,
 ) {
   const isLocal = (userId: string) => userId.endsWith(`:${config.serverName}`);
-  const pushRules = new PushRuleService(storage, accountData);
+  const pushRules = new PushRuleService(storage, accountData, caches);
   const unread = new UnreadCounts(storage);
-  const pusherPool = new PusherPool({ storage, events: roomCore.events, state: roomCore.state, unread, http: outbound, config: config.push, log });
+  const pusherPool = new PusherPool({ storage, events: roomCore.events, state: roomCore.state, unread, http: outbound, config: config.push, log, caches });
   const pushers = new PusherService(storage, () => roomCore.persister.position(), pusherPool);
   roomCore.persister.use(
     new PushEvaluator({
       storage,
       events: roomCore.events,
       rules: pushRules,
-      members: new PushRoomMembers(storage, roomCore.events, isLocal),
+      members: new PushRoomMembers(storage, roomCore.events, isLocal, caches),
       isLocal,
       hasPushers: (u) => pusherPool.hasPushers(u),
       onNotified: (users) => pusherPool.notified(users),
@@ -334,14 +370,14 @@ function buildPush(
 }
 
 /** The federation stack: discovery → transport (IP filtering, TLS) → signed client → keys. */
-function buildFederation(config: Config, log: Logger, storage: Storage, signingKey: SigningKey, deps: FederationDeps) {
+function buildFederation(config: Config, log: Logger, storage: Storage, signingKey: SigningKey, deps: FederationDeps, caches: CacheRegistry) {
   const resolver = deps.resolver ?? systemResolver;
   const transport = new Transport({
     resolver,
     ipFilter: new IpRangeFilter(config.ipRangeBlacklist, config.ipRangeWhitelist),
     verifyCertificates: config.federationVerifyCertificates,
   });
-  const discovery = new ServerDiscovery({ resolver, fetchWellKnown: deps.wellKnownFetcher ?? wellKnownFetcher(transport) });
+  const discovery = new ServerDiscovery({ resolver, fetchWellKnown: deps.wellKnownFetcher ?? wellKnownFetcher(transport), caches });
   const federationClient = new FederationClient({
     serverName: config.serverName,
     signingKey,
@@ -359,6 +395,7 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
     client: federationClient,
     trustedKeyServers: config.trustedKeyServers,
     log,
+    caches,
   });
   const keyServer = new KeyServer({
     serverName: config.serverName,
@@ -384,10 +421,11 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   const accountData = new AccountDataService(storage);
   const rl = config.rateLimits;
 
+  const caches = new CacheRegistry(config.caches);
   const notifier = new Notifier();
-  const events = new EventCache(storage);
-  const state = new StateService(storage);
-  const persister = new EventPersister(storage, config.serverName, signingKey, events, state, notifier, log);
+  const events = new EventCache(storage, caches);
+  const state = new StateService(storage, caches);
+  const persister = new EventPersister(storage, config.serverName, signingKey, events, state, notifier, log, caches);
   const formatter = new EventFormatter(storage, events);
   const visibility = new VisibilityService(storage, events, state);
   formatter.visibleTo = (userId, list) => visibility.filter(userId, list);
@@ -403,7 +441,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   profile.hooks.onProfileChanged = (userId) => membership.propagateProfile(userId);
   accounts.hooks.onDeactivate = (userId) => membership.leaveAll(userId);
 
-  const fed = buildFederation(config, log, storage, signingKey, federation);
+  const fed = buildFederation(config, log, storage, signingKey, federation, caches);
   const serverRoomAccess = new ServerRoomAccess(rooms);
   const federationSender = new FederationSender({ serverName: config.serverName, storage, client: fed.federationClient, events, log });
   const federationPdus = new FederationPdus({
@@ -415,6 +453,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     log,
     serversInRoom: (roomId) => storage.federation.serversInRoom(roomId),
     earliestEventIds: async (roomId, limit) => (await storage.events.earliestEvents(roomId, limit)).map((r) => r.event_id),
+    caches,
   });
   messages.backfill = (roomId, limit) => federationPdus.backfill(roomId, limit);
   messages.fillGaps = (roomId, events, limit) => federationPdus.fillGaps(roomId, events, limit);
@@ -454,7 +493,8 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   membership.remote = federationMembership;
   profile.remote = (userId, field) => federationMembership.queryProfile(userId, field);
   wireOutboundFederation(config.serverName, storage, persister, federationSender, typing, receipts, presence, log);
-  const push = buildPush(config, log, storage, roomCore, accountData, receipts, devices, fed.outbound);
+  const push = buildPush(config, log, storage, roomCore, accountData, receipts, devices, fed.outbound, caches);
+  const metrics = config.enableMetrics ? buildMetrics(storage, caches, persister, notifier, federationSender, passwords, push.pusherPool) : undefined;
   return {
     config,
     log,
@@ -489,6 +529,8 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     directory: new RoomDirectory(rooms, serverRoomAccess),
     serverRoomAccess,
     federationReads: new FederationReads({ serverName: config.serverName, rooms, access: serverRoomAccess }),
+    caches,
+    metrics,
     tags: new TagService(storage, accountData),
     ...push,
     turn: new TurnService(config.turn),

@@ -7,6 +7,7 @@ import { isValidServerName } from "../core/ids/ids.js";
 import { DEFAULT_IP_RANGE_BLACKLIST, parseIpRange } from "../federation/ip_filter.js";
 import { DEFAULT_ROOM_VERSION, getRoomVersion } from "../core/rooms/versions.js";
 import { ConfigError, ConfigReader } from "./reader.js";
+import { CACHE_DEFAULTS, DEFAULT_CACHE_CONFIG, type CacheConfig } from "../util/cache.js";
 
 export type ListenerResource = "client" | "federation" | "media" | "keys" | "health" | "metrics" | "static" | "openid" | "replication";
 const RESOURCES: ReadonlySet<string> = new Set(["client", "federation", "media", "keys", "health", "metrics", "static", "openid", "replication", "consent", "webclient"]);
@@ -115,6 +116,10 @@ export interface Config {
   /** Synapse's `presence.enabled` (or the older `use_presence`). */
   presenceEnabled: boolean;
   adminContact?: string;
+  /** Synapse's `caches` section: how big each in-memory cache may grow (see util/cache.ts, docs/memory.md). */
+  caches: CacheConfig;
+  /** Synapse's `enable_metrics`: the `metrics` listeners serve Prometheus metrics. */
+  enableMetrics: boolean;
   /** Synapse's `push` section: notifications sent to push gateways. */
   push: PushConfig;
   /** Synapse's `turn_*` keys: the TURN server handed to clients by GET /voip/turnServer. */
@@ -158,7 +163,7 @@ export interface OldSigningKey {
 }
 
 /** Keys Synapse has that Myelin accepts without effect (no warning). */
-const ACCEPTED_SILENTLY = ["report_stats", "macaroon_secret_key", "form_secret", "pid_file", "suppress_key_server_warning", "web_client_location", "enable_metrics"];
+const ACCEPTED_SILENTLY = ["report_stats", "macaroon_secret_key", "form_secret", "pid_file", "suppress_key_server_warning", "web_client_location"];
 
 const rate = (r: ConfigReader, key: string, def: RateLimit): RateLimit => {
   if (!r.has(key)) {
@@ -321,6 +326,8 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     allowPublicRoomsWithoutAuth: r.bool("allow_public_rooms_without_auth", false),
     allowPublicRoomsOverFederation: r.bool("allow_public_rooms_over_federation", false),
     presenceEnabled: readPresence(r),
+    caches: readCaches(r),
+    enableMetrics: r.bool("enable_metrics", false),
     push: readPush(r),
     turn: readTurn(r),
     adminContact: r.string("admin_contact"),
@@ -398,6 +405,43 @@ function readTurn(r: ConfigReader): TurnConfig {
   }
   r.accept("turn_shared_secret_path");
   return turn;
+}
+
+/**
+ * `caches.global_factor` and `caches.per_cache_factors` scale Myelin's default cache sizes (factor 1) as Synapse's
+ * scale its own; `caches.memory_budget` (Myelin's, or Synapse's `cache_autotuning.max_cache_memory_usage`) sets
+ * what all caches may take together.
+ */
+function readCaches(r: ConfigReader): CacheConfig {
+  if (!r.has("caches")) {
+    r.accept("caches");
+    return { ...DEFAULT_CACHE_CONFIG };
+  }
+  const c = r.section("caches");
+  const globalFactor = c.number("global_factor", 1);
+  if (globalFactor <= 0) throw new ConfigError('config key "caches.global_factor" must be greater than 0');
+  const perCacheFactors: Record<string, number> = {};
+  if (c.has("per_cache_factors")) {
+    const p = c.section("per_cache_factors");
+    for (const name of p.keys()) {
+      const f = p.number(name, 1);
+      if (f <= 0) throw new ConfigError(`config key "caches.per_cache_factors.${name}" must be greater than 0`);
+      if (name in CACHE_DEFAULTS) perCacheFactors[name] = f;
+      else pendingWarnings.push(`caches.per_cache_factors: Myelin has no cache named "${name}" (it has ${Object.keys(CACHE_DEFAULTS).join(", ")}); ignored`);
+    }
+  } else c.accept("per_cache_factors");
+  let memoryBudgetBytes = c.has("memory_budget") ? c.size("memory_budget", 0) : undefined;
+  if (c.has("cache_autotuning")) {
+    const t = c.section("cache_autotuning");
+    if (memoryBudgetBytes === undefined && t.has("max_cache_memory_usage")) memoryBudgetBytes = t.size("max_cache_memory_usage", 0);
+    t.accept("target_cache_memory_usage", "min_cache_ttl", "max_cache_memory_usage");
+    warnUnknown(t);
+  } else c.accept("cache_autotuning");
+  if (memoryBudgetBytes !== undefined && memoryBudgetBytes <= 0) throw new ConfigError('config key "caches.memory_budget" must be a size greater than 0');
+  // Synapse's time-based expiry has no equivalent: every Myelin cache is bounded by size.
+  c.accept("expire_caches", "cache_entry_ttl", "sync_response_cache_duration");
+  warnUnknown(c);
+  return { globalFactor, perCacheFactors, ...(memoryBudgetBytes !== undefined ? { memoryBudgetBytes } : {}) };
 }
 
 function readPush(r: ConfigReader): PushConfig {

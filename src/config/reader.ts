@@ -150,6 +150,11 @@ export class ConfigReader {
     });
   }
 
+  /** The keys present in this mapping. */
+  keys(): string[] {
+    return Object.keys(this.obj);
+  }
+
   /** Keys present in the file that nothing read or accepted. */
   unknownKeys(): string[] {
     return Object.keys(this.obj)

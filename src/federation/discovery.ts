@@ -6,7 +6,7 @@
  */
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
-import { boundedCache } from "../util/cache.js";
+import { CacheRegistry, ENTRY_BYTES, STRING_BYTES, type Cache } from "../util/cache.js";
 import { parseServerName } from "../core/ids/ids.js";
 import { FederationError } from "./errors.js";
 
@@ -103,6 +103,8 @@ interface WellKnownEntry {
 type WellKnownOutcome = { ok: true; server: string; ttl: number } | { ok: false; temporary: boolean };
 
 export interface DiscoveryOptions {
+  /** Where its caches are sized and counted (a private registry when absent). */
+  caches?: CacheRegistry;
   resolver: Resolver;
   fetchWellKnown: WellKnownFetcher;
   now?: () => number;
@@ -112,11 +114,14 @@ export class ServerDiscovery {
   private readonly resolver: Resolver;
   private readonly fetchWellKnown: WellKnownFetcher;
   private readonly now: () => number;
-  private readonly wellKnownCache = boundedCache<string, WellKnownEntry>(10_000);
+  private readonly wellKnownCache: Cache<string, WellKnownEntry>;
   private readonly wellKnownInflight = new Map<string, Promise<string | null>>();
-  private readonly srvCache = boundedCache<string, { records: SrvRecord[]; expiresAt: number }>(10_000);
+  private readonly srvCache: Cache<string, { records: SrvRecord[]; expiresAt: number }>;
 
   constructor(opts: DiscoveryOptions) {
+    const caches = opts.caches ?? new CacheRegistry();
+    this.wellKnownCache = caches.create("server_discovery", (_v, k) => STRING_BYTES(k) + 3 * ENTRY_BYTES);
+    this.srvCache = caches.create("server_srv", (v, k) => STRING_BYTES(k) + ENTRY_BYTES * (1 + v.records.length));
     this.resolver = opts.resolver;
     this.fetchWellKnown = opts.fetchWellKnown;
     this.now = opts.now ?? Date.now;

@@ -8,7 +8,7 @@
  * are never deleted, so old events stay verifiable. Whether validity is enforced is the caller's choice (`atTs`):
  * request authentication and room versions 5+ ("enforce signing key validity") pass a timestamp; rooms v1–v4 do not.
  */
-import { boundedCache } from "../util/cache.js";
+import { CacheRegistry, ENTRY_BYTES, STRING_BYTES, type Cache } from "../util/cache.js";
 import type { Logger } from "pino";
 import { verifyJsonSignature } from "../core/crypto/signing.js";
 import { decodeBase64 } from "../core/json/base64.js";
@@ -42,6 +42,8 @@ export class SignatureError extends MatrixError {
 export class KeyResponseError extends Error {}
 
 export interface KeyFetcherOptions {
+  /** Where its caches are sized and counted (a private registry when absent). */
+  caches?: CacheRegistry;
   serverName: string;
   /** Our own keys: the current one (valid indefinitely) and `old_signing_keys`. Never fetched. */
   ownKeys: readonly VerifyKey[];
@@ -65,12 +67,15 @@ export class KeyFetcher {
   private readonly serverName: string;
   private readonly ownKeys: Map<string, VerifyKey>;
   /** Every key we hold per server (a mirror of the database rows). */
-  private readonly cache = boundedCache<string, Map<string, VerifyKey>>(10_000);
+  private readonly cache: Cache<string, Map<string, VerifyKey>>;
   private readonly inflight = new Map<string, Promise<void>>();
-  private readonly lastFetch = boundedCache<string, number>(10_000);
+  private readonly lastFetch: Cache<string, number>;
   private readonly now: () => number;
 
   constructor(private readonly opts: KeyFetcherOptions) {
+    const caches = opts.caches ?? new CacheRegistry();
+    this.cache = caches.create("server_keys", (m, k) => STRING_BYTES(k) + ENTRY_BYTES + m.size * 200);
+    this.lastFetch = caches.create("server_key_fetches", (_v, k) => STRING_BYTES(k) + ENTRY_BYTES);
     this.serverName = opts.serverName;
     this.ownKeys = new Map(opts.ownKeys.map((k) => [k.keyId, k]));
     this.now = opts.now ?? Date.now;

@@ -9,6 +9,9 @@ type Listener = () => void;
 export class Notifier {
   private readonly byKey = new Map<string, Set<Listener>>();
   private closed = false;
+  /** Requests waiting now, and wake-ups since start (metrics). */
+  waiting = 0;
+  wakeups = 0;
 
   notify(keys: { rooms?: Iterable<string>; users?: Iterable<string> }): void {
     const fire = new Set<Listener>();
@@ -29,6 +32,8 @@ export class Notifier {
       const finish = (woken: boolean) => {
         if (done) return;
         done = true;
+        this.waiting--;
+        if (woken) this.wakeups++;
         clearTimeout(timer);
         for (const n of names) {
           const set = this.byKey.get(n);
@@ -39,6 +44,7 @@ export class Notifier {
         signal?.removeEventListener("abort", onClose);
         resolve(woken);
       };
+      this.waiting++;
       const onNotify = () => finish(true);
       const onClose = () => finish(false);
       const timer = setTimeout(onClose, timeoutMs);

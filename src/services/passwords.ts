@@ -7,24 +7,52 @@ import bcrypt from "bcryptjs";
 import type { Config, PasswordPolicy } from "../config/config.js";
 import { MatrixError } from "../errors.js";
 
+/**
+ * How many hashes run at once. Each argon2id hash holds its whole memory cost (64 MiB by default) while it runs, so
+ * a burst of registrations or logins must queue rather than multiply it; one at a time also leaves the other core
+ * to the server.
+ */
+const CONCURRENT_HASHES = 1;
+
 export class PasswordHasher {
+  private running = 0;
+  private readonly queue: (() => void)[] = [];
+
   constructor(private readonly cfg: Pick<Config, "password" | "passwordHashing">) {}
 
   hash(password: string): Promise<string> {
     const { memoryKib, iterations, parallelism } = this.cfg.passwordHashing;
-    return argon2.hash(password + this.cfg.password.pepper, { type: argon2.argon2id, memoryCost: memoryKib, timeCost: iterations, parallelism });
+    return this.queued(() => argon2.hash(password + this.cfg.password.pepper, { type: argon2.argon2id, memoryCost: memoryKib, timeCost: iterations, parallelism }));
   }
 
   async verify(password: string, hash: string | null): Promise<boolean> {
     if (!hash) return false;
     const peppered = password + this.cfg.password.pepper;
     try {
-      if (hash.startsWith("$argon2")) return await argon2.verify(hash, peppered);
-      if (/^\$2[aby]\$/.test(hash)) return await bcrypt.compare(peppered, hash);
+      if (hash.startsWith("$argon2")) return await this.queued(() => argon2.verify(hash, peppered));
+      if (/^\$2[aby]\$/.test(hash)) return await this.queued(() => bcrypt.compare(peppered, hash));
     } catch {
       return false;
     }
     return false;
+  }
+
+  /** Hashes waiting for their turn (a metric). */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /** Runs `f` in a free slot; a finishing hash hands its slot straight to the next in line. */
+  private async queued<T>(f: () => Promise<T>): Promise<T> {
+    if (this.running >= CONCURRENT_HASHES) await new Promise<void>((r) => this.queue.push(r));
+    else this.running++;
+    try {
+      return await f();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.running--;
+    }
   }
 }
 

@@ -42,6 +42,8 @@ import type { PusherService } from "./push/pushers.js";
 import type { PusherPool } from "./push/delivery.js";
 import type { NotificationList } from "./push/notifications.js";
 import type { UnreadCounts } from "./push/counts.js";
+import type { CacheRegistry } from "../util/cache.js";
+import type { Metrics } from "./metrics.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -101,6 +103,10 @@ export interface Services {
   federationPdus: FederationPdus;
   federationMembership: FederationMembership;
   federationTransactions: FederationTransactions;
+  /** Prometheus metrics, when `enable_metrics` is on. */
+  metrics?: Metrics;
+  /** Every in-memory cache, sized from the config (for the metrics). */
+  caches: CacheRegistry;
   /** Room tags, kept as m.tag room account data. */
   tags: TagService;
   /** Users' push rules (m.push_rules). */

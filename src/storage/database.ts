@@ -20,7 +20,14 @@ export interface Database {
   readonly db: Kysely<Schema>;
   /** Runs the hot path's write batches (see batch.ts). */
   readonly batch: BatchExecutor;
+  /** For the metrics: the PostgreSQL pool's connections, SQLite's page cache limit per connection. */
+  stats(): DatabaseStats;
   close(): Promise<void>;
+}
+
+export interface DatabaseStats {
+  pool?: { total: number; idle: number; waiting: number };
+  pageCacheBytes?: number;
 }
 
 // PostgreSQL returns BIGINT (int8) and COUNT(*) as strings; every value we store fits in 2^53.
@@ -61,6 +68,7 @@ function withStatementCache(conn: BetterSqlite3.Database): BetterSqlite3.Databas
 export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
   let db: Kysely<Schema>;
   let batch: BatchExecutor;
+  let stats: () => DatabaseStats;
   if (cfg.engine === "sqlite") {
     if (cfg.path !== ":memory:") mkdirSync(dirname(cfg.path), { recursive: true });
     // Each driver is loaded only for its engine: the other one costs memory for nothing.
@@ -69,6 +77,11 @@ export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
     conn.pragma("journal_mode = WAL");
     conn.pragma("foreign_keys = ON");
     conn.pragma("busy_timeout = 10000");
+    // cache_size is in pages, or (negative) in KiB.
+    const cacheSize = Number(conn.pragma("cache_size", { simple: true }));
+    const pageSize = Number(conn.pragma("page_size", { simple: true }));
+    const pageCacheBytes = cacheSize < 0 ? -cacheSize * 1024 : cacheSize * pageSize;
+    stats = () => ({ pageCacheBytes });
     if (cfg.path === ":memory:") {
       db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
       batch = new KyselyBatchExecutor(db);
@@ -94,6 +107,7 @@ export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
     });
     // An idle client losing its connection must not crash the process; the pool replaces it.
     pool.on("error", () => {});
+    stats = () => ({ pool: { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } });
     db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
     await sql`SELECT 1`.execute(db);
     batch = new KyselyBatchExecutor(db);
@@ -102,6 +116,7 @@ export async function openDatabase(cfg: DatabaseConfig): Promise<Database> {
     engine: cfg.engine,
     db,
     batch,
+    stats: () => stats(),
     close: async () => {
       await batch.close();
       await db.destroy();

@@ -257,6 +257,20 @@ export class EventStore {
     return Number(r?.m ?? 0);
   }
 
+  /** The event a client transaction id made, if it was sent since `sinceTs` (partial index events_txn). */
+  async eventForTxn(sender: string, deviceId: string, scope: string, txnId: string, sinceTs: number): Promise<string | undefined> {
+    const r = await this.db
+      .selectFrom("events")
+      .select("event_id")
+      .where("sender", "=", sender)
+      .where("txn_id", "=", txnId)
+      .where("txn_device_id", "=", deviceId)
+      .where("txn_scope", "=", scope)
+      .where("received_ts", ">=", sinceTs)
+      .executeTakeFirst();
+    return r?.event_id;
+  }
+
   /**
    * Transaction ids of events received since `sinceTs` among the newest `limit` events, to warm the in-memory
    * transaction cache at start-up (a bounded scan of the primary key, no index needed).

@@ -3,7 +3,7 @@
  * bound to the transaction, so a multi-row write commits or rolls back as one.
  */
 import type { CompiledQuery, Kysely } from "kysely";
-import type { Database, Engine } from "./database.js";
+import type { Database, DatabaseStats, Engine } from "./database.js";
 import type { Schema } from "./schema.js";
 import { AccountDataStore } from "./account_data.js";
 import { DeviceStore } from "./devices.js";
@@ -73,6 +73,10 @@ export class Storage extends Stores {
   /** Runs `fn` in one transaction; it commits when `fn` resolves and rolls back when it throws. */
   async transaction<T>(fn: (tx: Stores) => Promise<T>): Promise<T> {
     return this.database.db.transaction().execute((trx) => fn(new Stores(trx)));
+  }
+
+  databaseStats(): DatabaseStats {
+    return this.database.stats();
   }
 
   /** Runs compiled statements as one transaction on the batch executor (the event write path). */

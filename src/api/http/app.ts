@@ -11,6 +11,7 @@ import type { Services } from "../../services/services.js";
 import { registerClientApi } from "../client/index.js";
 import { registerAdminApi } from "../admin/index.js";
 import { registerStaticPages } from "./static.js";
+import { registerMetrics } from "./metrics.js";
 import { CORS_HEADERS, HTTP_SERVER_OPTIONS, answerClientError } from "./door.js";
 import { registerFederationApi, registerKeyApi } from "../federation/index.js";
 
@@ -125,6 +126,7 @@ export async function buildApp(services: Services, listener: Pick<ListenerConfig
   });
 
   const resources = listener.resources;
+  registerMetrics(app, services, resources);
   registerStaticPages(app, resources);
   if (resources.has("client")) {
     registerClientApi(app, services);

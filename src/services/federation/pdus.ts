@@ -18,7 +18,7 @@ import { requiredSignatureServers } from "../../core/events/signing.js";
 import { userIdDomain } from "../../core/ids/ids.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import type { RoomVersion } from "../../core/rooms/versions.js";
-import { boundedCache } from "../../util/cache.js";
+import { CacheRegistry, ENTRY_BYTES, STRING_BYTES, type Cache } from "../../util/cache.js";
 import { encodePath, type FederationClient } from "../../federation/client.js";
 import type { KeyFetcher } from "../keys.js";
 import type { EventCache, StoredEvent } from "../rooms/event_cache.js";
@@ -45,7 +45,7 @@ const GAP_RETRY_MS = 60_000;
 
 export class FederationPdus {
   /** Gaps in history last tried (event id → when), see fillGaps. */
-  private readonly gapAttempts = boundedCache<string, number>(10_000);
+  private readonly gapAttempts: Cache<string, number>;
 
   constructor(
     private readonly deps: {
@@ -57,8 +57,10 @@ export class FederationPdus {
       log: Logger;
       serversInRoom: (roomId: string) => Promise<string[]>;
       earliestEventIds: (roomId: string, limit: number) => Promise<string[]>;
+      caches?: CacheRegistry;
     },
-  ) {}
+  ) {
+    this.gapAttempts = (deps.caches ?? new CacheRegistry()).create("history_gaps", (_v, key) => STRING_BYTES(key) + ENTRY_BYTES);}
 
   /**
    * Backfill (spec "Backfilling and retrieving missing events"): when a client pages back past the oldest events we

@@ -74,6 +74,13 @@ export class FederationSender {
     for (const name of outbox) this.sendOutbox([name]);
   }
 
+  /** PDUs and EDUs waiting per destination that has any (metrics). */
+  queueDepths(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const d of this.destinations.values()) if (d.pdus.length + d.edus.length > 0) out.set(d.name, d.pdus.length + d.edus.length);
+    return out;
+  }
+
   close(): void {
     this.closed = true;
     for (const d of this.destinations.values()) clearTimeout(d.timer);

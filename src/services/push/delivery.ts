@@ -12,7 +12,7 @@ import type { PushConfig } from "../../config/config.js";
 import type { OutboundHttp } from "../../outbound/http_client.js";
 import type { NotificationRow, PusherRow } from "../../storage/push.js";
 import type { Storage } from "../../storage/storage.js";
-import { boundedCache } from "../../util/cache.js";
+import { CacheRegistry, ENTRY_BYTES, type Cache } from "../../util/cache.js";
 import type { EventCache, StoredEvent } from "../rooms/event_cache.js";
 import type { StateService } from "../rooms/state.js";
 import type { UnreadCounts } from "./counts.js";
@@ -36,6 +36,7 @@ export interface PusherPoolDeps {
   http: OutboundHttp;
   config: PushConfig;
   log: Logger;
+  caches?: CacheRegistry;
 }
 
 /** One pusher's delivery loop state. */
@@ -56,10 +57,12 @@ export class PusherPool implements PusherChanges {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
   /** Display name and room name per event, so a burst to many pushers reads state once. */
-  private readonly described = boundedCache<string, Description>(1000);
+  private readonly described: Cache<string, Description>;
   private closed = false;
 
-  constructor(private readonly deps: PusherPoolDeps) {}
+  constructor(private readonly deps: PusherPoolDeps) {
+    this.described = (deps.caches ?? new CacheRegistry()).create("push_descriptions", () => 6 * ENTRY_BYTES);
+  }
 
   /** Loads every pusher and lets each catch up on what it missed while the server was down. */
   async start(): Promise<void> {
@@ -200,8 +203,17 @@ export class PusherPool implements PusherChanges {
     this.waiting.shift()?.();
   }
 
+  /** Each delivery's outcome (metrics). */
+  onDelivered?: (outcome: "ok" | "failed" | "rejected") => void;
+
   /** One POST to the gateway. */
   private async deliver(p: PusherRow, row: NotificationRow): Promise<"ok" | "failed" | "rejected"> {
+    const outcome = await this.post(p, row);
+    this.onDelivered?.(outcome);
+    return outcome;
+  }
+
+  private async post(p: PusherRow, row: NotificationRow): Promise<"ok" | "failed" | "rejected"> {
     const stored = await this.deps.events.get(row.event_id);
     // The event is gone (purged): nothing to push.
     if (!stored) return "ok";

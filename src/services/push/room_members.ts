@@ -6,7 +6,7 @@
  */
 import type { StateMap } from "../../core/events/event.js";
 import type { Storage } from "../../storage/storage.js";
-import { boundedCache } from "../../util/cache.js";
+import { CacheRegistry, ENTRY_BYTES, type Cache } from "../../util/cache.js";
 import type { EventCache } from "../rooms/event_cache.js";
 
 export interface RoomMembers {
@@ -19,14 +19,17 @@ export interface RoomMembers {
 const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
 
 export class PushRoomMembers {
-  /** Sized by members held, so a few huge rooms cannot take all of it. */
-  private readonly rooms = boundedCache<string, RoomMembers>(200_000);
+  private readonly rooms: Cache<string, RoomMembers>;
 
   constructor(
     private readonly storage: Storage,
     private readonly events: EventCache,
     private readonly isLocal: (userId: string) => boolean,
-  ) {}
+    caches = new CacheRegistry(),
+  ) {
+    // Sized by the members held (user ids are shared with the state maps), so a few huge rooms cannot take it all.
+    this.rooms = caches.create("push_room_members", (r) => 4 * ENTRY_BYTES + r.joined.size * 40 + r.local.size * 64);
+  }
 
   /** The members as of `state` (the state before the event being evaluated), loading them on first use. */
   async of(roomId: string, state: StateMap): Promise<RoomMembers> {
@@ -49,7 +52,7 @@ export class PushRoomMembers {
       const name = k ? k.displayname : typeof e?.content.displayname === "string" ? e.content.displayname : null;
       room.local.set(userId, name);
     }
-    this.rooms.set(roomId, room, { size: Math.max(1, room.joined.size) });
+    this.rooms.set(roomId, room);
     return room;
   }
 

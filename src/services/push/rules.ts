@@ -15,9 +15,12 @@ import {
   type UserPushRules,
 } from "../../core/push/index.js";
 import type { Storage } from "../../storage/storage.js";
-import { boundedCache } from "../../util/cache.js";
+import { CacheRegistry, ENTRY_BYTES, type Cache } from "../../util/cache.js";
 import { KeyedLock } from "../../util/keyed_lock.js";
 import type { AccountDataService } from "../account_data.js";
+
+/** The compiled defaults of one user: the rules naming the user are theirs, the other rules shared. */
+const COMPILED_DEFAULTS_BYTES = 2048;
 
 /** One user's rules as evaluation needs them. */
 export class UserRules {
@@ -30,6 +33,8 @@ export class UserRules {
     readonly stored: UserPushRules | undefined,
     /** Where the user's last change sits on the account data stream (0: never). */
     readonly streamId: number,
+    /** Length of the stored JSON (sizes the cache). */
+    readonly storedBytes?: number,
   ) {}
 
   get compiled(): CompiledRuleset {
@@ -50,15 +55,20 @@ export class UserRules {
 }
 
 export class PushRuleService {
-  private readonly users = boundedCache<string, UserRules>(50_000);
+  private readonly users: Cache<string, UserRules>;
   private readonly lock = new KeyedLock();
-  /** Compiled server defaults per user (they differ only by user id and localpart). */
-  private readonly defaults = boundedCache<string, CompiledRuleset>(50_000);
+  /** Compiled server defaults per user (they differ only by user id and localpart; shared rules are shared). */
+  private readonly defaults: Cache<string, CompiledRuleset>;
 
   constructor(
     private readonly storage: Storage,
     private readonly accountData: AccountDataService,
-  ) {}
+    caches = new CacheRegistry(),
+  ) {
+    // A user's stored rules as JSON were about a third of what they take parsed and compiled.
+    this.users = caches.create("push_rules", (r) => 4 * ENTRY_BYTES + (r.storedBytes ?? 0) * 3);
+    this.defaults = caches.create("push_default_rules", () => COMPILED_DEFAULTS_BYTES);
+  }
 
   /** The rules of many users at once (one query for those not cached). */
   async forUsers(userIds: readonly string[]): Promise<Map<string, UserRules>> {
@@ -73,7 +83,7 @@ export class PushRuleService {
       const rows = await this.storage.push.rulesOf(missing);
       for (const u of missing) {
         const row = rows.get(u);
-        const r = this.users.get(u) ?? new UserRules(u, row ? (JSON.parse(row.rules) as UserPushRules) : undefined, row?.stream_id ?? 0);
+        const r = this.users.get(u) ?? new UserRules(u, row ? (JSON.parse(row.rules) as UserPushRules) : undefined, row?.stream_id ?? 0, row?.rules.length);
         this.users.set(u, r);
         out.set(u, r);
       }
@@ -108,7 +118,7 @@ export class PushRuleService {
       const next = change(current.stored ?? emptyUserRules());
       const json = JSON.stringify(next);
       const streamId = await this.accountData.numbered(userId, (id) => this.storage.push.putRules(userId, json, id));
-      this.users.set(userId, new UserRules(userId, next, streamId));
+      this.users.set(userId, new UserRules(userId, next, streamId, json.length));
     });
   }
 

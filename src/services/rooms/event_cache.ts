@@ -2,7 +2,7 @@
  * Fetching events by id, parsed once and cached. Events in the database were validated when they entered, so
  * reading them back only normalises (no signature or hash checks).
  */
-import { boundedCache } from "../../util/cache.js";
+import { CacheRegistry, type Cache } from "../../util/cache.js";
 import type { Event, PDU } from "../../core/events/event.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { getRoomVersion, type RoomVersion } from "../../core/rooms/versions.js";
@@ -24,6 +24,16 @@ export interface StoredEvent {
   readonly rejected: boolean;
   /** The sending device's transaction id, for unsigned.transaction_id. */
   readonly txn: { deviceId: string; txnId: string } | null;
+  /** Length of the event's stored JSON, when known (sizes the event cache). */
+  readonly jsonBytes?: number;
+}
+
+/**
+ * What a cached event holds, roughly: its parsed JSON is about twice its text (object and string headers), which
+ * the writer and the row reader know; other events are estimated from their content.
+ */
+function eventBytes(e: StoredEvent): number {
+  return 600 + 2 * (e.jsonBytes ?? 1000);
 }
 
 /** prev_events/auth_events as ids: v1/v2 use [id, {hashes}] pairs. */
@@ -54,10 +64,15 @@ export function trustedEvent(eventId: string, roomId: string, pdu: PDU): Event {
 }
 
 export class EventCache {
-  private readonly cache = boundedCache<string, StoredEvent>(20_000);
+  private readonly cache: Cache<string, StoredEvent>;
   private readonly roomVersions = new Map<string, RoomVersion>();
 
-  constructor(private readonly storage: Storage) {}
+  constructor(
+    private readonly storage: Storage,
+    caches = new CacheRegistry(),
+  ) {
+    this.cache = caches.create("events", eventBytes);
+  }
 
   async roomVersion(roomId: string): Promise<RoomVersion | undefined> {
     const v = this.roomVersions.get(roomId);
@@ -120,6 +135,7 @@ export class EventCache {
       softFailed: row.soft_failed === 1,
       rejected: row.rejected_reason !== null,
       txn: row.txn_device_id !== null && row.txn_id !== null ? { deviceId: row.txn_device_id, txnId: row.txn_id } : null,
+      jsonBytes: row.json.length,
     };
     this.cache.set(row.event_id, stored);
     return stored;

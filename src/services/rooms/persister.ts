@@ -12,7 +12,7 @@
  * requests are woken. The room's head advances as soon as an event is queued, so the next event can be built while
  * this one commits.
  */
-import { boundedCache } from "../../util/cache.js";
+import { CacheRegistry, ENTRY_BYTES, STRING_BYTES, type Cache } from "../../util/cache.js";
 import type { Logger } from "pino";
 import { stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
 import type { SigningKey } from "../../core/crypto/ed25519.js";
@@ -58,7 +58,8 @@ export interface ReceivedOutcome {
 
 const NO_CHANGES: ReadonlyMap<string, string | null> = new Map();
 const TXN_WINDOW_MS = 24 * 3600_000;
-const TXN_CACHE_MAX = 200_000;
+/** At most this many transaction ids are read into memory at start-up. */
+const TXN_WARM_MAX = 50_000;
 
 function txnKey(userId: string, deviceId: string, scope: string, txnId: string): string {
   return `${userId}\u0000${deviceId}\u0000${scope}\u0000${txnId}`;
@@ -77,10 +78,12 @@ export class EventPersister {
   private readonly latestStream = new Map<string, number>();
   /**
    * Spec "Transaction identifiers": a retried send returns the original event. Transaction ids are honoured for 24
-   * hours (Synapse's window), up to the newest TXN_CACHE_MAX of them: they live in memory, warmed at start-up from
-   * the events' own txn columns, so a send never waits on a lookup.
+   * hours (Synapse's window). The recent ones live in memory, warmed at start-up from the events' own txn columns,
+   * so a send normally never waits on a lookup; once the cache has had to drop some (a busy server), a miss is
+   * looked up in the database.
    */
-  private readonly txns = boundedCache<string, string>(TXN_CACHE_MAX);
+  private readonly txns: Cache<string, string>;
+  private txnsComplete = true;
   /** Sends with the same txn id in flight, so concurrent retries get the same event. */
   private readonly inflightTxns = new Map<string, Promise<StoredEvent>>();
   /** Backfilled history counts down from below the oldest stream ordering (Synapse's negative orderings). */
@@ -94,12 +97,21 @@ export class EventPersister {
     private readonly state: StateService,
     private readonly notifier: Notifier,
     private readonly log: Logger,
+    caches = new CacheRegistry(),
   ) {
+    this.txns = caches.create("transaction_ids", (v, k) => STRING_BYTES(k) + STRING_BYTES(v) + ENTRY_BYTES);
     this.builder = new EventBuilder(serverName, signingKey, events);
     this.authoriser = new EventAuthoriser(events);
     this.stateStage = new StateStage(events, state);
     this.writer = new GroupCommitWriter(storage, log);
   }
+
+  /** Reports events written (metrics): each group commit's size, and each live event by origin. */
+  observe(onBatch: (events: number) => void, onEvent: (local: boolean) => void): void {
+    this.writer.onBatch = onBatch;
+    this.onEventWritten = onEvent;
+  }
+  private onEventWritten?: (local: boolean) => void;
 
   /** Adds a per-event consumer (stage 5); consumers run in the order they were added. */
   use(consumer: EventConsumer): void {
@@ -109,8 +121,9 @@ export class EventPersister {
   async start(): Promise<void> {
     this.stream = new StreamIdGenerator(await this.storage.events.maxStreamOrdering());
     this.backfillOrdering = Math.min(0, await this.storage.events.minStreamOrdering()) - 1;
-    const recent = await this.storage.events.recentTxns(Date.now() - TXN_WINDOW_MS, TXN_CACHE_MAX);
+    const recent = await this.storage.events.recentTxns(Date.now() - TXN_WINDOW_MS, TXN_WARM_MAX);
     for (const t of recent.reverse()) this.txns.set(txnKey(t.sender, t.txn_device_id, t.txn_scope, t.txn_id), t.event_id);
+    this.txnsComplete = recent.length < TXN_WARM_MAX && this.txns.evictions === 0;
   }
 
   /** The events stream position for sync tokens: every event at or below it is committed. */
@@ -218,7 +231,11 @@ export class EventPersister {
   private async sendOnce(roomId: string, draft: EventDraft, opts: SendOptions): Promise<StoredEvent> {
     if (opts.txn) {
       const t = opts.txn;
-      const existing = this.txns.get(txnKey(t.userId, t.deviceId, t.scope, t.txnId));
+      let existing = this.txns.get(txnKey(t.userId, t.deviceId, t.scope, t.txnId));
+      if (!existing && !(this.txnsComplete && this.txns.evictions === 0)) {
+        this.txnsComplete = false;
+        existing = await this.storage.events.eventForTxn(t.userId, t.deviceId, t.scope, t.txnId, Date.now() - TXN_WINDOW_MS);
+      }
       if (existing) {
         const e = await this.events.get(existing);
         if (e) return e;
@@ -499,6 +516,7 @@ export class EventPersister {
     // Membership changes concern the target user even before they are in the room (invites).
     const users = e.event.type === "m.room.member" && e.event.state_key ? [e.event.state_key] : [];
     this.notifier.notify({ rooms: [roomId], users });
+    this.onEventWritten?.(local);
     for (const c of this.consumers) this.runCommitted(c, e, local);
   }
 

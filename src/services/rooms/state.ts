@@ -3,12 +3,14 @@
  * chain (storage/state_deltas.ts) and kept in an LRU cache. New groups are planned here and written by the event
  * writer in the same transaction as the event that creates them.
  */
-import { LRUCache } from "lru-cache";
-import { boundedCache } from "../../util/cache.js";
+import { CacheRegistry, ENTRY_BYTES, type Cache } from "../../util/cache.js";
 import type { StateMap } from "../../core/events/event.js";
 import type { Storage } from "../../storage/storage.js";
 import { applyDeltas, deltaBaseDepth, mergeDeltas, type StateDelta } from "../../storage/state_deltas.js";
 import type { StateGroupNode } from "../../storage/state_groups.js";
+
+/** A Map slot holding a key and a value that other maps share. */
+const STATE_SLOT_BYTES = 48;
 
 interface NodeMeta {
   id: number;
@@ -18,12 +20,18 @@ interface NodeMeta {
 }
 
 export class StateService {
-  /** Full state maps by group. Sized by entry count so a few huge rooms cannot crowd out memory. */
-  private readonly states = new LRUCache<number, StateMap>({ maxSize: 250_000, sizeCalculation: (m) => Math.max(1, m.size) });
-  private readonly nodes = boundedCache<number, NodeMeta>(200_000);
+  /** Full state maps by group. Keys and values are shared with the maps they came from: a slot is what each costs. */
+  private readonly states: Cache<number, StateMap>;
+  private readonly nodes: Cache<number, NodeMeta>;
   private nextGroupId = 0;
 
-  constructor(private readonly storage: Storage) {}
+  constructor(
+    private readonly storage: Storage,
+    caches = new CacheRegistry(),
+  ) {
+    this.states = caches.create("state_maps", (m) => ENTRY_BYTES + m.size * STATE_SLOT_BYTES);
+    this.nodes = caches.create("state_groups", (n) => 2 * ENTRY_BYTES + n.delta.size * 2 * STATE_SLOT_BYTES);
+  }
 
   async start(): Promise<void> {
     this.nextGroupId = (await this.storage.stateGroups.maxId()) + 1;

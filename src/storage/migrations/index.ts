@@ -10,6 +10,7 @@ import { m003_federation } from "./003_federation.js";
 import { m004_federation_sender } from "./004_federation_sender.js";
 import { m005_device_messages } from "./005_device_messages.js";
 import { m006_push } from "./006_push.js";
+import { m007_transaction_ids } from "./007_transaction_ids.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -24,6 +25,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["004_federation_sender", m004_federation_sender],
   ["005_device_messages", m005_device_messages],
   ["006_push", m006_push],
+  ["007_transaction_ids", m007_transaction_ids],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {

@@ -75,6 +75,9 @@ export class GroupCommitWriter {
     private readonly log: Logger,
   ) {}
 
+  /** Called with the number of events in each group commit (metrics). */
+  onBatch?: (events: number) => void;
+
   write(items: PersistItem[]): Promise<void> {
     return new Promise((resolve, reject) => {
       this.queue.push({ items, resolve, reject });
@@ -104,6 +107,7 @@ export class GroupCommitWriter {
     try {
       while (this.queue.length > 0) {
         const batch = this.dropOrphans(this.queue);
+        this.onBatch?.(batch.reduce((n, b) => n + b.items.length, 0));
         this.queue = [];
         if (batch.length === 0) continue;
         const now = Date.now();
