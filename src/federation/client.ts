@@ -54,6 +54,26 @@ export class FederationClient {
 
   /** Sends a signed request and returns the JSON object answered. Throws FederationError. */
   async request(req: FederationRequestOptions): Promise<JsonObject> {
+    const parsed = await this.requestJson(req);
+    // "all endpoints in this specification require the destination server to return a JSON object".
+    if (!isJsonObject(parsed)) throw new FederationError("invalid_response", req.destination, `${req.method} ${req.path} did not answer a JSON object`);
+    return parsed;
+  }
+
+  /**
+   * The v1 forms of send_join, send_leave and invite answer `[200, {…}]` (kept "for compatibility", MSC1802):
+   * a PUT that returns the object inside that pair. Throws FederationError.
+   */
+  async putV1(destination: string, path: string, body: JsonObject, opts: Partial<FederationRequestOptions> = {}): Promise<JsonObject> {
+    const parsed = await this.requestJson({ ...opts, method: "PUT", destination, path, body });
+    if (!Array.isArray(parsed) || parsed.length !== 2 || !isJsonObject(parsed[1])) {
+      throw new FederationError("invalid_response", destination, `PUT ${path} did not answer a [200, {…}] pair`);
+    }
+    return parsed[1];
+  }
+
+  /** Sends a signed request and returns the parsed JSON answered (any JSON value). Throws FederationError. */
+  private async requestJson(req: FederationRequestOptions): Promise<unknown> {
     const { destination } = req;
     if (!this.isDomainAllowed(destination)) throw new FederationError("denied", destination, "not in federation_domain_whitelist");
     const resolved = await this.opts.discovery.resolve(destination);
@@ -92,8 +112,6 @@ export class FederationClient {
         body: parsed,
       });
     }
-    // "all endpoints in this specification require the destination server to return a JSON object".
-    if (!isJsonObject(parsed)) throw new FederationError("invalid_response", destination, `${req.method} ${req.path} did not answer a JSON object`);
     return parsed;
   }
 

@@ -39,3 +39,21 @@ export class FederationError extends Error {
     return this.details.errcode;
   }
 }
+
+/**
+ * Whether an error answer means "this endpoint is not implemented here" (as Synapse's is_unknown_endpoint): 404 or
+ * 405 with an empty or non-JSON body or M_UNRECOGNIZED (spec v1.6+), or 400 M_UNRECOGNIZED (older Synapse). Callers
+ * then fall back to an older version of the endpoint.
+ */
+export function isUnknownEndpoint(e: unknown): boolean {
+  if (!(e instanceof FederationError) || e.reason !== "http") return false;
+  const status = e.status;
+  const json = typeof e.details.body === "object" && e.details.body !== null && !Array.isArray(e.details.body);
+  if (status === 404 || status === 405) return !json || e.errcode === "M_UNRECOGNIZED";
+  return status === 400 && e.errcode === "M_UNRECOGNIZED";
+}
+
+/** A 4xx error answer from the remote server (a refusal, as opposed to an outage or a 5xx). */
+export function isRemoteRefusal(e: unknown): e is FederationError {
+  return e instanceof FederationError && e.reason === "http" && e.status !== undefined && e.status >= 400 && e.status < 500;
+}

@@ -1,11 +1,19 @@
 /**
  * One HTTPS exchange with a federation host: resolve the host to addresses (through the injected Resolver), drop
  * addresses in blocked IP ranges, connect to the first one that answers with the right SNI and `Host`, verify the
- * certificate (unless `federation_verify_certificates: false`), and read a bounded response within a deadline.
- * We connect to the very address we checked, so a DNS answer cannot change between the check and the connection.
+ * certificate, and read a bounded response within a deadline. We connect to the very address we checked, so a DNS
+ * answer cannot change between the check and the connection.
+ *
+ * Certificates are checked as Synapse's federation TLS policy does: against the system's CA store, or, with
+ * `federation_custom_ca_list`, against those CAs only; not at all with `federation_verify_certificates: false`, or
+ * for host names matching `federation_certificate_verification_whitelist`.
  */
 import { Agent, request as httpsRequest } from "node:https";
 import type { IncomingHttpHeaders } from "node:http";
+import { readFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { createSecureContext, type SecureContext } from "node:tls";
+import { ConfigError } from "../config/reader.js";
 import { FederationError } from "./errors.js";
 import { isIpAddress, type Resolver, type ServerTarget, type WellKnownFetcher } from "./discovery.js";
 import type { IpRangeFilter } from "./ip_filter.js";
@@ -14,6 +22,49 @@ export interface TransportOptions {
   resolver: Resolver;
   ipFilter: IpRangeFilter;
   verifyCertificates: boolean;
+  /** PEM CA certificates trusted instead of the system store (`federation_custom_ca_list`). */
+  customCas?: readonly string[];
+  /** Host name globs whose certificates are not verified (`federation_certificate_verification_whitelist`). */
+  verificationWhitelist?: readonly string[];
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/**
+ * Reads `federation_custom_ca_list`: every certificate of every PEM file (Synapse reads each file at start-up and
+ * refuses to start on one it cannot parse). Throws ConfigError.
+ */
+export function loadCaCertificates(paths: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const path of paths) {
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (e) {
+      throw new ConfigError(`config key "federation_custom_ca_list": cannot read ${path}: ${(e as Error).message}`);
+    }
+    const pems = text.match(PEM_CERTIFICATE) ?? [];
+    if (pems.length === 0) throw new ConfigError(`config key "federation_custom_ca_list": ${path} holds no PEM certificate`);
+    for (const pem of pems) {
+      try {
+        new X509Certificate(pem);
+      } catch (e) {
+        throw new ConfigError(`config key "federation_custom_ca_list": error parsing a certificate in ${path}: ${(e as Error).message}`);
+      }
+      out.push(pem);
+    }
+  }
+  return out;
+}
+
+/**
+ * A matcher for Synapse's host globs (matrix-common's glob_to_regex): `*` any run of characters, `?` one
+ * character, everything else literal; the whole name must match, case-insensitively.
+ */
+export function hostGlobMatcher(globs: readonly string[]): (host: string) => boolean {
+  if (globs.length === 0) return () => false;
+  const res = globs.map((g) => new RegExp(`^${g.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*+/g, ".*").replace(/\?/g, ".")}$`, "i"));
+  return (host) => res.some((re) => re.test(host));
 }
 
 export interface TransportRequest {
@@ -38,8 +89,19 @@ export interface TransportResponse {
 export class Transport {
   /** Keep-alive connections, pooled per address, port, SNI and verification setting by node:https. */
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 16, maxFreeSockets: 4, timeout: 60_000 });
+  /** Built once: the custom CAs replace node's bundled roots for every connection of this transport. */
+  private readonly secureContext: SecureContext | undefined;
+  private readonly unverified: (host: string) => boolean;
 
-  constructor(private readonly opts: TransportOptions) {}
+  constructor(private readonly opts: TransportOptions) {
+    this.secureContext = opts.customCas && opts.customCas.length > 0 ? createSecureContext({ ca: [...opts.customCas] }) : undefined;
+    this.unverified = hostGlobMatcher(opts.verificationWhitelist ?? []);
+  }
+
+  /** Whether the certificate of `host` (the name it must be valid for) is verified. */
+  verifies(host: string): boolean {
+    return this.opts.verifyCertificates && !this.unverified(host);
+  }
 
   /**
    * Sends one request to the first reachable target. `destination` names the server in errors. Throws
@@ -114,7 +176,10 @@ export class Transport {
         agent: this.agent,
         // An empty servername tells node not to send SNI (its default would derive one from the Host header).
         servername: req.servername ?? "",
-        rejectUnauthorized: this.opts.verifyCertificates,
+        // The agent pools connections per servername and rejectUnauthorized, so a whitelisted host never shares
+        // a connection with a verified one; the secure context is the same for all of them.
+        rejectUnauthorized: this.verifies(req.servername ?? address),
+        ...(this.secureContext ? { secureContext: this.secureContext } : {}),
       });
       const timer = setTimeout(() => fail(new FederationError("timeout", destination, `no response within ${req.timeoutMs} ms`)), req.timeoutMs);
       request.on("error", (e: NodeJS.ErrnoException) => {

@@ -122,23 +122,35 @@ export class KeyFetcher {
     return out;
   }
 
-  /** Fetches a server's keys from the server itself (throttled like any fetch); used by the notary. Never throws. */
+  /**
+   * Fetches a server's keys from the server itself; used by the notary, which calls it only when what it holds does
+   * not meet a query's criteria (a missing key, or one not valid until the `minimum_valid_until_ts` asked for). As
+   * Synapse's notary, each such query asks the origin again: not held back by REFETCH_INTERVAL_MS, only merged with
+   * a fetch already under way. Never throws.
+   */
   async refreshFromServer(serverName: string): Promise<void> {
-    await this.once(serverName, async () => {
-      try {
-        await this.fetchDirect(serverName);
-      } catch (e) {
-        this.opts.log.info({ server: serverName, err: (e as Error).message }, "could not fetch server keys");
-      }
-    });
+    await this.once(
+      serverName,
+      async () => {
+        try {
+          await this.fetchDirect(serverName);
+        } catch (e) {
+          this.opts.log.info({ server: serverName, err: (e as Error).message }, "could not fetch server keys");
+        }
+      },
+      { throttle: false },
+    );
   }
 
-  /** Runs `fn` unless a fetch for this server is running (then waits for it) or ran within REFETCH_INTERVAL_MS. */
-  private async once(serverName: string, fn: () => Promise<void>): Promise<void> {
+  /**
+   * Runs `fn` unless a fetch for this server is running (then waits for it) or, with `throttle` (the default), ran
+   * within REFETCH_INTERVAL_MS.
+   */
+  private async once(serverName: string, fn: () => Promise<void>, opts: { throttle?: boolean } = {}): Promise<void> {
     const running = this.inflight.get(serverName);
     if (running) return running;
     const last = this.lastFetch.get(serverName);
-    if (last !== undefined && this.now() - last < REFETCH_INTERVAL_MS) return;
+    if ((opts.throttle ?? true) && last !== undefined && this.now() - last < REFETCH_INTERVAL_MS) return;
     this.lastFetch.set(serverName, this.now());
     const p = fn().finally(() => this.inflight.delete(serverName));
     this.inflight.set(serverName, p);

@@ -3,9 +3,10 @@
  * keys, fetching them directly, through a notary (trusted_key_servers), keeping them across restarts, and old keys.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateSigningKey } from "../../src/core/crypto/ed25519.js";
+import { generateSigningKey, type SigningKey } from "../../src/core/crypto/ed25519.js";
 import { signJson, verifyJsonSignature } from "../../src/core/crypto/signing.js";
 import type { JsonObject } from "../../src/core/json/types.js";
+import { FederationProxy } from "../helpers/fed_proxy.js";
 import { startFederatedServer, TestNetwork } from "../helpers/federation.js";
 import { Client, expectError } from "../helpers/http.js";
 import type { TestServer } from "../helpers/server.js";
@@ -151,6 +152,60 @@ describe("the notary: /_matrix/key/v2/query", () => {
     expectError(await client.post("/_matrix/key/v2/query", {}), 400, "M_BAD_JSON");
     expectError(await client.post("/_matrix/key/v2/query", { server_keys: { "hs2.test": { "ed25519:x": { minimum_valid_until_ts: "soon" } } } }), 400, "M_BAD_JSON");
     expectError(await client.get("/_matrix/key/v2/query/hs2.test?minimum_valid_until_ts=soon"), 400, "M_INVALID_PARAM");
+  });
+});
+
+describe("the notary asks the origin again when a query wants more than it holds", () => {
+  /** origin.test: a key server whose /key/v2/server answers are chosen by the test (proxy.intercept). */
+  let proxy: FederationProxy;
+  const notary = () => new Client(hs1.baseUrl);
+  const keyResponse = (key: SigningKey, validUntilTs: number): JsonObject =>
+    signJson({ server_name: "origin.test", valid_until_ts: validUntilTs, verify_keys: { [key.keyId]: { key: key.publicKeyBase64 } }, old_verify_keys: {} }, "origin.test", key);
+  const query = async (keyId: string, minimum?: number): Promise<JsonObject[]> => {
+    const res = await notary().post("/_matrix/key/v2/query", { server_keys: { "origin.test": { [keyId]: minimum === undefined ? {} : { minimum_valid_until_ts: minimum } } } });
+    expect(res.status, res.text).toBe(200);
+    return res.body.server_keys as JsonObject[];
+  };
+  const fetches = () => proxy.requests("/_matrix/key/v2/server").length;
+
+  beforeAll(async () => {
+    proxy = await new FederationProxy(hs2.tlsPort!).start(network, "origin.test");
+  });
+  afterAll(async () => {
+    await proxy?.close();
+  });
+
+  it("a later minimum_valid_until_ts makes it fetch again at once; when the origin then fails, the expired key is still served", async () => {
+    proxy.seen.length = 0;
+    const key = generateSigningKey();
+    const expiry = Date.now() - DAY;
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/key/v2/server") ? { status: 200, body: keyResponse(key, expiry) } : undefined);
+    expect((await query(key.keyId)).map((k) => k.valid_until_ts)).toEqual([expiry]);
+    expect(fetches()).toBe(1);
+    // Within seconds of the first fetch: asked for a key valid later than the one held, it asks the origin again.
+    const second = await query(key.keyId, expiry + 1000);
+    expect(fetches()).toBe(2);
+    expect(second).toHaveLength(1);
+    expect(second[0]).toMatchObject({ server_name: "origin.test", valid_until_ts: expiry, verify_keys: { [key.keyId]: { key: key.publicKeyBase64 } } });
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/key/v2/server") ? { status: 400, body: {} } : undefined);
+    const third = await query(key.keyId, expiry + 1000);
+    expect(fetches()).toBe(3);
+    expect(third[0]).toMatchObject({ server_name: "origin.test", valid_until_ts: expiry, verify_keys: { [key.keyId]: { key: key.publicKeyBase64 } } });
+  });
+
+  it("a key the origin no longer lists is not forgotten when the origin answers with another", async () => {
+    proxy.seen.length = 0;
+    const key1 = generateSigningKey();
+    const key2 = generateSigningKey();
+    const expiry = Date.now() - DAY;
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/key/v2/server") ? { status: 200, body: keyResponse(key1, expiry) } : undefined);
+    expect((await query(key1.keyId)).map((k) => Object.keys(k.verify_keys as JsonObject))).toEqual([[key1.keyId]]);
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/key/v2/server") ? { status: 200, body: keyResponse(key2, expiry + 1000) } : undefined);
+    await query(key1.keyId, Date.now());
+    expect(fetches()).toBe(2);
+    const again = await query(key1.keyId, expiry);
+    expect(again).toHaveLength(1);
+    expect(again[0]).toMatchObject({ server_name: "origin.test", verify_keys: { [key1.keyId]: { key: key1.publicKeyBase64 } } });
   });
 });
 

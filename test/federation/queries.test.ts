@@ -235,7 +235,8 @@ describe("devices, keys, OpenID and third-party invites", () => {
   it("GET /openid/userinfo needs no signature and knows no token yet", async () => {
     const res = await new Client(hs1.baseUrl).get(`${V1}/openid/userinfo?access_token=abc`);
     expectError(res, 401, "M_UNKNOWN_TOKEN");
-    expectError(await new Client(hs1.baseUrl).get(`${V1}/openid/userinfo`), 400, "M_MISSING_PARAM");
+    // Spec: 401 for a token "not recognized"; none at all is no better (as Synapse), not a 400.
+    expectError(await new Client(hs1.baseUrl).get(`${V1}/openid/userinfo`), 401, "M_UNKNOWN_TOKEN");
   });
 
   it("PUT /exchange_third_party_invite is unsupported: 404 M_UNRECOGNIZED", async () => {

@@ -258,8 +258,11 @@ describe("backfill and missing events", () => {
     expect(bodiesOf(shallow.body.events as JsonObject[])).toEqual(["m98", "m99"]);
   });
 
-  it("/get_missing_events: 400 for a malformed body", async () => {
-    expectErr(await asHs2("POST", `${V1}/get_missing_events/${enc(roomId)}`, undefined, { latest_events: [ids[3]!] }), 400, "M_BAD_JSON");
+  it("/get_missing_events: 400 for a malformed body; missing lists read as empty (as Synapse does)", async () => {
+    expectErr(await asHs2("POST", `${V1}/get_missing_events/${enc(roomId)}`, undefined, { earliest_events: "x", latest_events: [ids[3]!] }), 400, "M_BAD_JSON");
+    const noEarliest = await asHs2("POST", `${V1}/get_missing_events/${enc(roomId)}`, undefined, { latest_events: [ids[3]!], limit: 2 });
+    expect(noEarliest.status).toBe(200);
+    expect(noEarliest.body.events as JsonObject[]).toHaveLength(2);
   });
 
   it("/timestamp_to_event finds the closest event in either direction", async () => {

@@ -7,6 +7,7 @@
 import type { Static, TSchema } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from "fastify";
 import { parseXMatrix, requestSigningJson, XMatrixParseError, type XMatrixAuth } from "../../core/federation/xmatrix.js";
+import { parseJsonKeepingNumbers } from "../../core/json/parse.js";
 import type { JsonValue } from "../../core/json/types.js";
 import { MatrixError } from "../../errors.js";
 import type { Services } from "../../services/services.js";
@@ -37,7 +38,11 @@ export async function authenticateFederationRequest(req: FastifyRequest, service
   }
   if (!services.federationClient.isDomainAllowed(auth.origin)) throw new MatrixError(403, "M_FORBIDDEN", `Federation denied with ${auth.origin}.`);
   // The signed object names us as destination whether or not the header did (older senders omit it).
-  const content = req.method === "PUT" || req.method === "POST" ? (req.body as JsonValue | undefined) : undefined;
+  // A body with numbers canonical JSON cannot express (a float in an event, which the room version may then refuse
+  // with 400 M_BAD_JSON) was signed as its sender encodes them: the text it sent. As Synapse, whose canonical JSON
+  // encodes floats, the signature is checked first and the content judged after.
+  const content =
+    req.method === "PUT" || req.method === "POST" ? (req.rawJsonText !== undefined ? (parseJsonKeepingNumbers(req.rawJsonText) as JsonValue) : (req.body as JsonValue | undefined)) : undefined;
   const json = requestSigningJson({ method: req.method, uri: req.raw.url ?? req.url, origin: auth.origin, destination: ourName, content });
   json.signatures = { [auth.origin]: { [auth.key]: auth.sig } };
   await services.keys.verifySignedJson(json, auth.origin, { atTs: Date.now() });

@@ -11,9 +11,11 @@ import { defineFederationRoute } from "./auth.js";
 
 const V1 = "/_matrix/federation/v1";
 
+// The spec lists both lists as required; Synapse reads a missing one as empty (and answers a server the room's ACL
+// denies 403 whatever its body), so a body without them is not refused before the room's access rules are checked.
 const MissingEventsBody = Type.Object({
-  earliest_events: Type.Array(Type.String(), { maxItems: 1000 }),
-  latest_events: Type.Array(Type.String(), { maxItems: 1000 }),
+  earliest_events: Type.Optional(Type.Array(Type.String(), { maxItems: 1000 })),
+  latest_events: Type.Optional(Type.Array(Type.String(), { maxItems: 1000 })),
   limit: Type.Optional(Type.Integer()),
   min_depth: Type.Optional(Type.Integer()),
 });
@@ -62,7 +64,7 @@ export function registerFederationEventReads(app: FastifyInstance, services: Ser
     method: "POST",
     paths: [`${V1}/get_missing_events/:roomId`],
     body: MissingEventsBody,
-    handler: ({ origin, params, body }) => reads.missingEvents(origin, params.roomId!, body),
+    handler: ({ origin, params, body }) => reads.missingEvents(origin, params.roomId!, { ...body, earliest_events: body.earliest_events ?? [], latest_events: body.latest_events ?? [] }),
   });
 
   defineFederationRoute(app, services, {

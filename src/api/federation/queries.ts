@@ -9,7 +9,7 @@ import { MatrixError, forbidden, invalidParam, notFound, unrecognized } from "..
 import type { PublicRoomsRequest } from "../../services/rooms/directory.js";
 import type { Services } from "../../services/services.js";
 import { boolParam, intParam, requireStringParam, stringParam } from "../http/params.js";
-import { PublicRoomsBody } from "../client/public_rooms.js";
+import { PublicRoomsBody, publicRoomsRequest } from "../client/public_rooms.js";
 import { defineFederationRoute } from "./auth.js";
 
 const V1 = "/_matrix/federation/v1";
@@ -76,7 +76,7 @@ export function registerFederationQueries(app: FastifyInstance, services: Servic
     method: "POST",
     paths: [`${V1}/publicRooms`],
     body: PublicRoomsBody,
-    handler: ({ body }) => publicRooms(body),
+    handler: ({ body }) => publicRooms(publicRoomsRequest(body)),
   });
 
   defineFederationRoute(app, services, {
@@ -123,8 +123,8 @@ export function registerFederationQueries(app: FastifyInstance, services: Servic
     method: "GET",
     paths: [`${V1}/openid/userinfo`],
     auth: "optional",
-    handler: ({ query }) => {
-      requireStringParam(query, "access_token");
+    // Spec: 401 when "the token was not recognized or has expired"; a missing token is no better (as Synapse).
+    handler: () => {
       throw new MatrixError(401, "M_UNKNOWN_TOKEN", "Access token unknown or expired");
     },
   });

@@ -8,6 +8,16 @@ export class CanonicalJsonError extends Error {}
 
 export const MAX_SAFE_INT = Number.MAX_SAFE_INTEGER; // 2**53 - 1
 
+/**
+ * A number kept as the literal text it was received as (`1.1`, `1e5`, `12345678901234567890`): canonical JSON
+ * writes it back verbatim. Only `parseJsonKeepingNumbers` makes these, for checking the X-Matrix signature of a
+ * request whose body canonical JSON cannot express: the sender signed its own encoding of the number, which is
+ * the text it sent. Nothing else ever holds one, so events and our own signatures stay strictly canonical.
+ */
+export class JsonNumberLiteral {
+  constructor(readonly text: string) {}
+}
+
 /** Orders strings by Unicode code point. JavaScript's default sort compares UTF-16 code units, which puts astral
  * characters (surrogate pairs, 0xD800-0xDFFF) before BMP characters in 0xE000-0xFFFF: wrong for Matrix. */
 export function compareCodePoints(a: string, b: string): number {
@@ -63,6 +73,10 @@ function write(value: unknown, out: string[]): void {
     case "object": {
       if (value === null) {
         out.push("null");
+        return;
+      }
+      if (value instanceof JsonNumberLiteral) {
+        out.push(value.text);
         return;
       }
       if (Array.isArray(value)) {

@@ -4,6 +4,8 @@
  * canonical JSON forbids in room versions 6+, and duplicate object keys, which make a signed object ambiguous.
  * `parseJson` reports both, so callers can reject per room version or per endpoint.
  */
+import { randomBytes } from "node:crypto";
+import { JsonNumberLiteral } from "./canonical.js";
 import type { JsonValue } from "./types.js";
 
 export interface ParsedJson {
@@ -118,4 +120,67 @@ export function isCanonicalIntegerToken(token: string): boolean {
   if (token.length < 16) return true;
   const v = Number(token);
   return Number.isSafeInteger(v) && String(v) === token;
+}
+
+/**
+ * Parses JSON text, keeping every number that is not a canonical integer as a JsonNumberLiteral of its exact text
+ * (see there: for re-encoding a signed request body as its sender did). Other values are as JSON.parse gives them.
+ * Throws JsonSyntaxError.
+ */
+export function parseJsonKeepingNumbers(text: string): unknown {
+  // Each such number is swapped for a string no JSON text can contain by chance (a random marker behind a NUL,
+  // which a JSON string can only hold escaped), parsed, and swapped back.
+  const marker = `\\u0000num-${randomBytes(8).toString("hex")}-`;
+  const literals: string[] = [];
+  let out = "";
+  let last = 0;
+  const n = text.length;
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      i++;
+      while (i < n && text.charCodeAt(i) !== 0x22) i += text.charCodeAt(i) === 0x5c ? 2 : 1;
+      i++;
+      continue;
+    }
+    if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
+      const start = i;
+      i++;
+      while (i < n) {
+        const d = text.charCodeAt(i);
+        if ((d >= 0x30 && d <= 0x39) || d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d) i++;
+        else break;
+      }
+      const token = text.slice(start, i);
+      if (!isCanonicalIntegerToken(token)) {
+        out += `${text.slice(last, start)}"${marker}${literals.length}"`;
+        literals.push(token);
+        last = i;
+      }
+      continue;
+    }
+    i++;
+  }
+  out += text.slice(last);
+  let value: unknown;
+  try {
+    value = JSON.parse(out);
+  } catch (e) {
+    throw new JsonSyntaxError((e as Error).message);
+  }
+  if (literals.length === 0) return value;
+  const prefix = JSON.parse(`"${marker}"`) as string;
+  const restore = (v: unknown): unknown => {
+    if (typeof v === "string") return v.startsWith(prefix) ? new JsonNumberLiteral(literals[Number(v.slice(prefix.length))]!) : v;
+    if (Array.isArray(v)) return v.map(restore);
+    if (typeof v === "object" && v !== null) {
+      const o: Record<string, unknown> = {};
+      // defineProperty: a "__proto__" key stays a key, as JSON.parse made it.
+      for (const [k, x] of Object.entries(v)) Object.defineProperty(o, k, { value: restore(x), enumerable: true, writable: true, configurable: true });
+      return o;
+    }
+    return v;
+  };
+  return restore(value);
 }

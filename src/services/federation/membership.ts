@@ -15,15 +15,40 @@ import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { getRoomVersion, ROOM_VERSIONS, type RoomVersion } from "../../core/rooms/versions.js";
 import { MatrixError, forbidden, notFound } from "../../errors.js";
 import { encodePath, type FederationClient } from "../../federation/client.js";
-import { FederationError } from "../../federation/errors.js";
+import { FederationError, isRemoteRefusal, isUnknownEndpoint } from "../../federation/errors.js";
 import type { EventCache, StoredEvent } from "../rooms/event_cache.js";
 import { trustedEvent } from "../rooms/event_cache.js";
 import type { EventPersister } from "../rooms/persister.js";
-import { loadWithAuthChains } from "../rooms/resolve.js";
-import type { FederationPdus } from "./pdus.js";
+import { PduError, type FederationPdus } from "./pdus.js";
+import { authChainOf } from "./reads.js";
 import type { FederationSender } from "./sender.js";
 
 type Membership = "join" | "leave" | "knock";
+
+/**
+ * Refusals of make_* after which the next server is tried rather than the refusal passed to the client (Synapse's
+ * failover_errcodes): the server does not know the room, or (restricted rooms) cannot vouch for the join.
+ */
+const MAKE_FAILOVER = new Set(["M_NOT_FOUND", "M_UNABLE_TO_AUTHORISE_JOIN", "M_UNABLE_TO_GRANT_JOIN"]);
+const SEND_JOIN_FAILOVER = new Set(["M_UNABLE_TO_AUTHORISE_JOIN", "M_UNABLE_TO_GRANT_JOIN"]);
+
+/**
+ * A remote server's refusal as our answer to the client, as Synapse passes it through: its status, errcode, message
+ * and any other fields (`room_version` of M_INCOMPATIBLE_ROOM_VERSION…).
+ */
+function passThrough(e: FederationError): MatrixError {
+  const body = isJsonObject(e.details.body) ? e.details.body : {};
+  const { errcode: _c, error, ...extra } = body;
+  // Except a 401: between servers it means our request's signature, to a client "your access token" (403 instead).
+  const status = e.status === 401 ? 403 : (e.status ?? 502);
+  return new MatrixError(status, e.errcode ?? "M_UNKNOWN", typeof error === "string" ? error : e.message, extra);
+}
+
+/** A PduError from a received membership event as the request's answer: 403 for signatures, 400 for format. */
+function pduRefusal(e: unknown): unknown {
+  if (!(e instanceof PduError)) return e;
+  return e.kind === "signature" ? forbidden(e.message) : new MatrixError(400, "M_BAD_JSON", e.message);
+}
 
 export class FederationMembership {
   constructor(
@@ -76,17 +101,24 @@ export class FederationMembership {
     // A restricted join names one of our users as its authoriser: our signature is added below, not expected yet.
     const content = isJsonObject(pdu) && isJsonObject(pdu.content) ? pdu.content : undefined;
     const vouched = membership === "join" && typeof content?.join_authorised_via_users_server === "string" && userIdDomain(content.join_authorised_via_users_server) === this.deps.serverName;
+    // As Synapse: the format first (400 M_BAD_JSON, e.g. a float in a v6+ room), then what the event is for, then
+    // its signatures and hashes (403 M_FORBIDDEN: an unsigned or badly signed join is refused, not malformed).
     let event: Event;
     try {
-      event = await this.deps.pdus.check(version, pdu, vouched ? this.deps.serverName : undefined);
+      event = this.deps.pdus.parse(version, pdu);
     } catch (e) {
-      throw new MatrixError(400, "M_BAD_JSON", (e as Error).message);
+      throw pduRefusal(e);
     }
     if (event.event_id !== eventId) throw new MatrixError(400, "M_BAD_JSON", "Event ID does not match the request path");
     if (event.room_id !== roomId) throw new MatrixError(400, "M_BAD_JSON", "Event is for another room");
     if (event.type !== "m.room.member" || event.content.membership !== membership) throw new MatrixError(400, "M_BAD_JSON", `Not a ${membership} event`);
     if (event.state_key !== event.sender) throw new MatrixError(400, "M_BAD_JSON", "state_key must be the sender");
     if (userIdDomain(event.sender) !== origin) throw forbidden(`The ${membership} event's sender is not from ${origin}`);
+    try {
+      event = await this.deps.pdus.verify(version, event, vouched ? this.deps.serverName : undefined);
+    } catch (e) {
+      throw pduRefusal(e);
+    }
     // A restricted-room join vouched for by one of our users is signed by us too (spec "Restricted rooms").
     const authoriser = event.content.join_authorised_via_users_server;
     if (membership === "join" && typeof authoriser === "string" && userIdDomain(authoriser) === this.deps.serverName) {
@@ -102,7 +134,11 @@ export class FederationMembership {
     return { stored: r.stored, event, version };
   }
 
-  /** The state before an event and the auth chain of that state, as PDUs (the send_join response). */
+  /**
+   * The state before an event and the auth chain of that state, as PDUs (the send_join response). "auth_chain: The
+   * auth chain for the entire current room state prior to the join event": every auth event of the state,
+   * recursively, whether or not it is also in `state` (in a small room nearly all of it is).
+   */
   async stateAndAuthChain(stored: StoredEvent): Promise<{ state: JsonObject[]; authChain: JsonObject[] }> {
     const after = stored.stateGroup !== null ? await this.deps.persister.stateOfGroup(stored.stateGroup) : new Map<string, string>();
     const before = new Map(after);
@@ -111,17 +147,9 @@ export class FederationMembership {
       if (stored.replacesState === null) before.delete(key);
       else before.set(key, stored.replacesState);
     }
-    const stateIds = [...before.values()];
-    const withChains = await loadWithAuthChains(this.deps.events, stateIds);
-    const stateSet = new Set(stateIds);
-    const state: JsonObject[] = [];
-    const authChain: JsonObject[] = [];
-    for (const [id, e] of withChains) {
-      const pdu = federationPdu(e);
-      if (stateSet.has(id)) state.push(pdu);
-      else authChain.push(pdu);
-    }
-    return { state, authChain };
+    const stateEvents = [...(await this.deps.events.getMany([...before.values()])).values()];
+    const chain = await authChainOf(this.deps.events, stored.event.room_id, stateEvents);
+    return { state: stateEvents.map(federationPdu), authChain: chain.map(federationPdu) };
   }
 
   /** Stripped state for a knock (and invites): the room's basic state events, as {type, state_key, sender, content}. */
@@ -141,17 +169,24 @@ export class FederationMembership {
   async onInvite(origin: string, roomId: string, eventId: string, roomVersion: unknown, pdu: unknown, strippedState: unknown): Promise<JsonObject> {
     const version = getRoomVersion(typeof roomVersion === "string" ? roomVersion : "1");
     if (!version) throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", `Room version ${String(roomVersion)} is not supported`, { room_version: roomVersion });
+    // Synapse's order: the format (400), the room's server ACL (403, before anything else about the invite), the
+    // signatures (403), then the invitee.
     let event: Event;
     try {
-      event = await this.deps.pdus.check(version, pdu);
+      event = this.deps.pdus.parse(version, pdu);
     } catch (e) {
-      throw new MatrixError(400, "M_BAD_JSON", (e as Error).message);
+      throw pduRefusal(e);
     }
+    if (await this.deps.persister.head(roomId)) await this.deps.checkAcl(origin, roomId);
     if (event.event_id !== eventId || event.room_id !== roomId) throw new MatrixError(400, "M_BAD_JSON", "Event does not match the request path");
     if (event.type !== "m.room.member" || event.content.membership !== "invite" || event.state_key === undefined) throw new MatrixError(400, "M_BAD_JSON", "Not an invite event");
     if (userIdDomain(event.sender) !== origin) throw forbidden("The inviter is not from the sending server");
-    if (await this.deps.persister.head(roomId)) await this.deps.checkAcl(origin, roomId);
-    if (userIdDomain(event.state_key) !== this.deps.serverName || !(await this.deps.userExists(event.state_key))) throw notFound("The invitee is not a user of this server");
+    try {
+      event = await this.deps.pdus.verify(version, event);
+    } catch (e) {
+      throw pduRefusal(e);
+    }
+    if (userIdDomain(event.state_key!) !== this.deps.serverName || !(await this.deps.userExists(event.state_key!))) throw notFound("The invitee is not a user of this server");
     const signed = signJson(redactPdu(version, event.pdu), this.deps.serverName, this.deps.signingKey);
     const sigs = { ...(event.pdu.signatures as JsonObject), [this.deps.serverName]: (signed.signatures as JsonObject)[this.deps.serverName]! };
     const signedEvent = trustedEvent(event.event_id, event.room_id, { ...event.pdu, signatures: sigs });
@@ -172,6 +207,11 @@ export class FederationMembership {
     const server = userIdDomain(event.state_key ?? "");
     if (!server) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid invitee");
     const { unsigned: _u, ...pdu } = event.pdu;
+    const refused = (e: unknown): MatrixError => {
+      if (e instanceof MatrixError) return e;
+      if (isRemoteRefusal(e)) return new MatrixError(e.status === 404 ? 404 : 403, e.status === 404 ? "M_NOT_FOUND" : "M_FORBIDDEN", `${server} refused the invite: ${e.message}`);
+      return new MatrixError(502, "M_UNKNOWN", `Could not reach ${server} to invite: ${(e as Error).message}`);
+    };
     let res: JsonObject;
     try {
       res = await this.deps.client.put(server, encodePath`/_matrix/federation/v2/invite/${event.room_id}/${event.event_id}`, {
@@ -180,11 +220,23 @@ export class FederationMembership {
         invite_room_state: strippedState,
       });
     } catch (e) {
-      if (e instanceof FederationError && e.status !== undefined && e.status < 500) throw new MatrixError(e.status === 404 ? 404 : 403, e.status === 404 ? "M_NOT_FOUND" : "M_FORBIDDEN", `${server} refused the invite: ${e.message}`);
-      throw new MatrixError(502, "M_UNKNOWN", `Could not reach ${server} to invite: ${(e as Error).message}`);
+      if (!isUnknownEndpoint(e)) throw refused(e);
+      // As Synapse: a server without /v2/invite gets the v1 form, which only carries rooms with v1-format events.
+      if (version.eventIdFormat !== "v1") throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "The invitee's homeserver does not support this room version");
+      try {
+        res = await this.deps.client.putV1(server, encodePath`/_matrix/federation/v1/invite/${event.room_id}/${event.event_id}`, {
+          ...pdu,
+          unsigned: { invite_room_state: strippedState },
+        });
+      } catch (e1) {
+        throw refused(e1);
+      }
     }
+    // As Synapse: an invite that comes back malformed (a float in a v6+ room…) is 400 M_BAD_JSON, one not signed as
+    // it must be 403 M_FORBIDDEN.
     const returned = await this.deps.pdus.check(version, res.event).catch((e: unknown) => {
-      throw new MatrixError(502, "M_UNKNOWN", `${server} returned an invalid invite: ${(e as Error).message}`);
+      if (e instanceof PduError) throw e.kind === "signature" ? forbidden(`${server} returned an invite not signed as it must be: ${e.message}`) : new MatrixError(400, "M_BAD_JSON", `${server} returned an invalid invite: ${e.message}`);
+      throw e;
     });
     if (returned.event_id !== event.event_id) throw new MatrixError(502, "M_UNKNOWN", `${server} returned a different invite event`);
     return returned;
@@ -224,6 +276,10 @@ export class FederationMembership {
   /**
    * Joins a local user to a room this server is not in: make_join on one of `servers`, sign, send_join, verify
    * the returned state and auth chain, persist them, then the join. Afterwards the room works like a local one.
+   *
+   * As Synapse: a server that is down, answers 5xx or something invalid, or does not know the room (M_NOT_FOUND;
+   * for restricted rooms, cannot vouch for the join) makes us try the next one; any other refusal is final and
+   * reaches the client as the remote server gave it (status, errcode, `room_version`…).
    */
   async joinRemote(roomId: string, userId: string, servers: string[], content: JsonObject = {}): Promise<void> {
     const candidates = [...new Set(servers)].filter((s) => s !== this.deps.serverName);
@@ -234,19 +290,14 @@ export class FederationMembership {
         await this.joinVia(server, roomId, userId, content);
         return;
       } catch (e) {
+        // Our own verdicts (the auth rules, a passed-through refusal, an unsupported room version) are final.
+        if (e instanceof MatrixError) throw e;
         lastError = e;
-        if (e instanceof MatrixError && e.status === 403) throw e;
         this.deps.log.info({ err: e, server, roomId }, "remote join failed; trying the next server");
       }
     }
-    if (lastError instanceof FederationError && lastError.status === 403) throw forbidden(lastError.message);
-    if (lastError instanceof FederationError && lastError.errcode === "M_INCOMPATIBLE_ROOM_VERSION") {
-      throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "This server does not support the room's version");
-    }
     // Restricted rooms: "The error should be passed through to clients so that they may give better feedback".
-    if (lastError instanceof FederationError && (lastError.errcode === "M_UNABLE_TO_AUTHORISE_JOIN" || lastError.errcode === "M_UNABLE_TO_GRANT_JOIN")) {
-      throw new MatrixError(400, lastError.errcode, lastError.message);
-    }
+    if (isRemoteRefusal(lastError) && SEND_JOIN_FAILOVER.has(lastError.errcode ?? "")) throw new MatrixError(400, lastError.errcode!, lastError.message);
     throw new MatrixError(404, "M_NOT_FOUND", `Could not join the room through any server: ${(lastError as Error | undefined)?.message ?? "no servers"}`);
   }
 
@@ -258,18 +309,11 @@ export class FederationMembership {
     let lastError: unknown;
     for (const server of [...new Set(servers)].filter((s) => s !== this.deps.serverName)) {
       try {
-        const made = await this.deps.client.get(server, encodePath`/_matrix/federation/v1/make_leave/${roomId}/${userId}`);
-        const version = getRoomVersion(typeof made.room_version === "string" ? made.room_version : "1");
-        const template = made.event;
-        if (!version || !isJsonObject(template) || template.room_id !== roomId || template.state_key !== userId) throw new Error(`${server} answered make_leave with an invalid template`);
+        const { version, template } = await this.makeMembership(server, "leave", roomId, userId, { passRefusals: false });
         const content: JsonObject = { membership: "leave" };
         if (reason !== undefined) content.reason = reason;
-        const pdu: JsonObject = { ...template, content, hashes: {} };
-        delete pdu.signatures;
-        delete pdu.unsigned;
-        if (version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.deps.serverName);
-        const signed = signNewEvent(version, pdu, this.deps.serverName, this.deps.signingKey);
-        await this.deps.client.put(server, encodePath`/_matrix/federation/v2/send_leave/${roomId}/${signed.eventId}`, signed.pdu);
+        const signed = this.eventFromTemplate(server, "leave", version, template, content);
+        await this.sendMembership(server, "leave", roomId, signed.eventId, signed.pdu);
         const event = trustedEvent(signed.eventId, roomId, signed.pdu);
         await this.deps.persister.persistOutOfBand(event, version, userId);
         return;
@@ -289,71 +333,123 @@ export class FederationMembership {
     if (candidates.length === 0) throw notFound("No known servers for this room");
     let lastError: unknown;
     for (const server of candidates) {
-      let made: JsonObject;
       try {
-        made = await this.deps.client.get(server, encodePath`/_matrix/federation/v1/make_knock/${roomId}/${userId}`, { ver: [...ROOM_VERSIONS.keys()] });
+        const { version, template } = await this.makeMembership(server, "knock", roomId, userId);
+        if (!version.knocking) throw new FederationError("invalid_response", server, `make_knock answered room version ${version.id}, which has no knocking`);
+        const signed = this.eventFromTemplate(server, "knock", version, template, { ...content, membership: "knock" });
+        const res = await this.sendMembership(server, "knock", roomId, signed.eventId, signed.pdu);
+        const stripped = (Array.isArray(res.knock_room_state) ? res.knock_room_state : []).filter(isJsonObject);
+        const create = stripped.find((e) => e.type === "m.room.create");
+        const creator = typeof create?.sender === "string" ? create.sender : userId;
+        await this.deps.persister.persistOutOfBand(trustedEvent(signed.eventId, roomId, signed.pdu), version, creator, stripped);
+        return;
       } catch (e) {
-        // "The room that the knocking server is attempting to knock upon does not permit the user to knock": final.
-        if (e instanceof FederationError && e.status === 403) throw forbidden(e.message);
-        if (e instanceof FederationError && e.errcode === "M_INCOMPATIBLE_ROOM_VERSION") throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "This server does not support the room's version");
+        if (e instanceof MatrixError) throw e;
         lastError = e;
-        continue;
       }
-      const version = getRoomVersion(typeof made.room_version === "string" ? made.room_version : "1");
-      const template = made.event;
-      if (!version || !version.knocking || !isJsonObject(template) || template.room_id !== roomId || template.sender !== userId || template.state_key !== userId || template.type !== "m.room.member") {
-        lastError = new Error(`${server} answered make_knock with an invalid template`);
-        continue;
-      }
-      const pdu: JsonObject = { ...template, content: { ...content, membership: "knock" }, hashes: {} };
-      delete pdu.signatures;
-      delete pdu.unsigned;
-      const signed = signNewEvent(version, pdu, this.deps.serverName, this.deps.signingKey);
-      let res: JsonObject;
-      try {
-        res = await this.deps.client.put(server, encodePath`/_matrix/federation/v1/send_knock/${roomId}/${signed.eventId}`, signed.pdu);
-      } catch (e) {
-        if (e instanceof FederationError && e.status === 403) throw forbidden(e.message);
-        lastError = e;
-        continue;
-      }
-      const stripped = (Array.isArray(res.knock_room_state) ? res.knock_room_state : []).filter(isJsonObject);
-      const create = stripped.find((e) => e.type === "m.room.create");
-      const creator = typeof create?.sender === "string" ? create.sender : userId;
-      await this.deps.persister.persistOutOfBand(trustedEvent(signed.eventId, roomId, signed.pdu), version, creator, stripped);
-      return;
     }
     throw new MatrixError(404, "M_NOT_FOUND", `Could not knock on the room through any server: ${(lastError as Error | undefined)?.message ?? "no servers"}`);
   }
 
-  private async joinVia(server: string, roomId: string, userId: string, content: JsonObject): Promise<void> {
+  /**
+   * GET make_{membership} on `server`: the room version and the template. A refusal other than M_NOT_FOUND (and,
+   * for joins, the restricted-room codes) becomes the client's answer unless `passRefusals` is false; an unknown
+   * room version is M_INCOMPATIBLE_ROOM_VERSION with it.
+   */
+  private async makeMembership(
+    server: string,
+    membership: Membership,
+    roomId: string,
+    userId: string,
+    opts: { passRefusals?: boolean } = {},
+  ): Promise<{ version: RoomVersion; template: JsonObject }> {
     let made: JsonObject;
     try {
-      made = await this.deps.client.get(server, encodePath`/_matrix/federation/v1/make_join/${roomId}/${userId}`, { ver: [...ROOM_VERSIONS.keys()] });
+      made = await this.deps.client.get(
+        server,
+        encodePath`/_matrix/federation/v1/make_${membership}/${roomId}/${userId}`,
+        membership === "leave" ? undefined : { ver: [...ROOM_VERSIONS.keys()] },
+      );
     } catch (e) {
-      if (e instanceof FederationError && e.status === 403) throw forbidden(e.message);
+      if ((opts.passRefusals ?? true) && isRemoteRefusal(e) && !MAKE_FAILOVER.has(e.errcode ?? "")) throw passThrough(e);
       throw e;
     }
-    const version = getRoomVersion(typeof made.room_version === "string" ? made.room_version : "1");
-    if (!version) throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", `Unsupported room version ${String(made.room_version)}`);
+    // "room_version: The version of the room where the server is trying to join. If not provided, the room version is assumed to be either "1" or "2"."
+    const versionId = typeof made.room_version === "string" ? made.room_version : "1";
+    const version = getRoomVersion(versionId);
+    if (!version) throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", `This server does not support room version ${versionId}`, { room_version: versionId });
     const template = made.event;
-    if (!isJsonObject(template) || template.room_id !== roomId || template.sender !== userId || template.state_key !== userId || template.type !== "m.room.member") {
-      throw new MatrixError(502, "M_UNKNOWN", `${server} answered make_join with an invalid template`);
+    if (!isJsonObject(template) || template.room_id !== roomId || template.state_key !== userId || template.type !== "m.room.member" || (membership !== "leave" && template.sender !== userId)) {
+      throw new FederationError("invalid_response", server, `make_${membership} answered an invalid template`);
     }
-    const tContent = isJsonObject(template.content) ? template.content : {};
-    const pdu: JsonObject = { ...template, content: { ...tContent, ...(await this.deps.profileOf(userId)), ...content, membership: "join" }, hashes: {} };
+    return { version, template };
+  }
+
+  /**
+   * Our membership event from a resident's template (spec: the joining server fills in what makes the event its
+   * own), as Synapse's create_local_event_from_event_dict: the content we choose; `origin_server_ts` when the
+   * template has none; a v1/v2 event id of ours; our hashes and signature. The template's `signatures` and
+   * `unsigned` go, and so does `origin`: no longer part of a PDU (spec PR #998; Synapse stopped sending it), and a
+   * template's names the resident, not us. A template that does not make a valid event is the resident's fault.
+   */
+  private eventFromTemplate(server: string, membership: Membership, version: RoomVersion, template: JsonObject, content: JsonObject): { eventId: string; pdu: JsonObject } {
+    const pdu: JsonObject = { ...template, content, hashes: {} };
     delete pdu.signatures;
     delete pdu.unsigned;
+    delete pdu.origin;
+    if (typeof pdu.origin_server_ts !== "number" || !Number.isSafeInteger(pdu.origin_server_ts)) pdu.origin_server_ts = Date.now();
     if (version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.deps.serverName);
     const signed = signNewEvent(version, pdu, this.deps.serverName, this.deps.signingKey);
+    try {
+      this.deps.pdus.parse(version, signed.pdu);
+    } catch (e) {
+      throw new FederationError("invalid_response", server, `make_${membership} answered a template that makes no valid event: ${(e as Error).message}`);
+    }
+    return signed;
+  }
 
-    const res = await this.deps.client.put(server, encodePath`/_matrix/federation/v2/send_join/${roomId}/${signed.eventId}`, signed.pdu, { timeoutMs: 120_000 });
+  /**
+   * PUT send_{membership}: v2, falling back to v1 (which answers `[200, {…}]`) when the server does not know v2,
+   * as Synapse does (404/405 without a Matrix error, or M_UNRECOGNIZED). Knocks only have v1. A refusal of a join
+   * (other than the restricted-room codes) or of a knock is passed through to the client.
+   */
+  private async sendMembership(server: string, membership: Membership, roomId: string, eventId: string, pdu: JsonObject): Promise<JsonObject> {
+    const opts = membership === "join" ? { timeoutMs: 120_000 } : {};
+    const refusal = (e: unknown): unknown =>
+      isRemoteRefusal(e) && (membership === "knock" || (membership === "join" && !SEND_JOIN_FAILOVER.has(e.errcode ?? ""))) ? passThrough(e) : e;
+    if (membership !== "knock") {
+      try {
+        return await this.deps.client.put(server, encodePath`/_matrix/federation/v2/send_${membership}/${roomId}/${eventId}`, pdu, opts);
+      } catch (e) {
+        if (!isUnknownEndpoint(e)) throw refusal(e);
+        this.deps.log.debug({ server, roomId }, `no /v2/send_${membership} there; falling back to v1`);
+      }
+    }
+    try {
+      return membership === "knock"
+        ? await this.deps.client.put(server, encodePath`/_matrix/federation/v1/send_knock/${roomId}/${eventId}`, pdu, opts)
+        : await this.deps.client.putV1(server, encodePath`/_matrix/federation/v1/send_${membership}/${roomId}/${eventId}`, pdu, opts);
+    } catch (e) {
+      throw refusal(e);
+    }
+  }
+
+  private async joinVia(server: string, roomId: string, userId: string, content: JsonObject): Promise<void> {
+    const { version, template } = await this.makeMembership(server, "join", roomId, userId);
+    const tContent = isJsonObject(template.content) ? template.content : {};
+    const signed = this.eventFromTemplate(server, "join", version, template, { ...tContent, ...(await this.deps.profileOf(userId)), ...content, membership: "join" });
+    const res = await this.sendMembership(server, "join", roomId, signed.eventId, signed.pdu);
     // A restricted join comes back signed by the resident server: use that copy.
     const joinPdu = isJsonObject(res.event) ? res.event : signed.pdu;
     const statePdus = Array.isArray(res.state) ? res.state : [];
     const authPdus = Array.isArray(res.auth_chain) ? res.auth_chain : [];
-    const create = [...statePdus, ...authPdus].find((p) => isJsonObject(p) && p.type === "m.room.create" && p.state_key === "");
-    if (!isJsonObject(create) || typeof create.sender !== "string") throw new MatrixError(502, "M_UNKNOWN", `${server} answered send_join without the room's create event`);
+    // As Synapse: the create event must be in the state (MSC3706 lets it be left out of the auth chain, never out of
+    // the state), and be for the room version make_join named; otherwise one of the two servers is lying.
+    const create = statePdus.find((p) => isJsonObject(p) && p.type === "m.room.create" && p.state_key === "");
+    if (!isJsonObject(create) || typeof create.sender !== "string") throw new FederationError("invalid_response", server, "send_join answered without the room's create event in the state");
+    const createContent = isJsonObject(create.content) ? create.content : {};
+    const createVersion = typeof createContent.room_version === "string" ? createContent.room_version : "1";
+    if (createVersion !== version.id) throw new FederationError("invalid_response", server, `send_join answered a create event of room version ${createVersion}, make_join said ${version.id}`);
     await this.deps.persister.ensureRoom(roomId, version, create.sender);
     await this.deps.pdus.storeOutliers(version, [...authPdus, ...statePdus]);
     // The state before our join: the state PDUs that passed the checks and were stored.

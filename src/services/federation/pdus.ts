@@ -5,8 +5,10 @@
  *   2. signed by every server that must sign it, else dropped;
  *   3. matching content hash, else redacted;
  *   4-6. authorised by its auth events, by the state before it, and by current state (the persister's part).
- * Missing auth events are fetched from the sender and stored as outliers; missing prev events are fetched with
- * /get_missing_events, and when a gap remains, the state at the gap comes from /state_ids.
+ * Missing prev events are fetched with /get_missing_events, and when a gap remains, the state at the gap comes from
+ * /state_ids (+ /event for what we lack); then missing auth events are fetched from the sender (/event_auth, or one
+ * by one with /event when it does not serve that), as Synapse does. A sender that cannot fill a gap does not fail
+ * the PDU by itself: what could not be fetched is bridged with the state, or leaves the event to the auth rules.
  */
 import type { Logger } from "pino";
 import { isStateEvent, stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
@@ -20,13 +22,25 @@ import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import type { RoomVersion } from "../../core/rooms/versions.js";
 import { CacheRegistry, ENTRY_BYTES, STRING_BYTES, type Cache } from "../../util/cache.js";
 import { encodePath, type FederationClient } from "../../federation/client.js";
+import { FederationError } from "../../federation/errors.js";
 import type { KeyFetcher } from "../keys.js";
 import type { EventCache, StoredEvent } from "../rooms/event_cache.js";
 import type { EventPersister, ReceivedStatus } from "../rooms/persister.js";
 import { resolveStoredStates } from "../rooms/resolve.js";
 
-/** A PDU that fails steps 1-2: it is dropped, and the sender is told why. */
-export class PduError extends Error {}
+/**
+ * A PDU that fails steps 1-2: it is dropped, and the sender is told why. `kind` says which step: "format" (not a
+ * valid event for its room version: 400 M_BAD_JSON where it ends a request) or "signature" (not signed, or not
+ * hashed, as it must be: 403 M_FORBIDDEN, as Synapse answers send_join and invite).
+ */
+export class PduError extends Error {
+  constructor(
+    message: string,
+    readonly kind: "format" | "signature" = "format",
+  ) {
+    super(message);
+  }
+}
 
 export interface PduResult {
   eventId?: string;
@@ -38,6 +52,8 @@ export interface PduResult {
 const MISSING_EVENTS_LIMIT = 10;
 const MISSING_EVENTS_ROUNDS = 10;
 const FETCH_CONCURRENCY = 10;
+/** How many levels of auth events are fetched one by one when /event_auth is not available. */
+const AUTH_FETCH_DEPTH = 3;
 /** How many outliers are persisted at once (their commits are grouped). */
 const OUTLIER_WAVE = 200;
 /** How long before a gap in history that could not be filled is tried again. */
@@ -127,9 +143,9 @@ export class FederationPdus {
       for (const e of checked) {
         const have = await this.deps.events.get(e.event_id);
         if (have && !have.outlier) continue;
-        await this.fetchMissingAuthEvents(server, version, e);
         const missing = await this.missingPrevEvents(e);
         const stateBefore = missing.length > 0 && e.prev_events.length > 0 ? await this.stateAcrossGap(server, version, e, missing) : undefined;
+        await this.fetchMissingAuthEvents(server, version, e);
         await this.deps.persister.persistReceived(e, { backfilled: true, ...(stateBefore ? { stateBefore } : {}) });
         added++;
       }
@@ -144,15 +160,32 @@ export class FederationPdus {
    */
   /** `signer`: a server whose signature is not required yet because it is about to sign (send_join's resident). */
   async check(version: RoomVersion, pdu: unknown, signer?: string): Promise<Event> {
+    return this.verify(version, this.parse(version, pdu), signer);
+  }
+
+  /**
+   * Step 1 alone: the PDU as an event of its room version, or PduError. A PDU whose only defect is missing or
+   * malformed `hashes` or `signatures` is a well-formed event that is not signed as it must be: a "signature"
+   * failure (Synapse checks those with the signatures, after the format: a float is 400, an unsigned join 403).
+   */
+  parse(version: RoomVersion, pdu: unknown): Event {
     const parsed = parsePdu(version, pdu);
-    if (!parsed.ok) throw new PduError(`Invalid PDU: ${parsed.error}`);
-    let event = parsed.event;
+    if (parsed.ok) return parsed.event;
+    if (isJsonObject(pdu) && parsePdu(version, { ...pdu, hashes: { sha256: "" }, signatures: {} }).ok) {
+      throw new PduError(`Signature check failed: the event is not hashed and signed (${parsed.error})`, "signature");
+    }
+    throw new PduError(`Invalid PDU: ${parsed.error}`);
+  }
+
+  /** Steps 2-3 for a parsed event: signatures (PduError "signature"), then the content hash (else redacted). */
+  async verify(version: RoomVersion, parsedEvent: Event, signer?: string): Promise<Event> {
+    let event = parsedEvent;
     const redacted = redactPdu(version, event.pdu);
     let servers: string[];
     try {
       servers = requiredSignatureServers(version, event.pdu);
     } catch (e) {
-      throw new PduError(`Invalid PDU: ${(e as Error).message}`);
+      throw new PduError(`Invalid PDU: ${(e as Error).message}`, "signature");
     }
     // v5+ "enforce key validity": the key must have been valid when the event was sent.
     const atTs = version.enforceKeyValidity ? event.origin_server_ts : undefined;
@@ -161,7 +194,7 @@ export class FederationPdus {
       try {
         await this.deps.keys.verifySignedJson(redacted, server, atTs !== undefined ? { atTs } : {});
       } catch (e) {
-        throw new PduError(`Signature check failed for ${server}: ${(e as Error).message}`);
+        throw new PduError(`Signature check failed for ${server}: ${(e as Error).message}`, "signature");
       }
     }
     if (!contentHashMatches(event.pdu)) {
@@ -172,6 +205,13 @@ export class FederationPdus {
       event = again.event;
     }
     return event;
+  }
+
+  /** The event id of a received PDU of a room we know, when it can be computed (to answer for a refused PDU). */
+  async eventIdOf(pdu: unknown): Promise<string | undefined> {
+    const roomId = isJsonObject(pdu) && typeof pdu.room_id === "string" ? pdu.room_id : undefined;
+    const version = roomId ? await this.deps.events.roomVersion(roomId) : undefined;
+    return version ? pduEventId(version, pdu) : undefined;
   }
 
   /** A PDU pushed to us in a transaction: checked, its gaps filled from `origin`, then persisted. */
@@ -190,19 +230,23 @@ export class FederationPdus {
     }
     try {
       const r = await this.ingest(origin, version, event, 0);
-      // A rejected event is stored (other events may cite it) but never applied: the sender hears it was refused.
-      return { eventId: event.event_id, status: r, ...(r === "rejected" ? { error: "Event was rejected by the room's authorization rules" } : {}) };
+      // A rejected or soft-failed event was processed: stored (other events may cite it) but never applied. As
+      // Synapse, its result carries no `error` ("If no error is present, the PDU can be considered successfully
+      // handled"); `error` is for PDUs we could not process at all.
+      return { eventId: event.event_id, status: r };
     } catch (e) {
       this.deps.log.warn({ err: e, eventId: event.event_id, origin }, "failed to handle a received PDU");
       return { eventId: event.event_id, error: (e as Error).message };
     }
   }
 
-  /** Fills the event's gaps (auth events, prev events or the state at them) and persists it. */
+  /**
+   * Fills the event's gaps and persists it: prev events (or the state at them) first, since the state across a gap
+   * also brings events the auth events may be among; then the auth events still missing.
+   */
   async ingest(origin: string, version: RoomVersion, event: Event, depth: number): Promise<ReceivedStatus> {
     const existing = await this.deps.events.get(event.event_id);
     if (existing && !existing.outlier) return existing.rejected ? "rejected" : existing.softFailed ? "soft_failed" : "accepted";
-    await this.fetchMissingAuthEvents(origin, version, event);
     let stateBefore: StateMap | undefined;
     let missing = await this.missingPrevEvents(event);
     if (missing.length > 0 && depth === 0) {
@@ -210,6 +254,7 @@ export class FederationPdus {
       missing = await this.missingPrevEvents(event);
     }
     if (missing.length > 0) stateBefore = await this.stateAcrossGap(origin, version, event, missing);
+    await this.fetchMissingAuthEvents(origin, version, event);
     const r = await this.deps.persister.persistReceived(event, stateBefore ? { stateBefore } : {});
     return r.status;
   }
@@ -220,13 +265,27 @@ export class FederationPdus {
     return event.prev_events.filter((id) => !inTimeline(have.get(id)));
   }
 
-  /** Auth events we lack: the sender's /event_auth gives the auth chain, stored as outliers, oldest first. */
+  /**
+   * Auth events we lack: the sender's /event_auth gives the auth chain, stored as outliers, oldest first. When it
+   * fails (a server that does not serve it, or does not know the event), the missing ones are fetched one by one
+   * with /event. Whatever still lacks is left to the auth rules, which reject an event whose auth events are unknown.
+   */
   private async fetchMissingAuthEvents(origin: string, version: RoomVersion, event: Event): Promise<void> {
-    const have = await this.deps.events.getMany(event.auth_events);
-    if (event.auth_events.every((id) => have.has(id))) return;
-    const res = await this.deps.client.get(origin, encodePath`/_matrix/federation/v1/event_auth/${event.room_id}/${event.event_id}`);
-    const chain = Array.isArray(res.auth_chain) ? res.auth_chain : [];
-    await this.storeOutliers(version, chain);
+    const lacking = async () => {
+      const have = await this.deps.events.getMany(event.auth_events);
+      return event.auth_events.filter((id) => !have.has(id));
+    };
+    if ((await lacking()).length === 0) return;
+    try {
+      const res = await this.deps.client.get(origin, encodePath`/_matrix/federation/v1/event_auth/${event.room_id}/${event.event_id}`);
+      const chain = (Array.isArray(res.auth_chain) ? res.auth_chain : []).filter((p) => !isJsonObject(p) || p.event_id !== event.event_id);
+      await this.storeOutliers(version, chain);
+    } catch (e) {
+      if (!(e instanceof FederationError)) throw e;
+      this.deps.log.info({ err: e.message, eventId: event.event_id, origin }, "could not get the auth chain with /event_auth; fetching the auth events one by one");
+    }
+    const still = await lacking();
+    if (still.length > 0) await this.fetchEvents(origin, version, still, AUTH_FETCH_DEPTH);
   }
 
   /** Checks PDUs (steps 1-3) and stores those we lack as outliers, in depth order so auth events come first. */
@@ -276,12 +335,20 @@ export class FederationPdus {
     const fetched = new Map<string, Event>();
     let latest = [event.event_id];
     for (let round = 0; round < MISSING_EVENTS_ROUNDS && latest.length > 0; round++) {
-      const res = await this.deps.client.post(origin, encodePath`/_matrix/federation/v1/get_missing_events/${event.room_id}`, {
-        earliest_events: head?.extremities ?? [],
-        latest_events: latest,
-        limit: MISSING_EVENTS_LIMIT,
-        min_depth: 0,
-      });
+      let res: JsonObject;
+      try {
+        res = await this.deps.client.post(origin, encodePath`/_matrix/federation/v1/get_missing_events/${event.room_id}`, {
+          earliest_events: head?.extremities ?? [],
+          latest_events: latest,
+          limit: MISSING_EVENTS_LIMIT,
+          min_depth: 0,
+        });
+      } catch (e) {
+        // As Synapse: a server that will not (or cannot) answer leaves the gap to /state_ids; no further rounds.
+        if (!(e instanceof FederationError)) throw e;
+        this.deps.log.info({ err: e.message, eventId: event.event_id, origin, round }, "get_missing_events failed; bridging the gap with the state");
+        break;
+      }
       let added = 0;
       for (const p of Array.isArray(res.events) ? res.events : []) {
         try {
@@ -339,8 +406,12 @@ export class FederationPdus {
     return resolveStoredStates(this.deps.events, version, states);
   }
 
-  /** Fetches events we lack with /event/{eventId} and stores them as outliers. */
-  private async fetchEvents(origin: string, version: RoomVersion, ids: string[]): Promise<void> {
+  /**
+   * Fetches events we lack with /event/{eventId} and stores them as outliers. With `authDepth`, the auth events
+   * they cite that we lack are fetched first, that many levels down (an outlier is stored only once its auth
+   * events are).
+   */
+  private async fetchEvents(origin: string, version: RoomVersion, ids: string[], authDepth = 0): Promise<void> {
     const have = await this.deps.events.getMany(ids);
     const want = [...new Set(ids.filter((id) => !have.has(id)))];
     const pdus: JsonObject[] = [];
@@ -355,6 +426,14 @@ export class FederationPdus {
         ),
       );
       for (const p of got) if (p) pdus.push(p);
+    }
+    if (authDepth > 0 && pdus.length > 0) {
+      const cited = new Set<string>();
+      for (const p of pdus) {
+        const parsed = parsePdu(version, p);
+        if (parsed.ok) for (const id of parsed.event.auth_events) if (!want.includes(id)) cited.add(id);
+      }
+      if (cited.size > 0) await this.fetchEvents(origin, version, [...cited], authDepth - 1);
     }
     await this.storeOutliers(version, pdus);
   }

@@ -170,14 +170,8 @@ export class FederationReads {
    * themselves only when reached that way). In v12 rooms the create event is implied rather than listed, so it is
    * added (Synapse counts it in auth chains too).
    */
-  private async authChain(roomId: string, events: StoredEvent[]): Promise<StoredEvent[]> {
-    const start = new Set<string>();
-    for (const e of events) {
-      for (const id of e.event.auth_events) start.add(id);
-      if (e.version.roomIdIsCreateEventHash && e.event.type !== "m.room.create") start.add(`$${roomId.slice(1)}`);
-    }
-    const chain = await loadWithAuthChains(this.events, start);
-    return [...chain.values()].filter((e) => e.event.room_id === roomId);
+  private authChain(roomId: string, events: StoredEvent[]): Promise<StoredEvent[]> {
+    return authChainOf(this.events, roomId, events);
   }
 
   /** The stored events among `ids` that have a place in this room's DAG. */
@@ -186,6 +180,21 @@ export class FederationReads {
     const loaded = await this.events.getMany(ids);
     return [...loaded.values()].filter((e) => e.event.room_id === roomId && !e.rejected && !e.outlier);
   }
+}
+
+/**
+ * The auth chain of some events of a room: their auth events and, recursively, those events' auth events (the
+ * events themselves only when reached that way). In v12 rooms the create event is implied rather than listed, so
+ * it is added (Synapse counts it in auth chains too). Used by /state, /state_ids, /event_auth and send_join.
+ */
+export async function authChainOf(events: EventCache, roomId: string, of: readonly StoredEvent[]): Promise<StoredEvent[]> {
+  const start = new Set<string>();
+  for (const e of of) {
+    for (const id of e.event.auth_events) start.add(id);
+    if (e.version.roomIdIsCreateEventHash && e.event.type !== "m.room.create") start.add(`$${roomId.slice(1)}`);
+  }
+  const chain = await loadWithAuthChains(events, start);
+  return [...chain.values()].filter((e) => e.event.room_id === roomId);
 }
 
 function newestFirst(a: StoredEvent, b: StoredEvent): number {

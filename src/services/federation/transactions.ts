@@ -71,10 +71,15 @@ export class FederationTransactions {
     const results: Record<string, JsonObject> = {};
     await Promise.all(
       [...byRoom].map(async ([roomId, list]) => {
-        // Spec "Server Access Control Lists": PDUs from a server the room's ACL denies are dropped. (Rooms we do not
-        // know are left to `receive`, which answers "unknown room".)
+        // Spec "Server Access Control Lists": PDUs from a server the room's ACL denies are dropped, checked before
+        // anything else about them; each is answered with an error, as Synapse does. (Rooms we do not know are left
+        // to `receive`, which answers "unknown room".)
         if (roomId && (await this.deps.storage.rooms.get(roomId)) && !(await this.deps.aclAllows(origin, roomId))) {
           this.deps.log.info({ origin, roomId }, "dropped PDUs from a server denied by the room's ACL");
+          for (const p of list) {
+            const eventId = await this.deps.pdus.eventIdOf(p);
+            if (eventId) results[eventId] = { error: `Server ${origin} is banned from room ${roomId} by its server ACL` };
+          }
           return;
         }
         for (const p of list) {

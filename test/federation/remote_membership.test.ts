@@ -1,0 +1,234 @@
+/**
+ * The joining server's side of membership against a resident that behaves as other homeservers do, not as Myelin
+ * does. hs1 (Myelin) joins, leaves, knocks and invites through hs2.test, which is a real Myelin behind a
+ * FederationProxy that changes one thing per test:
+ *  - make_* templates without `origin_server_ts` and with the resident's `origin` (Synapse 1.63 and SyTest):
+ *    our event fills in the time, drops `origin`, and the resident accepts it;
+ *  - a refused make_join reaches the client with the remote's status, errcode and fields;
+ *  - no /v2/send_join, /v2/send_leave or /v2/invite (404 without a Matrix error, or M_UNRECOGNIZED): v1 is used;
+ *  - a send_join answer whose state lacks the create event, or whose create event is of another room version, is
+ *    refused.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stateMapKey } from "../../src/core/events/event.js";
+import type { JsonObject } from "../../src/core/json/types.js";
+import { FederationProxy } from "../helpers/fed_proxy.js";
+import { startFederatedServer, TestNetwork } from "../helpers/federation.js";
+import { closeFederatedServers } from "../helpers/federation_close.js";
+import { Client, expectError, registerUser, type TestUser } from "../helpers/http.js";
+import { createRoom, enc, messages, poll, send, V3 } from "../helpers/rooms.js";
+import type { TestServer } from "../helpers/server.js";
+
+let network: TestNetwork;
+let hs1: TestServer;
+let hs2: TestServer;
+let proxy: FederationProxy;
+let c1: Client;
+let c2: Client;
+let alice: TestUser;
+
+beforeAll(async () => {
+  network = new TestNetwork();
+  hs1 = await startFederatedServer(network, "hs1.test");
+  hs2 = await startFederatedServer(network, "hs2.test");
+  // From now on hs2.test is reached through the proxy (nothing has contacted it yet).
+  proxy = await new FederationProxy(hs2.tlsPort!).start(network, "hs2.test");
+  c1 = new Client(hs1.baseUrl);
+  c2 = new Client(hs2.baseUrl);
+  alice = await registerUser(c2);
+});
+afterAll(async () => {
+  await closeFederatedServers([hs1, hs2]);
+  await proxy?.close();
+});
+
+function reset(): void {
+  proxy.intercept = undefined;
+  proxy.rewrite = undefined;
+  proxy.seen.length = 0;
+}
+
+/** A template as SyTest's and Synapse 1.63's residents hand out: no origin_server_ts, and `origin` naming them. */
+function likeOtherResidents(prefix: string): void {
+  proxy.rewrite = (req, answer) => {
+    if (!req.path.startsWith(prefix) || answer.status !== 200) return undefined;
+    const body = answer.body as { event: JsonObject };
+    delete body.event.origin_server_ts;
+    body.event.origin = "hs2.test";
+    return answer;
+  };
+}
+
+/** The member event of `userId` in hs2's current state, as stored (the PDU hs1 built). */
+async function storedMember(roomId: string, userId: string): Promise<JsonObject | undefined> {
+  const head = await hs2.server.services.roomCore.persister.head(roomId);
+  const id = head?.state.get(stateMapKey("m.room.member", userId));
+  return id ? (await hs2.server.services.roomCore.events.get(id))?.event.pdu : undefined;
+}
+
+/** A user's membership in a room their server is not in (an invite received over federation). */
+async function outOfBand(server: TestServer, roomId: string, userId: string): Promise<string | undefined> {
+  const id = await server.server.services.storage.rooms.currentStateEventId(roomId, "m.room.member", userId);
+  const e = id ? await server.server.services.roomCore.events.get(id) : undefined;
+  return e?.event.content.membership as string | undefined;
+}
+
+async function membershipOnHs2(roomId: string, userId: string): Promise<string | undefined> {
+  return hs2.server.services.membership.currentMembership(roomId, userId);
+}
+
+describe("events built from a resident's template", () => {
+  it("join: origin_server_ts is filled in, the resident's origin dropped; the resident accepts the join", async () => {
+    reset();
+    likeOtherResidents("/_matrix/federation/v1/make_join/");
+    const roomId = await createRoom(c2, alice, { preset: "public_chat" });
+    const bob = await registerUser(c1);
+    const before = Date.now();
+    const join = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expect(join.status, join.text).toBe(200);
+    const pdu = (await storedMember(roomId, bob.userId))!;
+    expect(pdu.content).toMatchObject({ membership: "join" });
+    expect(pdu.origin_server_ts).toBeGreaterThanOrEqual(before);
+    expect(pdu).not.toHaveProperty("origin");
+    // The room works: bob's message reaches alice.
+    await send(c1, bob, roomId, "built from a bare template");
+    await poll(async () => ((await messages(c2, alice, roomId, { limit: 5 })).chunk.some((e) => e.content.body === "built from a bare template") ? true : undefined));
+  });
+
+  it("leave (rejecting an invite): the same, through /v1/send_leave when the resident has no /v2", async () => {
+    reset();
+    likeOtherResidents("/_matrix/federation/v1/make_leave/");
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/federation/v2/send_leave/") ? { status: 404, body: "" } : undefined);
+    const roomId = await createRoom(c2, alice, { preset: "private_chat" });
+    const carol = await registerUser(c1);
+    expect((await c2.post(`${V3}/rooms/${enc(roomId)}/invite`, { user_id: carol.userId }, { token: alice.accessToken })).status).toBe(200);
+    await poll(async () => ((await outOfBand(hs1, roomId, carol.userId)) === "invite" ? true : undefined));
+    const leave = await c1.post(`${V3}/rooms/${enc(roomId)}/leave`, {}, { token: carol.accessToken });
+    expect(leave.status, leave.text).toBe(200);
+    expect(await membershipOnHs2(roomId, carol.userId)).toBe("leave");
+    const pdu = (await storedMember(roomId, carol.userId))!;
+    expect(typeof pdu.origin_server_ts).toBe("number");
+    expect(pdu).not.toHaveProperty("origin");
+    expect(proxy.requests("/_matrix/federation/v2/send_leave/")).toHaveLength(1);
+    expect(proxy.requests("/_matrix/federation/v1/send_leave/")).toHaveLength(1);
+  });
+
+  it("knock: the same", async () => {
+    reset();
+    likeOtherResidents("/_matrix/federation/v1/make_knock/");
+    const roomId = await createRoom(c2, alice, { preset: "private_chat", room_version: "10", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] });
+    const dave = await registerUser(c1);
+    const knock = await c1.post(`${V3}/knock/${enc(roomId)}?server_name=hs2.test`, {}, { token: dave.accessToken });
+    expect(knock.status, knock.text).toBe(200);
+    await poll(async () => ((await membershipOnHs2(roomId, dave.userId)) === "knock" ? true : undefined));
+    expect(await storedMember(roomId, dave.userId)).not.toHaveProperty("origin");
+  });
+});
+
+describe("a resident refusing make_join", () => {
+  it("its errcode and message reach the client with its status", async () => {
+    reset();
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/federation/v1/make_join/") ? { status: 400, body: { errcode: "M_TEST_ERROR_CODE", error: "denied!" } } : undefined);
+    const roomId = await createRoom(c2, alice, { preset: "public_chat" });
+    const bob = await registerUser(c1);
+    const res = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expect(expectError(res, 400, "M_TEST_ERROR_CODE").error).toBe("denied!");
+  });
+
+  it("M_INCOMPATIBLE_ROOM_VERSION keeps its room_version", async () => {
+    reset();
+    proxy.intercept = (req) =>
+      req.path.startsWith("/_matrix/federation/v1/make_join/") ? { status: 400, body: { errcode: "M_INCOMPATIBLE_ROOM_VERSION", error: "y u no upgrade", room_version: "org.example.v99" } } : undefined;
+    const roomId = await createRoom(c2, alice, { preset: "public_chat" });
+    const bob = await registerUser(c1);
+    const res = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expect(expectError(res, 400, "M_INCOMPATIBLE_ROOM_VERSION").room_version).toBe("org.example.v99");
+  });
+
+  it("a make_join answer naming a room version we do not know is M_INCOMPATIBLE_ROOM_VERSION with it", async () => {
+    reset();
+    proxy.rewrite = (req, answer) => (req.path.startsWith("/_matrix/federation/v1/make_join/") ? { status: 200, body: { ...(answer.body as JsonObject), room_version: "org.example.v99" } } : undefined);
+    const roomId = await createRoom(c2, alice, { preset: "public_chat" });
+    const bob = await registerUser(c1);
+    const res = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expect(expectError(res, 400, "M_INCOMPATIBLE_ROOM_VERSION").room_version).toBe("org.example.v99");
+  });
+});
+
+describe("v1 fallbacks", () => {
+  for (const [label, answer] of [
+    ["404 without a body", { status: 404, body: "" }],
+    ["400 M_UNRECOGNIZED", { status: 400, body: { errcode: "M_UNRECOGNIZED", error: "Unrecognized request" } }],
+  ] as const) {
+    it(`a resident answering /v2/send_join with ${label} gets /v1/send_join`, async () => {
+      reset();
+      proxy.intercept = (req) => (req.path.startsWith("/_matrix/federation/v2/send_join/") ? answer : undefined);
+      const roomId = await createRoom(c2, alice, { preset: "public_chat" });
+      const bob = await registerUser(c1);
+      const join = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+      expect(join.status, join.text).toBe(200);
+      expect(proxy.requests("/_matrix/federation/v1/send_join/")).toHaveLength(1);
+      expect(await membershipOnHs2(roomId, bob.userId)).toBe("join");
+    });
+  }
+
+  it("a real error from /v2/send_join (a JSON M_NOT_FOUND) is no reason to try v1: the client gets it", async () => {
+    reset();
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/federation/v2/send_join/") ? { status: 404, body: { errcode: "M_NOT_FOUND", error: "Unknown room" } } : undefined);
+    const roomId = await createRoom(c2, alice, { preset: "public_chat" });
+    const bob = await registerUser(c1);
+    const join = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expectError(join, 404, "M_NOT_FOUND");
+    expect(proxy.requests("/_matrix/federation/v1/send_join/")).toHaveLength(0);
+  });
+
+  it("an invitee's server without /v2/invite gets /v1/invite in a room of v1-format events; in newer rooms it cannot be invited", async () => {
+    reset();
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/federation/v2/invite/") ? { status: 404, body: "" } : undefined);
+    const inviter = await registerUser(c1);
+    const old = await createRoom(c1, inviter, { room_version: "1" });
+    const ok = await c1.post(`${V3}/rooms/${enc(old)}/invite`, { user_id: alice.userId }, { token: inviter.accessToken });
+    expect(ok.status, ok.text).toBe(200);
+    expect(proxy.requests("/_matrix/federation/v1/invite/")).toHaveLength(1);
+    await poll(async () => ((await outOfBand(hs2, old, alice.userId)) === "invite" ? true : undefined));
+
+    const modern = await createRoom(c1, inviter, { room_version: "10" });
+    const refused = await c1.post(`${V3}/rooms/${enc(modern)}/invite`, { user_id: alice.userId }, { token: inviter.accessToken });
+    expectError(refused, 400, "M_UNSUPPORTED_ROOM_VERSION");
+    expect(proxy.requests("/_matrix/federation/v1/invite/")).toHaveLength(1);
+  });
+});
+
+describe("checking the send_join answer", () => {
+  it("a state without the create event (still in the auth chain) is refused", async () => {
+    reset();
+    proxy.rewrite = (req, answer) => {
+      if (!req.path.startsWith("/_matrix/federation/v2/send_join/") || answer.status !== 200) return undefined;
+      const body = answer.body as { state: JsonObject[]; auth_chain: JsonObject[] };
+      const create = body.state.find((e) => e.type === "m.room.create")!;
+      body.state = body.state.filter((e) => e !== create);
+      if (!body.auth_chain.some((e) => e.type === "m.room.create")) body.auth_chain.push(create);
+      return answer;
+    };
+    const roomId = await createRoom(c2, alice, { preset: "public_chat" });
+    const bob = await registerUser(c1);
+    const join = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expect(expectError(join, 404, "M_NOT_FOUND").error).toMatch(/create event/);
+    expect(await hs1.server.services.membership.currentMembership(roomId, bob.userId)).not.toBe("join");
+  });
+
+  it("a create event of another room version than make_join said is refused", async () => {
+    reset();
+    proxy.rewrite = (req, answer) => {
+      if (!req.path.startsWith("/_matrix/federation/v2/send_join/") || answer.status !== 200) return undefined;
+      const body = answer.body as { state: JsonObject[] };
+      const create = body.state.find((e) => e.type === "m.room.create")!;
+      create.content = { ...(create.content as JsonObject), room_version: "org.example.other" };
+      return answer;
+    };
+    const roomId = await createRoom(c2, alice, { preset: "public_chat", room_version: "10" });
+    const bob = await registerUser(c1);
+    const join = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expect(expectError(join, 404, "M_NOT_FOUND").error).toMatch(/room version/);
+  });
+});
