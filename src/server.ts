@@ -30,6 +30,7 @@ import { StateService } from "./services/rooms/state.js";
 import { EventPersister } from "./services/rooms/persister.js";
 import { EventFormatter } from "./services/rooms/format.js";
 import { VisibilityService } from "./services/rooms/visibility.js";
+import { guestAccessConsumer } from "./services/rooms/guest_access.js";
 import { RoomAccess, type RoomCore } from "./services/rooms/rooms.js";
 import { RoomCreationService } from "./services/rooms/create.js";
 import { MembershipService } from "./services/rooms/membership.js";
@@ -46,7 +47,7 @@ import { DeviceListService } from "./services/device_lists.js";
 import { FederationClient } from "./federation/client.js";
 import { ServerDiscovery, systemResolver, type Resolver, type WellKnownFetcher } from "./federation/discovery.js";
 import { IpRangeFilter } from "./federation/ip_filter.js";
-import { Transport, wellKnownFetcher } from "./federation/transport.js";
+import { loadCaCertificates, Transport, wellKnownFetcher } from "./federation/transport.js";
 import { KeyFetcher } from "./services/keys.js";
 import { FederationSender } from "./services/federation/sender.js";
 import { FederationPdus } from "./services/federation/pdus.js";
@@ -67,6 +68,9 @@ import { NotificationList } from "./services/push/notifications.js";
 import { PusherService } from "./services/push/pushers.js";
 import { PusherPool } from "./services/push/delivery.js";
 import { OutboundHttp } from "./outbound/http_client.js";
+import { UserRooms } from "./services/rooms/user_rooms.js";
+import { RoomChanges } from "./services/rooms/room_changes.js";
+import { RecentEvents } from "./services/rooms/recent_events.js";
 import { CacheRegistry } from "./util/cache.js";
 import { Metrics } from "./services/metrics.js";
 import { openDatabase } from "./storage/database.js";
@@ -227,6 +231,9 @@ export async function startServices(s: Services): Promise<void> {
   await s.accountData.start();
   await s.roomCore.state.start();
   await s.roomCore.persister.start();
+  s.roomCore.userRooms.start(s.roomCore.persister.position());
+  s.roomChanges.start(s.roomCore.persister.position());
+  s.unread.start();
   await s.receipts.start();
   await s.presence.start();
   await s.toDevice.start();
@@ -349,7 +356,7 @@ function buildPush(
 ) {
   const isLocal = (userId: string) => userId.endsWith(`:${config.serverName}`);
   const pushRules = new PushRuleService(storage, accountData, caches);
-  const unread = new UnreadCounts(storage);
+  const unread = new UnreadCounts(storage, () => roomCore.persister.position(), caches);
   const pusherPool = new PusherPool({ storage, events: roomCore.events, state: roomCore.state, unread, http: outbound, config: config.push, log, caches });
   const pushers = new PusherService(storage, () => roomCore.persister.position(), pusherPool);
   roomCore.persister.use(
@@ -361,6 +368,7 @@ function buildPush(
       isLocal,
       hasPushers: (u) => pusherPool.hasPushers(u),
       onNotified: (users) => pusherPool.notified(users),
+      onWritten: (roomId, stream) => unread.wrote(roomId, stream),
       log,
     }),
   );
@@ -376,6 +384,8 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
     resolver,
     ipFilter: new IpRangeFilter(config.ipRangeBlacklist, config.ipRangeWhitelist),
     verifyCertificates: config.federationVerifyCertificates,
+    customCas: config.federationCustomCaList ? loadCaCertificates(config.federationCustomCaList) : undefined,
+    verificationWhitelist: config.federationCertificateVerificationWhitelist,
   });
   const discovery = new ServerDiscovery({ resolver, fetchWellKnown: deps.wellKnownFetcher ?? wellKnownFetcher(transport), caches });
   const federationClient = new FederationClient({
@@ -407,8 +417,14 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
     isDomainAllowed: (name) => federationClient.isDomainAllowed(name),
     log,
   });
-  // Requests to hosts clients name (push gateways) follow the same address rules as federation.
-  const outbound = new OutboundHttp({ resolver, ipFilter: new IpRangeFilter(config.ipRangeBlacklist, config.ipRangeWhitelist) });
+  // Requests to hosts clients name (push gateways) follow the same address rules as federation. As Synapse's
+  // "simple" HTTP client, they trust the system's CAs (not federation_custom_ca_list), and verify nothing under
+  // use_insecure_ssl_client_just_for_testing_do_not_use.
+  const outbound = new OutboundHttp({
+    resolver,
+    ipFilter: new IpRangeFilter(config.ipRangeBlacklist, config.ipRangeWhitelist),
+    verifyCertificates: !config.useInsecureSslClientJustForTesting,
+  });
   return { federationClient, keys, keyServer, outbound };
 }
 
@@ -427,9 +443,16 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   const state = new StateService(storage, caches);
   const persister = new EventPersister(storage, config.serverName, signingKey, events, state, notifier, log, caches);
   const formatter = new EventFormatter(storage, events);
+  // /sync's view of what changed: users' memberships, rooms' member events and relations.
+  const userRooms = new UserRooms(storage, caches);
+  const roomChanges = new RoomChanges();
+  const recent = new RecentEvents(caches);
+  persister.use(userRooms);
+  persister.use(roomChanges);
+  persister.use(recent);
   const visibility = new VisibilityService(storage, events, state);
   formatter.visibleTo = (userId, list) => visibility.filter(userId, list);
-  const roomCore = { config, storage, persister, events, state, formatter, visibility, notifier };
+  const roomCore = { config, storage, persister, events, state, formatter, visibility, notifier, userRooms };
   const rooms = new RoomAccess(roomCore);
   const membership = new MembershipService(rooms);
   const roomCreation = new RoomCreationService(rooms, membership);
@@ -440,6 +463,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   accountData.hooks.onChange = (userId) => notifier.notify({ users: [userId] });
   profile.hooks.onProfileChanged = (userId) => membership.propagateProfile(userId);
   accounts.hooks.onDeactivate = (userId) => membership.leaveAll(userId);
+  persister.use(guestAccessConsumer(membership, log));
 
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
   const serverRoomAccess = new ServerRoomAccess(rooms);
@@ -494,6 +518,8 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   profile.remote = (userId, field) => federationMembership.queryProfile(userId, field);
   wireOutboundFederation(config.serverName, storage, persister, federationSender, typing, receipts, presence, log);
   const push = buildPush(config, log, storage, roomCore, accountData, receipts, devices, fed.outbound, caches);
+  const roomUpgrades = new RoomUpgradeService(rooms, roomCreation, log, { accountData, pushRules: push.pushRules });
+  membership.onRemoteJoin = (roomId) => roomUpgrades.afterRemoteJoin(roomId).catch((err: unknown) => log.warn({ err, roomId }, "room upgrade: carrying state over after a remote join failed"));
   const metrics = config.enableMetrics ? buildMetrics(storage, caches, persister, notifier, federationSender, passwords, push.pusherPool) : undefined;
   return {
     config,
@@ -514,11 +540,11 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     messages,
     relations: new RelationsService(rooms),
     threads: new ThreadListService(rooms, messages),
-    roomUpgrades: new RoomUpgradeService(rooms, roomCreation, log),
+    roomUpgrades,
     typing,
     receipts,
     presence,
-    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules }),
+    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules, userRooms, roomChanges, recent }),
     toDevice,
     deviceLists,
     ...fed,
@@ -531,6 +557,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     federationReads: new FederationReads({ serverName: config.serverName, rooms, access: serverRoomAccess }),
     caches,
     metrics,
+    roomChanges,
     tags: new TagService(storage, accountData),
     ...push,
     turn: new TurnService(config.turn),

@@ -90,6 +90,23 @@ export interface Config {
   oldSigningKeys: OldSigningKey[];
   /** Verify the certificates of servers we connect to (Synapse `federation_verify_certificates`). */
   federationVerifyCertificates: boolean;
+  /**
+   * Synapse `federation_custom_ca_list`: PEM files whose CA certificates are trusted for outbound federation
+   * *instead of* the system's store (as Synapse: "this list will replace those that are provided by your
+   * operating environment"). Absolute paths; undefined when not set.
+   */
+  federationCustomCaList?: string[];
+  /**
+   * Synapse `federation_certificate_verification_whitelist`: globs (`*`, `?`, case-insensitive, whole name) of
+   * the host names whose certificates outbound federation does not verify. Only matters while
+   * `federation_verify_certificates` is true.
+   */
+  federationCertificateVerificationWhitelist: string[];
+  /**
+   * Synapse `use_insecure_ssl_client_just_for_testing_do_not_use`: the HTTP client for everything but federation
+   * (push gateways) does not verify certificates. For test setups only; federation is not affected.
+   */
+  useInsecureSslClientJustForTesting: boolean;
   /** IP ranges outbound federation may not connect to (`ip_range_blacklist`, or `federation_ip_range_blacklist`). */
   ipRangeBlacklist: string[];
   /** Exceptions to the blacklist (`ip_range_whitelist`; ignored when `federation_ip_range_blacklist` is set). */
@@ -255,6 +272,18 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
   warnUnknown(invites);
 
   const federationVerifyCertificates = r.bool("federation_verify_certificates", true);
+  // As Synapse: an explicitly empty list is an error ("specified without any certificate files"), not "trust nothing".
+  let federationCustomCaList: string[] | undefined;
+  if (r.has("federation_custom_ca_list")) {
+    federationCustomCaList = r.stringList("federation_custom_ca_list").map((p) => resolvePath(configDir, p));
+    if (federationCustomCaList.length === 0) throw new ConfigError('config key "federation_custom_ca_list": specified without any certificate files');
+  }
+  r.accept("federation_custom_ca_list");
+  const federationCertificateVerificationWhitelist = r.stringList("federation_certificate_verification_whitelist");
+  for (const glob of federationCertificateVerificationWhitelist) {
+    // Synapse: "IDNA domain names are not allowed" (write them in their ASCII, xn-- form).
+    if (!/^[\x21-\x7e]+$/.test(glob)) throw new ConfigError(`config key "federation_certificate_verification_whitelist": "${glob}" is not an ASCII host name glob`);
+  }
   // Synapse's default trusts matrix.org as a notary; an explicit empty list trusts none.
   const trustedKeyServers = (r.list("trusted_key_servers") ?? [new ConfigReader({ server_name: "matrix.org" }, "trusted_key_servers[0]")]).map((t) => {
     const entry: Config["trustedKeyServers"][number] = { serverName: t.requireString("server_name") };
@@ -308,6 +337,9 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     keyRefreshIntervalMs: r.duration("key_refresh_interval", 86_400_000),
     oldSigningKeys: readOldSigningKeys(r),
     federationVerifyCertificates,
+    ...(federationCustomCaList ? { federationCustomCaList } : {}),
+    federationCertificateVerificationWhitelist,
+    useInsecureSslClientJustForTesting: r.bool("use_insecure_ssl_client_just_for_testing_do_not_use", false),
     ipRangeBlacklist: ipRanges.blacklist,
     ipRangeWhitelist: ipRanges.whitelist,
     federationDomainWhitelist: domainWhitelist,

@@ -5,6 +5,7 @@
 import { MatrixError, forbidden, notFound } from "../errors.js";
 import type { Storage } from "../storage/storage.js";
 import { StreamIdGenerator } from "../storage/stream_ids.js";
+import { ChangeTracker } from "../util/change_tracker.js";
 
 /** Types the server owns: set through their own APIs, not this one (spec: 405 M_BAD_JSON). */
 const SERVER_MANAGED = new Set(["m.fully_read", "m.push_rules"]);
@@ -17,12 +18,15 @@ export interface AccountDataHooks {
 export class AccountDataService {
   readonly hooks: AccountDataHooks = {};
   private stream!: StreamIdGenerator;
+  /** Which users' account data changed since a position, so /sync asks the database only when it did. */
+  private changes = new ChangeTracker(Number.MAX_SAFE_INTEGER);
 
   constructor(private readonly storage: Storage) {}
 
   async start(): Promise<void> {
     // Push rules changes are numbered on this stream too (clients see them as m.push_rules account data).
     this.stream = new StreamIdGenerator(Math.max(await this.storage.accountData.maxStreamId(), await this.storage.push.maxRulesStream()));
+    this.changes = new ChangeTracker(this.stream.position());
   }
 
   /** The account data stream's position for sync tokens. */
@@ -31,7 +35,8 @@ export class AccountDataService {
   }
 
   /** Account data (global: roomId "") changed in (since, to], for /sync. */
-  changedSince(userId: string, since: number, to: number) {
+  async changedSince(userId: string, since: number, to: number) {
+    if (!this.changes.changedSince(userId, since)) return [];
     return this.storage.accountData.changedSince(userId, since, to);
   }
 
@@ -58,6 +63,7 @@ export class AccountDataService {
     const id = this.stream.next();
     try {
       await write(id);
+      this.changes.record(userId, id);
     } finally {
       this.stream.finish(id);
     }

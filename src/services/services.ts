@@ -44,6 +44,7 @@ import type { NotificationList } from "./push/notifications.js";
 import type { UnreadCounts } from "./push/counts.js";
 import type { CacheRegistry } from "../util/cache.js";
 import type { Metrics } from "./metrics.js";
+import type { RoomChanges } from "./rooms/room_changes.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -105,6 +106,8 @@ export interface Services {
   federationTransactions: FederationTransactions;
   /** Prometheus metrics, when `enable_metrics` is on. */
   metrics?: Metrics;
+  /** What changed per room since a stream position (for /sync). */
+  roomChanges: RoomChanges;
   /** Every in-memory cache, sized from the config (for the metrics). */
   caches: CacheRegistry;
   /** Room tags, kept as m.tag room account data. */

@@ -31,6 +31,12 @@ export interface UiaOutcome {
   results: Record<string, unknown>;
 }
 
+/**
+ * A stage failure the client cannot put right within the session, such as authenticating as another user than the
+ * requester: answered as this error (Synapse: 403 "Invalid auth"), not as the 401 that invites another attempt.
+ */
+export class UiaRefusal extends MatrixError {}
+
 /** A stage checks its part of the auth dict; it throws a MatrixError (shown to the client inside the 401) on failure. */
 export type StageHandler = (auth: Record<string, unknown>, ctx: { request: UiaRequest; sessionResults: Record<string, unknown> }) => Promise<unknown>;
 
@@ -102,7 +108,7 @@ export class UiaService {
         } catch (e) {
           if (!(e instanceof MatrixError)) throw e;
           // A stage that the client cannot retry within UIA (e.g. wrong user) is returned as is.
-          if (e.status !== 401 && e.status !== 403) throw e;
+          if (e instanceof UiaRefusal || (e.status !== 401 && e.status !== 403)) throw e;
           stageError = e;
         }
       }
@@ -115,12 +121,34 @@ export class UiaService {
       params,
       session: sessionId,
     };
-    if (completed.length > 0) response.completed = completed;
+    // As Synapse: once the client sent an `auth` dict, `completed` is always there, even empty (after a failed
+    // first stage); the first request of a session, without one, gets none.
+    if (auth !== undefined || completed.length > 0) response.completed = completed;
     if (stageError) {
       response.errcode = stageError.errcode;
       response.error = stageError.message;
     }
     throw new UiaRequiredError(response);
+  }
+
+  /**
+   * A value the endpoint stored in the session named by a request's `auth` (e.g. the user /register created), or
+   * undefined when there is no such session or value.
+   */
+  async sessionValue(auth: unknown, key: string): Promise<unknown> {
+    const sessionId = isJsonObject(auth) && typeof auth.session === "string" ? auth.session : undefined;
+    if (sessionId === undefined) return undefined;
+    const row = await this.storage.uia.get(sessionId);
+    if (!row || Date.now() - row.created_ts > SESSION_LIFETIME_MS) return undefined;
+    return (JSON.parse(row.serverdict) as Record<string, unknown>)[key];
+  }
+
+  /** Stores a value in the session, among the stage results (`outcome.results`) of later requests. */
+  async setSessionValue(sessionId: string, key: string, value: unknown): Promise<void> {
+    const row = await this.storage.uia.get(sessionId);
+    if (!row) return;
+    const results = { ...(JSON.parse(row.serverdict) as Record<string, unknown>), [key]: value };
+    await this.storage.uia.update(sessionId, { serverdict: JSON.stringify(results) });
   }
 
   /** Ends a session once the operation it authorised has succeeded. */

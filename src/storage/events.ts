@@ -41,6 +41,8 @@ export interface PersistItem {
   newRoom?: { roomId: string; version: string; creator: string };
   /** A redaction that applies now: the target to mark as redacted. */
   applyRedactionTo?: string;
+  /** A redaction received before this event that applies to it. */
+  redactedBy?: string;
   /** The event was stored earlier as an outlier and now takes its place in the room's DAG with state. */
   replaceOutlier?: boolean;
   /**
@@ -101,7 +103,7 @@ export class EventStore {
             outlier: i.outlier ? 1 : 0,
             soft_failed: i.softFailed ? 1 : 0,
             rejected_reason: i.rejectedReason,
-            redacted_by: null,
+            redacted_by: i.redactedBy ?? null,
             contains_url: i.containsUrl ? 1 : 0,
             txn_device_id: i.txn?.deviceId ?? null,
             txn_scope: i.txn?.scope ?? null,
@@ -340,6 +342,32 @@ export class EventStore {
     }
     for (const l of out.values()) l.sort((a, b) => b.stream_ordering - a.stream_ordering);
     return out;
+  }
+
+  /**
+   * The legacy event stream (GET /events): timeline events of any of these rooms with stream ordering in
+   * (from, to], oldest first, at most `limit` of them.
+   */
+  async streamForward(roomIds: readonly string[], fromExclusive: number, toInclusive: number, limit: number): Promise<EventRow[]> {
+    const out: EventRow[] = [];
+    for (const part of chunks([...roomIds], 200)) {
+      if (part.length === 0) continue;
+      const rows = await this.db
+        .selectFrom("events")
+        .selectAll()
+        .where("room_id", "in", part)
+        .where("stream_ordering", ">", fromExclusive)
+        .where("stream_ordering", "<=", toInclusive)
+        .where("outlier", "=", 0)
+        .where("soft_failed", "=", 0)
+        .where("rejected_reason", "is", null)
+        .orderBy("stream_ordering", "asc")
+        .limit(limit)
+        .execute();
+      out.push(...rows);
+    }
+    out.sort((a, b) => a.stream_ordering - b.stream_ordering);
+    return out.slice(0, limit);
   }
 
   /**

@@ -209,10 +209,10 @@ export class PushStore {
   }
 
   /**
-   * Unread notifications per room and thread for a user: over each range, the bystanders' outcomes (unless the user
+   * Unread notifications per room and thread for a user: over each range (up to `upTo`), the bystanders' outcomes (unless the user
    * has their own for that event, or sent it) plus the user's own outcomes.
    */
-  async unreadCounts(userId: string, ranges: readonly CountRange[]): Promise<ThreadCount[]> {
+  async unreadCounts(userId: string, ranges: readonly CountRange[], upTo: number): Promise<ThreadCount[]> {
     const totals = new Map<string, ThreadCount>();
     const add = (roomId: string, threadId: string, n: number, h: number) => {
       const k = `${roomId}\u0000${threadId}`;
@@ -228,7 +228,7 @@ export class PushStore {
         WITH r(room_id, thread_id, floor) AS (VALUES ${v})
         SELECT r.room_id, r.thread_id, COUNT(*) AS n, SUM(e.highlight) AS h
         FROM r JOIN event_push e ON e.room_id = r.room_id AND e.thread_id = r.thread_id AND e.stream_ordering > r.floor
-        WHERE e.sender <> ${userId}
+        WHERE e.stream_ordering <= ${upTo} AND e.sender <> ${userId}
           AND NOT EXISTS (SELECT 1 FROM event_push_user x WHERE x.user_id = ${userId} AND x.stream_ordering = e.stream_ordering)
         GROUP BY r.room_id, r.thread_id`.execute(this.db);
       for (const row of shared.rows) add(row.room_id, row.thread_id, Number(row.n), Number(row.h ?? 0));
@@ -236,6 +236,7 @@ export class PushStore {
         WITH r(room_id, thread_id, floor) AS (VALUES ${v})
         SELECT r.room_id, r.thread_id, SUM(x.notif) AS n, SUM(x.highlight * x.notif) AS h
         FROM r JOIN event_push_user x ON x.user_id = ${userId} AND x.room_id = r.room_id AND x.thread_id = r.thread_id AND x.stream_ordering > r.floor
+        WHERE x.stream_ordering <= ${upTo}
         GROUP BY r.room_id, r.thread_id`.execute(this.db);
       for (const row of own.rows) add(row.room_id, row.thread_id, Number(row.n ?? 0), Number(row.h ?? 0));
     }

@@ -159,6 +159,12 @@ export const CACHE_DEFAULTS = {
   server_discovery: 1 * MB,
   /** Server discovery: SRV answers (federation/discovery.ts). */
   server_srv: 256 * 1024,
+  /** Each user's rooms and memberships, and forgotten rooms, for /sync (rooms/user_rooms.ts). */
+  user_rooms: 4 * MB,
+  /** The newest events of recently active rooms, for incremental /sync (rooms/recent_events.ts). */
+  recent_events: 1 * MB,
+  /** Unread notification counts per user and room, counted up to a stream position (push/counts.ts). */
+  unread_counts: 4 * MB,
   /** Attempts to fill history gaps (federation/pdus.ts). */
   history_gaps: 512 * 1024,
 } as const;

@@ -59,17 +59,23 @@ describe("POST /account/password", () => {
     expect(res.body.errcode).toBe("M_FORBIDDEN");
     expect(typeof res.body.error).toBe("string");
     expect(res.body.session).toBe(first.body.session);
+    // As Synapse: `completed` is there, empty, once the client has sent an auth dict.
+    expect(res.body.completed).toEqual([]);
     // Nothing changed.
     expect((await login(c, u.userId, u.password)).status).toBe(200);
   });
 
-  it("another user's credentials do not authenticate this user", async () => {
+  it("another user's credentials do not authenticate this user: a plain 403, not the UIA 401 (as Synapse)", async () => {
     const u = await registerUser(c);
     const other = await registerUser(c);
     const res = await c.post(PASSWORD, { new_password: "new password", auth: passwordAuth(other) }, { token: u.accessToken });
-    expect(res.status).toBe(401);
-    expect(res.body.errcode).toBe("M_FORBIDDEN");
+    expectError(res, 403, "M_FORBIDDEN");
+    expect(res.body.flows).toBeUndefined();
     expect((await login(c, u.userId, u.password)).status).toBe(200);
+    // With the other user's wrong password it stays a UIA failure to retry.
+    const wrong = await c.post(PASSWORD, { new_password: "new password", auth: passwordAuth(other, "wrong") }, { token: u.accessToken });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.errcode).toBe("M_FORBIDDEN");
   });
 
   it("changes the password: the new one logs in, the old one does not", async () => {
@@ -185,6 +191,8 @@ describe("POST /account/deactivate", () => {
     const res = await c.post(DEACTIVATE, { auth: passwordAuth(u, "wrong") }, { token: u.accessToken });
     expectUiaChallenge(res);
     expect(res.body.errcode).toBe("M_FORBIDDEN");
+    // A session begun with a failed stage still lists what is done: nothing.
+    expect(res.body.completed).toEqual([]);
     expect((await c.get(WHOAMI, { token: u.accessToken })).status).toBe(200);
   });
 

@@ -144,6 +144,17 @@ describe("DELETE /devices/{deviceId}", () => {
     expect((await c.get(WHOAMI, { token: d.token })).status).toBe(200);
   });
 
+  it("UIA as another user (with that user's right password) → a plain 403, not the UIA 401 (as Synapse)", async () => {
+    const u = await registerUser(c);
+    const other = await registerUser(c);
+    const d = await newDevice(u);
+    const first = await c.delete(`${DEVICES}/${d.deviceId}`, {}, { token: u.accessToken });
+    const res = await c.delete(`${DEVICES}/${d.deviceId}`, { auth: passwordAuth(other, other.password, first.body.session) }, { token: u.accessToken });
+    expectError(res, 403, "M_FORBIDDEN");
+    expect(res.body.flows).toBeUndefined();
+    expect((await c.get(WHOAMI, { token: d.token })).status).toBe(200);
+  });
+
   it("also asks for UIA when the request has no body", async () => {
     const u = await registerUser(c);
     const d = await newDevice(u);

@@ -155,6 +155,17 @@ describe("Content-Type is exactly application/json", () => {
     expect(head.headers["content-type"]).toBe("application/json");
   });
 
+  it("a JSON body that is not valid UTF-8 → 400 M_NOT_JSON (not decoded with U+FFFD)", async () => {
+    // {"username": "a\x81b"}: 0x81 is no UTF-8 sequence.
+    const body = Buffer.concat([Buffer.from('{"username": "a'), Buffer.from([0x81]), Buffer.from('b", "password": "pw"}')]);
+    const res = await fetch(`${ts.baseUrl}/_matrix/client/v3/register`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { errcode: string }).errcode).toBe("M_NOT_JSON");
+    // Valid UTF-8 beyond ASCII is fine.
+    const ok = await c.put(`/_matrix/client/v3/profile/${encodeURIComponent(alice.userId)}/displayname`, { displayname: "Ålice ☃ 😀" }, { token: alice.accessToken });
+    expect(ok.status, ok.text).toBe(200);
+  });
+
   it("non-JSON answers keep their own types", async () => {
     expect((await c.get("/")).headers.get("content-type")).toBe("text/html; charset=utf-8");
     expect((await c.get("/health")).headers.get("content-type")).toBe("text/plain; charset=utf-8");

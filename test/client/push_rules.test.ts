@@ -156,6 +156,29 @@ describe("user rules", () => {
     // Nothing was half-applied.
     expect(ids((await rules(u)).content)).toEqual(["x", ".m.rule.contains_user_name"]);
   });
+
+  it("malformed paths are 400 M_UNRECOGNIZED, as Synapse answers them: missing parts, no trailing slash, unknown attributes", async () => {
+    const u = await registerUser(c);
+    const t = { token: u.accessToken };
+    const P = `${V3}/pushrules`;
+    for (const path of ["/", "/global", "/global/room", "/global/room/", "/global/override/.m.rule.master/not_an_attr"]) {
+      expectError(await c.put(`${P}${path}`, { actions: ["notify"] }, t), 400, "M_UNRECOGNIZED");
+    }
+    expectError(await c.delete(`${P}/global/room/`, undefined, t), 400, "M_UNRECOGNIZED");
+    // The listings need their trailing slash; with it they answer.
+    for (const path of ["", "/global", "/global/room"]) expectError(await c.get(`${P}${path}`, t), 400, "M_UNRECOGNIZED");
+    expect((await c.get(`${P}/`, t)).status).toBe(200);
+    expect((await c.get(`${P}/global/`, t)).status).toBe(200);
+    const room = await c.get<unknown[]>(`${P}/global/room/`, t);
+    expect(room.status).toBe(200);
+    expect(Array.isArray(room.body)).toBe(true);
+    expectError(await c.get(`${P}/not_a_scope/`, t), 400, "M_UNRECOGNIZED");
+    expectError(await c.get(`${P}/global/not_a_template/`, t), 400, "M_UNRECOGNIZED");
+    expectError(await c.get(`${P}/global/override/.m.rule.master/not_an_attr`, t), 400, "M_UNRECOGNIZED");
+    // Well-formed requests are untouched.
+    expect((await c.get(`${P}/global/override/.m.rule.master/enabled`, t)).body).toEqual({ enabled: false });
+    expectError(await c.get(`${P}/global/override/not_a_rule_id`, t), 404, "M_NOT_FOUND");
+  });
 });
 
 describe("m.push_rules account data", () => {

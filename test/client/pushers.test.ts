@@ -179,6 +179,8 @@ describe("delivery to a push gateway", () => {
     const n = got.body.notification;
     const device = n.devices[0]!;
     expect(n).toEqual({
+      // Synapse's legacy name for event_id, in full-format bodies only.
+      id: eventId,
       event_id: eventId,
       room_id: roomId,
       type: "m.room.message",

@@ -296,7 +296,8 @@ describe("members", () => {
     await inviteUser(c, alice, roomId, carol.userId);
     const res = await c.get(`${room(roomId)}/joined_members`, { token: alice.accessToken });
     expect(res.status, res.text).toBe(200);
-    expect(res.body).toEqual({ joined: { [alice.userId]: { display_name: alice.userId.slice(1).split(":")[0] }, [bob.userId]: { display_name: "Bob B", avatar_url: "mxc://test.local/bob" } } });
+    // As Synapse, both keys are on every entry, null when unset.
+    expect(res.body).toEqual({ joined: { [alice.userId]: { display_name: alice.userId.slice(1).split(":")[0], avatar_url: null }, [bob.userId]: { display_name: "Bob B", avatar_url: "mxc://test.local/bob" } } });
     expectError(await c.get(`${room(roomId)}/joined_members`, { token: carol.accessToken }), 403, "M_FORBIDDEN");
     await leaveRoom(c, bob, roomId);
     expectError(await c.get(`${room(roomId)}/joined_members`, { token: bob.accessToken }), 403, "M_FORBIDDEN");
@@ -416,7 +417,12 @@ describe("/messages", () => {
     // Forwards from the start.
     const fwd = await messages(c, alice, roomId, { dir: "f", limit: 100 });
     expect(fwd.chunk.map((e) => e.event_id)).toEqual([...seen].reverse());
-    expect(fwd.end).toBeUndefined();
+    // Forwards, newer events may still come: a non-empty page always says where to continue (as Synapse); from
+    // there, with nothing newer yet, the page is empty and has no `end`.
+    expect(typeof fwd.end).toBe("string");
+    const later = await messages(c, alice, roomId, { dir: "f", from: fwd.end!, limit: 100 });
+    expect(later.chunk).toEqual([]);
+    expect(later.end).toBeUndefined();
     // Forwards from a token reached going backwards: exactly what follows it.
     const back = await messages(c, alice, roomId, { limit: 3 });
     const forward = await messages(c, alice, roomId, { dir: "f", from: back.end!, limit: 10 });
@@ -425,6 +431,15 @@ describe("/messages", () => {
     const head = await messages(c, alice, roomId, { limit: 2 });
     const bounded = await messages(c, alice, roomId, { from: head.end!, to: back.end!, limit: 50 });
     expect(bodies(bounded.chunk)).toEqual(["m7"]);
+    // Reaching `to` is the end of what was asked for: no `end`, forwards too.
+    const fwdBounded = await messages(c, alice, roomId, { dir: "f", from: back.end!, to: head.end!, limit: 50 });
+    expect(bodies(fwdBounded.chunk)).toEqual(["m7"]);
+    expect(fwdBounded.end).toBeUndefined();
+    // The forward token of the last page picks up what is sent later.
+    const [newer] = await sendMany(alice, roomId, 1, "newer");
+    const next = await messages(c, alice, roomId, { dir: "f", from: fwd.end!, limit: 100 });
+    expect(next.chunk.map((e) => e.event_id)).toEqual([newer]);
+    expect(typeof next.end).toBe("string");
   });
 
   it("accepts a sync token as `from`, and a dir other than b/f is 400", async () => {

@@ -4,7 +4,7 @@
  * joined_rooms, with the permission failures the spec names.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Client, expectError, registerUser, type TestUser } from "../helpers/http.js";
+import { Client, expectError, registerUser, uniqueName, type TestUser } from "../helpers/http.js";
 import {
   V3,
   allState,
@@ -316,6 +316,23 @@ describe("join", () => {
     expect((await getState(c, alice, roomId, "m.room.member", bob.userId)).displayname).toBe("Bobby");
   });
 
+  it("puts the body's other keys into the member event (as Synapse): custom content and a per-room profile", async () => {
+    const alice = await user();
+    const bob = await user();
+    const carol = await user();
+    await c.put(`${V3}/profile/${enc(bob.userId)}/displayname`, { displayname: "Bobby" }, { token: bob.accessToken });
+    const alias = `#${uniqueName("joincontent")}:test.local`;
+    const roomId = await createRoom(c, alice, { preset: "public_chat", room_alias_name: alias.slice(1, alias.indexOf(":")) });
+    const byId = await post(bob, `/rooms/${enc(roomId)}/join`, { foo: "bar", reason: "hi", membership: "leave", join_authorised_via_users_server: alice.userId });
+    expect(byId.status, byId.text).toBe(200);
+    // The profile fills in what the body leaves out; `membership` and the resident's vouching field are not the client's.
+    expect(await getState(c, alice, roomId, "m.room.member", bob.userId)).toEqual({ membership: "join", displayname: "Bobby", foo: "bar", reason: "hi" });
+    const byAlias = await post(carol, `/join/${enc(alias)}`, { foo: { nested: 1 }, displayname: "Carol here" });
+    expect(byAlias.status, byAlias.text).toBe(200);
+    expect(await getState(c, alice, roomId, "m.room.member", carol.userId)).toMatchObject({ membership: "join", displayname: "Carol here", foo: { nested: 1 } });
+    expectError(await post(carol, `/join/${enc(roomId)}`, { displayname: "x".repeat(300) }), 400, "M_BAD_JSON");
+  });
+
   it("refuses an invite-only room without an invite (403), and accepts with one", async () => {
     const alice = await user();
     const bob = await user();
@@ -409,6 +426,21 @@ describe("leave and forget", () => {
     expect(await membershipOf(alice, roomId, carol.userId)).toBe("leave");
   });
 
+  it("rejects a local invite to a room every local member has left since (as Synapse), sending the leave here", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await createRoom(c, alice, { preset: "private_chat" });
+    await inviteUser(c, alice, roomId, bob.userId);
+    await leaveRoom(c, alice, roomId);
+    const res = await post(bob, `/rooms/${enc(roomId)}/leave`);
+    expect(res.status, res.text).toBe(200);
+    const head = await ts.server.services.roomCore.persister.head(roomId);
+    const memberId = head!.state.get(`${"m.room.member".length}:m.room.member${bob.userId}`);
+    expect((await ts.server.services.roomCore.events.get(memberId!))!.event.content.membership).toBe("leave");
+    // No longer invited: a second rejection is refused.
+    expect((await post(bob, `/rooms/${enc(roomId)}/leave`)).status).toBeGreaterThanOrEqual(400);
+  });
+
   it("403 when leaving a room one is not in; 404 for an unknown room", async () => {
     const alice = await user();
     const bob = await user();
@@ -480,6 +512,35 @@ describe("kick, ban, unban", () => {
     const roomId = await roomWith(c, alice, [bob]);
     expectError(await post(alice, `/rooms/${enc(roomId)}/kick`, { user_id: carol.userId }), 403, "M_FORBIDDEN");
     expectError(await post(carol, `/rooms/${enc(roomId)}/kick`, { user_id: bob.userId }), 403, "M_FORBIDDEN");
+  });
+
+  it("403 kicking a user who already left, even repeating the kick that removed them (same reason)", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await roomWith(c, alice, [bob]);
+    expect((await post(alice, `/rooms/${enc(roomId)}/kick`, { user_id: bob.userId, reason: "testing" })).status).toBe(200);
+    expectError(await post(alice, `/rooms/${enc(roomId)}/kick`, { user_id: bob.userId, reason: "testing" }), 403, "M_FORBIDDEN");
+    // Likewise an unban of someone not banned, even when it would repeat their current member event.
+    expectError(await post(alice, `/rooms/${enc(roomId)}/unban`, { user_id: bob.userId, reason: "testing" }), 403, "M_FORBIDDEN");
+  });
+
+  it("a banned user may not read the room (403), a user who left reads it as of the leave (as Synapse)", async () => {
+    const alice = await user();
+    const bob = await user();
+    const carol = await user();
+    const roomId = await roomWith(c, alice, [bob, carol]);
+    await send(c, alice, roomId, "before");
+    await post(alice, `/rooms/${enc(roomId)}/ban`, { user_id: bob.userId });
+    await leaveRoom(c, carol, roomId);
+    await send(c, alice, roomId, "after");
+    const r = (u: TestUser, path: string) => c.get(`${V3}/rooms/${enc(roomId)}${path}`, { token: u.accessToken });
+    for (const path of ["/state", `/state/m.room.member/${enc(bob.userId)}`, "/members", "/messages?dir=b"]) {
+      expectError(await r(bob, path), 403, "M_FORBIDDEN");
+      expect((await r(carol, path)).status, path).toBe(200);
+    }
+    // Unless the history is world readable.
+    await setState(c, alice, roomId, "m.room.history_visibility", "", { history_visibility: "world_readable" });
+    expect((await r(bob, "/state")).status).toBe(200);
   });
 
   it("a user cannot kick someone with higher or equal power", async () => {

@@ -141,7 +141,12 @@ describe("upgrading a room", () => {
     const create = await stateEvent(alice, newRoom, "m.room.create");
     expect(create.sender).toBe(alice.userId);
     expect(create.content.room_version).toBe("11");
-    expect(create.content.predecessor).toEqual({ room_id: oldRoom, event_id: lastEvent });
+    // predecessor.event_id is "the last known event in the old room": the tombstone (as Synapse), not the message
+    // sent before the upgrade.
+    const tombstone = await stateEvent(alice, oldRoom, "m.room.tombstone");
+    expect(tombstone.content.replacement_room).toBe(newRoom);
+    expect(lastEvent).not.toBe(tombstone.event_id);
+    expect(create.content.predecessor).toEqual({ room_id: oldRoom, event_id: tombstone.event_id });
     // v11 create events have no `creator`; no room type was set, so none is copied.
     expect(create.content).not.toHaveProperty("creator");
     expect(create.content).not.toHaveProperty("type");
@@ -310,5 +315,41 @@ describe("errors", () => {
     const first = await upgraded(alice, other, { new_version: "11" });
     expect(await upgraded(alice, other, { new_version: "11" })).toBe(first);
     expectError(await upgrade(bob, other, { new_version: "11" }), 400, "M_UNKNOWN");
+  });
+});
+
+describe("what the local users of the old room keep (as Synapse)", () => {
+  it("room tags, m.direct and push rules about the room are copied to the new room for every joined local user", async () => {
+    const oldRoom = await createRoom(alice, { room_version: "10" });
+    await join(bob, oldRoom);
+    const put = (u: TestUser, path: string, body: Json) => c.put(`${V3}${path}`, body, { token: u.accessToken });
+    expect((await put(bob, `/user/${enc(bob.userId)}/rooms/${enc(oldRoom)}/tags/u.work`, { order: 0.5 })).status).toBe(200);
+    expect((await put(bob, `/user/${enc(bob.userId)}/account_data/m.direct`, { [alice.userId]: [oldRoom] })).status).toBe(200);
+    expect((await put(bob, `/pushrules/global/room/${enc(oldRoom)}`, { actions: ["notify"] })).status).toBe(200);
+    const cond = { kind: "event_match", key: "room_id", pattern: oldRoom };
+    expect((await put(bob, `/pushrules/global/override/${enc("my-rule")}`, { conditions: [cond], actions: [] })).status).toBe(200);
+    expect((await put(alice, `/user/${enc(alice.userId)}/rooms/${enc(oldRoom)}/tags/m.favourite`, {})).status).toBe(200);
+
+    const newRoom = await upgraded(alice, oldRoom, { new_version: "11" });
+    const tags = await c.get(`${V3}/user/${enc(bob.userId)}/rooms/${enc(newRoom)}/tags`, { token: bob.accessToken });
+    expect(tags.body).toEqual({ tags: { "u.work": { order: 0.5 } } });
+    const aliceTags = await c.get(`${V3}/user/${enc(alice.userId)}/rooms/${enc(newRoom)}/tags`, { token: alice.accessToken });
+    expect(aliceTags.body).toEqual({ tags: { "m.favourite": {} } });
+    const direct = await c.get(`${V3}/user/${enc(bob.userId)}/account_data/m.direct`, { token: bob.accessToken });
+    expect(direct.body).toEqual({ [alice.userId]: [oldRoom, newRoom] });
+    const roomRule = await c.get(`${V3}/pushrules/global/room/${enc(newRoom)}`, { token: bob.accessToken });
+    expect(roomRule.status, roomRule.text).toBe(200);
+    expect(roomRule.body.actions).toEqual(["notify"]);
+    const override = await c.get(`${V3}/pushrules/global/override/${enc(newRoom)}`, { token: bob.accessToken });
+    expect(override.body.conditions).toEqual([{ ...cond, pattern: newRoom }]);
+    // The old room's rules stay.
+    expect((await c.get(`${V3}/pushrules/global/room/${enc(oldRoom)}`, { token: bob.accessToken })).status).toBe(200);
+  });
+
+  it("a tombstone naming its own room is refused with 400, as a state event or sent as a message", async () => {
+    const roomId = await createRoom(alice, { room_version: "10" });
+    expectError(await c.put(`${V3}/rooms/${enc(roomId)}/state/m.room.tombstone/`, { replacement_room: roomId, body: "x" }, { token: alice.accessToken }), 400, "M_BAD_JSON");
+    expectError(await c.put(`${V3}/rooms/${enc(roomId)}/send/m.room.tombstone/t${++txn}`, { replacement_room: roomId }, { token: alice.accessToken }), 400, "M_BAD_JSON");
+    expectError(await getState(alice, roomId, "m.room.tombstone"), 404, "M_NOT_FOUND");
   });
 });

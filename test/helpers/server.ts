@@ -12,7 +12,7 @@ import { generateSigningKey, formatSigningKeyFile, type SigningKey } from "../..
 import type { Resolver, WellKnownFetcher } from "../../src/federation/discovery.js";
 import { startServer, type FederationDeps, type RunningServer, type StartOptions as ServerStartOptions } from "../../src/server.js";
 import { writeFileSync } from "node:fs";
-import { selfSignedCertificate } from "./tls.js";
+import { selfSignedCertificate, type CertificateFiles } from "./tls.js";
 
 export const TEST_ENGINE = (process.env.MYELIN_TEST_DB ?? "sqlite") as "sqlite" | "postgres";
 export const POSTGRES_URL = process.env.MYELIN_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -101,6 +101,8 @@ export interface StartOptions {
   tls?: boolean;
   /** The TLS listener's resources (default: federation and keys). */
   tlsResources?: string[];
+  /** The TLS listener's certificate (default: a fresh self-signed one). */
+  tlsCertificate?: CertificateFiles;
   /** Passed to startServer: how federation resolves names, and extra routes. */
   server?: Pick<ServerStartOptions, "federation" | "routes">;
   /** The signing key to use (a new one by default). */
@@ -116,7 +118,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
   const yaml: Record<string, unknown> = { ...baseYaml(serverName, dataDir, db.yaml) };
   if (opts.tls) {
     const host = serverName.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
-    const { certPath, keyPath } = selfSignedCertificate(dataDir, [...new Set([host, "127.0.0.1"])]);
+    const { certPath, keyPath } = opts.tlsCertificate ?? selfSignedCertificate(dataDir, [...new Set([host, "127.0.0.1"])]);
     const listeners = yaml.listeners as Record<string, unknown>[];
     yaml.listeners = [...listeners, { port: 8448, bind_addresses: ["127.0.0.1"], type: "http", tls: true, resources: [{ names: opts.tlsResources ?? ["federation", "keys"] }] }];
     yaml.tls_certificate_path = certPath;

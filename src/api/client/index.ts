@@ -22,6 +22,7 @@ import { registerPushRoutes } from "./push.js";
 import { registerTagRoutes } from "./tags.js";
 import { registerVoipRoutes } from "./voip.js";
 import { registerThirdPartyRoutes } from "./thirdparty.js";
+import { registerLegacyEventRoutes } from "./events.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -45,4 +46,5 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerTagRoutes(app, services);
   registerVoipRoutes(app, services);
   registerThirdPartyRoutes(app, services);
+  registerLegacyEventRoutes(app, services);
 }

@@ -2,7 +2,7 @@
  * The published room directory (spec "Published Room Directory"): a room's visibility in the directory, and the
  * directory listing, this server's or, with `server`, another server's (over federation's /publicRooms).
  */
-import { Type } from "@sinclair/typebox";
+import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { isValidServerName } from "../../core/ids/ids.js";
 import type { JsonObject } from "../../core/json/types.js";
@@ -14,19 +14,37 @@ import { intParam, stringParam } from "../http/params.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
 import { roomIdParam } from "./rooms.js";
 
+/** An optional field that may also be null ("not given"), as Synapse reads the body with `content.get(...)`. */
+const Nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
+
 /** The POST /publicRooms body, in both APIs. */
 export const PublicRoomsBody = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 0 })),
-  since: Type.Optional(Type.String()),
-  filter: Type.Optional(
+  limit: Nullable(Type.Integer({ minimum: 0 })),
+  since: Nullable(Type.String()),
+  filter: Nullable(
     Type.Object({
-      generic_search_term: Type.Optional(Type.String()),
-      room_types: Type.Optional(Type.Array(Type.Union([Type.String(), Type.Null()]))),
+      generic_search_term: Nullable(Type.String()),
+      room_types: Nullable(Type.Array(Type.Union([Type.String(), Type.Null()]))),
     }),
   ),
-  include_all_networks: Type.Optional(Type.Boolean()),
-  third_party_instance_id: Type.Optional(Type.String()),
+  include_all_networks: Nullable(Type.Boolean()),
+  third_party_instance_id: Nullable(Type.String()),
 });
+
+/** The request with every null left out (a first page is often asked for with `"since": null`). */
+export function publicRoomsRequest(body: Static<typeof PublicRoomsBody>): PublicRoomsRequest {
+  const out: PublicRoomsRequest = {};
+  if (body.limit != null) out.limit = body.limit;
+  if (body.since != null) out.since = body.since;
+  if (body.include_all_networks != null) out.include_all_networks = body.include_all_networks;
+  if (body.third_party_instance_id != null) out.third_party_instance_id = body.third_party_instance_id;
+  if (body.filter != null) {
+    out.filter = {};
+    if (body.filter.generic_search_term != null) out.filter.generic_search_term = body.filter.generic_search_term;
+    if (body.filter.room_types != null) out.filter.room_types = body.filter.room_types;
+  }
+  return out;
+}
 
 export function registerPublicRoomsRoutes(app: FastifyInstance, services: Services): void {
   const { directory, config, federationClient } = services;
@@ -82,6 +100,6 @@ export function registerPublicRoomsRoutes(app: FastifyInstance, services: Servic
     paths: clientPaths("/publicRooms"),
     allowGuest: true,
     body: PublicRoomsBody,
-    handler: (ctx) => list(stringParam(ctx.query, "server"), ctx.body, true),
+    handler: (ctx) => list(stringParam(ctx.query, "server"), publicRoomsRequest(ctx.body), true),
   });
 }

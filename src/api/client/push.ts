@@ -23,6 +23,45 @@ function kindOf(kind: string): PushRuleKind {
   return kind as PushRuleKind;
 }
 
+/**
+ * The request path after `/pushrules`, in segments: [] for `/pushrules`, [""] for `/pushrules/`, ["global", ""] for
+ * `/pushrules/global/`. The router ignores trailing slashes; Synapse's reading of these URLs does not.
+ */
+function pushPath(url: string): string[] {
+  const path = url.split("?")[0]!;
+  const rest = path.slice(path.indexOf("/pushrules") + "/pushrules".length);
+  if (rest === "") return [];
+  return rest
+    .slice(1)
+    .split("/")
+    .map((seg) => {
+      try {
+        return decodeURIComponent(seg);
+      } catch {
+        return seg;
+      }
+    });
+}
+
+/** As Synapse: the listings are asked for with a trailing slash (`/pushrules/`, `/pushrules/global/`, …). */
+function requireTrailingSlash(url: string, segments: number): void {
+  const parts = pushPath(url);
+  if (parts.length !== segments + 1 || parts[segments] !== "") throw new MatrixError(400, "M_UNRECOGNIZED", "Push rule listings must be requested with a trailing slash");
+}
+
+/**
+ * What no other push rule route matched: a missing or empty scope, kind or rule id, or an unknown attribute. Synapse
+ * answers these 400 M_UNRECOGNIZED (the spec has no such endpoints; its generic answer would be 404).
+ */
+function malformedPushPath(url: string): never {
+  const [scope, kind, ruleId, attr] = pushPath(url);
+  if (scope === undefined || scope === "") throw new MatrixError(400, "M_UNRECOGNIZED", "Missing push rule scope");
+  checkScope(scope);
+  if (kind === undefined || kind === "") throw new MatrixError(400, "M_UNRECOGNIZED", "Missing push rule kind");
+  if (ruleId === undefined || ruleId === "") throw new MatrixError(400, "M_UNRECOGNIZED", "Missing or empty push rule id");
+  throw new MatrixError(400, "M_UNRECOGNIZED", `Unknown push rule attribute '${attr ?? ""}'`);
+}
+
 /** Core's refusals become Matrix errors. */
 function asMatrix<T>(f: () => T): T {
   try {
@@ -39,7 +78,10 @@ export function registerPushRoutes(app: FastifyInstance, services: Services): vo
   defineRoute(app, services, {
     method: "GET",
     paths: clientPaths("/pushrules/"),
-    handler: async (ctx) => ({ global: await pushRules.ruleset(requester(ctx).userId) }),
+    handler: async (ctx) => {
+      requireTrailingSlash(ctx.req.url, 0);
+      return { global: await pushRules.ruleset(requester(ctx).userId) };
+    },
   });
 
   defineRoute(app, services, {
@@ -47,6 +89,7 @@ export function registerPushRoutes(app: FastifyInstance, services: Services): vo
     paths: clientPaths("/pushrules/:scope/"),
     handler: async (ctx) => {
       checkScope(ctx.params.scope!);
+      requireTrailingSlash(ctx.req.url, 1);
       return pushRules.ruleset(requester(ctx).userId);
     },
   });
@@ -57,6 +100,7 @@ export function registerPushRoutes(app: FastifyInstance, services: Services): vo
     handler: async (ctx) => {
       checkScope(ctx.params.scope!);
       const kind = kindOf(ctx.params.kind!);
+      requireTrailingSlash(ctx.req.url, 2);
       return (await pushRules.ruleset(requester(ctx).userId))[kind];
     },
   });
@@ -135,6 +179,17 @@ export function registerPushRoutes(app: FastifyInstance, services: Services): vo
       await pushRules.update(me, (stored) => asMatrix(() => setRuleActions(stored, me, kind, ctx.params.ruleId!, body?.actions)));
       return {};
     },
+  });
+
+  defineRoute(app, services, {
+    method: ["GET", "PUT", "DELETE"],
+    paths: clientPaths("/pushrules/*"),
+    handler: (ctx) => malformedPushPath(ctx.req.url),
+  });
+  defineRoute(app, services, {
+    method: ["PUT", "DELETE"],
+    paths: clientPaths("/pushrules/"),
+    handler: (ctx) => malformedPushPath(ctx.req.url),
   });
 
   defineRoute(app, services, {

@@ -20,6 +20,16 @@ const RegisterBody = Type.Object({
   refresh_token: Type.Optional(Type.Boolean()),
 });
 
+/** The session key under which /register remembers the user a UIA session registered. */
+const REGISTERED_USER_ID = "registered_user_id";
+
+function loginFields(r: { accessToken?: string; deviceId?: string; refreshToken?: string; expiresInMs?: number }): Record<string, unknown> {
+  const out: Record<string, unknown> = { access_token: r.accessToken, device_id: r.deviceId };
+  if (r.refreshToken !== undefined) out.refresh_token = r.refreshToken;
+  if (r.expiresInMs !== undefined) out.expires_in_ms = r.expiresInMs;
+  return out;
+}
+
 /** Synapse's flows: a dummy stage for open registration, with a registration token stage before it when required. */
 export function registrationFlows(config: Config): string[][] {
   const flow = ["m.login.dummy"];
@@ -61,8 +71,13 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
       }
 
       if (!config.enableRegistration) throw forbidden("Registration has been disabled");
+      // As Synapse: a session that already registered a user answers a replay with that user (logged in afresh),
+      // so a client that lost the response can retry. Its username is then no longer "in use" for this session.
+      const registeredBefore = await uia.sessionValue(body.auth, REGISTERED_USER_ID);
       // Spec: M_USER_IN_USE / M_INVALID_USERNAME come before User-Interactive Authentication.
-      if (body.username !== undefined) await accounts.checkUsernameAvailable(body.username);
+      if (body.username !== undefined && !(typeof registeredBefore === "string" && registeredBefore === accounts.userIdForUsername(body.username))) {
+        await accounts.checkUsernameAvailable(body.username);
+      }
 
       // As Synapse does, the password policy is checked before UIA (not after the user completed every stage), and
       // the UIA session keeps only the password's hash: session bodies are stored, plaintext passwords must not be.
@@ -71,6 +86,13 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
       const uiaBody: Record<string, unknown> = password !== undefined ? { ...rest, password_hash: await accounts.hashPassword(password) } : rest;
       const outcome = await uia.authenticate({ auth, body: uiaBody, uri: "/register", method: "POST", ip: req.ip }, registrationFlows(config));
       const params = outcome.body as typeof rest & { password_hash?: unknown };
+      const registered = outcome.results[REGISTERED_USER_ID];
+      if (typeof registered === "string") {
+        const res: Record<string, unknown> = { user_id: registered, home_server: config.serverName };
+        if (params.inhibit_login) return res;
+        const login = await accounts.login(registered, { deviceId: params.device_id, initialDeviceDisplayName: params.initial_device_display_name, refreshToken: params.refresh_token ?? false });
+        return { ...res, ...loginFields(login) };
+      }
       if (typeof params.password_hash !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing password.");
       limits.registration.take(req.ip);
       const r = await accounts.register({
@@ -83,16 +105,11 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
       });
       const usedToken = outcome.results["m.login.registration_token"];
       if (typeof usedToken === "string") await storage.registrationTokens.complete(usedToken);
-      await uia.finish(outcome.sessionId);
+      // The session is kept (it expires as any other) and remembers the user, for replays (above).
+      await uia.setSessionValue(outcome.sessionId, REGISTERED_USER_ID, r.userId);
 
       const res: Record<string, unknown> = { user_id: r.userId, home_server: config.serverName };
-      if (r.accessToken !== undefined) {
-        res.access_token = r.accessToken;
-        res.device_id = r.deviceId;
-        if (r.refreshToken !== undefined) res.refresh_token = r.refreshToken;
-        if (r.expiresInMs !== undefined) res.expires_in_ms = r.expiresInMs;
-      }
-      return res;
+      return r.accessToken !== undefined ? { ...res, ...loginFields(r) } : res;
     },
   });
 

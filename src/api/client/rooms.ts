@@ -2,6 +2,7 @@
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { isValidRoomId, isValidServerName } from "../../core/ids/ids.js";
+import type { JsonObject } from "../../core/json/types.js";
 import { MatrixError } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import type { CreateRoomRequest } from "../../services/rooms/create.js";
@@ -25,6 +26,23 @@ const CreateRoomBody = Type.Object({
   is_direct: Type.Optional(Type.Boolean()),
   power_level_content_override: Type.Optional(Type.Object({}, { additionalProperties: true })),
 });
+
+/** A join's body: `reason`, `third_party_signed`, and any other keys, which go into the member event (as Synapse). */
+const JoinBody = Type.Object(
+  {
+    reason: Type.Optional(Type.String({ maxLength: 4096 })),
+    third_party_signed: Type.Optional(Type.Unknown()),
+    // Synapse's limits on a per-room profile.
+    displayname: Type.Optional(Type.Union([Type.String({ maxLength: 256 }), Type.Null()])),
+    avatar_url: Type.Optional(Type.Union([Type.String({ maxLength: 1000 }), Type.Null()])),
+  },
+  { additionalProperties: true },
+);
+
+function joinOptions(body: Record<string, unknown>, isGuest: boolean): { reason?: string; content: JsonObject; isGuest: boolean } {
+  const { reason, third_party_signed: _tps, ...content } = body as JsonObject;
+  return { reason: typeof reason === "string" ? reason : undefined, content, isGuest };
+}
 
 function viaServers(query: Record<string, string | string[] | undefined>): string[] {
   const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
@@ -55,25 +73,25 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
   defineRoute(app, services, {
     method: "POST",
     paths: clientPaths("/join/:roomIdOrAlias"),
-    body: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 4096 })), third_party_signed: Type.Optional(Type.Unknown()) }),
+    body: JoinBody,
     allowGuest: true,
     handler: async (ctx) => {
       const me = requester(ctx);
       limits.joinsLocal.take(me.userId);
       // `via` (v1.12) and the older `server_name`: servers to join through when the room is not on this server.
-      return { room_id: await membership.join(ctx.params.roomIdOrAlias!, me.userId, { reason: ctx.body.reason, servers: viaServers(ctx.query) }) };
+      return { room_id: await membership.join(ctx.params.roomIdOrAlias!, me.userId, { ...joinOptions(ctx.body, me.isGuest), servers: viaServers(ctx.query) }) };
     },
   });
 
   defineRoute(app, services, {
     method: "POST",
     paths: clientPaths("/rooms/:roomId/join"),
-    body: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 4096 })), third_party_signed: Type.Optional(Type.Unknown()) }),
+    body: JoinBody,
     allowGuest: true,
     handler: async (ctx) => {
       const me = requester(ctx);
       limits.joinsLocal.take(me.userId);
-      return { room_id: await membership.join(roomIdParam(ctx.params.roomId!), me.userId, { reason: ctx.body.reason }) };
+      return { room_id: await membership.join(roomIdParam(ctx.params.roomId!), me.userId, joinOptions(ctx.body, me.isGuest)) };
     },
   });
 

@@ -2,18 +2,20 @@
  * UIA flows of the endpoints that re-authenticate a logged-in user (password change, device deletion,
  * deactivation), and the m.login.password stage they use.
  */
-import { forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
+import { UiaRefusal } from "../../services/uia.js";
 
 export function passwordFlows(): string[][] {
   return [["m.login.password"]];
 }
 
-/** m.login.password within UIA: the identified user must be the requester, and the password must match. */
+/**
+ * m.login.password within UIA: the password must match (else the 401 with M_FORBIDDEN, to try again), and the
+ * identified user must be the requester (else, as Synapse, a plain 403: another attempt cannot fix that).
+ */
 export function registerPasswordStage(services: Services): void {
   services.uia.registerStage("m.login.password", async (auth, { request }) => {
     const userId = services.accounts.resolveIdentifier(auth);
-    if (request.userId !== undefined && userId !== request.userId) throw forbidden("Invalid auth");
     services.limits.loginFailedAttempts.check(userId);
     try {
       await services.accounts.checkPassword(userId, auth.password);
@@ -21,6 +23,7 @@ export function registerPasswordStage(services: Services): void {
       services.limits.loginFailedAttempts.take(userId);
       throw e;
     }
+    if (request.userId !== undefined && userId !== request.userId) throw new UiaRefusal(403, "M_FORBIDDEN", "Invalid auth");
     return userId;
   });
 }

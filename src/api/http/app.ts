@@ -26,6 +26,8 @@ declare module "fastify" {
   interface FastifyRequest {
     /** Whether the JSON body had floats, exponents or out-of-range integers (rejected in strict room versions). */
     nonCanonicalNumbers?: boolean;
+    /** The body's text, kept only when it had such numbers (a federation request's signature covers them as sent). */
+    rawJsonText?: string;
   }
 }
 
@@ -35,6 +37,8 @@ export interface AppOptions {
   /** Extra routes, registered after the listener's resources. */
   routes?: (app: FastifyInstance, services: Services) => void;
 }
+
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 export async function buildApp(services: Services, listener: Pick<ListenerConfig, "resources" | "xForwarded">, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -63,12 +67,20 @@ export async function buildApp(services: Services, listener: Pick<ListenerConfig
 
   // Every body is parsed as JSON whatever its Content-Type (clients vary), except where a plugin overrides it.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("*", { parseAs: "string" }, (req, body, done) => {
-    const text = body as string;
+  // Read as bytes and decoded strictly: JSON is UTF-8 (RFC 8259), and invalid UTF-8 is 400 M_NOT_JSON (as Synapse)
+  // rather than text with U+FFFD in it.
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (req, body, done) => {
+    let text: string;
+    try {
+      text = STRICT_UTF8.decode(body as Buffer);
+    } catch {
+      return done(notJson("Content not JSON: invalid UTF-8."), undefined);
+    }
     if (text.trim() === "") return done(null, {});
     try {
       const parsed = parseJson(text);
       req.nonCanonicalNumbers = parsed.hasNonCanonicalNumbers;
+      if (parsed.hasNonCanonicalNumbers) req.rawJsonText = text;
       done(null, parsed.value);
     } catch (e) {
       done(e instanceof JsonSyntaxError ? notJson("Content not JSON.") : (e as Error), undefined);

@@ -32,4 +32,5 @@ export {
   deleteUserRule,
   setRuleEnabled,
   setRuleActions,
+  copyRoomRules,
 } from "./ruleset.js";

@@ -112,6 +112,27 @@ export function putUserRule(
   return { ...stored, rules: { ...stored.rules, [k]: list } };
 }
 
+/**
+ * A room upgrade (Synapse's copy_push_rules_from_room_to_room_for_user): the user's enabled rules about the old room
+ * are copied for the new one — a room rule for it, and override/underride rules with a `room_id` condition naming
+ * it, whose copy (as in Synapse) takes the new room's id as rule id and names the new room in that condition.
+ * Existing rules for the new room are kept as they are. Returns `stored` itself when nothing is copied.
+ */
+export function copyRoomRules(stored: UserPushRules, oldRoomId: string, newRoomId: string): UserPushRules {
+  let out = stored;
+  for (const kind of PUSH_RULE_KINDS) {
+    for (const rule of stored.rules[kind] ?? []) {
+      if (!rule.enabled) continue;
+      const aboutOld = kind === "room" ? rule.rule_id === oldRoomId : (rule.conditions ?? []).some((c) => c.key === "room_id" && c.pattern === oldRoomId);
+      if (!aboutOld || (out.rules[kind] ?? []).some((r) => r.rule_id === newRoomId)) continue;
+      const copy: PushRule = { ...structuredClone(rule), rule_id: newRoomId };
+      if (copy.conditions) copy.conditions = copy.conditions.map((c) => (c.key === "room_id" && c.pattern === oldRoomId ? { ...c, pattern: newRoomId } : c));
+      out = { ...out, rules: { ...out.rules, [kind]: [copy, ...(out.rules[kind] ?? [])] } };
+    }
+  }
+  return out;
+}
+
 /** DELETE /pushrules/global/{kind}/{ruleId}: only the user's own rules can be deleted. */
 export function deleteUserRule(stored: UserPushRules, kind: string, ruleId: string): UserPushRules {
   // As Synapse: an unknown kind or a server-default rule is simply not one of the user's rules.

@@ -6,6 +6,7 @@ import { isJsonObject } from "../../core/json/types.js";
 import { MatrixError, notFound } from "../../errors.js";
 import type { Storage } from "../../storage/storage.js";
 import { StreamIdGenerator } from "../../storage/stream_ids.js";
+import { ChangeTracker } from "../../util/change_tracker.js";
 import type { AccountDataService } from "../account_data.js";
 import type { Notifier } from "../notifier.js";
 import type { EventCache } from "../rooms/event_cache.js";
@@ -14,6 +15,8 @@ export const RECEIPT_TYPES = new Set(["m.read", "m.read.private", "m.fully_read"
 
 export class ReceiptService {
   private stream!: StreamIdGenerator;
+  /** Which rooms got receipts since a position, so /sync reads receipts only for those. */
+  private changes = new ChangeTracker(Number.MAX_SAFE_INTEGER);
 
   constructor(
     private readonly storage: Storage,
@@ -24,6 +27,7 @@ export class ReceiptService {
 
   async start(): Promise<void> {
     this.stream = new StreamIdGenerator(await this.storage.rooms.maxReceiptStream());
+    this.changes = new ChangeTracker(this.stream.position());
   }
 
   position(): number {
@@ -62,6 +66,7 @@ export class ReceiptService {
     const id = this.stream.next();
     try {
       await this.storage.rooms.upsertReceipt({ room_id: roomId, receipt_type: receiptType, user_id: userId, thread_id: thread, event_id: eventId, data: JSON.stringify(data), stream_id: id });
+      this.changes.record(roomId, id);
     } finally {
       this.stream.finish(id);
     }
@@ -77,7 +82,8 @@ export class ReceiptService {
 
   /** m.receipt events per room for receipts in (since, to]; private receipts only for their owner. */
   async eventsFor(roomIds: readonly string[], since: number, to: number, userId: string): Promise<Map<string, { type: "m.receipt"; content: Record<string, Record<string, Record<string, unknown>>> }>> {
-    const rows = await this.storage.rooms.receiptsSince(roomIds, since, to);
+    const changed = since >= to ? [] : roomIds.filter((r) => this.changes.changedSince(r, since));
+    const rows = changed.length > 0 ? await this.storage.rooms.receiptsSince(changed, since, to) : [];
     const out = new Map<string, { type: "m.receipt"; content: Record<string, Record<string, Record<string, unknown>>> }>();
     for (const r of rows) {
       if (r.receipt_type === "m.read.private" && r.user_id !== userId) continue;

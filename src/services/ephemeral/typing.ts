@@ -39,12 +39,15 @@ export class TypingService {
     }
   }
 
-  /** The m.typing event for a room if its typing set changed after `since` (or always, when since is undefined). */
+  /**
+   * The m.typing event for a room if its typing set changed after `since`; with since undefined (an initial sync),
+   * for every room that has had typing, an empty list included: as Synapse, so a client whose first sync comes after
+   * someone stopped typing learns that nobody is.
+   */
   eventFor(roomId: string, since: number | undefined): { type: "m.typing"; content: { user_ids: string[] } } | undefined {
     const changed = this.changedAt.get(roomId);
-    if (since !== undefined && (changed === undefined || changed <= since)) return undefined;
+    if (changed === undefined || (since !== undefined && changed <= since)) return undefined;
     const users = this.typing.get(roomId);
-    if (since === undefined && !users) return undefined;
     return { type: "m.typing", content: { user_ids: [...(users?.keys() ?? [])] } };
   }
 

@@ -3,9 +3,15 @@
  * and per thread when the client asks for `unread_thread_notifications`. A notification is read once the user's
  * receipt (m.read or m.read.private, whichever is further; unthreaded, or for its thread) or their own event is at
  * or after it. Each thread is counted from its own read position, so the work is the unread notifications only.
+ *
+ * Counts are kept per user and room, counted up to a stream position. While the user's read positions in the room
+ * stay the same, the next /sync counts only what came after that position — or nothing, when no notification was
+ * written in the room since (tracked per room) — so a room full of unread messages costs no more than a quiet one.
  */
 import type { Storage } from "../../storage/storage.js";
 import type { CountRange } from "../../storage/push.js";
+import { CacheRegistry, ENTRY_BYTES, STRING_BYTES, type Cache } from "../../util/cache.js";
+import { ChangeTracker } from "../../util/change_tracker.js";
 
 export interface NotificationCounts {
   notification_count: number;
@@ -28,24 +34,80 @@ export function readFloor(positions: ReadonlyMap<string, number> | undefined, th
   return Math.max(positions?.get(UNTHREADED) ?? 0, positions?.get(threadId) ?? 0);
 }
 
+interface Counted {
+  /** The read positions the counts were made with. */
+  positions: string;
+  /** Counted up to this stream position. */
+  upTo: number;
+  counts: RoomCounts;
+}
+
 export class UnreadCounts {
-  constructor(private readonly storage: Storage) {}
+  private readonly counted: Cache<string, Counted>;
+  /** Rooms where notifications were written, by stream position. */
+  private written = new ChangeTracker(Number.MAX_SAFE_INTEGER);
+
+  constructor(
+    private readonly storage: Storage,
+    /** The events stream position: everything at or below it is committed. */
+    private readonly position: () => number,
+    caches = new CacheRegistry(),
+  ) {
+    this.counted = caches.create("unread_counts", (c, k) => STRING_BYTES(k) + 4 * ENTRY_BYTES + c.positions.length + c.counts.threads.size * 2 * ENTRY_BYTES);
+  }
+
+  /** Tracking starts at the events stream's position. */
+  start(): void {
+    this.written = new ChangeTracker(this.position());
+  }
+
+  /** Notifications for someone in the room were committed at this position. */
+  wrote(roomId: string, stream: number): void {
+    this.written.record(roomId, stream);
+  }
 
   async forRooms(userId: string, roomIds: readonly string[]): Promise<Map<string, RoomCounts>> {
     const out = new Map<string, RoomCounts>();
-    for (const r of roomIds) out.set(r, { total: zero(), main: zero(), threads: new Map() });
     if (roomIds.length === 0) return out;
+    const upTo = this.position();
     const positions = await this.storage.push.readPositions(userId, roomIds);
-    const ranges: CountRange[] = roomIds.map((roomId) => ({ roomId, threadId: "main", floor: readFloor(positions.get(roomId), "main") }));
-    const active = await this.storage.push.threadsActiveSince(roomIds.map((roomId) => ({ roomId, floor: positions.get(roomId)?.get(UNTHREADED) ?? 0 })));
-    for (const t of active) ranges.push({ roomId: t.roomId, threadId: t.threadId, floor: readFloor(positions.get(t.roomId), t.threadId) });
-    for (const c of await this.storage.push.unreadCounts(userId, ranges)) {
-      const room = out.get(c.roomId)!;
-      const counts = { notification_count: c.notifications, highlight_count: c.highlights };
-      if (c.threadId === "main") room.main = counts;
-      else room.threads.set(c.threadId, counts);
-      room.total.notification_count += c.notifications;
-      room.total.highlight_count += c.highlights;
+    // Per room: the counts so far and the position from which to count the rest (or nothing to count).
+    const todo: { roomId: string; from: number; base: RoomCounts; sig: string }[] = [];
+    for (const roomId of roomIds) {
+      const sig = signature(positions.get(roomId));
+      const prev = this.counted.get(key(userId, roomId));
+      if (prev && prev.positions === sig && prev.upTo <= upTo) {
+        if (!this.written.changedSince(roomId, prev.upTo)) {
+          out.set(roomId, prev.counts);
+          continue;
+        }
+        todo.push({ roomId, from: prev.upTo, base: prev.counts, sig });
+      } else {
+        todo.push({ roomId, from: 0, base: emptyCounts(), sig });
+      }
+    }
+    if (todo.length > 0) {
+      const ranges: CountRange[] = todo.map((t) => ({ roomId: t.roomId, threadId: "main", floor: Math.max(t.from, readFloor(positions.get(t.roomId), "main")) }));
+      const active = await this.storage.push.threadsActiveSince(todo.map((t) => ({ roomId: t.roomId, floor: Math.max(t.from, positions.get(t.roomId)?.get(UNTHREADED) ?? 0) })));
+      const from = new Map(todo.map((t) => [t.roomId, t.from]));
+      for (const t of active) ranges.push({ roomId: t.roomId, threadId: t.threadId, floor: Math.max(from.get(t.roomId) ?? 0, readFloor(positions.get(t.roomId), t.threadId)) });
+      const found = await this.storage.push.unreadCounts(userId, ranges, upTo);
+      const next = new Map(todo.map((t) => [t.roomId, copyCounts(t.base)]));
+      for (const c of found) {
+        const room = next.get(c.roomId)!;
+        if (c.threadId === "main") add(room.main, c.notifications, c.highlights);
+        else {
+          let t = room.threads.get(c.threadId);
+          if (!t) room.threads.set(c.threadId, (t = { notification_count: 0, highlight_count: 0 }));
+          add(t, c.notifications, c.highlights);
+        }
+        add(room.total, c.notifications, c.highlights);
+      }
+      for (const t of todo) {
+        const counts = next.get(t.roomId)!;
+        this.counted.set(key(userId, t.roomId), { positions: t.sig, upTo, counts });
+        out.set(t.roomId, counts);
+      }
     }
     return out;
   }
@@ -60,6 +122,27 @@ export class UnreadCounts {
     }
     return { rooms, notifications };
   }
+}
+
+const key = (userId: string, roomId: string) => `${userId}\u0000${roomId}`;
+
+function signature(positions: ReadonlyMap<string, number> | undefined): string {
+  if (!positions || positions.size === 0) return "";
+  return [...positions].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([t, s]) => `${t}=${s}`).join("\u0000");
+}
+
+function emptyCounts(): RoomCounts {
+  return { total: zero(), main: zero(), threads: new Map() };
+}
+
+/** Counts are shared with the cache and callers: extended only on a copy. */
+function copyCounts(c: RoomCounts): RoomCounts {
+  return { total: { ...c.total }, main: { ...c.main }, threads: new Map([...c.threads].map(([t, n]) => [t, { ...n }])) };
+}
+
+function add(c: NotificationCounts, n: number, h: number): void {
+  c.notification_count += n;
+  c.highlight_count += h;
 }
 
 function zero(): NotificationCounts {

@@ -255,7 +255,8 @@ export class PusherPool implements PusherChanges {
     const counts: JsonObject = { unread: await this.badge(p.user_id) };
     const devices = [{ app_id: p.app_id, pushkey: p.pushkey, pushkey_ts: Math.floor(p.pushkey_ts / 1000), data: deviceData, tweaks }];
     if (data.format === "event_id_only") return { notification: { event_id: ev.event_id, room_id: ev.room_id, prio, counts, devices } };
-    const n: JsonObject = { event_id: ev.event_id, room_id: ev.room_id, type: ev.type, sender: ev.sender, prio, counts, devices };
+    // `id`: the event id under its pre-spec name, which Synapse still sends (and gateways written for it read).
+    const n: JsonObject = { id: ev.event_id, event_id: ev.event_id, room_id: ev.room_id, type: ev.type, sender: ev.sender, prio, counts, devices };
     const d = await this.describe(stored);
     if (d.senderDisplayName) n.sender_display_name = d.senderDisplayName;
     if (d.roomName) n.room_name = d.roomName;

@@ -38,6 +38,8 @@ export interface PushEvaluatorDeps {
   hasPushers: (userId: string) => boolean;
   /** After commit: these users were notified of this event (pushers deliver it). */
   onNotified: (userIds: readonly string[], event: StoredEvent) => void;
+  /** After commit: outcomes for this room were written at this stream position (counts move). */
+  onWritten: (roomId: string, stream: number) => void;
   log: Logger;
 }
 
@@ -45,6 +47,8 @@ export class PushEvaluator implements EventConsumer {
   readonly name = "push";
   /** Notified users with pushers, from stage to commit. */
   private readonly pending = new Map<string, string[]>();
+  /** Events whose outcomes were staged, until they commit. */
+  private readonly written = new Set<string>();
 
   constructor(private readonly deps: PushEvaluatorDeps) {}
 
@@ -74,6 +78,7 @@ export class PushEvaluator implements EventConsumer {
   }
 
   committed(e: StoredEvent): void {
+    if (this.written.delete(e.event.event_id)) this.deps.onWritten(e.event.room_id, e.streamOrdering);
     const users = this.pending.get(e.event.event_id);
     if (!users) return;
     this.pending.delete(e.event.event_id);
@@ -82,6 +87,7 @@ export class PushEvaluator implements EventConsumer {
 
   aborted(e: NewEvent): void {
     this.pending.delete(e.event.event_id);
+    this.written.delete(e.event.event_id);
     this.deps.members.drop(e.event.room_id);
   }
 
@@ -136,6 +142,7 @@ export class PushEvaluator implements EventConsumer {
       );
     }
     if (ownRows.length > 0) rows.push(...storage.push.compileMembers(ownRows));
+    if (rows.length > 0) this.written.add(ev.event_id);
     if (notified.length > 0) this.pending.set(ev.event_id, notified);
     return rows;
   }

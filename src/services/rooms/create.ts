@@ -3,7 +3,7 @@
  * preset state (join rules, history visibility, guest access), initial_state, name, topic, then invites — in the
  * order the spec lists them.
  */
-import { isValidRoomAlias, isValidUserId, userIdDomain } from "../../core/ids/ids.js";
+import { isHistoricalUserId, isValidRoomAlias, userIdDomain } from "../../core/ids/ids.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { getRoomVersion } from "../../core/rooms/versions.js";
 import { MatrixError, badJson, invalidParam } from "../../errors.js";
@@ -36,7 +36,8 @@ export class RoomCreationService {
     private readonly membership: MembershipService,
   ) {}
 
-  async createRoom(creator: string, req: CreateRoomRequest, opts: { extraCreateContent?: JsonObject } = {}): Promise<{ roomId: string; alias?: string }> {
+  /** `opts.roomId`: an id chosen beforehand (room versions whose ids are not the create event's hash). */
+  async createRoom(creator: string, req: CreateRoomRequest, opts: { extraCreateContent?: JsonObject; roomId?: string } = {}): Promise<{ roomId: string; alias?: string }> {
     const { config, storage, persister } = this.rooms.core;
     const versionId = req.room_version ?? config.defaultRoomVersion;
     const version = getRoomVersion(versionId);
@@ -46,7 +47,8 @@ export class RoomCreationService {
     const presetState = PRESETS[preset];
     if (!presetState) throw badJson(`Unknown preset: ${String(req.preset)}`);
     const invitees = [...new Set(req.invite ?? [])];
-    for (const u of invitees) if (!isValidUserId(u)) throw invalidParam(`Invalid user ID in invite: ${u}`);
+    // Other servers' users may have historical ids (spec "Historical User IDs"); ours must exist (checked below).
+    for (const u of invitees) if (!isHistoricalUserId(u)) throw invalidParam(`Invalid user ID in invite: ${u}`);
     // Unknown local invitees fail the request before anything is created (as POST /invite would: 404).
     for (const u of invitees) {
       if (userIdDomain(u) === config.serverName && !(await storage.users.get(u))) throw new MatrixError(404, "M_NOT_FOUND", `Unknown user in invite: ${u}`);
@@ -71,7 +73,7 @@ export class RoomCreationService {
       const extra = Array.isArray(createContent.additional_creators) ? createContent.additional_creators : [];
       createContent.additional_creators = [...new Set([...extra.filter((x): x is string => typeof x === "string"), ...invitees])];
     }
-    const { roomId } = await persister.createRoom(version, creator, createContent);
+    const { roomId } = await persister.createRoom(version, creator, createContent, opts.roomId);
 
     // 2. The creator joins.
     await this.membership.joinAsCreator(roomId, creator);

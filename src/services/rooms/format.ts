@@ -1,6 +1,7 @@
 /**
  * Events as clients see them (spec "Room Event Format" / ClientEvent): the PDU's client-visible fields plus
- * `unsigned` (age, transaction_id for the sending device, prev_content for state, redacted_because), the redacted
+ * `unsigned` (age, transaction_id for the sending device, prev_content for state, redacted_because and Synapse's
+ * redacted_by), the redacted
  * form when a redaction applies, and bundled aggregations (`unsigned["m.relations"]`: m.thread, m.replace,
  * m.reference) per "Aggregations of child events".
  */
@@ -71,6 +72,8 @@ export class EventFormatter {
         const redaction = relatedEvents.get(e.redactedBy);
         content = redactedContent(e);
         if (redaction) unsigned.redacted_because = this.plain(redaction, now, ctx);
+        // Synapse also names the redaction by id (not in the spec; clients such as SyTest read it).
+        unsigned.redacted_by = e.redactedBy;
         redacts = e.event.type === "m.room.redaction" && e.version.redactsInContent ? redacts : undefined;
       }
       const agg = aggregations.get(e.event.event_id);

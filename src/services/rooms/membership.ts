@@ -5,7 +5,7 @@
  */
 import { stateMapKey, type Event } from "../../core/events/event.js";
 import type { RoomVersion } from "../../core/rooms/versions.js";
-import { isValidRoomAlias, isValidRoomId, isValidUserId, userIdDomain } from "../../core/ids/ids.js";
+import { isHistoricalUserId, isValidRoomAlias, isValidRoomId, isValidUserId, userIdDomain } from "../../core/ids/ids.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { canInvite } from "../../core/rooms/power_levels.js";
 import { MatrixError, forbidden, notFound } from "../../errors.js";
@@ -31,6 +31,8 @@ export interface RemoteMembership {
 export class MembershipService {
   /** Set once federation is wired (server.ts). */
   remote?: RemoteMembership;
+  /** After a local user joined a room through another server (room upgrades carry state over then); must not throw. */
+  onRemoteJoin?: (roomId: string, userId: string) => Promise<void>;
 
   constructor(private readonly rooms: RoomAccess) {}
 
@@ -77,7 +79,12 @@ export class MembershipService {
     // As Synapse: the same membership with the same content from the same sender again is a no-op.
     const head = await this.rooms.headIfKnown(roomId);
     const existing = head ? await this.rooms.stateEvent(head, "m.room.member", target) : undefined;
-    if (existing && existing.event.sender === sender && canonicalEqual(existing.event.content, content)) return existing.event.event_id;
+    if (existing && existing.event.sender === sender && canonicalEqual(existing.event.content, content)) {
+      // The API's own checks still apply to a repeat: kicking a user who already left is refused (403), as is
+      // unbanning one who is not banned.
+      if (precheck && head) await precheck(head);
+      return existing.event.event_id;
+    }
     const check = precheck
       ? async (head: RoomHead) => {
           const added = await precheck(head);
@@ -119,24 +126,37 @@ export class MembershipService {
     return { via: this.remote, servers };
   }
 
-  /** POST /join/{roomIdOrAlias} and /rooms/{roomId}/join. Returns the room id. */
-  async join(roomIdOrAlias: string, userId: string, opts: MembershipOptions & { servers?: string[] } = {}): Promise<string> {
+  /**
+   * POST /join/{roomIdOrAlias} and /rooms/{roomId}/join. Returns the room id. `content`: the request body's other
+   * keys, which Synapse puts into the member event (a per-room displayname or avatar_url overrides the profile's).
+   * `isGuest`: spec "Guest access": a guest joins only rooms whose m.room.guest_access is `can_join`; its member
+   * event says `kind: "guest"` (as Synapse), so that revoking guest access can remove it (see kickGuests).
+   */
+  async join(roomIdOrAlias: string, userId: string, opts: MembershipOptions & { servers?: string[]; content?: JsonObject; isGuest?: boolean } = {}): Promise<string> {
     const { roomId, servers } = await this.resolveWithServers(roomIdOrAlias, opts.servers ?? []);
-    const content = await this.profileContent(userId);
+    const content: JsonObject = { ...(await this.profileContent(userId)), ...(opts.content ?? {}) };
+    delete content.membership;
+    // Only the resident server may name the user vouching for a restricted join (as Synapse strips it).
+    delete content.join_authorised_via_users_server;
     if (opts.reason !== undefined) content.reason = opts.reason;
+    if (opts.isGuest) content.kind = "guest";
     const remote = await this.remoteCandidates(roomId, servers);
     if (remote) {
+      // As Synapse: the room's guest access cannot be checked before a remote join, so guests are refused.
+      if (opts.isGuest) throw forbidden("Guest access not allowed");
       // Joining a room this server is not (or no longer) in: make_join/send_join through a server that is.
       // Accepting an invite: the inviter's server is in the room.
       const invited = await this.outOfBandMembership(roomId, userId);
       if (invited) remote.servers.push(invited.sender.slice(invited.sender.indexOf(":") + 1));
       await remote.via.joinRemote(roomId, userId, remote.servers, content);
+      await this.onRemoteJoin?.(roomId, userId);
       return roomId;
     }
     await this.sendMember(roomId, userId, userId, "join", content, async (h) => {
       const current = await this.rooms.membership(h, userId);
       if (current === "join") return;
       if (current === "ban") throw forbidden("You are banned from this room");
+      if (opts.isGuest && (await this.rooms.stateContent(h, "m.room.guest_access"))?.guest_access !== "can_join") throw forbidden("Guest access not allowed");
       const authoriser = await this.restrictedJoinAuthoriser(h, userId, current);
       return authoriser ? { join_authorised_via_users_server: authoriser } : undefined;
     });
@@ -192,7 +212,9 @@ export class MembershipService {
   }
 
   async invite(roomId: string, inviter: string, target: string, opts: MembershipOptions = {}): Promise<void> {
-    if (!isValidUserId(target)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid user ID");
+    // Spec "Historical User IDs": other servers' users may have localparts outside today's grammar (upper case,
+    // other printing characters), and events accept them; ours must exist, which only valid ones do.
+    if (!isHistoricalUserId(target)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid user ID");
     if (userIdDomain(target) === this.core.config.serverName && !(await this.core.storage.users.get(target))) throw notFound("Unknown user");
     const content: JsonObject = await this.profileContent(target);
     if (opts.reason !== undefined) content.reason = opts.reason;
@@ -220,9 +242,12 @@ export class MembershipService {
     if (opts.reason !== undefined) content.reason = opts.reason;
     const head = await this.rooms.headIfKnown(roomId);
     const inRoom = head ? (await this.core.storage.federation.serversInRoom(roomId)).includes(this.core.config.serverName) : false;
-    if (!inRoom) {
+    // As Synapse: an invite from a local user to a room whose local members have all left since is rejected here,
+    // on the room's DAG this server still has (and sent on to any other server still in the room).
+    const current = inRoom ? undefined : await this.outOfBandMembership(roomId, userId);
+    const localInvite = head !== undefined && current?.membership === "invite" && userIdDomain(current.sender) === this.core.config.serverName;
+    if (!inRoom && !localInvite) {
       // An invite or knock for a room this server is not in is rejected through the server it came from.
-      const current = await this.outOfBandMembership(roomId, userId);
       // As Synapse: without a pending invite or knock, a room this server is not in is "Not a known room".
       if (!current || (current.membership !== "invite" && current.membership !== "knock") || !this.remote) throw notFound("Not a known room");
       const servers = [current.sender.slice(current.sender.indexOf(":") + 1)];
@@ -301,6 +326,7 @@ export class MembershipService {
     if (current === "join" || current === "invite" || current === "knock") throw new MatrixError(400, "M_UNKNOWN", "User must leave the room before forgetting it");
     if (current === undefined) throw notFound("You have never been in this room");
     await this.core.storage.rooms.forget(userId, roomId);
+    this.core.userRooms.forgotten(userId);
   }
 
   async joinedRooms(userId: string): Promise<string[]> {
@@ -323,6 +349,25 @@ export class MembershipService {
       } catch {
         // A room where the update is not allowed (e.g. the user was kicked meanwhile) is skipped.
       }
+    }
+  }
+
+  /**
+   * As Synapse, once a room's m.room.guest_access is no longer `can_join`: this server's guests (member events
+   * with `kind: "guest"`) joined or invited there leave, as themselves (no power levels involved).
+   */
+  async kickGuests(roomId: string): Promise<void> {
+    const head = await this.rooms.headIfKnown(roomId);
+    if (!head || (await this.rooms.stateContent(head, "m.room.guest_access"))?.guest_access === "can_join") return;
+    const members = await this.core.storage.rooms.members(roomId, ["join", "invite"]);
+    const local = members.filter((m) => userIdDomain(m.user_id) === this.core.config.serverName);
+    for (const m of (await this.core.events.getMany(local.map((x) => x.event_id))).values()) {
+      if (m.event.content.kind !== "guest" || m.event.state_key === undefined) continue;
+      const userId = m.event.state_key;
+      await this.sendMember(roomId, userId, userId, "leave", { kind: "guest" }, async (h) => {
+        const current = await this.rooms.membership(h, userId);
+        if (current !== "join" && current !== "invite") throw forbidden(`User ${userId} is not in room ${roomId}`);
+      });
     }
   }
 

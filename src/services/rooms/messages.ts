@@ -49,6 +49,7 @@ export class MessageService {
   }
 
   async send(roomId: string, r: Requester, type: string, content: JsonObject, txnId?: string): Promise<string> {
+    checkTombstone(roomId, type, content);
     const txn = txnId !== undefined && r.deviceId ? { userId: r.userId, deviceId: r.deviceId, scope: `send:${roomId}:${type}`, txnId } : undefined;
     const e = await this.core.persister.send(roomId, { type, sender: r.userId, content }, { txn, precheck: (h) => this.requireJoinedHead(h, r.userId) });
     return e.event.event_id;
@@ -59,6 +60,7 @@ export class MessageService {
   }
 
   async setState(roomId: string, r: Requester, type: string, stateKey: string, content: JsonObject): Promise<string> {
+    checkTombstone(roomId, type, content);
     const head = await this.rooms.head(roomId);
     // Sending the same state again is a no-op returning the existing event, as in Synapse.
     const existing = await this.rooms.stateEvent(head, type, stateKey);
@@ -116,13 +118,16 @@ export class MessageService {
 
   /**
    * The room state a user may read: current state while joined (or when history is world readable), else the state
-   * when they left. 403 for users who were never in the room.
+   * when they left. 403 for users who were never in the room, and (as Synapse) for banned users.
    */
   async visibleState(roomId: string, userId: string): Promise<StateMap> {
     return (await this.readableState(roomId, userId)).state;
   }
 
-  /** visibleState, and for a user who left: their leave event, beyond which they see nothing. */
+  /**
+   * visibleState, and for a user who left: their leave event, beyond which they see nothing. Banned users (unless
+   * the room is world readable) and those never in the room get 403.
+   */
   private async readableState(roomId: string, userId: string): Promise<{ state: StateMap; leftAt?: StoredEvent }> {
     const head = await this.rooms.headIfKnown(roomId);
     if (!head) throw forbidden(`User ${userId} not in room ${roomId}`);
@@ -131,9 +136,11 @@ export class MessageService {
     if (membership === "join") return { state: head.state };
     const hv = (await this.rooms.stateContent(head, "m.room.history_visibility"))?.history_visibility;
     if (hv === "world_readable") return { state: head.state };
-    if (member && (membership === "leave" || membership === "ban") && member.stateGroup !== null) {
+    // As Synapse: a user who left reads the room as of their leave; a banned one not at all (403).
+    if (member && membership === "leave" && member.stateGroup !== null) {
       return { state: await this.core.state.stateOf(member.stateGroup), leftAt: member };
     }
+    if (membership === "ban") throw forbidden(`User ${userId} is banned from room ${roomId}`);
     throw forbidden(`User ${userId} not in room ${roomId}`);
   }
 
@@ -184,16 +191,15 @@ export class MessageService {
     return this.core.formatter.format(events, { ...this.fmt(r), noAggregations: true });
   }
 
-  async joinedMembers(roomId: string, userId: string): Promise<Record<string, { display_name?: string; avatar_url?: string }>> {
+  /** GET /joined_members: as Synapse, both keys on every entry, null when the member event has none. */
+  async joinedMembers(roomId: string, userId: string): Promise<Record<string, { display_name: string | null; avatar_url: string | null }>> {
     const head = await this.rooms.requireJoined(roomId, userId);
     const ids = [...head.state].filter(([k]) => k.startsWith(`${"m.room.member".length}:m.room.member`)).map(([, v]) => v);
-    const out: Record<string, { display_name?: string; avatar_url?: string }> = {};
+    const out: Record<string, { display_name: string | null; avatar_url: string | null }> = {};
     for (const e of (await this.core.events.getMany(ids)).values()) {
       if (e.event.content.membership !== "join") continue;
-      const entry: { display_name?: string; avatar_url?: string } = {};
-      if (typeof e.event.content.displayname === "string") entry.display_name = e.event.content.displayname;
-      if (typeof e.event.content.avatar_url === "string") entry.avatar_url = e.event.content.avatar_url;
-      out[e.event.state_key!] = entry;
+      const { displayname, avatar_url } = e.event.content;
+      out[e.event.state_key!] = { display_name: typeof displayname === "string" ? displayname : null, avatar_url: typeof avatar_url === "string" ? avatar_url : null };
     }
     return out;
   }
@@ -242,9 +248,12 @@ export class MessageService {
     const selected = opts.selection?.matches ? visible.filter(opts.selection.matches) : visible;
     const page: MessagesPage = { chunk: await this.core.formatter.format(selected, this.fmt(r)), start: opts.from ?? formatTopo(from) };
     const last = rows[rows.length - 1];
-    // Fewer rows than asked for means the end of the room in that direction: `end` is then omitted.
-    // After a backfill there may be more history on other servers: keep the client paginating.
-    if (last && (rows.length === opts.limit || backfilled)) {
+    // Spec: `end` is omitted when "no further events are available". Backwards, fewer rows than asked for means the
+    // start of the room was reached (after a backfill there may be more on other servers: keep the client
+    // paginating). Forwards without a `to`, newer events may still arrive, so any non-empty page has an `end` to
+    // continue from (as Synapse); an empty one has nothing further now.
+    const more = rows.length === opts.limit || backfilled || (opts.dir === "f" && to === undefined);
+    if (last && more) {
       const p = { depth: last.depth, stream: last.stream_ordering };
       page.end = formatTopo(opts.dir === "b" ? before(p) : p);
     }
@@ -322,6 +331,11 @@ export class MessageService {
   async canSendState(head: RoomHead, userId: string, type: string): Promise<boolean> {
     return canSendEvent(await this.rooms.powerContext(head), userId, type, true);
   }
+}
+
+/** As Synapse's event validator: a tombstone cannot name the room it is sent in as its replacement (400). */
+function checkTombstone(roomId: string, type: string, content: JsonObject): void {
+  if (type === "m.room.tombstone" && content.replacement_room === roomId) throw new MatrixError(400, "M_BAD_JSON", "A tombstone cannot name the room it is sent in as its replacement");
 }
 
 /** Content equality for the "same state again" check (key order does not matter). */

@@ -27,6 +27,7 @@ import { StreamIdGenerator } from "../../storage/stream_ids.js";
 import { KeyedLock } from "../../util/keyed_lock.js";
 import type { Notifier } from "../notifier.js";
 import { trustedEvent, type EventCache, type StoredEvent } from "./event_cache.js";
+import { RedactionRules } from "./redactions.js";
 import type { StateService } from "./state.js";
 import { EventBuilder, type EventDraft, type RoomHead } from "./pipeline/build.js";
 import { EventAuthoriser } from "./pipeline/authorise.js";
@@ -45,7 +46,8 @@ export interface SendOptions {
   applyRedaction?: boolean;
   /**
    * Runs once the event is built and authorised, before it is persisted, and may return it with more signatures:
-   * an invite of another server's user goes to that server first (PUT /invite), which signs it too.
+   * an invite of another server's user goes to that server first (PUT /invite), which signs it too. (A room upgrade
+   * creates the replacement room here, so its create event can name the tombstone about to be persisted.)
    */
   exchange?: (event: Event, head: RoomHead) => Promise<Event>;
 }
@@ -74,6 +76,7 @@ export class EventPersister {
   private readonly stateStage: StateStage;
   private readonly writer: GroupCommitWriter;
   private readonly consumers: EventConsumer[] = [];
+  private readonly redactions: RedactionRules;
   /** Per room, the newest stream ordering: lets /sync skip rooms with nothing new without a query each. */
   private readonly latestStream = new Map<string, number>();
   /**
@@ -104,6 +107,7 @@ export class EventPersister {
     this.authoriser = new EventAuthoriser(events);
     this.stateStage = new StateStage(events, state);
     this.writer = new GroupCommitWriter(storage, log);
+    this.redactions = new RedactionRules(events, state);
   }
 
   /** Reports events written (metrics): each group commit's size, and each live event by origin. */
@@ -190,10 +194,10 @@ export class EventPersister {
 
   /**
    * Creates a room: persists its m.room.create event and returns the new room id (v12: the create event's hash;
-   * earlier versions: a random id on this server).
+   * earlier versions: `presetRoomId` when the caller chose one, else a random id on this server).
    */
-  async createRoom(version: RoomVersion, creator: string, content: JsonObject): Promise<{ roomId: string; event: StoredEvent }> {
-    const { roomId, event } = this.builder.createEvent(version, creator, content);
+  async createRoom(version: RoomVersion, creator: string, content: JsonObject, presetRoomId?: string): Promise<{ roomId: string; event: StoredEvent }> {
+    const { roomId, event } = this.builder.createEvent(version, creator, content, presetRoomId);
     const auth = checkEventAuth(version, event, () => undefined);
     if (!auth.allowed) throw forbidden(auth.reason);
     this.events.rememberRoomVersion(roomId, version);
@@ -384,6 +388,7 @@ export class EventPersister {
     // 2. authorise: steps 4 and 5 reject, step 6 soft-fails.
     const rejected = (await this.authoriser.againstAuthEvents(version, event)) ?? (await this.authoriser.againstState(version, event, before.state));
     const softFailed = !rejected && head !== undefined && !backfilled && (await this.authoriser.againstState(version, event, head.state)) !== undefined;
+    const redaction = rejected ? {} : await this.receivedRedaction(version, event, before.state);
 
     // 3b. the state after it, and current state (which moves only for an accepted, live event).
     const after: StateAfter = rejected ? { group: before.group, state: before.state, replacesState: null } : await this.stateStage.after(roomId, before.group, before.state, event);
@@ -405,12 +410,13 @@ export class EventPersister {
       currentState: current ? { group: current.group, delta: current.delta, memberships: current.memberships } : undefined,
       extremities,
       replaceOutlier,
+      ...redaction,
     });
     // 5. consumers' rows, for events clients will see as new
     const staged: NewEvent | undefined = live ? { event, version, streamOrdering: item.streamOrdering, local: false, stateBefore: before.state, stateChanges: current?.delta ?? NO_CHANGES, outOfBand: false } : undefined;
     if (staged) await this.stageConsumers(item, staged);
     if (after.node) this.state.remember(after.node, after.state);
-    const stored: StoredEvent = { ...storedEvent(event, version, item), rejected: rejected !== undefined, softFailed };
+    const stored: StoredEvent = { ...storedEvent(event, version, item), rejected: rejected !== undefined, softFailed, redactedBy: redaction.redactedBy ?? null };
     if (current && extremities) {
       if (!head) {
         head = { roomId, version, stateGroup: current.group, state: current.state, extremities, maxDepth: event.depth };
@@ -425,6 +431,7 @@ export class EventPersister {
     this.events.add(stored);
     const committed = this.commit([item]).then(
       () => {
+        if (redaction.applyRedactionTo) this.events.markRedacted(redaction.applyRedactionTo, event.event_id);
         if (live) this.afterCommit(stored, false);
         else {
           this.stream.finish(item.streamOrdering);
@@ -440,6 +447,26 @@ export class EventPersister {
       },
     );
     return { committed, status: rejected ? "rejected" : softFailed ? "soft_failed" : "accepted" };
+  }
+
+  /**
+   * Redactions of a received event ("Handling redactions": applied once both it and its target are known and
+   * valid): a redaction marks its target, and an event redacted by a redaction that came first is stored redacted.
+   */
+  private async receivedRedaction(version: RoomVersion, event: Event, stateBefore: StateMap): Promise<{ applyRedactionTo?: string; redactedBy?: string }> {
+    if (event.type === "m.room.redaction" && event.redacts !== undefined) {
+      const target = await this.events.get(event.redacts);
+      return (await this.redactions.applies(version, event, target, stateBefore)) ? { applyRedactionTo: event.redacts } : {};
+    }
+    const earlier = await this.storage.events.redactionsOf([event.event_id]);
+    if (earlier.length === 0) return {};
+    const target = { event, rejected: false };
+    for (const r of (await this.events.getMany(earlier.map((x) => x.event_id))).values()) {
+      if (r.rejected) continue;
+      const stateAt = r.stateGroup === null ? new Map<string, string>() : await this.state.stateOf(r.stateGroup);
+      if (await this.redactions.applies(version, r.event, target, stateAt)) return { redactedBy: r.event.event_id };
+    }
+    return {};
   }
 
   /**

@@ -14,6 +14,8 @@ import type { EventPersister, RoomHead } from "./persister.js";
 import type { StateService } from "./state.js";
 import type { VisibilityService } from "./visibility.js";
 
+import type { UserRooms } from "./user_rooms.js";
+
 export interface RoomCore {
   config: Config;
   storage: Storage;
@@ -23,6 +25,8 @@ export interface RoomCore {
   formatter: EventFormatter;
   visibility: VisibilityService;
   notifier: Notifier;
+  /** Users' rooms and memberships, cached for /sync. */
+  userRooms: UserRooms;
 }
 
 export class RoomAccess {

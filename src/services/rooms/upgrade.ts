@@ -9,8 +9,13 @@ import type { Logger } from "pino";
 import { splitStateMapKey } from "../../core/events/event.js";
 import { isJsonObject, type JsonObject, type JsonValue } from "../../core/json/types.js";
 import { canSendEvent, parsePowerLevelValue, roomCreators } from "../../core/rooms/power_levels.js";
+import { generateRoomId } from "../../core/events/ids.js";
+import { userIdDomain } from "../../core/ids/ids.js";
+import { copyRoomRules } from "../../core/push/index.js";
 import { getRoomVersion, type RoomVersion } from "../../core/rooms/versions.js";
 import { MatrixError, forbidden, notFound } from "../../errors.js";
+import type { AccountDataService } from "../account_data.js";
+import type { PushRuleService } from "../push/rules.js";
 import type { RoomCreationService } from "./create.js";
 import type { StoredEvent } from "./event_cache.js";
 import type { RoomHead } from "./persister.js";
@@ -51,9 +56,12 @@ interface OldRoom {
   powerLevels: JsonObject | undefined;
   canonicalAlias: JsonObject | undefined;
   bans: StoredEvent[];
-  /** The newest event in the old room before the upgrade. */
-  latestEventId: string | undefined;
-  isPublic: boolean;
+}
+
+/** What an upgrade carries over for each local user of the old room (absent: only the room itself moves). */
+export interface UserStateAccess {
+  accountData: AccountDataService;
+  pushRules: PushRuleService;
 }
 
 export class RoomUpgradeService {
@@ -64,6 +72,7 @@ export class RoomUpgradeService {
     private readonly rooms: RoomAccess,
     private readonly creation: RoomCreationService,
     private readonly log: Logger,
+    private readonly userState?: UserStateAccess,
   ) {}
 
   private get core() {
@@ -110,15 +119,20 @@ export class RoomUpgradeService {
     // 2. The replacement room, with `predecessor`, and 3. the transferable state.
     const initialState = [...old.state];
     if (levels) initialState.push({ type: "m.room.power_levels", state_key: "", content: levels.initial });
-    const { roomId: newRoomId } = await this.creation.createRoom(
-      userId,
-      // The preset only fills in what the old room lacked (the copied state overrides it), as in Synapse.
-      { room_version: version.id, preset: "private_chat", initial_state: initialState },
-      { extraCreateContent: creationContent(old, version, additionalCreators) },
-    );
-    await this.copyBans(old, newRoomId, userId);
-
-    // 5. The tombstone.
+    const createNewRoom = async (tombstoneId: string | undefined, presetRoomId: string | undefined): Promise<string> => {
+      const { roomId } = await this.creation.createRoom(
+        userId,
+        // The preset only fills in what the old room lacked (the copied state overrides it), as in Synapse.
+        { room_version: version.id, preset: "private_chat", initial_state: initialState },
+        { extraCreateContent: creationContent(old, version, tombstoneId, additionalCreators), roomId: presetRoomId },
+      );
+      return roomId;
+    };
+    // 5. The tombstone. Its id is the new room's `predecessor.event_id` (spec: "the last known event in the old
+    // room"; Synapse: the tombstone), so, as Synapse does, it is built and authorised first (which also checks the
+    // user's power), the replacement room is created meanwhile, and then the tombstone is persisted. A v12 room id
+    // is the hash of its create event, which cannot name the tombstone: that room is created first, without event_id.
+    const newRoomId = version.roomIdIsCreateEventHash ? await createNewRoom(undefined, undefined) : generateRoomId(this.core.config.serverName);
     await this.core.persister.send(
       oldRoomId,
       { type: "m.room.tombstone", state_key: "", sender: userId, content: { body: "This room has been replaced", replacement_room: newRoomId } },
@@ -126,15 +140,20 @@ export class RoomUpgradeService {
         precheck: async (h) => {
           if ((await this.rooms.membership(h, userId)) !== "join") throw forbidden(`User ${userId} not in room ${oldRoomId}`);
         },
+        exchange: version.roomIdIsCreateEventHash
+          ? undefined
+          : async (tombstone) => {
+              await createNewRoom(tombstone.event_id, newRoomId);
+              return tombstone;
+            },
       },
     );
+    await this.copyBans(old, newRoomId, userId);
 
-    // 4. "Moves any local aliases to the new room", and the room's directory listing with them.
+    // 4. "Moves any local aliases to the new room", and the room's directory listing and its local users' room
+    // tags, m.direct entries and push rules with them (as Synapse).
     await this.moveAliases(old, newRoomId, userId);
-    if (old.isPublic) {
-      await this.core.storage.rooms.setPublic(oldRoomId, false);
-      await this.core.storage.rooms.setPublic(newRoomId, true);
-    }
+    await this.transfer(oldRoomId, newRoomId);
 
     // 6. Stop the old room, and give the upgrading user back their own level in the new one.
     if (old.powerLevels) await this.restrictOldRoom(oldRoomId, old.powerLevels, userId);
@@ -160,7 +179,6 @@ export class RoomUpgradeService {
     }
     const pl = await this.rooms.stateContent(head, "m.room.power_levels");
     const banIds = (await this.core.storage.rooms.members(head.roomId, ["ban"])).map((m) => m.event_id);
-    const [latest] = await this.core.storage.events.roomTimeline(head.roomId, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 1);
     return {
       head,
       create,
@@ -168,9 +186,68 @@ export class RoomUpgradeService {
       powerLevels: pl ? integerPowerLevels(head.version, pl) : undefined,
       canonicalAlias: await this.rooms.stateContent(head, "m.room.canonical_alias"),
       bans: [...(await this.core.events.getMany(banIds)).values()],
-      latestEventId: latest?.event_id,
-      isPublic: (await this.core.storage.rooms.get(head.roomId))?.is_public === 1,
     };
+  }
+
+  /**
+   * Synapse's transfer_room_state_on_room_upgrade: once this server learns of an upgrade, by performing it or by
+   * joining the replacement room through another server, the old room's joined local users keep their room tags,
+   * m.direct entries and push rules in the new room, and the old room's directory listing and local aliases move to
+   * it. Each user's part is best effort.
+   */
+  async transfer(oldRoomId: string, newRoomId: string): Promise<void> {
+    const storage = this.core.storage;
+    const serverName = this.core.config.serverName;
+    if (this.userState) {
+      const local = (await storage.rooms.members(oldRoomId, ["join"])).map((m) => m.user_id).filter((u) => userIdDomain(u) === serverName);
+      for (const userId of local) {
+        try {
+          await this.copyUserState(this.userState, userId, oldRoomId, newRoomId);
+        } catch (err) {
+          this.log.warn({ err, userId, oldRoomId, newRoomId }, "room upgrade: could not copy a user's tags, m.direct or push rules");
+        }
+      }
+    }
+    if ((await storage.rooms.get(oldRoomId))?.is_public === 1) {
+      await storage.rooms.setPublic(oldRoomId, false);
+      await storage.rooms.setPublic(newRoomId, true);
+    }
+    await storage.rooms.moveAliases(oldRoomId, newRoomId);
+  }
+
+  /**
+   * A local user joined a room through another server: when it replaces a room this server knows (its create
+   * event's `predecessor`), the transfer above happens now, as Synapse does on a remote join.
+   */
+  async afterRemoteJoin(roomId: string): Promise<void> {
+    const head = await this.rooms.headIfKnown(roomId);
+    const predecessor = head ? (await this.rooms.stateContent(head, "m.room.create"))?.predecessor : undefined;
+    const oldRoomId = isJsonObject(predecessor) && typeof predecessor.room_id === "string" ? predecessor.room_id : undefined;
+    if (oldRoomId === undefined || oldRoomId === roomId || !(await this.rooms.headIfKnown(oldRoomId))) return;
+    await this.transfer(oldRoomId, roomId);
+  }
+
+  private async copyUserState(deps: UserStateAccess, userId: string, oldRoomId: string, newRoomId: string): Promise<void> {
+    const accountData = this.core.storage.accountData;
+    // Room tags (m.tag room account data): the old room's tags join any the new room has.
+    const oldTags = (await accountData.get(userId, oldRoomId, "m.tag"))?.tags;
+    if (isJsonObject(oldTags) && Object.keys(oldTags).length > 0) {
+      const existing = (await accountData.get(userId, newRoomId, "m.tag")) ?? {};
+      const newTags = isJsonObject(existing.tags) ? existing.tags : {};
+      await deps.accountData.write(userId, newRoomId, "m.tag", { ...existing, tags: { ...oldTags, ...newTags } });
+    }
+    // m.direct: the new room joins the old one under the first user it is listed for.
+    const direct = await accountData.get(userId, "", "m.direct");
+    if (direct) {
+      for (const [key, list] of Object.entries(direct)) {
+        if (!Array.isArray(list) || !list.includes(oldRoomId)) continue;
+        if (!list.includes(newRoomId)) await deps.accountData.write(userId, "", "m.direct", { ...direct, [key]: [...list, newRoomId] });
+        break;
+      }
+    }
+    // Push rules about the old room.
+    const stored = (await deps.pushRules.forUser(userId)).stored;
+    if (stored && copyRoomRules(stored, oldRoomId, newRoomId) !== stored) await deps.pushRules.update(userId, (s) => copyRoomRules(s, oldRoomId, newRoomId));
   }
 
   /** Synapse carries bans over, so an upgrade is no way back in for banned users. */
@@ -236,12 +313,12 @@ export class RoomUpgradeService {
 }
 
 /** The new room's m.room.create content beyond room_version (and creator, which room creation adds). */
-function creationContent(old: OldRoom, version: RoomVersion, additionalCreators: readonly string[] | undefined): JsonObject {
+function creationContent(old: OldRoom, version: RoomVersion, tombstoneId: string | undefined, additionalCreators: readonly string[] | undefined): JsonObject {
   const predecessor: JsonObject = { room_id: old.head.roomId };
-  // The m.room.create schema: event_id is "the event ID of the last known event in the old room". Upgrading to v12
-  // (MSC4291) it is left out, as Synapse does: spec v1.16 says it "MAY be omitted" there and clients then look for
-  // the old room's tombstone instead.
-  if (!version.roomIdIsCreateEventHash && old.latestEventId !== undefined) predecessor.event_id = old.latestEventId;
+  // The m.room.create schema: event_id is "the event ID of the last known event in the old room": the tombstone.
+  // Upgrading to v12 (MSC4291) it is left out, as Synapse does: spec v1.16 says it "MAY be omitted" there and
+  // clients then look for the old room's tombstone instead.
+  if (tombstoneId !== undefined) predecessor.event_id = tombstoneId;
   const content: JsonObject = { predecessor };
   // Spec (v1.4): the room `type` is copied; Synapse also keeps a room unfederated.
   const oldContent = old.create.event.content;

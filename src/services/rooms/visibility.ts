@@ -1,13 +1,14 @@
 /**
  * History visibility (spec "Room History Visibility", server behaviour): whether a user may see an event depends on
  * the room's state at that event. Applied wherever events leave the server for clients, and (filterForServer) for
- * other servers.
+ * other servers. Client reads also leave out redactions that do not apply (see redactions.ts).
  */
 import { splitStateMapKey, stateMapKey, type StateMap } from "../../core/events/event.js";
 import { redactPdu } from "../../core/events/redaction.js";
 import { userIdDomain } from "../../core/ids/ids.js";
 import type { Storage } from "../../storage/storage.js";
 import { trustedEvent, type EventCache, type StoredEvent } from "./event_cache.js";
+import { RedactionRules } from "./redactions.js";
 import type { StateService } from "./state.js";
 
 type Visibility = "world_readable" | "shared" | "invited" | "joined";
@@ -18,11 +19,15 @@ const HV_KEY = stateMapKey("m.room.history_visibility", "");
 const MEMBER_PREFIX = stateMapKey("m.room.member", "");
 
 export class VisibilityService {
+  private readonly redactions: RedactionRules;
+
   constructor(
     private readonly storage: Storage,
     private readonly events: EventCache,
     private readonly state: StateService,
-  ) {}
+  ) {
+    this.redactions = new RedactionRules(events, state);
+  }
 
   /** The events (in the given order) that `userId` may see. */
   async filter(userId: string | null, list: StoredEvent[]): Promise<StoredEvent[]> {
@@ -33,6 +38,9 @@ export class VisibilityService {
     const out: StoredEvent[] = [];
     for (const e of list) {
       if (e.outlier || e.rejected || e.softFailed) continue;
+      // As Synapse: a redaction that does not apply (unknown target, another room's event, the create event, a
+      // foreign server's redaction without the power) is withheld from clients.
+      if (e.event.type === "m.room.redaction" && !(await this.redactions.servable(e))) continue;
       if (await this.allowed(userId, e, joinsByRoom, memo)) out.push(e);
     }
     return out;

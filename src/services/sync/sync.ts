@@ -14,8 +14,10 @@ import type { TypingService } from "../ephemeral/typing.js";
 import type { StoredEvent } from "../rooms/event_cache.js";
 import type { UnreadCounts } from "../push/counts.js";
 import type { PushRuleService } from "../push/rules.js";
+import type { UserRooms } from "../rooms/user_rooms.js";
+import type { RoomChanges } from "../rooms/room_changes.js";
+import type { RecentEvents } from "../rooms/recent_events.js";
 import { BUNDLED_RELATIONS, type ClientEvent, type FormatContext, type RelationRow } from "../rooms/format.js";
-import type { EventRow } from "../../storage/events.js";
 import type { RoomAccess } from "../rooms/rooms.js";
 import { before, formatTopo } from "../rooms/tokens.js";
 import { diffStates } from "../../storage/state_deltas.js";
@@ -60,6 +62,9 @@ export interface SyncDeps {
   deviceLists: DeviceListService;
   unread: UnreadCounts;
   pushRules: PushRuleService;
+  userRooms: UserRooms;
+  roomChanges: RoomChanges;
+  recent: RecentEvents;
 }
 
 const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
@@ -94,7 +99,7 @@ export class SyncService {
       const deadline = Date.now() + req.timeoutMs;
       // Wake on anything touching the user's rooms (any membership) or the user; recompute; repeat until the deadline.
       while (Date.now() < deadline) {
-        const rooms = (await this.core.storage.rooms.roomsForUser(req.userId, ["join", "invite", "knock"])).map((r) => r.room_id);
+        const rooms = await this.deps.userRooms.roomIds(req.userId, ["join", "invite", "knock"]);
         if (!tokenAdvanced(since, this.currentToken())) {
           const woken = await this.core.notifier.wait({ rooms, users: [req.userId] }, deadline - Date.now(), req.signal);
           if (!woken) break;
@@ -115,9 +120,8 @@ export class SyncService {
     const fmt: FormatContext = { userId: req.userId, deviceId: req.deviceId, omitRoomId: true };
     const storage = this.core.storage;
 
-    const current = await storage.rooms.roomsForUser(req.userId, ["join", "invite", "knock", "leave", "ban"]);
-    const forgotten = await storage.rooms.forgottenRooms(req.userId);
-    const changes = since ? await storage.rooms.membershipChanges(req.userId, since.events, now.events) : [];
+    const { rooms: current, forgotten } = await this.deps.userRooms.of(req.userId);
+    const changes = since && this.deps.userRooms.changedSince(req.userId, since.events) ? await storage.rooms.membershipChanges(req.userId, since.events, now.events) : [];
     const changedRooms = new Map<string, string>();
     for (const c of changes) changedRooms.set(c.room_id, c.membership);
     const joinedSince = new Set(changes.filter((c) => c.membership === "join").map((c) => c.room_id));
@@ -146,22 +150,38 @@ export class SyncService {
     }
     // Prefetch for all those rooms at once: timelines, bundled relations, member counts.
     const limit = req.filter.timelineLimit;
-    const rowsByRoom = await storage.events.timelines(fullRooms, Number.MIN_SAFE_INTEGER, now.events, limit + 1);
-    if (since) for (const [roomId, rows] of await storage.events.timelines(incrementalRooms, since.events, now.events, limit + 1)) rowsByRoom.set(roomId, rows);
-    const timelineIds = [...rowsByRoom.values()].flatMap((rows) => rows.slice(0, limit).map((r) => r.event_id));
+    const eventsByRoom = new Map<string, StoredEvent[]>();
+    for (const [roomId, rows] of await storage.events.timelines(fullRooms, Number.MIN_SAFE_INTEGER, now.events, limit + 1)) eventsByRoom.set(roomId, await this.core.events.fromRows(rows));
+    if (since) {
+      // Incremental: the newest events are usually still in memory; the rest come from the database.
+      const unknown: string[] = [];
+      for (const roomId of incrementalRooms) {
+        const recent = this.deps.recent.between(roomId, since.events, now.events, limit + 1);
+        if (recent) eventsByRoom.set(roomId, recent);
+        else unknown.push(roomId);
+      }
+      for (const [roomId, rows] of await storage.events.timelines(unknown, since.events, now.events, limit + 1)) eventsByRoom.set(roomId, await this.core.events.fromRows(rows));
+    }
+    // Bundled relations, asked for only in rooms where something related to an event after the oldest one shown.
+    const timelineIds = [...eventsByRoom.entries()].flatMap(([roomId, list]) => {
+      const shown = list.slice(0, limit);
+      const oldest = shown[shown.length - 1]?.streamOrdering;
+      return oldest !== undefined && this.deps.roomChanges.relationsSince(roomId, oldest) ? shown.map((e) => e.event.event_id) : [];
+    });
     const relationRows = new Map<string, RelationRow[]>();
     for (const row of await storage.events.relationsTo(timelineIds, BUNDLED_RELATIONS)) {
       let l = relationRows.get(row.relates_to_id);
       if (!l) relationRows.set(row.relates_to_id, (l = []));
       l.push(row);
     }
-    const counts = await storage.rooms.memberCountsMany([...fullRooms, ...incrementalRooms]);
+    // Member counts for the summaries of full sections; an incremental one needs them only with member changes.
+    const counts = await storage.rooms.memberCountsMany(fullRooms);
     const roomFmt: FormatContext = { ...fmt, relationRows };
 
     const fullSet = new Set(fullRooms);
     for (const roomId of [...fullRooms, ...incrementalRooms]) {
       const full = fullSet.has(roomId);
-      const section = await this.roomSection(req, roomId, since, now, full, undefined, roomFmt, { rows: rowsByRoom.get(roomId) ?? [], counts: counts.get(roomId) ?? { joined: 0, invited: 0 } });
+      const section = await this.roomSection(req, roomId, since, now, full, undefined, roomFmt, { events: eventsByRoom.get(roomId) ?? [], counts: counts.get(roomId) ?? (full ? { joined: 0, invited: 0 } : undefined) });
       const ephemeral: ClientEvent[] = [];
       const typing = this.deps.typing.eventFor(roomId, since?.typing);
       if (typing && req.filter.ephemeral("m.typing")) ephemeral.push(typing as unknown as ClientEvent);
@@ -261,7 +281,7 @@ export class SyncService {
     let changed: string[] = [];
     for (const roomId of joinedSince) for (const m of await this.core.storage.rooms.members(roomId, ["join"])) users.add(m.user_id);
     const latest = await this.core.persister.latestStreams(joinedRoomIds);
-    const active = joinedRoomIds.filter((r) => (latest.get(r) ?? 0) > since.events && !joinedSince.has(r));
+    const active = joinedRoomIds.filter((r) => (latest.get(r) ?? 0) > since.events && !joinedSince.has(r) && this.deps.roomChanges.membersChangedSince(r, since.events));
     if (active.length > 0) {
       changed = [...(await this.core.storage.rooms.membersChangedSince(active, since.events, now.events))].filter((u) => u !== userId);
       // Of those, the ones who share a room with the user now (joiners; not those who left).
@@ -284,14 +304,15 @@ export class SyncService {
     full: boolean,
     upTo: number | undefined,
     fmt: FormatContext,
-    pre?: { rows: EventRow[]; counts: { joined: number; invited: number } },
+    /** Prefetched: the newest events in range (newest first, up to limit + 1), and member counts. */
+    pre?: { events: StoredEvent[]; counts: { joined: number; invited: number } | undefined },
   ) {
     const limit = req.filter.timelineLimit;
     const to = upTo ?? now.events;
     const from = full || !since ? Number.MIN_SAFE_INTEGER : since.events;
-    const rows = pre?.rows ?? (await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1));
-    const limited = rows.length > limit;
-    const events = (await this.core.events.fromRows(rows.slice(0, limit))).reverse();
+    const newest = pre?.events ?? (await this.core.events.fromRows(await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1)));
+    const limited = newest.length > limit;
+    const events = newest.slice(0, limit).reverse();
     let visible = await this.core.visibility.filter(req.userId, events);
     if (upTo === undefined && visible.length < events.length && events.some((e) => e.event.state_key !== undefined)) {
       // As Synapse: current state stays in the timeline even where history visibility hides it, or a client would
@@ -316,7 +337,7 @@ export class SyncService {
     let stateIds: string[];
     if (full) {
       stateIds = [...startState.values()];
-    } else if (rows.length > limit && since) {
+    } else if (limited && since) {
       const sinceState = await this.stateAtStream(roomId, since.events);
       stateIds = [...diffStates(sinceState, startState).values()].filter((v): v is string => v !== null);
     } else {

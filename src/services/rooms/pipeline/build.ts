@@ -45,8 +45,11 @@ export class EventBuilder {
     private readonly events: EventCache,
   ) {}
 
-  /** A room's m.room.create event (v12: the room id is the event's hash; earlier versions: a random id here). */
-  createEvent(version: RoomVersion, creator: string, content: JsonObject): { roomId: string; event: Event } {
+  /**
+   * A room's m.room.create event (v12: the room id is the event's hash; earlier versions: `roomId` when the caller
+   * chose it beforehand, else a random id here).
+   */
+  createEvent(version: RoomVersion, creator: string, content: JsonObject, roomId?: string): { roomId: string; event: Event } {
     const pdu: JsonObject = {
       auth_events: [],
       prev_events: [],
@@ -58,7 +61,7 @@ export class EventBuilder {
       origin_server_ts: Date.now(),
       hashes: {},
     };
-    if (!version.roomIdIsCreateEventHash) pdu.room_id = generateRoomId(this.serverName);
+    if (!version.roomIdIsCreateEventHash) pdu.room_id = roomId ?? generateRoomId(this.serverName);
     if (version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.serverName);
     const event = this.signAndParse(version, pdu);
     return { roomId: event.room_id, event };
