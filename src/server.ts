@@ -372,7 +372,10 @@ function buildPush(
       log,
     }),
   );
-  receipts.onRead = (roomId, userId, threadId, stream) => storage.push.moveReadPosition(userId, roomId, threadId, stream);
+  receipts.onRead = async (roomId, userId, threadId, stream) => {
+    await storage.push.moveReadPosition(userId, roomId, threadId, stream);
+    pusherPool.readChanged(userId);
+  };
   devices.hooks.onDeleted = (userId) => pushers.devicesDeleted(userId);
   return { pushRules, unread, pusherPool, pushers, notifications: new NotificationList(storage, roomCore.events, roomCore.formatter) };
 }

@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, expectError, login, registerUser, type TestUser } from "../helpers/http.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
-import { enc, poll, roomWith, send, V3, type Json } from "../helpers/rooms.js";
+import { createRoom, enc, inviteUser, poll, roomWith, send, setState, V3, type Json } from "../helpers/rooms.js";
 
 interface Received {
   path: string;
@@ -203,6 +203,44 @@ describe("delivery to a push gateway", () => {
       counts: { unread: 1 },
       devices: [{ app_id: "org.example.app", pushkey: idOnly.pushkey, pushkey_ts: ids.body.notification.devices[0]!.pushkey_ts, data: { format: "event_id_only" }, tweaks: {} }],
     });
+  });
+
+  it("a read receipt sends the new badge as a counts-only notification; a read that changes nothing sends none", async () => {
+    const alice = await registerUser(c);
+    const bob = await registerUser(c);
+    const roomId = await roomWith(c, alice, [bob]);
+    const p = pusherBody();
+    await setPusher(bob, p);
+    const key = p.pushkey as string;
+    const eventId = await send(c, alice, roomId, "unread soon read");
+    await poll(async () => gw.for(key).find((r) => r.body.notification.event_id === eventId));
+    const receipt = await c.post(`${V3}/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {}, { token: bob.accessToken });
+    expect(receipt.status).toBe(200);
+    const badge = await poll(async () => gw.for(key).find((r) => r.body.notification.event_id === undefined));
+    expect(badge.body.notification).toEqual({
+      prio: "low",
+      counts: { unread: 0 },
+      devices: [{ app_id: "org.example.app", pushkey: key, pushkey_ts: expect.any(Number), data: {}, tweaks: {} }],
+    });
+    // The same receipt again: the badge is still 0, so nothing more is sent.
+    await c.post(`${V3}/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {}, { token: bob.accessToken });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(gw.for(key).filter((r) => r.body.notification.event_id === undefined)).toHaveLength(1);
+  });
+
+  it("an invite's push names the membership and the target; a room with only an alias is named by it", async () => {
+    const alice = await registerUser(c);
+    const bob = await registerUser(c);
+    // A format other than event_id_only is kept and gets the full body, as Synapse does.
+    const p = pusherBody({}, { format: "full" });
+    await setPusher(bob, p);
+    const key = p.pushkey as string;
+    const roomId = await createRoom(c, alice, { room_alias_name: `pushalias${keyCounter}` });
+    const alias = `#pushalias${keyCounter}:${ts.config.serverName}`;
+    await setState(c, alice, roomId, "m.room.canonical_alias", "", { alias });
+    await inviteUser(c, alice, roomId, bob.userId);
+    const invite = await poll(async () => gw.for(key).find((r) => r.body.notification.type === "m.room.member"));
+    expect(invite.body.notification).toMatchObject({ membership: "invite", user_is_target: true, sender: alice.userId, room_name: alias, room_alias: alias });
   });
 
   it("highlights with tweaks and high priority; silent and disabled rules push nothing", async () => {

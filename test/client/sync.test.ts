@@ -464,7 +464,8 @@ describe("filters", () => {
     expect(got.body).toEqual(def);
     const s = await sync(c, alice, { filter: filterId });
     const r = s.rooms.join[roomId]!;
-    expect(r.timeline.events.map((e) => e.type)).toEqual(["m.room.message", "m.room.message"]);
+    // The limit counts matching events: three messages, the other event type skipped, and older messages left.
+    expect(r.timeline.events.map((e) => e.type)).toEqual(["m.room.message", "m.room.message", "m.room.message"]);
     expect(r.timeline.limited).toBe(true);
   });
 
@@ -517,6 +518,24 @@ describe("filters", () => {
       { type: "m.room.message", content: { body: "from alice" } },
       { type: "m.room.message", content: { body: "from bob" } },
     ]);
+  });
+
+  it("a timeline filter is applied before the limit: the newest matching events fill it", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await roomWith(c, alice, [bob]);
+    await sendMany(bob, roomId, 3, "bob");
+    await sendMany(alice, roomId, 40, "noise");
+    const s = await sync(c, alice, { filter: { room: { rooms: [roomId], timeline: { senders: [bob.userId], limit: 2 } } } });
+    const tl = s.rooms.join[roomId]!.timeline;
+    expect(bodies(tl.events)).toEqual(["bob1", "bob2"]);
+    expect(tl.limited).toBe(true);
+    // Incrementally too: one match among many non-matching events since the token.
+    await send(c, bob, roomId, "bob3");
+    await sendMany(alice, roomId, 15, "more");
+    const next = await sync(c, alice, { since: s.next_batch, filter: { room: { rooms: [roomId], timeline: { senders: [bob.userId], limit: 2 } } } });
+    expect(bodies(next.rooms.join[roomId]!.timeline.events)).toEqual(["bob3"]);
+    expect(next.rooms.join[roomId]!.timeline.limited).toBe(false);
   });
 
   it("lazy_load_members sends only the members the timeline needs (and the user's own)", async () => {

@@ -48,6 +48,8 @@ interface Worker {
   backoffMs: number;
   retry?: NodeJS.Timeout;
   stopped: boolean;
+  /** The badge last sent to the gateway, so a read that changes nothing sends nothing. */
+  lastBadge?: number;
 }
 
 export class PusherPool implements PusherChanges {
@@ -80,6 +82,28 @@ export class PusherPool implements PusherChanges {
   notified(userIds: readonly string[]): void {
     if (!this.deps.config.enabled) return;
     for (const u of userIds) for (const id of this.byUser.get(u) ?? []) this.kick(this.workers.get(id)!);
+  }
+
+  /**
+   * The user read up to somewhere in a room: each of their pushers whose gateway is reachable gets the new badge as a
+   * counts-only notification (Push Gateway API: every field but `devices` is optional), as Synapse sends it, so
+   * the number on the app icon drops without waiting for the next message. Best effort: not retried.
+   */
+  readChanged(userId: string): void {
+    if (!this.deps.config.enabled || this.closed) return;
+    const workers = (this.byUser.get(userId) ?? []).map((id) => this.workers.get(id)!).filter((w) => !w.retry && !w.stopped);
+    if (workers.length === 0) return;
+    void (async () => {
+      const badge = await this.badge(userId);
+      for (const w of workers) {
+        if (w.lastBadge === badge || w.stopped) continue;
+        w.lastBadge = badge;
+        const data = JSON.parse(w.pusher.data) as JsonObject;
+        const { url: _url, ...deviceData } = data;
+        const devices = [{ app_id: w.pusher.app_id, pushkey: w.pusher.pushkey, pushkey_ts: Math.floor(w.pusher.pushkey_ts / 1000), data: deviceData, tweaks: {} }];
+        await this.send(w.pusher, String(data.url), { notification: { prio: "low", counts: { unread: badge }, devices } });
+      }
+    })().catch((e: unknown) => this.deps.log.warn({ err: e, userId }, "sending a badge update failed"));
   }
 
   /** The user's pushers changed (set, deleted, device logged out): reload them. */
@@ -219,9 +243,16 @@ export class PusherPool implements PusherChanges {
     if (!stored) return "ok";
     const data = JSON.parse(p.data) as JsonObject;
     const body = await this.notifyBody(p, data, stored, JSON.parse(row.actions) as JsonValue[]);
+    const w = this.workers.get(p.id);
+    if (w) w.lastBadge = ((body.notification as JsonObject).counts as JsonObject).unread as number;
     if (this.deps.config.jitterDelayMs > 0) await new Promise((r) => setTimeout(r, Math.random() * this.deps.config.jitterDelayMs));
+    return this.send(p, String(data.url), body);
+  }
+
+  /** POSTs a notify body; "rejected" when the gateway lists the pushkey as rejected. */
+  private async send(p: PusherRow, url: string, body: JsonObject): Promise<"ok" | "failed" | "rejected"> {
     try {
-      const res = await this.deps.http.request(String(data.url), {
+      const res = await this.deps.http.request(url, {
         method: "POST",
         headers: { "content-type": "application/json", "user-agent": "Myelin" },
         body: Buffer.from(JSON.stringify(body)),
@@ -259,9 +290,15 @@ export class PusherPool implements PusherChanges {
     const n: JsonObject = { id: ev.event_id, event_id: ev.event_id, room_id: ev.room_id, type: ev.type, sender: ev.sender, prio, counts, devices };
     const d = await this.describe(stored);
     if (d.senderDisplayName) n.sender_display_name = d.senderDisplayName;
-    if (d.roomName) n.room_name = d.roomName;
+    // The room's display name as clients compute it first: its name, else its canonical alias (as Synapse sends it).
+    const roomName = d.roomName ?? d.roomAlias;
+    if (roomName) n.room_name = roomName;
     if (d.roomAlias) n.room_alias = d.roomAlias;
-    if (ev.type === "m.room.member" && ev.state_key !== undefined) n.user_is_target = ev.state_key === p.user_id;
+    if (ev.type === "m.room.member" && ev.state_key !== undefined) {
+      n.user_is_target = ev.state_key === p.user_id;
+      // Not in the Push Gateway API, but Synapse sends it and gateways written for it read it.
+      if (typeof ev.content.membership === "string") n.membership = ev.content.membership;
+    }
     if (this.deps.config.includeContent) n.content = ev.content;
     return { notification: n };
   }

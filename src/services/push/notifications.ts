@@ -44,6 +44,8 @@ export class NotificationList {
       actions: JSON.parse(r.actions) as JsonObject[],
       event: formatted[i] as unknown as JsonObject,
       read: r.stream_ordering <= readFloor(positions.get(r.room_id), r.thread_id),
+      // No rule here carries a profile tag (Synapse's is always null): an empty string, as Dendrite sends.
+      profile_tag: "",
       room_id: r.room_id,
       ts: r.ts,
     }));

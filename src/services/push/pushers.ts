@@ -56,7 +56,9 @@ export class PusherService {
     if (kind !== "http") throw invalidParam(`Unknown pusher kind '${kind}'`);
     if (!("url" in data)) throw missingParam("'url' required in data for HTTP pushers");
     checkGatewayUrl(data.url);
-    if (data.format !== undefined && data.format !== "event_id_only") throw invalidParam("'format' must be 'event_id_only' or absent");
+    // "Currently the only format available is 'event_id_only'": any other string is kept and gets the full format,
+    // as Synapse does (pushers set up by older clients carry other values).
+    if (data.format !== undefined && typeof data.format !== "string") throw invalidParam("'format' must be a string");
 
     // Synapse: without `append`, this app's pusher with this pushkey belongs to one user only.
     if (body.append !== true) {

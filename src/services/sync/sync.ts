@@ -27,6 +27,8 @@ import { formatSyncToken, tokenAdvanced, type SyncToken } from "./token.js";
 export interface CompiledSyncFilter {
   timelineLimit: number;
   timeline: (e: StoredEvent) => boolean;
+  /** The timeline filter can drop events: more are read until `timelineLimit` of them match. */
+  timelineFiltered: boolean;
   state: (e: StoredEvent) => boolean;
   ephemeral: (type: string) => boolean;
   roomAccountData: (type: string) => boolean;
@@ -310,7 +312,8 @@ export class SyncService {
     const limit = req.filter.timelineLimit;
     const to = upTo ?? now.events;
     const from = full || !since ? Number.MIN_SAFE_INTEGER : since.events;
-    const newest = pre?.events ?? (await this.core.events.fromRows(await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1)));
+    let newest = pre?.events ?? (await this.core.events.fromRows(await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1)));
+    if (req.filter.timelineFiltered) newest = await this.matchingNewest(roomId, from, newest, limit + 1, req.filter.timeline);
     const limited = newest.length > limit;
     const events = newest.slice(0, limit).reverse();
     let visible = await this.core.visibility.filter(req.userId, events);
@@ -370,6 +373,25 @@ export class SyncService {
       section.summary = await this.summary(roomId, req.userId, pre?.counts);
     }
     return section;
+  }
+
+  /**
+   * With a narrowing timeline filter, the limit counts the events that match (as Synapse's filtered recents): reads
+   * further back, a few chunks at most, until `want` events match or the range is exhausted. `newest` holds the
+   * newest events of the range (newest first); a list shorter than `want` covers the whole range.
+   */
+  private async matchingNewest(roomId: string, from: number, newest: StoredEvent[], want: number, matches: (e: StoredEvent) => boolean): Promise<StoredEvent[]> {
+    const out = newest.filter(matches);
+    let exhausted = newest.length < want;
+    let oldest = newest[newest.length - 1]?.streamOrdering;
+    const chunk = Math.max(want * 3, 30);
+    for (let round = 0; round < 5 && out.length < want && !exhausted && oldest !== undefined; round++) {
+      const older = await this.core.events.fromRows(await this.core.storage.events.roomTimeline(roomId, from, oldest - 1, chunk));
+      for (const e of older) if (matches(e)) out.push(e);
+      exhausted = older.length < chunk;
+      oldest = older[older.length - 1]?.streamOrdering;
+    }
+    return out.slice(0, want);
   }
 
   /** The room state after the last event at or before a stream position. */
