@@ -234,6 +234,7 @@ export async function startServices(s: Services): Promise<void> {
   s.roomCore.userRooms.start(s.roomCore.persister.position());
   s.roomChanges.start(s.roomCore.persister.position());
   s.unread.start();
+  await s.pushRules.start();
   await s.receipts.start();
   await s.presence.start();
   await s.toDevice.start();

@@ -56,6 +56,11 @@ export class PushStore {
     return out;
   }
 
+  /** Every user who changed their push rules (the others have the server defaults). */
+  async usersWithRules(): Promise<string[]> {
+    return (await this.db.selectFrom("push_rules").select("user_id").execute()).map((r) => r.user_id);
+  }
+
   async putRules(userId: string, rules: string, streamId: number): Promise<void> {
     await this.db
       .insertInto("push_rules")

@@ -144,7 +144,7 @@ export const CACHE_DEFAULTS = {
   /** Client transaction ids of recent sends (persister.ts); older ones are looked up in the database. */
   transaction_ids: 4 * MB,
   /** Users' stored push rules and their compiled form (push/rules.ts). */
-  push_rules: 2 * MB,
+  push_rules: 8 * MB,
   /** Compiled server-default push rules per user (push/rules.ts). */
   push_default_rules: 2 * MB,
   /** Joined members and local display names per room, for push evaluation (push/room_members.ts). */

@@ -193,6 +193,17 @@ describe("unread notification counts in /sync", () => {
     expect(countsIn(await sync(c, carol), muted)?.notification_count).toBe(1);
   });
 
+  it("a muted room stays muted after a restart (who changed their rules is known from the start)", async () => {
+    const alice = await registerUser(c);
+    const bob = await registerUser(c);
+    const muted = await roomWith(c, alice, [bob]);
+    expect((await c.put(`${V3}/pushrules/global/room/${enc(muted)}`, { actions: [] }, { token: bob.accessToken })).status).toBe(200);
+    ts = await ts.restart();
+    c = new Client(ts.baseUrl);
+    await send(c, alice, muted, "still quiet");
+    expect(countsIn(await sync(c, bob), muted)?.notification_count).toBe(0);
+  });
+
   it("an invite notifies the invitee (GET /notifications); members who joined later do not count earlier messages", async () => {
     const alice = await registerUser(c);
     const bob = await registerUser(c);

@@ -73,6 +73,13 @@ describe("createRoom", () => {
     expect(findState(state, "m.room.canonical_alias")).toBeUndefined();
   });
 
+  it("identical createRoom requests at once give distinct v12 rooms (the id is the create event's hash)", async () => {
+    const alice = await registerUser(c);
+    const answers = await Promise.all(Array.from({ length: 8 }, () => c.post(`${V3}/createRoom`, { room_version: "12" }, { token: alice.accessToken })));
+    expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
+    expect(new Set(answers.map((a) => a.body.room_id)).size).toBe(8);
+  });
+
   it("puts the creator at 100 in rooms before v12", async () => {
     const alice = await user();
     const roomId = await createRoom(c, alice, { room_version: "11" });

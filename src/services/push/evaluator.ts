@@ -96,14 +96,24 @@ export class PushEvaluator implements EventConsumer {
     const prepared = preparePushEvent(clientView(ev));
     const shared = await this.sharedContext(e.version, e.stateBefore, ev.sender, joinedCount);
     const bystander = evaluateDefaultsForBystander(prepared, shared);
-    const rules = await this.deps.rules.forUsers(recipients);
+    // Members with the server defaults whom the event does not concern are bystanders without a rule lookup.
+    const concerned = new Set<string>();
+    const lookup: string[] = [];
+    for (const userId of recipients) {
+      const stored = this.deps.rules.mayHaveStored(userId);
+      if (concernsUser(prepared, userId, displayNames.get(userId) ?? null)) concerned.add(userId);
+      else if (!stored) continue;
+      lookup.push(userId);
+    }
+    const rules = lookup.length > 0 ? await this.deps.rules.forUsers(lookup) : new Map<string, UserRules>();
     const now = Date.now();
     const own: EventPushUserTable[] = [];
     const notified: string[] = [];
     let bystanders = 0;
     for (const userId of recipients) {
       const displayName = displayNames.get(userId) ?? null;
-      const outcome = this.outcomeFor(userId, displayName, rules.get(userId)!, ev.room_id, prepared, shared);
+      const userRules = rules.get(userId);
+      const outcome = userRules ? this.outcomeFor(userId, displayName, userRules, ev.room_id, prepared, shared, concerned.has(userId)) : "bystander";
       const joined = displayNames.has(userId);
       if (outcome === "bystander" || (joined && sameOutcome(outcome, bystander))) {
         bystanders++;
@@ -155,9 +165,10 @@ export class PushEvaluator implements EventConsumer {
     roomId: string,
     prepared: PreparedPushEvent,
     shared: Omit<PushContext, "userId" | "displayName">,
+    concerned: boolean,
   ): PushOutcome | undefined | "bystander" {
     const defaults = rules.defaultsIn(roomId);
-    if (defaults && !concernsUser(prepared, userId, displayName)) return "bystander";
+    if (defaults && !concerned) return "bystander";
     const ctx: PushContext = { ...shared, userId, displayName };
     return evaluatePush(defaults ? this.deps.rules.compiledDefaults(userId) : rules.compiled, prepared, ctx);
   }

@@ -59,6 +59,12 @@ export class PushRuleService {
   private readonly lock = new KeyedLock();
   /** Compiled server defaults per user (they differ only by user id and localpart; shared rules are shared). */
   private readonly defaults: Cache<string, CompiledRuleset>;
+  /**
+   * The users who changed anything (a few dozen bytes each): everyone else has the server defaults, so a message
+   * into a room of 10,000 such members looks up no rules at all.
+   */
+  private customised = new Set<string>();
+  private started = false;
 
   constructor(
     private readonly storage: Storage,
@@ -68,6 +74,16 @@ export class PushRuleService {
     // A user's stored rules as JSON were about a third of what they take parsed and compiled.
     this.users = caches.create("push_rules", (r) => 4 * ENTRY_BYTES + (r.storedBytes ?? 0) * 3);
     this.defaults = caches.create("push_default_rules", () => COMPILED_DEFAULTS_BYTES);
+  }
+
+  async start(): Promise<void> {
+    this.customised = new Set(await this.storage.push.usersWithRules());
+    this.started = true;
+  }
+
+  /** False when the user certainly has the server defaults only (true before start: unknown). */
+  mayHaveStored(userId: string): boolean {
+    return !this.started || this.customised.has(userId);
   }
 
   /** The rules of many users at once (one query for those not cached). */
@@ -118,6 +134,7 @@ export class PushRuleService {
       const next = change(current.stored ?? emptyUserRules());
       const json = JSON.stringify(next);
       const streamId = await this.accountData.numbered(userId, (id) => this.storage.push.putRules(userId, json, id));
+      this.customised.add(userId);
       this.users.set(userId, new UserRules(userId, next, streamId, json.length));
     });
   }
@@ -132,6 +149,7 @@ export class PushRuleService {
   /** A deactivated account's rules go (Synapse deletes them with the account). */
   async forget(userId: string): Promise<void> {
     await this.storage.push.deleteRules(userId);
+    this.customised.delete(userId);
     this.users.delete(userId);
   }
 }

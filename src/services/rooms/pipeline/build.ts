@@ -49,6 +49,8 @@ export class EventBuilder {
    * A room's m.room.create event (v12: the room id is the event's hash; earlier versions: `roomId` when the caller
    * chose it beforehand, else a random id here).
    */
+  private lastCreateTs = 0;
+
   createEvent(version: RoomVersion, creator: string, content: JsonObject, roomId?: string): { roomId: string; event: Event } {
     const pdu: JsonObject = {
       auth_events: [],
@@ -58,10 +60,13 @@ export class EventBuilder {
       sender: creator,
       content,
       depth: 1,
-      origin_server_ts: Date.now(),
+      // v12 room ids are the create event's hash: two rooms created by one user with the same content in the same
+      // millisecond would get one id. Create events from this server get strictly increasing timestamps.
+      origin_server_ts: version.roomIdIsCreateEventHash ? (this.lastCreateTs = Math.max(Date.now(), this.lastCreateTs + 1)) : Date.now(),
       hashes: {},
     };
     if (!version.roomIdIsCreateEventHash) pdu.room_id = roomId ?? generateRoomId(this.serverName);
+    if (version.legacyOriginField) pdu.origin = this.serverName;
     if (version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.serverName);
     const event = this.signAndParse(version, pdu);
     return { roomId: event.room_id, event };
@@ -93,6 +98,8 @@ export class EventBuilder {
       hashes: {},
     };
     if (draft.state_key !== undefined) pdu.state_key = draft.state_key;
+    // A make_join template names us here; the joining server replaces it with its own name.
+    if (version.legacyOriginField) pdu.origin = this.serverName;
     if (draft.redacts !== undefined) {
       if (version.redactsInContent) pdu.content = { ...draft.content, redacts: draft.redacts };
       else pdu.redacts = draft.redacts;
