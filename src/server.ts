@@ -49,7 +49,9 @@ import { ServerDiscovery, systemResolver, type Resolver, type WellKnownFetcher }
 import { IpRangeFilter } from "./federation/ip_filter.js";
 import { loadCaCertificates, Transport, wellKnownFetcher } from "./federation/transport.js";
 import { KeyFetcher } from "./services/keys.js";
+import { userIdDomain } from "./core/ids/ids.js";
 import { FederationSender } from "./services/federation/sender.js";
+import { joinPresenceConsumer } from "./services/federation/presence.js";
 import { FederationPdus } from "./services/federation/pdus.js";
 import { FederationMembership } from "./services/federation/membership.js";
 import { FederationTransactions } from "./services/federation/transactions.js";
@@ -368,6 +370,7 @@ function buildPush(
       members: new PushRoomMembers(storage, roomCore.events, isLocal, caches),
       isLocal,
       hasPushers: (u) => pusherPool.hasPushers(u),
+      usersWithPushers: () => pusherPool.usersWithPushersSet(),
       onNotified: (users) => pusherPool.notified(users),
       onWritten: (roomId, stream) => unread.wrote(roomId, stream),
       log,
@@ -471,7 +474,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
 
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
   const serverRoomAccess = new ServerRoomAccess(rooms);
-  const federationSender = new FederationSender({ serverName: config.serverName, storage, client: fed.federationClient, events, log });
+  const federationSender = new FederationSender({ serverName: config.serverName, storage, client: fed.federationClient, events, log, caches });
   const federationPdus = new FederationPdus({
     serverName: config.serverName,
     events,
@@ -495,7 +498,6 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     client: fed.federationClient,
     log,
     profileOf: (userId) => membership.profileContent(userId),
-    userExists: async (userId) => (await storage.users.get(userId)) !== undefined,
     serversInRoom: (roomId) => storage.federation.serversInRoom(roomId),
     checkAcl: async (origin, roomId) => {
       await serverRoomAccess.checkAcl(origin, roomId);
@@ -521,6 +523,17 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   membership.remote = federationMembership;
   profile.remote = (userId, field) => federationMembership.queryProfile(userId, field);
   wireOutboundFederation(config.serverName, storage, persister, federationSender, typing, receipts, presence, log);
+  persister.use(
+    joinPresenceConsumer({
+      serverName: config.serverName,
+      events,
+      serversInRoom: (roomId) => storage.federation.serversInRoom(roomId),
+      localMembers: async (roomId) => (await storage.rooms.members(roomId, ["join"])).map((m) => m.user_id).filter((u) => userIdDomain(u) === config.serverName),
+      presenceOf: (userIds) => presence.currentOf(userIds),
+      sendEdu: (servers, edu) => federationSender.sendEdu(servers, edu),
+      log,
+    }),
+  );
   const push = buildPush(config, log, storage, roomCore, accountData, receipts, devices, fed.outbound, caches);
   const roomUpgrades = new RoomUpgradeService(rooms, roomCreation, log, { accountData, pushRules: push.pushRules });
   membership.onRemoteJoin = (roomId) => roomUpgrades.afterRemoteJoin(roomId).catch((err: unknown) => log.warn({ err, roomId }, "room upgrade: carrying state over after a remote join failed"));

@@ -162,9 +162,11 @@ export const CACHE_DEFAULTS = {
   /** Each user's rooms and memberships, and forgotten rooms, for /sync (rooms/user_rooms.ts). */
   user_rooms: 4 * MB,
   /** The newest events of recently active rooms, for incremental /sync (rooms/recent_events.ts). */
-  recent_events: 1 * MB,
+  recent_events: 4 * MB,
   /** Unread notification counts per user and room, counted up to a stream position (push/counts.ts). */
   unread_counts: 4 * MB,
+  /** Servers with joined members per room, at a state group, for sending events (federation/sender.ts). */
+  room_servers: 1 * MB,
   /** Attempts to fill history gaps (federation/pdus.ts). */
   history_gaps: 512 * 1024,
 } as const;

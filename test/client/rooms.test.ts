@@ -96,7 +96,8 @@ describe("createRoom", () => {
     const roomId = await createRoom(c, alice, { preset: "public_chat" });
     expect(await getState(c, alice, roomId, "m.room.join_rules")).toEqual({ join_rule: "public" });
     expect(await getState(c, alice, roomId, "m.room.history_visibility")).toEqual({ history_visibility: "shared" });
-    expect(await getState(c, alice, roomId, "m.room.guest_access")).toEqual({ guest_access: "forbidden" });
+    // No guests: no m.room.guest_access at all, which means "forbidden" (as Synapse sends it only for can_join).
+    expectError(await c.get(`/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.guest_access/`, { token: alice.accessToken }), 404, "M_NOT_FOUND");
     expect((await getState(c, alice, roomId, "m.room.power_levels")).invite).toBe(50);
   });
 
@@ -104,7 +105,7 @@ describe("createRoom", () => {
     const alice = await user();
     const roomId = await createRoom(c, alice, { visibility: "public" });
     expect(await getState(c, alice, roomId, "m.room.join_rules")).toEqual({ join_rule: "public" });
-    expect(await getState(c, alice, roomId, "m.room.guest_access")).toEqual({ guest_access: "forbidden" });
+    expectError(await c.get(`/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.guest_access/`, { token: alice.accessToken }), 404, "M_NOT_FOUND");
     // An explicit preset wins over the visibility's default.
     const priv = await createRoom(c, alice, { visibility: "public", preset: "private_chat" });
     expect(await getState(c, alice, priv, "m.room.join_rules")).toEqual({ join_rule: "invite" });

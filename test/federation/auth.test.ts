@@ -77,17 +77,22 @@ describe("signed requests between servers", () => {
   });
 });
 
-describe("forged requests get 401 M_UNAUTHORIZED", () => {
+describe("forged requests are refused with M_UNAUTHORIZED", () => {
   it("a missing or non-X-Matrix Authorization header", async () => {
     expectError(await send(hs2, "GET", ECHO, undefined), 401, "M_UNAUTHORIZED");
     expectError(await send(hs2, "GET", ECHO, "Bearer abc"), 401, "M_UNAUTHORIZED");
   });
 
-  it("a malformed header", async () => {
+  it("a malformed header is a bad request: 400 M_UNAUTHORIZED", async () => {
     const good = signed({ uri: ECHO });
-    expectError(await send(hs2, "GET", ECHO, good.replace(",key=", " key=")), 401, "M_UNAUTHORIZED");
-    expectError(await send(hs2, "GET", ECHO, `${good},origin="hs1.test"`), 401, "M_UNAUTHORIZED");
-    expectError(await send(hs2, "GET", ECHO, 'X-Matrix origin="hs1.test"'), 401, "M_UNAUTHORIZED");
+    expectError(await send(hs2, "GET", ECHO, good.replace(",key=", " key=")), 400, "M_UNAUTHORIZED");
+    expectError(await send(hs2, "GET", ECHO, `${good},origin="hs1.test"`), 400, "M_UNAUTHORIZED");
+    expectError(await send(hs2, "GET", ECHO, 'X-Matrix origin="hs1.test"'), 400, "M_UNAUTHORIZED");
+  });
+
+  it("an origin that is not a server name (a non-numeric port) is a bad request", async () => {
+    const header = signRequest({ method: "GET", uri: ECHO, origin: "hs1.test:http", destination: "hs2.test" }, hs1.signingKey);
+    expectError(await send(hs2, "GET", ECHO, header), 400, "M_UNAUTHORIZED");
   });
 
   it("a bad signature", async () => {

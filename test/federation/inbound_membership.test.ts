@@ -91,6 +91,33 @@ describe("send_join's auth_chain", () => {
   }
 });
 
+describe("make_join into a room we have left", () => {
+  it("is 404 M_NOT_FOUND once every local user has left", async () => {
+    const creator = await registerUser(c1);
+    const roomId = await createRoom(c1, creator, { preset: "public_chat", room_version: "10" });
+    expect((await template(roomId, bob.userId, "10")).type).toBe("m.room.member");
+    expect((await c1.post(`/_matrix/client/v3/rooms/${enc(roomId)}/leave`, {}, { token: creator.accessToken })).status).toBe(200);
+    const err = await refusal(template(roomId, bob.userId, "10"));
+    expect([err.status, err.errcode]).toEqual([404, "M_NOT_FOUND"]);
+  });
+});
+
+describe("the legacy top-level origin on the resident's events", () => {
+  it("v1-v10: every event hs1 built names it as origin (the template too); v11+: none does", async () => {
+    for (const [version, origin] of [["1", "hs1.test"], ["10", "hs1.test"], ["11", undefined]] as const) {
+      const roomId = await createRoom(c1, alice, { preset: "public_chat", room_version: version });
+      const t = await template(roomId, bob.userId, version);
+      expect(t.origin, version).toBe(origin);
+      const id: JsonObject = version === "1" ? { event_id: `$join${Date.now()}:hs2.test` } : {};
+      const signed = signNewEvent(getRoomVersion(version)!, { ...t, ...id, origin: "hs2.test", hashes: {} }, "hs2.test", hs2.signingKey);
+      const res = await fed().put("hs1.test", `/_matrix/federation/v2/send_join/${enc(roomId)}/${enc(signed.eventId)}`, signed.pdu);
+      const theirs = [...(res.state as JsonObject[]), ...(res.auth_chain as JsonObject[])].filter((e) => e.sender === alice.userId);
+      expect(theirs.length).toBeGreaterThan(0);
+      for (const e of theirs) expect(e.origin, `${version} ${String(e.type)}`).toBe(origin);
+    }
+  });
+});
+
 /** The event id of a v10 PDU (its reference hash). */
 function hs1IdOf(pdu: JsonObject): string {
   return eventIdOf(getRoomVersion("10")!, pdu);
@@ -138,6 +165,40 @@ describe("signature and format failures on send_join and invite", () => {
     };
     const err = await refusal(fed().put("hs1.test", `/_matrix/federation/v2/invite/${enc("!unknown:hs2.test")}/${enc("$x")}`, { room_version: "10", event: invite, invite_room_state: [] }));
     expect([err.status, err.errcode]).toEqual([403, "M_FORBIDDEN"]);
+  });
+});
+
+describe("whom an invite may be for", () => {
+  /** An invite from bob (hs2) to `invitee`, for a room of hs2's, signed by hs2. */
+  async function invite(invitee: string): Promise<{ path: string; body: JsonObject }> {
+    const roomId = await createRoom(c2, bob, { room_version: "10" });
+    const head = (await hs2.server.services.roomCore.persister.head(roomId))!;
+    const pdu: JsonObject = {
+      type: "m.room.member",
+      state_key: invitee,
+      sender: bob.userId,
+      room_id: roomId,
+      content: { membership: "invite" },
+      depth: head.maxDepth + 1,
+      origin_server_ts: Date.now(),
+      prev_events: [...head.extremities],
+      auth_events: [...head.state.values()].slice(0, 3),
+      hashes: {},
+    };
+    const signed = signNewEvent(getRoomVersion("10")!, pdu, "hs2.test", hs2.signingKey);
+    return { path: `/_matrix/federation/v2/invite/${enc(roomId)}/${enc(signed.eventId)}`, body: { room_version: "10", event: signed.pdu, invite_room_state: [] } };
+  }
+
+  it("a user of ours that does not exist (yet) is invited as Synapse does: countersigned, 200", async () => {
+    const { path, body } = await invite("@nobody-here:hs1.test");
+    const res = await fed().put("hs1.test", path, body);
+    expect(Object.keys(((res.event as JsonObject).signatures as JsonObject) ?? {}).sort()).toEqual(["hs1.test", "hs2.test"]);
+  });
+
+  it("a user of another server is 400", async () => {
+    const { path, body } = await invite("@someone:hs3.test");
+    const err = await refusal(fed().put("hs1.test", path, body));
+    expect([err.status, err.errcode]).toEqual([400, "M_INVALID_PARAM"]);
   });
 });
 

@@ -3,7 +3,9 @@
  * does. hs1 (Myelin) joins, leaves, knocks and invites through hs2.test, which is a real Myelin behind a
  * FederationProxy that changes one thing per test:
  *  - make_* templates without `origin_server_ts` and with the resident's `origin` (Synapse 1.63 and SyTest):
- *    our event fills in the time, drops `origin`, and the resident accepts it;
+ *    our event fills in the time, replaces `origin` with ours (dropped from room v11 on), and the resident accepts it;
+ *  - an invite whose server refuses or fails make_leave is rejected locally (a leave on top of the invite); a knock
+ *    is not withdrawn that way;
  *  - a refused make_join reaches the client with the remote's status, errcode and fields;
  *  - no /v2/send_join, /v2/send_leave or /v2/invite (404 without a Matrix error, or M_UNRECOGNIZED): v1 is used;
  *  - a send_join answer whose state lacks the create event, or whose create event is of another room version, is
@@ -11,6 +13,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stateMapKey } from "../../src/core/events/event.js";
+import { eventIdOf } from "../../src/core/events/ids.js";
+import { getRoomVersion } from "../../src/core/rooms/versions.js";
 import type { JsonObject } from "../../src/core/json/types.js";
 import { FederationProxy } from "../helpers/fed_proxy.js";
 import { startFederatedServer, TestNetwork } from "../helpers/federation.js";
@@ -113,7 +117,17 @@ describe("events built from a resident's template", () => {
     expect(proxy.requests("/_matrix/federation/v1/send_leave/")).toHaveLength(1);
   });
 
-  it("knock: the same", async () => {
+  it("join in a room version before 11: the resident's origin is replaced with ours", async () => {
+    reset();
+    likeOtherResidents("/_matrix/federation/v1/make_join/");
+    const roomId = await createRoom(c2, alice, { preset: "public_chat", room_version: "10" });
+    const bob = await registerUser(c1);
+    const join = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expect(join.status, join.text).toBe(200);
+    expect((await storedMember(roomId, bob.userId))!.origin).toBe("hs1.test");
+  });
+
+  it("knock: the same (v10: origin is ours)", async () => {
     reset();
     likeOtherResidents("/_matrix/federation/v1/make_knock/");
     const roomId = await createRoom(c2, alice, { preset: "private_chat", room_version: "10", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] });
@@ -121,7 +135,71 @@ describe("events built from a resident's template", () => {
     const knock = await c1.post(`${V3}/knock/${enc(roomId)}?server_name=hs2.test`, {}, { token: dave.accessToken });
     expect(knock.status, knock.text).toBe(200);
     await poll(async () => ((await membershipOnHs2(roomId, dave.userId)) === "knock" ? true : undefined));
-    expect(await storedMember(roomId, dave.userId)).not.toHaveProperty("origin");
+    expect((await storedMember(roomId, dave.userId))!.origin).toBe("hs1.test");
+  });
+});
+
+describe("rejecting an invite when its server will not take the leave", () => {
+  for (const [what, answer] of [
+    ["refuses make_leave (403)", { status: 403, body: { errcode: "M_FORBIDDEN", error: "no" } }],
+    ["fails make_leave (500)", { status: 500, body: {} }],
+  ] as const) {
+    it(`${what}: the invite is rejected locally, with a leave of ours on top of it; a knock is not`, async () => {
+      reset();
+      for (const version of ["1", "10"]) {
+        const roomId = await createRoom(c2, alice, { preset: "private_chat", room_version: version });
+        const carol = await registerUser(c1);
+        expect((await c2.post(`${V3}/rooms/${enc(roomId)}/invite`, { user_id: carol.userId }, { token: alice.accessToken })).status).toBe(200);
+        await poll(async () => ((await outOfBand(hs1, roomId, carol.userId)) === "invite" ? true : undefined));
+        const inviteId = (await hs1.server.services.storage.rooms.currentStateEventId(roomId, "m.room.member", carol.userId))!;
+        proxy.intercept = (req) => (req.path.startsWith("/_matrix/federation/v1/make_leave/") ? answer : undefined);
+        const leave = await c1.post(`${V3}/rooms/${enc(roomId)}/leave`, { reason: "not now" }, { token: carol.accessToken });
+        expect(leave.status, leave.text).toBe(200);
+        expect(await outOfBand(hs1, roomId, carol.userId)).toBe("leave");
+        const id = (await hs1.server.services.storage.rooms.currentStateEventId(roomId, "m.room.member", carol.userId))!;
+        const pdu = (await hs1.server.services.roomCore.events.get(id))!.event.pdu;
+        const ref = version === "1" ? (pdu.prev_events as unknown[][])[0]![0] : (pdu.prev_events as string[])[0];
+        expect(ref).toBe(inviteId);
+        expect(pdu).toMatchObject({ sender: carol.userId, state_key: carol.userId, content: { membership: "leave", reason: "not now" } });
+        // hs2 never heard of it: the invite stands there.
+        expect(await membershipOnHs2(roomId, carol.userId)).toBe("invite");
+        proxy.intercept = undefined;
+      }
+    });
+  }
+
+  it("a knock whose server is unreachable is not withdrawn locally: 502", async () => {
+    reset();
+    const roomId = await createRoom(c2, alice, { preset: "private_chat", room_version: "10", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] });
+    const erin = await registerUser(c1);
+    expect((await c1.post(`${V3}/knock/${enc(roomId)}?server_name=hs2.test`, {}, { token: erin.accessToken })).status).toBe(200);
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/federation/v1/make_leave/") ? { status: 500, body: {} } : undefined);
+    expectError(await c1.post(`${V3}/rooms/${enc(roomId)}/leave`, {}, { token: erin.accessToken }), 502, "M_UNKNOWN");
+    expect(await outOfBand(hs1, roomId, erin.userId)).toBe("knock");
+    proxy.intercept = undefined;
+  });
+});
+
+describe("which servers a membership event is sent to", () => {
+  /** Whether some transaction hs1 sent to hs2 carried the event. */
+  const sentToHs2 = (eventId: string) =>
+    proxy.requests("/_matrix/federation/v1/send/").some((r) => ((r.body as { pdus?: JsonObject[] }).pdus ?? []).some((p) => eventIdOf(getRoomVersion("10")!, p) === eventId));
+
+  it("an invite goes by /invite only; a kick of a server's last member reaches it", async () => {
+    reset();
+    const owner = await registerUser(c1);
+    const roomId = await createRoom(c1, owner, { preset: "private_chat", room_version: "10" });
+    const guest = await registerUser(c2);
+    expect((await c1.post(`${V3}/rooms/${enc(roomId)}/invite`, { user_id: guest.userId }, { token: owner.accessToken })).status).toBe(200);
+    const inviteId = (await hs1.server.services.storage.rooms.currentStateEventId(roomId, "m.room.member", guest.userId))!;
+    expect(proxy.requests("/_matrix/federation/v2/invite/")).toHaveLength(1);
+    expect((await c2.post(`${V3}/join/${enc(roomId)}?server_name=hs1.test`, {}, { token: guest.accessToken })).status).toBe(200);
+    const kick = await c1.post(`${V3}/rooms/${enc(roomId)}/kick`, { user_id: guest.userId }, { token: owner.accessToken });
+    expect(kick.status).toBe(200);
+    const kickEvent = (await hs1.server.services.storage.rooms.currentStateEventId(roomId, "m.room.member", guest.userId))!;
+    await poll(async () => (sentToHs2(kickEvent) ? true : undefined));
+    expect(sentToHs2(inviteId)).toBe(false);
+    await poll(async () => ((await membershipOnHs2(roomId, guest.userId)) === "leave" ? true : undefined));
   });
 });
 

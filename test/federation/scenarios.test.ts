@@ -191,6 +191,21 @@ describe("typing, receipts and presence across servers", () => {
     );
   });
 
+  it("a join brings the presence both ways: the joiner's to the room's servers, the members' to the joiner's", async () => {
+    const [erin, frank] = [await registerUser(c1), await registerUser(c2)];
+    for (const [c, u, msg] of [[c1, erin, "erin here"], [c2, frank, "frank here"]] as const) {
+      expect((await c.put(`${V3}/presence/${enc(u.userId)}/status`, { presence: "online", status_msg: msg }, { token: u.accessToken })).status).toBe(200);
+    }
+    // They share no room yet, so neither server has heard of the other user's presence (nor will by a change).
+    const roomId = await createRoom(c1, erin, { preset: "public_chat" });
+    await join(c2, frank, roomId);
+    const statusOn = async (c: Client, viewer: TestUser, userId: string) => (await c.get(`${V3}/presence/${enc(userId)}/status`, { token: viewer.accessToken })).body;
+    await poll(async () => ((await statusOn(c1, erin, frank.userId)).status_msg === "frank here" ? true : undefined));
+    await poll(async () => ((await statusOn(c2, frank, erin.userId)).status_msg === "erin here" ? true : undefined));
+    expect(await statusOn(c1, erin, frank.userId)).toMatchObject({ presence: "online" });
+    expect(typeof (await statusOn(c2, frank, erin.userId)).last_active_ago).toBe("number");
+  });
+
   it("bob's presence reaches alice, who shares a room with him", async () => {
     await sharedRoom();
     const since = (await sync(c1, alice)).next_batch;

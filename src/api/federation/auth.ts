@@ -16,7 +16,7 @@ const unauthorized = (msg: string) => new MatrixError(401, "M_UNAUTHORIZED", msg
 
 /**
  * Authenticates a federation request; returns the origin server name, or undefined when there is no X-Matrix
- * header. Throws 401 M_UNAUTHORIZED for a malformed header, a destination that is not us, or a signature that does
+ * header. Throws 400 M_UNAUTHORIZED for a malformed header; 401 M_UNAUTHORIZED for a destination that is not us, or a signature that does
  * not verify with a currently valid key of the origin; 403 M_FORBIDDEN when `federation_domain_whitelist` excludes
  * the origin.
  */
@@ -27,7 +27,9 @@ export async function authenticateFederationRequest(req: FastifyRequest, service
   try {
     auth = parseXMatrix(header);
   } catch (e) {
-    if (e instanceof XMatrixParseError) throw unauthorized(`Malformed Authorization header: ${e.message}`);
+    // A header that does not parse (or names an origin that is not a server name, e.g. a non-numeric port) is a bad
+    // request rather than a failed authentication: 400, still M_UNAUTHORIZED, as Synapse answers.
+    if (e instanceof XMatrixParseError) throw new MatrixError(400, "M_UNAUTHORIZED", `Malformed Authorization header: ${e.message}`);
     throw e;
   }
   const ourName = services.config.serverName;

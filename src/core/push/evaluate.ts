@@ -60,6 +60,14 @@ export class PreparedPushEvent {
         : undefined;
   }
 
+  /**
+   * Only the users in `m.mentions.user_ids` can be concerned (concernsMember): not an invite, and m.mentions or no
+   * body rules out the legacy display-name and user-name rules.
+   */
+  get concernsOnlyMentioned(): boolean {
+    return this.inviteStateKey === undefined && (this.hasMentions || this.body === undefined);
+  }
+
   /** The value at the dotted `key` (already parsed into `path`), looked up once per event. */
   valueAt(key: string, path: readonly string[]): JsonValue | undefined {
     let value = this.values.get(key);
@@ -91,6 +99,14 @@ export class PreparedPushEvent {
     this.foldedBody ??= foldForSearch(body);
     if (!this.foldedBody.includes(foldForSearch(text))) return false;
     return compileLiteral(text).matchesWords(body);
+  }
+
+  /** bodyContainsWords for a text whose foldForSearch is known. */
+  bodyContainsFoldedWords(text: string, folded: string): boolean {
+    const body = this.body;
+    if (body === undefined) return false;
+    this.foldedBody ??= foldForSearch(body);
+    return this.foldedBody.includes(folded) && compileLiteral(text).matchesWords(body);
   }
 
   /** The invitee's state_key matches `userId` as `.m.rule.invite_for_me`'s pattern (false when not an invite). */
@@ -361,14 +377,38 @@ function firstMatch(rules: CompiledRuleset, event: PreparedPushEvent, ctx: Condi
  * outcome under the server defaults is evaluateDefaultsForBystander's.
  */
 export function concernsUser(event: PreparedPushEvent, userId: string, displayName: string | null): boolean {
-  if (event.mentionedUserIds.has(userId)) return true;
-  if (event.inviteIsFor(userId)) return true;
+  return concernsMember(event, memberNames(userId, displayName));
+}
+
+/**
+ * A member's names as concernsMember checks them, case-folded once: a room's member list keeps these, so an event
+ * into a room of 10,000 members folds no names.
+ */
+export interface MemberNames {
+  readonly userId: string;
+  readonly displayName: string | null;
+  /** foldForSearch of the display name (null without one). */
+  readonly foldedName: string | null;
+  readonly localpart: string;
+  /** foldForSearch of the localpart; undefined when the localpart is a glob (`*` or `?`). */
+  readonly foldedLocalpart: string | undefined;
+}
+
+export function memberNames(userId: string, displayName: string | null): MemberNames {
+  const localpart = localpartOf(userId);
+  const name = displayName === "" ? null : displayName;
+  return { userId, displayName, foldedName: name === null ? null : foldForSearch(name), localpart, foldedLocalpart: hasGlobChars(localpart) ? undefined : foldForSearch(localpart) };
+}
+
+/** concernsUser with the member's names folded already. */
+export function concernsMember(event: PreparedPushEvent, m: MemberNames): boolean {
+  if (event.mentionedUserIds.has(m.userId)) return true;
+  if (event.inviteIsFor(m.userId)) return true;
   const body = event.body;
   if (event.hasMentions || body === undefined) return false;
-  if (displayName !== null && displayName !== "" && event.bodyContainsWords(displayName)) return true;
+  if (m.foldedName !== null && event.bodyContainsFoldedWords(m.displayName!, m.foldedName)) return true;
   // `.m.rule.contains_user_name`: the localpart is the rule's pattern, so a glob when it has `*` or `?`.
-  const localpart = localpartOf(userId);
-  return hasGlobChars(localpart) ? compileGlob(localpart).matchesWords(body) : event.bodyContainsWords(localpart);
+  return m.foldedLocalpart === undefined ? compileGlob(m.localpart).matchesWords(body) : event.bodyContainsFoldedWords(m.localpart, m.foldedLocalpart);
 }
 
 let bystanderRules: CompiledRuleset | undefined;

@@ -41,6 +41,12 @@ export interface RoomVersion {
   readonly knockRestrictedJoinRule: boolean;
   /** v10+: power level values must be integers (no strings). */
   readonly integerPowerLevels: boolean;
+  /**
+   * v1-v10: events carry the legacy top-level `origin` (the server that built them; kept by the redaction
+   * algorithm). The spec no longer lists it in PDUs, but it never forbade it and Synapse still sets it on every event
+   * it builds; v11 (MSC3989) stops protecting it, so new events there go without.
+   */
+  readonly legacyOriginField: boolean;
   /** v1-v10: m.room.create carries `content.creator`; v11+ uses the sender. */
   readonly createHasCreatorField: boolean;
   /** v11+: m.room.redaction carries `redacts` in content (also top level for compatibility). */
@@ -65,6 +71,7 @@ const base = {
   restrictedJoinRule: false,
   knockRestrictedJoinRule: false,
   integerPowerLevels: false,
+  legacyOriginField: true,
   createHasCreatorField: true,
   redactsInContent: false,
   roomIdIsCreateEventHash: false,
@@ -88,7 +95,7 @@ const v7: RoomVersion = { ...v6, id: "7", knocking: true };
 const v8: RoomVersion = { ...v7, id: "8", redaction: "v8", restrictedJoinRule: true };
 const v9: RoomVersion = { ...v8, id: "9", redaction: "v9" };
 const v10: RoomVersion = { ...v9, id: "10", knockRestrictedJoinRule: true, integerPowerLevels: true };
-const v11: RoomVersion = { ...v10, id: "11", redaction: "v11", createHasCreatorField: false, redactsInContent: true };
+const v11: RoomVersion = { ...v10, id: "11", redaction: "v11", legacyOriginField: false, createHasCreatorField: false, redactsInContent: true };
 const v12: RoomVersion = { ...v11, id: "12", stateRes: "v2.1", roomIdIsCreateEventHash: true, privilegedCreators: true };
 
 export const ROOM_VERSIONS: ReadonlyMap<string, RoomVersion> = new Map(

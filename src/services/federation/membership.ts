@@ -5,13 +5,15 @@
  */
 import type { Logger } from "pino";
 import { stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
+import { computeReferenceHash } from "../../core/events/hashes.js";
 import { eventIdOf, generateLocalEventId } from "../../core/events/ids.js";
 import { redactPdu } from "../../core/events/redaction.js";
 import { signNewEvent } from "../../core/events/signing.js";
 import type { SigningKey } from "../../core/crypto/ed25519.js";
 import { signJson } from "../../core/crypto/signing.js";
 import { userIdDomain } from "../../core/ids/ids.js";
-import { isJsonObject, type JsonObject } from "../../core/json/types.js";
+import { encodeBase64 } from "../../core/json/base64.js";
+import { isJsonObject, type JsonObject, type JsonValue } from "../../core/json/types.js";
 import { getRoomVersion, ROOM_VERSIONS, type RoomVersion } from "../../core/rooms/versions.js";
 import { MatrixError, forbidden, notFound } from "../../errors.js";
 import { encodePath, type FederationClient } from "../../federation/client.js";
@@ -63,7 +65,6 @@ export class FederationMembership {
       log: Logger;
       /** displayname/avatar_url for a local user's member events. */
       profileOf: (userId: string) => Promise<JsonObject>;
-      userExists: (userId: string) => Promise<boolean>;
       serversInRoom: (roomId: string) => Promise<string[]>;
       /** 403 when the room's m.room.server_acl denies the server (spec "Server Access Control Lists"). */
       checkAcl: (origin: string, roomId: string) => Promise<void>;
@@ -88,6 +89,8 @@ export class FederationMembership {
     }
     if (membership === "knock" && !version.knocking) throw forbidden(`Room version ${version.id} does not support knocking`);
     await this.deps.checkAcl(origin, roomId);
+    // A room all our users have left is one we can no longer vouch for, nor relay a join into: as Synapse, 404.
+    if (membership === "join" && !(await this.deps.serversInRoom(roomId)).includes(this.deps.serverName)) throw notFound("Not an active room on this server");
     const extra = membership === "join" ? await this.deps.restrictedJoin(roomId, userId) : undefined;
     const { pdu } = await this.deps.persister.membershipTemplate(roomId, { type: "m.room.member", state_key: userId, sender: userId, content: { membership, ...extra } });
     return { room_version: version.id, event: pdu };
@@ -186,7 +189,9 @@ export class FederationMembership {
     } catch (e) {
       throw pduRefusal(e);
     }
-    if (userIdDomain(event.state_key!) !== this.deps.serverName || !(await this.deps.userExists(event.state_key!))) throw notFound("The invitee is not a user of this server");
+    // As Synapse, the invitee only has to be of this server: whether such a user exists is not for the inviting
+    // server to learn (the spec lists no "unknown user" answer), and an invite nobody reads harms no one.
+    if (userIdDomain(event.state_key!) !== this.deps.serverName) throw new MatrixError(400, "M_INVALID_PARAM", "The invite event must be for this server");
     const signed = signJson(redactPdu(version, event.pdu), this.deps.serverName, this.deps.signingKey);
     const sigs = { ...(event.pdu.signatures as JsonObject), [this.deps.serverName]: (signed.signatures as JsonObject)[this.deps.serverName]! };
     const signedEvent = trustedEvent(event.event_id, event.room_id, { ...event.pdu, signatures: sigs });
@@ -305,7 +310,7 @@ export class FederationMembership {
    * Rejects an invite (or withdraws a knock) to a room this server is not in: make_leave/send_leave through the
    * server that sent it, then the leave replaces the user's out-of-band membership.
    */
-  async leaveRemote(roomId: string, userId: string, servers: string[], reason?: string): Promise<void> {
+  async leaveRemote(roomId: string, userId: string, servers: string[], reason?: string, inviteEventId?: string): Promise<void> {
     let lastError: unknown;
     for (const server of [...new Set(servers)].filter((s) => s !== this.deps.serverName)) {
       try {
@@ -321,7 +326,43 @@ export class FederationMembership {
         lastError = e;
       }
     }
+    // As Synapse: an invite whose servers will not (or cannot) take the rejection is rejected here alone, with a
+    // leave of our own on top of the invite, so the user is not stuck with it. A knock has no such fallback.
+    if (inviteEventId !== undefined && (await this.localRejection(roomId, userId, inviteEventId, reason))) {
+      this.deps.log.info({ err: lastError, roomId, userId }, "could not reject the invite through any server; rejected it locally");
+      return;
+    }
     throw new MatrixError(502, "M_UNKNOWN", `Could not leave the room through any server: ${(lastError as Error | undefined)?.message ?? "no servers"}`);
+  }
+
+  /**
+   * An out-of-band leave built on the invite alone (its only prev and auth event), signed by us and kept as the
+   * user's membership; no other server sees it. False when the invite is not there to build on.
+   */
+  private async localRejection(roomId: string, userId: string, inviteEventId: string, reason: string | undefined): Promise<boolean> {
+    const invite = await this.deps.events.get(inviteEventId);
+    if (!invite || invite.event.room_id !== roomId || invite.event.state_key !== userId) return false;
+    const version = invite.version;
+    const content: JsonObject = { membership: "leave" };
+    if (reason !== undefined) content.reason = reason;
+    const ref: JsonValue = version.eventIdFormat === "v1" ? [inviteEventId, { sha256: encodeBase64(computeReferenceHash(version, invite.event.pdu)) }] : inviteEventId;
+    const pdu: JsonObject = {
+      type: "m.room.member",
+      room_id: roomId,
+      sender: userId,
+      state_key: userId,
+      content,
+      prev_events: [ref],
+      auth_events: [ref],
+      depth: invite.event.depth + 1,
+      origin_server_ts: Date.now(),
+      hashes: {},
+    };
+    if (version.legacyOriginField) pdu.origin = this.deps.serverName;
+    if (version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.deps.serverName);
+    const signed = signNewEvent(version, pdu, this.deps.serverName, this.deps.signingKey);
+    await this.deps.persister.persistOutOfBand(trustedEvent(signed.eventId, roomId, signed.pdu), version, userId);
+    return true;
   }
 
   /**
@@ -389,14 +430,16 @@ export class FederationMembership {
    * Our membership event from a resident's template (spec: the joining server fills in what makes the event its
    * own), as Synapse's create_local_event_from_event_dict: the content we choose; `origin_server_ts` when the
    * template has none; a v1/v2 event id of ours; our hashes and signature. The template's `signatures` and
-   * `unsigned` go, and so does `origin`: no longer part of a PDU (spec PR #998; Synapse stopped sending it), and a
-   * template's names the resident, not us. A template that does not make a valid event is the resident's fault.
+   * `unsigned` go; its `origin` names the resident, so we "add or replace" it with ours (spec, "Joining Rooms") in
+   * the room versions whose events still carry one, and drop it from v11 on. A template that does not make a valid
+   * event is the resident's fault.
    */
   private eventFromTemplate(server: string, membership: Membership, version: RoomVersion, template: JsonObject, content: JsonObject): { eventId: string; pdu: JsonObject } {
     const pdu: JsonObject = { ...template, content, hashes: {} };
     delete pdu.signatures;
     delete pdu.unsigned;
     delete pdu.origin;
+    if (version.legacyOriginField) pdu.origin = this.deps.serverName;
     if (typeof pdu.origin_server_ts !== "number" || !Number.isSafeInteger(pdu.origin_server_ts)) pdu.origin_server_ts = Date.now();
     if (version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.deps.serverName);
     const signed = signNewEvent(version, pdu, this.deps.serverName, this.deps.signingKey);

@@ -108,7 +108,7 @@ export class FederationPdus {
     const have = await this.deps.events.getMany([...new Set(received.flatMap((e) => e.prev_events))]);
     const now = Date.now();
     const frontier = received
-      .filter((e) => e.prev_events.some((id) => !inTimeline(have.get(id))))
+      .filter((e) => e.prev_events.some((id) => !inTimeline(have.get(id), roomId)))
       .filter((e) => now - (this.gapAttempts.get(e.event_id) ?? 0) > GAP_RETRY_MS)
       .map((e) => e.event_id);
     if (frontier.length === 0) return 0;
@@ -144,7 +144,15 @@ export class FederationPdus {
         const have = await this.deps.events.get(e.event_id);
         if (have && !have.outlier) continue;
         const missing = await this.missingPrevEvents(e);
-        const stateBefore = missing.length > 0 && e.prev_events.length > 0 ? await this.stateAcrossGap(server, version, e, missing) : undefined;
+        let stateBefore: StateMap | undefined;
+        try {
+          stateBefore = missing.length > 0 && e.prev_events.length > 0 ? await this.stateAcrossGap(server, version, e, missing) : undefined;
+        } catch (err) {
+          // Without the state at its gap the event has nothing to stand on; the rest of the page still counts.
+          if (!(err instanceof FederationError)) throw err;
+          this.deps.log.info({ err: err.message, eventId: e.event_id, server }, "backfilled event skipped: no state across its gap");
+          continue;
+        }
         await this.fetchMissingAuthEvents(server, version, e);
         await this.deps.persister.persistReceived(e, { backfilled: true, ...(stateBefore ? { stateBefore } : {}) });
         added++;
@@ -235,7 +243,9 @@ export class FederationPdus {
       // handled"); `error` is for PDUs we could not process at all.
       return { eventId: event.event_id, status: r };
     } catch (e) {
-      this.deps.log.warn({ err: e, eventId: event.event_id, origin }, "failed to handle a received PDU");
+      // A PduError is our verdict on the PDU (e.g. prev events withheld); anything else is a failure of ours.
+      if (e instanceof PduError) this.deps.log.info({ err: e.message, eventId: event.event_id, origin }, "dropped a received PDU");
+      else this.deps.log.warn({ err: e, eventId: event.event_id, origin }, "failed to handle a received PDU");
       return { eventId: event.event_id, error: (e as Error).message };
     }
   }
@@ -252,6 +262,10 @@ export class FederationPdus {
     if (missing.length > 0 && depth === 0) {
       await this.fetchMissingPrevEvents(origin, version, event);
       missing = await this.missingPrevEvents(event);
+      // As Synapse: an event pushed to us could become the room's only forward extremity, and the state at a gap
+      // is the sender's word; its sender has no excuse not to give us its prev events (get_missing_events, which
+      // bridges deeper gaps with the state at the events it returns). One it withholds is dropped, not built on.
+      if (missing.length > 0) throw new PduError(`Your server isn't divulging details about prev_events referenced in this event: ${missing.join(", ")}`);
     }
     if (missing.length > 0) stateBefore = await this.stateAcrossGap(origin, version, event, missing);
     await this.fetchMissingAuthEvents(origin, version, event);
@@ -262,7 +276,7 @@ export class FederationPdus {
   /** Prev events we do not have as room events (outliers have no state to build on). */
   private async missingPrevEvents(event: Event): Promise<string[]> {
     const have = await this.deps.events.getMany(event.prev_events);
-    return event.prev_events.filter((id) => !inTimeline(have.get(id)));
+    return event.prev_events.filter((id) => !inTimeline(have.get(id), event.room_id));
   }
 
   /**
@@ -344,9 +358,10 @@ export class FederationPdus {
           min_depth: 0,
         });
       } catch (e) {
-        // As Synapse: a server that will not (or cannot) answer leaves the gap to /state_ids; no further rounds.
+        // As Synapse: no further rounds; what the events fetched so far still lack is bridged with /state_ids, and
+        // a pushed event whose own prev events never came is dropped.
         if (!(e instanceof FederationError)) throw e;
-        this.deps.log.info({ err: e.message, eventId: event.event_id, origin, round }, "get_missing_events failed; bridging the gap with the state");
+        this.deps.log.info({ err: e.message, eventId: event.event_id, origin, round }, "get_missing_events failed");
         break;
       }
       let added = 0;
@@ -394,13 +409,17 @@ export class FederationPdus {
       const authIds = stringList(ids.auth_chain_ids);
       await this.fetchEvents(origin, version, [...authIds, ...pduIds, prevId]);
       const loaded = await this.deps.events.getMany([...pduIds, prevId]);
+      // The sender's word for the state, less what cannot be state here: events it named from another room (as
+      // Synapse drops them), and events the auth rules rejected (a power-levels event it made up, say) — state
+      // resolution must not get to pick one of those over the room's real state.
+      const usable = (e: StoredEvent | undefined): e is StoredEvent => e !== undefined && e.event.room_id === event.room_id && !e.rejected;
       const state: StateMap = new Map();
       for (const id of pduIds) {
         const e = loaded.get(id);
-        if (e && e.event.state_key !== undefined) state.set(stateMapKey(e.event.type, e.event.state_key), id);
+        if (usable(e) && e.event.state_key !== undefined) state.set(stateMapKey(e.event.type, e.event.state_key), id);
       }
       const prev = loaded.get(prevId);
-      if (prev && isStateEvent(prev.event) && !prev.rejected) state.set(stateMapKey(prev.event.type, prev.event.state_key!), prevId);
+      if (usable(prev) && isStateEvent(prev.event)) state.set(stateMapKey(prev.event.type, prev.event.state_key!), prevId);
       states.push(state);
     }
     return resolveStoredStates(this.deps.events, version, states);
@@ -450,9 +469,12 @@ function pduEventId(version: RoomVersion, pdu: unknown): string | undefined {
   }
 }
 
-/** Whether we hold an event as part of the room's history (not missing, not an outlier without state). */
-function inTimeline(e: StoredEvent | undefined): boolean {
-  return e !== undefined && !e.outlier && e.stateGroup !== null;
+/**
+ * Whether we hold an event as part of the room's history (not missing, not an outlier without state). A prev event
+ * of another room is no part of this room's history: its state must never become this room's.
+ */
+function inTimeline(e: StoredEvent | undefined, roomId: string): boolean {
+  return e !== undefined && e.event.room_id === roomId && !e.outlier && e.stateGroup !== null;
 }
 
 function stringList(v: unknown): string[] {

@@ -19,6 +19,7 @@ import type { Storage } from "../../storage/storage.js";
 import type { DestinationRow } from "../../storage/federation.js";
 import type { OutboxEdu } from "../../storage/federation_outbox.js";
 import type { EventCache, StoredEvent } from "../rooms/event_cache.js";
+import { CacheRegistry, ENTRY_BYTES, STRING_BYTES, type Cache } from "../../util/cache.js";
 
 export const MAX_PDUS_PER_TXN = 50;
 export const MAX_EDUS_PER_TXN = 100;
@@ -59,8 +60,26 @@ export class FederationSender {
       client: FederationClient;
       events: EventCache;
       log: Logger;
+      caches?: CacheRegistry;
     },
-  ) {}
+  ) {
+    this.roomServers = (deps.caches ?? new CacheRegistry()).create("room_servers", (v) => 2 * ENTRY_BYTES + v.servers.reduce((n, x) => n + STRING_BYTES(x) + 8, 0));
+  }
+
+  /**
+   * The servers with joined members per room, with the state group they were read at: any change of the room's state
+   * gives later events another group, so a message into a room of 10,000 members reads no member list.
+   */
+  private readonly roomServers: Cache<string, { group: number; servers: string[] }>;
+
+  private async serversInRoom(e: StoredEvent): Promise<string[]> {
+    const group = e.stateGroup;
+    const cached = group !== null ? this.roomServers.get(e.event.room_id) : undefined;
+    if (cached && cached.group === group) return cached.servers;
+    const servers = await this.deps.storage.federation.serversInRoom(e.event.room_id);
+    if (group !== null) this.roomServers.set(e.event.room_id, { group, servers });
+    return servers;
+  }
 
   /** After a restart every known destination catches up: events committed but never sent are not lost. */
   async start(): Promise<void> {
@@ -86,15 +105,27 @@ export class FederationSender {
     for (const d of this.destinations.values()) clearTimeout(d.timer);
   }
 
-  /** Queues a PDU for the servers in its room (all but us and `exclude`). */
+  /**
+   * Queues a PDU for the servers in its room (all but us and `exclude`): as Synapse, the servers with a joined member
+   * before the event. That is the servers joined now, plus the target's server when the event ends its membership:
+   * a leave, kick or ban of a joined user is the last event that server gets. An invite is not among them: it went
+   * to the invitee's server with /invite, which is not in the room (and may not know it) until it joins.
+   */
   async sendEvent(e: StoredEvent, opts: { exclude?: string[] } = {}): Promise<void> {
-    const servers = new Set(await this.deps.storage.federation.serversInRoom(e.event.room_id));
-    // A member event also goes to the target's server: a leave, kick or ban is the last event it gets.
-    if (e.event.type === "m.room.member" && e.event.state_key) servers.add(e.event.state_key.slice(e.event.state_key.indexOf(":") + 1));
+    const servers = new Set(await this.serversInRoom(e));
+    if (await this.endsAJoin(e)) servers.add(e.event.state_key!.slice(e.event.state_key!.indexOf(":") + 1));
     servers.delete(this.deps.serverName);
     for (const x of opts.exclude ?? []) servers.delete(x);
     const { unsigned: _u, ...pdu } = e.event.pdu;
     for (const s of servers) this.queuePdu(s, { streamOrdering: e.streamOrdering, pdu });
+  }
+
+  /** A leave or ban whose target was joined before it. */
+  private async endsAJoin(e: StoredEvent): Promise<boolean> {
+    const m = e.event.content.membership;
+    if (e.event.type !== "m.room.member" || !e.event.state_key || (m !== "leave" && m !== "ban") || e.replacesState === null) return false;
+    const before = await this.deps.events.get(e.replacesState);
+    return before?.event.content.membership === "join";
   }
 
   /** Queues an EDU (typing, receipts, presence…) for some servers. */

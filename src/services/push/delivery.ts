@@ -74,6 +74,10 @@ export class PusherPool implements PusherChanges {
     for (const w of this.workers.values()) this.kick(w);
   }
 
+  usersWithPushersSet(): ReadonlySet<string> {
+    return this.usersWithPushers;
+  }
+
   hasPushers(userId: string): boolean {
     return this.usersWithPushers.has(userId);
   }

@@ -12,7 +12,7 @@ import type { CompiledQuery } from "kysely";
 import type { Logger } from "pino";
 import { stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
-import { concernsUser, evaluateDefaultsForBystander, evaluatePush, preparePushEvent, type PreparedPushEvent } from "../../core/push/index.js";
+import { concernsMember, evaluateDefaultsForBystander, evaluatePush, preparePushEvent, type MemberNames, type PreparedPushEvent } from "../../core/push/index.js";
 import type { PushContext, PushOutcome } from "../../core/push/types.js";
 import { notificationLevel, userPowerLevel } from "../../core/rooms/power_levels.js";
 import type { RoomVersion } from "../../core/rooms/versions.js";
@@ -36,6 +36,7 @@ export interface PushEvaluatorDeps {
   isLocal: (userId: string) => boolean;
   /** Users with at least one pusher (their notifications go to push gateways). */
   hasPushers: (userId: string) => boolean;
+  usersWithPushers: () => Iterable<string> & { readonly size: number };
   /** After commit: these users were notified of this event (pushers deliver it). */
   onNotified: (userIds: readonly string[], event: StoredEvent) => void;
   /** After commit: outcomes for this room were written at this stream position (counts move). */
@@ -66,12 +67,11 @@ export class PushEvaluator implements EventConsumer {
     }
 
     const members = e.outOfBand ? undefined : await this.deps.members.of(ev.room_id, e.stateBefore);
-    const recipients = members ? [...members.local.keys()].filter((u) => u !== ev.sender) : [];
     // The invitee is not a member yet but is told of the invite (.m.rule.invite_for_me).
-    if (membership === "invite" && ev.state_key !== undefined && isLocal(ev.state_key) && ev.state_key !== ev.sender && !members?.local.has(ev.state_key)) {
-      recipients.push(ev.state_key);
-    }
-    if (recipients.length > 0) rows.push(...(await this.evaluate(e, threadId, recipients, members?.local ?? new Map(), members?.joined.size ?? 0)));
+    const invitee = membership === "invite" && ev.state_key !== undefined && isLocal(ev.state_key) && ev.state_key !== ev.sender && !members?.local.has(ev.state_key) ? ev.state_key : undefined;
+    const local = members?.local ?? new Map<string, MemberNames>();
+    const recipientCount = local.size - (local.has(ev.sender) ? 1 : 0) + (invitee ? 1 : 0);
+    if (recipientCount > 0) rows.push(...(await this.evaluate(e, threadId, local, invitee, recipientCount, members?.joined.size ?? 0)));
 
     if (members) this.trackMembers(e);
     return rows;
@@ -91,35 +91,40 @@ export class PushEvaluator implements EventConsumer {
     this.deps.members.drop(e.event.room_id);
   }
 
-  private async evaluate(e: NewEvent, threadId: string, recipients: string[], displayNames: Map<string, string | null>, joinedCount: number): Promise<CompiledQuery[]> {
+  /**
+   * Outcomes for the room's local members except the sender (and an invitee who is not one yet). Only the members
+   * the event concerns and those who changed their rules are evaluated on their own; the work is proportional to
+   * them and to the users with pushers, not to the room's size.
+   */
+  private async evaluate(e: NewEvent, threadId: string, members: ReadonlyMap<string, MemberNames>, invitee: string | undefined, recipientCount: number, joinedCount: number): Promise<CompiledQuery[]> {
     const ev = e.event;
     const prepared = preparePushEvent(clientView(ev));
     const shared = await this.sharedContext(e.version, e.stateBefore, ev.sender, joinedCount);
     const bystander = evaluateDefaultsForBystander(prepared, shared);
-    // Members with the server defaults whom the event does not concern are bystanders without a rule lookup.
+    const isRecipient = (u: string) => u !== ev.sender && (u === invitee || members.has(u));
+    // Who the event concerns (named, invited, or — without m.mentions — in the body).
     const concerned = new Set<string>();
-    const lookup: string[] = [];
-    for (const userId of recipients) {
-      const stored = this.deps.rules.mayHaveStored(userId);
-      if (concernsUser(prepared, userId, displayNames.get(userId) ?? null)) concerned.add(userId);
-      else if (!stored) continue;
-      lookup.push(userId);
+    if (invitee) concerned.add(invitee);
+    if (prepared.concernsOnlyMentioned) {
+      for (const u of prepared.mentionedUserIds) if (isRecipient(u)) concerned.add(u);
+    } else {
+      for (const [u, names] of members) if (u !== ev.sender && concernsMember(prepared, names)) concerned.add(u);
     }
-    const rules = lookup.length > 0 ? await this.deps.rules.forUsers(lookup) : new Map<string, UserRules>();
+    // Everyone else with the server defaults is a bystander without a rule lookup.
+    const lookup = new Set(concerned);
+    const customised = this.deps.rules.customisedUsers();
+    for (const u of customised ? smallerSide(customised, members) : members.keys()) if (isRecipient(u)) lookup.add(u);
+    const rules = lookup.size > 0 ? await this.deps.rules.forUsers([...lookup]) : new Map<string, UserRules>();
     const now = Date.now();
     const own: EventPushUserTable[] = [];
     const notified: string[] = [];
-    let bystanders = 0;
-    for (const userId of recipients) {
-      const displayName = displayNames.get(userId) ?? null;
-      const userRules = rules.get(userId);
-      const outcome = userRules ? this.outcomeFor(userId, displayName, userRules, ev.room_id, prepared, shared, concerned.has(userId)) : "bystander";
-      const joined = displayNames.has(userId);
-      if (outcome === "bystander" || (joined && sameOutcome(outcome, bystander))) {
-        bystanders++;
-        if (bystander?.notify && this.deps.hasPushers(userId)) notified.push(userId);
-        continue;
-      }
+    /** Recipients with an outcome of their own (not the bystanders'). */
+    const apart = new Set<string>();
+    for (const userId of lookup) {
+      const displayName = members.get(userId)?.displayName ?? null;
+      const outcome = this.outcomeFor(userId, displayName, rules.get(userId)!, ev.room_id, prepared, shared, concerned.has(userId));
+      if (outcome === "bystander" || (members.has(userId) && sameOutcome(outcome, bystander))) continue;
+      apart.add(userId);
       own.push({
         user_id: userId,
         stream_ordering: e.streamOrdering,
@@ -132,6 +137,10 @@ export class PushEvaluator implements EventConsumer {
         ts: now,
       });
       if (outcome?.notify && this.deps.hasPushers(userId)) notified.push(userId);
+    }
+    const bystanders = recipientCount - apart.size;
+    if (bystander?.notify && bystanders > 0) {
+      for (const u of smallerSide(this.deps.usersWithPushers(), members)) if (members.has(u) && isRecipient(u) && !apart.has(u) && this.deps.hasPushers(u)) notified.push(u);
     }
     // A member's own "not notified" row only matters against a shared outcome that notifies.
     const ownRows = bystander?.notify ? own : own.filter((r) => r.notif === 1);
@@ -229,6 +238,11 @@ export class PushEvaluator implements EventConsumer {
 }
 
 const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
+
+/** The keys of whichever is smaller, to intersect a set with a map by walking the short side. */
+function smallerSide(set: Iterable<string> & { readonly size: number }, map: ReadonlyMap<string, unknown>): Iterable<string> {
+  return set.size <= map.size ? set : map.keys();
+}
 
 /** The event as push rules see it (the client format's top-level keys). */
 function clientView(ev: Event): JsonObject {

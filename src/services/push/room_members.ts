@@ -5,6 +5,7 @@
  * stages, in the room's stream order — so it never lags behind events still being written.
  */
 import type { StateMap } from "../../core/events/event.js";
+import { memberNames, type MemberNames } from "../../core/push/index.js";
 import type { Storage } from "../../storage/storage.js";
 import { CacheRegistry, ENTRY_BYTES, type Cache } from "../../util/cache.js";
 import type { EventCache } from "../rooms/event_cache.js";
@@ -12,8 +13,8 @@ import type { EventCache } from "../rooms/event_cache.js";
 export interface RoomMembers {
   /** Every joined member, local or not (its size is `room_member_count`). */
   joined: Set<string>;
-  /** Local joined members → display name in the room. */
-  local: Map<string, string | null>;
+  /** Local joined members → their names in the room (display name, localpart, both case-folded). */
+  local: Map<string, MemberNames>;
 }
 
 const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
@@ -28,7 +29,7 @@ export class PushRoomMembers {
     caches = new CacheRegistry(),
   ) {
     // Sized by the members held (user ids are shared with the state maps), so a few huge rooms cannot take it all.
-    this.rooms = caches.create("push_room_members", (r) => 4 * ENTRY_BYTES + r.joined.size * 40 + r.local.size * 64);
+    this.rooms = caches.create("push_room_members", (r) => 4 * ENTRY_BYTES + r.joined.size * 40 + r.local.size * 160);
   }
 
   /** The members as of `state` (the state before the event being evaluated), loading them on first use. */
@@ -50,7 +51,7 @@ export class PushRoomMembers {
       room.joined.add(userId);
       if (!this.isLocal(userId)) continue;
       const name = k ? k.displayname : typeof e?.content.displayname === "string" ? e.content.displayname : null;
-      room.local.set(userId, name);
+      room.local.set(userId, memberNames(userId, name));
     }
     this.rooms.set(roomId, room);
     return room;
@@ -63,9 +64,14 @@ export class PushRoomMembers {
     const joined = membership === "join";
     if (joined) room.joined.add(userId);
     else room.joined.delete(userId);
-    if (!this.isLocal(userId)) return;
-    if (joined) room.local.set(userId, displayName);
+    if (!this.isLocal(userId)) {
+      this.rooms.set(roomId, room);
+      return;
+    }
+    if (joined) room.local.set(userId, memberNames(userId, displayName));
     else room.local.delete(userId);
+    // Set again: the cache sizes an entry when it is set, and a room's member list grows.
+    this.rooms.set(roomId, room);
   }
 
   /** Forgets a room: a change came by state resolution, or its queued events failed to write. */

@@ -81,9 +81,9 @@ export class PushRuleService {
     this.started = true;
   }
 
-  /** False when the user certainly has the server defaults only (true before start: unknown). */
-  mayHaveStored(userId: string): boolean {
-    return !this.started || this.customised.has(userId);
+  /** The users who changed their rules; undefined before start (anyone may have). */
+  customisedUsers(): ReadonlySet<string> | undefined {
+    return this.started ? this.customised : undefined;
   }
 
   /** The rules of many users at once (one query for those not cached). */

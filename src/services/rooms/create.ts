@@ -129,7 +129,8 @@ export class RoomCreationService {
     const inInitial = (type: string) => (req.initial_state ?? []).some((e) => e.type === type && (e.state_key ?? "") === "");
     if (!inInitial("m.room.join_rules")) await this.sendState(roomId, creator, "m.room.join_rules", "", { join_rule: presetState.join_rule });
     if (!inInitial("m.room.history_visibility")) await this.sendState(roomId, creator, "m.room.history_visibility", "", { history_visibility: presetState.history_visibility });
-    if (!inInitial("m.room.guest_access")) await this.sendState(roomId, creator, "m.room.guest_access", "", { guest_access: presetState.guest_access });
+    // An absent m.room.guest_access means "forbidden" (spec), so as Synapse the event is only sent to let guests in.
+    if (!inInitial("m.room.guest_access") && presetState.guest_access !== "forbidden") await this.sendState(roomId, creator, "m.room.guest_access", "", { guest_access: presetState.guest_access });
 
     // 6. initial_state
     for (const ev of req.initial_state ?? []) {

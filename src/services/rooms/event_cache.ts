@@ -32,7 +32,8 @@ export interface StoredEvent {
  * What a cached event holds, roughly: its parsed JSON is about twice its text (object and string headers), which
  * the writer and the row reader know; other events are estimated from their content.
  */
-function eventBytes(e: StoredEvent): number {
+/** What a cached event holds in memory: its parsed JSON at about twice its text, plus the wrapper. */
+export function eventBytes(e: StoredEvent): number {
   return 600 + 2 * (e.jsonBytes ?? 1000);
 }
 

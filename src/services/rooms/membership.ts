@@ -21,7 +21,8 @@ export interface MembershipOptions {
 /** What membership needs from federation: joining rooms this server is not in, and resolving remote aliases. */
 export interface RemoteMembership {
   joinRemote(roomId: string, userId: string, servers: string[], content: JsonObject): Promise<void>;
-  leaveRemote(roomId: string, userId: string, servers: string[], reason?: string): Promise<void>;
+  /** `inviteEventId`: the invite being rejected, which is rejected locally when no server takes the leave. */
+  leaveRemote(roomId: string, userId: string, servers: string[], reason?: string, inviteEventId?: string): Promise<void>;
   queryAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
   knockRemote(roomId: string, userId: string, servers: string[], content: JsonObject): Promise<void>;
   inviteRemote(event: Event, version: RoomVersion, strippedState: JsonObject[]): Promise<Event>;
@@ -259,7 +260,7 @@ export class MembershipService {
         const sender = isJsonObject(e) && typeof e.sender === "string" ? e.sender : undefined;
         if (sender?.includes(":")) servers.push(sender.slice(sender.indexOf(":") + 1));
       }
-      await this.remote.leaveRemote(roomId, userId, servers, opts.reason);
+      await this.remote.leaveRemote(roomId, userId, servers, opts.reason, current.membership === "invite" ? current.eventId : undefined);
       return;
     }
     await this.sendMember(roomId, userId, userId, "leave", content, async (h) => {

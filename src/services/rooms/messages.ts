@@ -236,8 +236,11 @@ export class MessageService {
       }
     }
     let events = await this.core.events.fromRows(rows);
-    if (opts.dir === "b" && this.fillGaps && events.length > 0) {
-      const added = await this.fillGaps(roomId, events.map((e) => e.event), Math.max(opts.limit, 20)).catch(() => 0);
+    if (opts.dir === "b" && this.fillGaps && (events.length > 0 || opts.from !== undefined)) {
+      // A gap can also open just above the page: the event the token points before (the oldest of the previous
+      // page, e.g. a /sync timeline's) may be the one whose prev events never reached us.
+      const above = opts.from !== undefined ? await this.core.events.fromRows(await this.core.storage.events.paginate(roomId, from, "f", 1)) : [];
+      const added = await this.fillGaps(roomId, [...above, ...events].map((e) => e.event), Math.max(opts.limit, 20)).catch(() => 0);
       if (added > 0) {
         backfilled = true;
         rows = await this.core.storage.events.paginate(roomId, from, opts.dir, opts.limit, to);

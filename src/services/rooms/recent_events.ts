@@ -4,11 +4,11 @@
  * buffer holds every live event after its `floor`; a /sync from before the floor reads the database as before.
  */
 import { CacheRegistry, ENTRY_BYTES, type Cache } from "../../util/cache.js";
-import type { StoredEvent } from "./event_cache.js";
+import { eventBytes, type StoredEvent } from "./event_cache.js";
 import type { EventConsumer } from "./pipeline/consumers.js";
 
 /** Events kept per room: more than a typical timeline limit, so most incremental syncs are covered. */
-const PER_ROOM = 32;
+const PER_ROOM = 16;
 
 interface Buffer {
   /** Every live event of the room with a stream ordering above this is in `events`. */
@@ -22,8 +22,8 @@ export class RecentEvents implements EventConsumer {
   private readonly rooms: Cache<string, Buffer>;
 
   constructor(caches = new CacheRegistry()) {
-    // The events themselves are shared with the event cache: a buffer costs its slots.
-    this.rooms = caches.create("recent_events", (b) => 4 * ENTRY_BYTES + b.events.length * ENTRY_BYTES);
+    // Counted in full: the event cache may have let go of the same events, and a buffer keeps them alive.
+    this.rooms = caches.create("recent_events", (b) => 4 * ENTRY_BYTES + b.events.reduce((n, e) => n + ENTRY_BYTES + eventBytes(e), 0));
   }
 
   committed(e: StoredEvent): void {
@@ -39,6 +39,8 @@ export class RecentEvents implements EventConsumer {
     }
     b.events.push(e);
     if (b.events.length > PER_ROOM) b.floor = b.events.shift()!.streamOrdering;
+    // Set again: the cache sizes an entry when it is set.
+    this.rooms.set(roomId, b);
   }
 
   /** The room's live events in (since, upTo], newest first, at most `limit`; undefined when not all are known. */
