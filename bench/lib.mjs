@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+// BENCH_ROOT runs another checkout's server (built) under the same load, for before/after figures.
+const ROOT = process.env.BENCH_ROOT ?? fileURLToPath(new URL("..", import.meta.url));
 const OPEN = { per_second: 1_000_000, burst_count: 1_000_000 };
 
 /**

@@ -1,4 +1,4 @@
-// Myelin benchmarks. Usage: npm run bench -- [--db sqlite|postgres] [--only send,latency,initial,initial1000,messages,memory]
+// Myelin benchmarks. Usage: npm run bench -- [--db sqlite|postgres] [--only send,latency,syncinc,initial,initial1000,messages,memory]
 // Prints a table; docs/benchmarks.md records the numbers and the machine they ran on.
 import { enc, must, percentile, register, request, startServer } from "./lib.mjs";
 
@@ -8,7 +8,7 @@ const arg = (name, def) => {
   return i >= 0 ? args[i + 1] : def;
 };
 const db = arg("db", "sqlite");
-const only = new Set(arg("only", "send,latency,initial,initial1000,messages,memory").split(","));
+const only = new Set(arg("only", "send,latency,syncinc,initial,initial1000,messages,memory").split(","));
 const results = [];
 const report = (name, value, unit, note = "") => {
   results.push({ name, value, unit, note });
@@ -117,6 +117,37 @@ async function benchLatency(base) {
   report("send-to-sync latency p99", percentile(samples, 99), "ms");
 }
 
+/**
+ * Server CPU per incremental /sync answer: a user in 10 rooms, one new message since the token; 2,000 answers,
+ * 10 in flight (the same token each time, so every answer does the same work).
+ */
+async function benchSyncIncremental(base, server) {
+  const u = await register(base);
+  const other = await register(base);
+  const rooms = [];
+  for (let r = 0; r < 10; r++) {
+    const room = await createRoom(base, other.token);
+    await must(request(base, "POST", `/_matrix/client/v3/rooms/${enc(room)}/join`, { token: u.token, body: {} }));
+    await must(request(base, "PUT", `/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/p${r}`, { token: other.token, body: { msgtype: "m.text", body: "before" } }));
+    rooms.push(room);
+  }
+  const since = (await must(request(base, "GET", "/_matrix/client/v3/sync?timeout=0", { token: u.token }))).next_batch;
+  await must(request(base, "PUT", `/_matrix/client/v3/rooms/${enc(rooms[3])}/send/m.room.message/new`, { token: other.token, body: { msgtype: "m.text", body: "news" } }));
+  const path = `/_matrix/client/v3/sync?timeout=0&since=${enc(since)}`;
+  for (let i = 0; i < 200; i++) await must(request(base, "GET", path, { token: u.token }));
+  const total = 2000;
+  let next = 0;
+  const cpu0 = server.cpuMs();
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 10 }, async () => {
+      while (next++ < total) await must(request(base, "GET", path, { token: u.token }));
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  report("incremental /sync, 10 rooms, one new message", total / secs, "answers/s", `(server CPU ${((server.cpuMs() - cpu0) / total).toFixed(3)} ms/answer)`);
+}
+
 /** A user in N rooms with M messages each: time of an initial /sync (median of 5). */
 async function benchInitial(base, nRooms, perRoom) {
   const u = await register(base);
@@ -189,6 +220,7 @@ try {
   }
   if (only.has("send")) await benchSend(server.base, server);
   if (only.has("latency")) await benchLatency(server.base);
+  if (only.has("syncinc")) await benchSyncIncremental(server.base, server);
   if (only.has("initial")) await benchInitial(server.base, 100, 20);
   if (only.has("initial1000")) await benchInitial(server.base, 1000, 20);
   if (only.has("messages")) await benchMessages(server.base, server);
