@@ -9,6 +9,8 @@ import { ChangeTracker } from "../util/change_tracker.js";
 
 /** Types the server owns: set through their own APIs, not this one (spec: 405 M_BAD_JSON). */
 const SERVER_MANAGED = new Set(["m.fully_read", "m.push_rules"]);
+const IGNORED_USER_LIST = "m.ignored_user_list";
+const IGNORED_CACHE_MAX = 10_000;
 
 export interface AccountDataHooks {
   /** Called after a change is committed, to wake /sync. */
@@ -20,6 +22,8 @@ export class AccountDataService {
   private stream!: StreamIdGenerator;
   /** Which users' account data changed since a position, so /sync asks the database only when it did. */
   private changes = new ChangeTracker(Number.MAX_SAFE_INTEGER);
+  /** m.ignored_user_list per user, with the stream position it was read at. */
+  private readonly ignored = new Map<string, { users: ReadonlySet<string>; at: number }>();
 
   constructor(private readonly storage: Storage) {}
 
@@ -38,6 +42,22 @@ export class AccountDataService {
   async changedSince(userId: string, since: number, to: number) {
     if (!this.changes.changedSince(userId, since)) return [];
     return this.storage.accountData.changedSince(userId, since, to);
+  }
+
+  /**
+   * The users `userId` ignores (spec "Ignoring Users": the keys of `ignored_users` in its m.ignored_user_list), from
+   * memory while its account data has not changed since they were read.
+   */
+  async ignoredUsers(userId: string): Promise<ReadonlySet<string>> {
+    const hit = this.ignored.get(userId);
+    if (hit && !this.changes.changedSince(userId, hit.at)) return hit.users;
+    const at = this.stream.position();
+    const content = await this.storage.accountData.get(userId, "", IGNORED_USER_LIST);
+    const list = content?.ignored_users;
+    const users: ReadonlySet<string> = new Set(list !== null && typeof list === "object" && !Array.isArray(list) ? Object.keys(list) : []);
+    if (this.ignored.size >= IGNORED_CACHE_MAX) this.ignored.clear();
+    this.ignored.set(userId, { users, at });
+    return users;
   }
 
   async get(requesterId: string, userId: string, roomId: string, type: string): Promise<Record<string, unknown>> {

@@ -79,6 +79,36 @@ export class AccountService {
     return userId;
   }
 
+  /**
+   * Spec "Guest Access": "Guest users can also upgrade their account by going through the ordinary register flow, but
+   * specifying the additional POST parameter guest_access_token containing the guest's access token. They are also
+   * required to specify the username parameter to the value of the local part of their username." Throws 403 unless
+   * the token is a guest's and names that user (as Synapse).
+   */
+  async checkGuestUpgrade(username: string, guestAccessToken: string): Promise<string> {
+    const userId = this.userIdForUsername(username);
+    const denied = () => forbidden("Cannot register taken user ID without valid guest credentials for that user.");
+    let guest;
+    try {
+      guest = await this.tokens.authenticate(guestAccessToken);
+    } catch (e) {
+      if (e instanceof MatrixError) throw denied();
+      throw e;
+    }
+    if (!guest.isGuest || guest.userId !== userId) throw denied();
+    return userId;
+  }
+
+  /** Upgrades a guest (see checkGuestUpgrade) to a full user with a password, and logs it in on a new device. */
+  async upgradeGuest(username: string, guestAccessToken: string, opts: Pick<RegisterOptions, "passwordHash" | "deviceId" | "initialDeviceDisplayName" | "inhibitLogin" | "refreshToken">): Promise<RegisterResult> {
+    const userId = await this.checkGuestUpgrade(username, guestAccessToken);
+    if (!(await this.storage.users.upgradeGuest(userId, opts.passwordHash ?? null))) throw forbidden("Cannot register taken user ID without valid guest credentials for that user.");
+    // Its tokens (the guest's among them) now belong to a full user.
+    this.tokens.invalidateUser(userId);
+    if (opts.inhibitLogin) return { userId };
+    return this.login(userId, { deviceId: opts.deviceId, initialDeviceDisplayName: opts.initialDeviceDisplayName, refreshToken: opts.refreshToken });
+  }
+
   async register(opts: RegisterOptions): Promise<RegisterResult> {
     let userId: string;
     if (opts.guest || opts.username === undefined) {

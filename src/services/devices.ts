@@ -80,6 +80,24 @@ export class DeviceService {
     await this.changed(userId, deviceIds.filter((d) => existing.has(d)), true);
   }
 
+  /**
+   * GET /admin/whois (spec "Server administration"): per device, one session whose one connection is the device's
+   * last use (ip, last_seen, user_agent) — what the server keeps; devices never used from an address have none.
+   */
+  async whois(userId: string): Promise<Record<string, { sessions: { connections: { ip: string; last_seen: number; user_agent: string }[] }[] }>> {
+    const out: Record<string, { sessions: { connections: { ip: string; last_seen: number; user_agent: string }[] }[] }> = {};
+    for (const d of await this.storage.devices.list(userId)) {
+      // A use not yet flushed to the database is the newest.
+      const pending = this.pendingSeen.get(`${userId}|${d.device_id}`);
+      const ip = pending?.ip ?? d.last_seen_ip;
+      const lastSeen = pending?.ts ?? d.last_seen_ts;
+      const ua = pending ? pending.ua : d.last_seen_user_agent;
+      const connections = ip !== null && lastSeen !== null ? [{ ip, last_seen: lastSeen, user_agent: ua ?? "" }] : [];
+      out[d.device_id] = { sessions: [{ connections }] };
+    }
+    return out;
+  }
+
   /** Records that a device was used; written within a few seconds, off the request path. */
   noteSeen(userId: string, deviceId: string, ip: string | null, userAgent: string | null): void {
     this.pendingSeen.set(`${userId}|${deviceId}`, { userId, deviceId, ts: Date.now(), ip, ua: userAgent });

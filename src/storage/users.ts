@@ -24,6 +24,12 @@ export class UserStore {
     await this.db.updateTable("users").set({ password_hash: hash }).where("user_id", "=", userId).execute();
   }
 
+  /** A guest becomes a full user with this password (guest upgrade); false when the user is not a guest. */
+  async upgradeGuest(userId: string, hash: string | null): Promise<boolean> {
+    const res = await this.db.updateTable("users").set({ is_guest: 0, password_hash: hash }).where("user_id", "=", userId).where("is_guest", "=", 1).executeTakeFirst();
+    return Number(res.numUpdatedRows ?? 0) > 0;
+  }
+
   async setDeactivated(userId: string, deactivated: boolean): Promise<void> {
     await this.db.updateTable("users").set({ deactivated: deactivated ? 1 : 0 }).where("user_id", "=", userId).execute();
   }

@@ -99,6 +99,34 @@ describe("directory/room", () => {
   });
 });
 
+describe("deleting an alias the room names", () => {
+  it("takes it out of m.room.canonical_alias (alias and alt_aliases), keeping the rest", async () => {
+    const alice = await user();
+    const roomId = await createRoom(c, alice);
+    const main = newAlias("main");
+    const alt = newAlias("alt");
+    const kept = newAlias("kept");
+    for (const a of [main, alt, kept]) expect((await putAlias(alice, a, roomId)).status).toBe(200);
+    await setState(c, alice, roomId, "m.room.canonical_alias", "", { alias: main, alt_aliases: [alt, kept] });
+    expect((await c.delete(dir(main), undefined, { token: alice.accessToken })).status).toBe(200);
+    expect(await getState(c, alice, roomId, "m.room.canonical_alias")).toEqual({ alt_aliases: [alt, kept] });
+    expect((await c.delete(dir(alt), undefined, { token: alice.accessToken })).status).toBe(200);
+    expect(await getState(c, alice, roomId, "m.room.canonical_alias")).toEqual({ alt_aliases: [kept] });
+  });
+
+  it("a deleter without the power to change the event still deletes the alias, leaving the event as it is", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await roomWith(c, alice, [bob]);
+    const byBob = newAlias("bobs");
+    expect((await putAlias(bob, byBob, roomId)).status).toBe(200);
+    await setState(c, alice, roomId, "m.room.canonical_alias", "", { alias: byBob });
+    expect((await c.delete(dir(byBob), undefined, { token: bob.accessToken })).status).toBe(200);
+    expectError(await c.get(dir(byBob)), 404, "M_NOT_FOUND");
+    expect(await getState(c, alice, roomId, "m.room.canonical_alias")).toEqual({ alias: byBob });
+  });
+});
+
 describe("rooms/{roomId}/aliases", () => {
   it("lists the room's local aliases for members; 403 for others unless world readable", async () => {
     const alice = await user();

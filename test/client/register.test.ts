@@ -267,6 +267,38 @@ describe("guest registration", () => {
       expectError(await gc.get("/_matrix/client/v3/account/whoami", { token }), 401, "M_UNKNOWN_TOKEN");
     });
 
+    it("a guest upgrades to a full user with guest_access_token and its own localpart (through UIA)", async () => {
+      const res = await registerGuest();
+      const guestToken = res.body.access_token as string;
+      const userId = res.body.user_id as string;
+      const localpart = userId.slice(1, userId.indexOf(":"));
+      const body = { username: localpart, password: "upgraded password 1", guest_access_token: guestToken };
+      const first = await gc.post(REGISTER, body);
+      expect(first.status, first.text).toBe(401);
+      const done = await gc.post(REGISTER, { ...body, auth: { type: "m.login.dummy", session: first.body.session } });
+      expect(done.status, done.text).toBe(200);
+      expect(done.body.user_id).toBe(userId);
+      const who = await gc.get("/_matrix/client/v3/account/whoami", { token: done.body.access_token as string });
+      expect(who.body).toMatchObject({ user_id: userId, is_guest: false });
+      // The guest's own token now belongs to a full user too.
+      expect((await gc.get("/_matrix/client/v3/devices", { token: guestToken })).status).toBe(200);
+      expect((await login(gc, userId, "upgraded password 1")).status).toBe(200);
+      // Done once: it is no guest any more.
+      expectError(await gc.post(REGISTER, { ...body, auth: { type: "m.login.dummy" } }), 403, "M_FORBIDDEN");
+    });
+
+    it("a guest token cannot take another user's name", async () => {
+      const a = await registerGuest();
+      const b = await registerGuest();
+      const other = a.body.user_id as string;
+      const body = { username: other.slice(1, other.indexOf(":")), password: "pw pw pw pw", guest_access_token: b.body.access_token };
+      expectError(await gc.post(REGISTER, body), 403, "M_FORBIDDEN");
+      expectError(await gc.post(REGISTER, { ...body, guest_access_token: "not a token" }), 403, "M_FORBIDDEN");
+      const full = await registerUser(gc);
+      expectError(await gc.post(REGISTER, { ...body, username: full.userId.slice(1, full.userId.indexOf(":")), guest_access_token: full.accessToken }), 403, "M_FORBIDDEN");
+      expectError(await gc.post(REGISTER, { password: "pw pw pw pw", guest_access_token: b.body.access_token }), 400, "M_MISSING_PARAM");
+    });
+
     it("guests cannot log in with a password", async () => {
       const res = await registerGuest();
       expectError(await login(gc, res.body.user_id as string, ""), 403, "M_FORBIDDEN");

@@ -631,3 +631,228 @@ describe("prev_batch", () => {
     expect(bodies(page.chunk)).toEqual(["a"]);
   });
 });
+
+describe("newly joined rooms", () => {
+  it("a displayname change is not a new join: only the new events, no full state", async () => {
+    const alice = await user();
+    const roomId = await createRoom(c, alice);
+    const first = await sync(c, alice);
+    const memberId = await setState(c, alice, roomId, "m.room.member", alice.userId, { membership: "join", displayname: "boris" });
+    const msgId = await send(c, alice, roomId, "after the rename");
+    const inc = await sync(c, alice, { since: first.next_batch });
+    const r = inc.rooms.join[roomId]!;
+    expect(r.timeline.events.map((e) => e.event_id)).toEqual([memberId, msgId]);
+    expect(r.timeline.limited).toBe(false);
+    expect(r.state.events).toEqual([]);
+  });
+
+  it("a room joined since the token is limited in the incremental sync, even when its whole history fits", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await createRoom(c, alice, { preset: "public_chat" });
+    await sendMany(alice, roomId, 3);
+    const first = await sync(c, bob);
+    await joinRoom(c, bob, roomId);
+    const filter = { room: { timeline: { types: ["m.room.message"], limit: 10 } } };
+    const inc = await sync(c, bob, { since: first.next_batch, filter });
+    const r = inc.rooms.join[roomId]!;
+    expect(bodies(r.timeline.events)).toEqual(["m0", "m1", "m2"]);
+    expect(r.timeline.limited).toBe(true);
+    // The state block is the room's full state.
+    expect(findState(r.state.events, "m.room.create")).toBeDefined();
+  });
+
+  it("the members of a newly joined room bring their presence, offline when they never set any", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await createRoom(c, alice, { preset: "public_chat" });
+    const first = await sync(c, bob);
+    await joinRoom(c, bob, roomId);
+    const inc = await sync(c, bob, { since: first.next_batch, set_presence: "offline" });
+    const p = inc.presence.events.filter((e) => e.sender === alice.userId);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatchObject({ type: "m.presence", content: { presence: expect.any(String) } });
+    // Once only.
+    const again = await sync(c, bob, { since: inc.next_batch, set_presence: "offline", timeout: 0 });
+    expect(again.presence.events.filter((e) => e.sender === alice.userId)).toEqual([]);
+  });
+});
+
+describe("history visibility and the timeline limit", () => {
+  it("events the user may not see do not use up the limit: current state behind them still reaches the timeline", async () => {
+    const creator = await user();
+    const syncer = await user();
+    const invitee = await user();
+    const roomId = await roomWith(c, creator, [syncer]);
+    await setState(c, creator, roomId, "m.room.history_visibility", "", { history_visibility: "joined" });
+    await inviteUser(c, creator, roomId, invitee.userId);
+    await leaveRoom(c, syncer, roomId);
+    await joinRoom(c, invitee, roomId);
+    await sendMany(creator, roomId, 30, "hidden");
+    const first = await sync(c, syncer);
+    await joinRoom(c, syncer, roomId);
+    const inc = await sync(c, syncer, { since: first.next_batch });
+    const tl = inc.rooms.join[roomId]!.timeline.events;
+    // The 30 messages were sent while the syncer was away (history "joined"): not shown, and not counted.
+    expect(bodies(tl)).toEqual([]);
+    expect(tl.some((e) => e.type === "m.room.member" && e.state_key === invitee.userId && e.content.membership === "join")).toBe(true);
+    expect(tl.at(-1)).toMatchObject({ type: "m.room.member", state_key: syncer.userId });
+  });
+});
+
+describe("lazy-loading members across syncs", () => {
+  const llFilter = (roomId: string, extra: Record<string, unknown> = {}) => ({ room: { rooms: [roomId], state: { lazy_load_members: true, ...extra }, timeline: { limit: 10 } } });
+  const memberKeys = (s: SyncResponse, roomId: string) => (s.rooms.join[roomId]?.state.events ?? []).filter((e) => e.type === "m.room.member").map((e) => e.state_key!).sort();
+
+  it("an incremental sync sends the member events of new senders only, and never again to the same device", async () => {
+    const alice = await user();
+    const bob = await user();
+    const charlie = await user();
+    const roomId = await roomWith(c, alice, [bob, charlie]);
+    await sendMany(bob, roomId, 10, "b");
+    const filter = llFilter(roomId);
+    const first = await sync(c, alice, { filter });
+    expect(memberKeys(first, roomId)).toEqual([alice.userId, bob.userId].sort());
+    await send(c, charlie, roomId, "from charlie");
+    await send(c, bob, roomId, "from bob");
+    const inc = await sync(c, alice, { since: first.next_batch, filter });
+    // Charlie is new to this device; bob and alice herself it already has.
+    expect(memberKeys(inc, roomId)).toEqual([charlie.userId]);
+    await send(c, charlie, roomId, "again");
+    const inc2 = await sync(c, alice, { since: inc.next_batch, filter });
+    expect(memberKeys(inc2, roomId)).toEqual([]);
+    // include_redundant_members: all the senders' member events, every time (still not the user's own).
+    const redundant = llFilter(roomId, { include_redundant_members: true });
+    await send(c, bob, roomId, "bob again");
+    const inc3 = await sync(c, alice, { since: inc2.next_batch, filter: redundant });
+    expect(memberKeys(inc3, roomId)).toEqual([bob.userId]);
+  });
+
+  it("a gapped incremental sync carries the gap's member changes and the senders' members, minus those the device has", async () => {
+    const alice = await user();
+    const bob = await user();
+    const charlie = await user();
+    const dave = await user();
+    const roomId = await roomWith(c, alice, [bob, charlie]);
+    await sendMany(bob, roomId, 10, "b");
+    const filter = llFilter(roomId);
+    const first = await sync(c, alice, { filter });
+    await joinRoom(c, dave, roomId);
+    await sendMany(charlie, roomId, 20, "c");
+    const inc = await sync(c, alice, { since: first.next_batch, filter });
+    expect(inc.rooms.join[roomId]!.timeline.limited).toBe(true);
+    expect(memberKeys(inc, roomId)).toEqual([charlie.userId, dave.userId].sort());
+    await leaveRoom(c, dave, roomId);
+    await sendMany(charlie, roomId, 20, "d");
+    const inc2 = await sync(c, alice, { since: inc.next_batch, filter });
+    const state = inc2.rooms.join[roomId]!.state.events.filter((e) => e.type === "m.room.member");
+    expect(state.map((e) => [e.state_key, e.content.membership])).toEqual([[dave.userId, "leave"]]);
+  });
+
+  it("a device that syncs from an older token (its last response lost) gets the members again", async () => {
+    const alice = await user();
+    const bob = await user();
+    const charlie = await user();
+    const roomId = await roomWith(c, alice, [bob]);
+    const filter = llFilter(roomId);
+    const first = await sync(c, alice, { filter });
+    await joinRoom(c, charlie, roomId);
+    await send(c, charlie, roomId, "hi");
+    // This response carries charlie's join in its timeline, but never reaches the client.
+    const lost = await sync(c, alice, { since: first.next_batch, filter });
+    expect(lost.rooms.join[roomId]!.timeline.events.some((e) => e.type === "m.room.member" && e.state_key === charlie.userId)).toBe(true);
+    await send(c, charlie, roomId, "hi again");
+    const retry = await sync(c, alice, { since: first.next_batch, filter: { room: { ...filter.room, timeline: { limit: 1 } } } });
+    expect(bodies(retry.rooms.join[roomId]!.timeline.events)).toEqual(["hi again"]);
+    expect(memberKeys(retry, roomId)).toEqual([charlie.userId]);
+  });
+});
+
+describe("event_format", () => {
+  it('"federation" serves events as PDUs, with event_id and unsigned', async () => {
+    const alice = await user();
+    const roomId = await createRoom(c, alice);
+    const id = await send(c, alice, roomId, "as a pdu");
+    const s = await sync(c, alice, { filter: { event_format: "federation", room: { rooms: [roomId], timeline: { limit: 1 } } } });
+    const e = s.rooms.join[roomId]!.timeline.events[0]! as unknown as Record<string, unknown>;
+    expect(e).toMatchObject({ event_id: id, room_id: roomId, sender: alice.userId, type: "m.room.message", content: { body: "as a pdu" } });
+    for (const k of ["prev_events", "auth_events", "depth", "hashes", "signatures", "origin_server_ts", "unsigned"]) expect(e).toHaveProperty(k);
+    const client = await sync(c, alice, { filter: { room: { rooms: [roomId], timeline: { limit: 1 } } } });
+    expect(client.rooms.join[roomId]!.timeline.events[0]).not.toHaveProperty("hashes");
+  });
+});
+
+describe("prev_batch of a timeline holding the whole room", () => {
+  it("points at the end of the timeline, so /members?at= and /messages see the room as of the response", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await createRoom(c, alice, { preset: "public_chat" });
+    await send(c, alice, roomId, "hello");
+    const s = await sync(c, alice);
+    const tl = s.rooms.join[roomId]!.timeline;
+    expect(tl.events[0]!.type).toBe("m.room.create");
+    expect(tl.limited).toBe(false);
+    await joinRoom(c, bob, roomId);
+    const members = await c.get<{ chunk: ClientEvent[] }>(`${V3}/rooms/${enc(roomId)}/members?at=${enc(tl.prev_batch!)}`, { token: alice.accessToken });
+    expect(members.status, members.text).toBe(200);
+    expect(members.body.chunk.map((e) => e.state_key)).toEqual([alice.userId]);
+    const page = await messages(c, alice, roomId, { from: tl.prev_batch!, limit: 50 });
+    expect(page.chunk.map((e) => e.event_id)).toEqual(tl.events.map((e) => e.event_id).reverse());
+    expect(page.end).toBeUndefined();
+  });
+
+  it("an empty from in /messages is no token (from the end backwards)", async () => {
+    const alice = await user();
+    const roomId = await createRoom(c, alice);
+    await send(c, alice, roomId, "latest");
+    const res = await c.get<{ chunk: ClientEvent[] }>(`${V3}/rooms/${enc(roomId)}/messages?dir=b&from=&limit=1`, { token: alice.accessToken });
+    expect(res.status, res.text).toBe(200);
+    expect(bodies(res.body.chunk)).toEqual(["latest"]);
+  });
+});
+
+describe("ignored users", () => {
+  const ignore = async (u: TestUser, ignored: string[]) => {
+    const res = await c.put(`${V3}/user/${enc(u.userId)}/account_data/m.ignored_user_list`, { ignored_users: Object.fromEntries(ignored.map((i) => [i, {}])) }, { token: u.accessToken });
+    expect(res.status, res.text).toBe(200);
+  };
+
+  it("their messages are left out of /sync, their state events are not", async () => {
+    const alice = await user();
+    const bob = await user();
+    const carol = await user();
+    const roomId = await roomWith(c, alice, [bob, carol]);
+    await send(c, bob, roomId, "bob1");
+    await send(c, carol, roomId, "carol1");
+    await ignore(alice, [bob.userId]);
+    const s = await sync(c, alice);
+    const r = s.rooms.join[roomId]!;
+    expect(bodies(r.timeline.events)).toEqual(["carol1"]);
+    expect(r.timeline.events.some((e) => e.type === "m.room.member" && e.state_key === bob.userId) || findState(r.state.events, "m.room.member", bob.userId)).toBeTruthy();
+    // Incrementally: a room where only the ignored user spoke has nothing to say.
+    await send(c, bob, roomId, "bob2");
+    const inc = await sync(c, alice, { since: s.next_batch, timeout: 0 });
+    expect(inc.rooms.join[roomId]).toBeUndefined();
+    const rename = await setState(c, bob, roomId, "m.room.member", bob.userId, { membership: "join", displayname: "still bob" });
+    const inc2 = await sync(c, alice, { since: inc.next_batch });
+    expect(inc2.rooms.join[roomId]!.timeline.events.map((e) => e.event_id)).toEqual([rename]);
+    // Un-ignored: new messages come through again.
+    await ignore(alice, []);
+    await send(c, bob, roomId, "bob3");
+    const inc3 = await syncUntil(c, alice, inc2.next_batch, (x) => bodies(x.rooms.join[roomId]?.timeline.events ?? []).includes("bob3"));
+    expect(bodies(inc3.rooms.join[roomId]!.timeline.events)).toEqual(["bob3"]);
+  });
+
+  it("their invites are not sent, in initial or incremental syncs", async () => {
+    const alice = await user();
+    const bob = await user();
+    const before = await sync(c, alice);
+    await ignore(alice, [bob.userId]);
+    const roomId = await createRoom(c, bob);
+    await inviteUser(c, bob, roomId, alice.userId);
+    const inc = await sync(c, alice, { since: before.next_batch, timeout: 0 });
+    expect(inc.rooms.invite[roomId]).toBeUndefined();
+    const full = await sync(c, alice);
+    expect(full.rooms.invite[roomId]).toBeUndefined();
+  });
+});

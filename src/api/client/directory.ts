@@ -70,6 +70,7 @@ export function registerDirectoryRoutes(app: FastifyInstance, services: Services
       }
       if (!allowed) throw forbidden("You don't have permission to delete the alias.");
       await storage.rooms.deleteAlias(alias);
+      await messages.dropDeletedAlias(r.room_id, me, alias);
       return {};
     },
   });

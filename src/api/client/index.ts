@@ -23,6 +23,8 @@ import { registerTagRoutes } from "./tags.js";
 import { registerVoipRoutes } from "./voip.js";
 import { registerThirdPartyRoutes } from "./thirdparty.js";
 import { registerLegacyEventRoutes } from "./events.js";
+import { registerAdminRoutes } from "./admin.js";
+import { registerOpenIdRoutes } from "./openid.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -38,6 +40,8 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerSyncRoutes(app, services);
   registerEphemeralRoutes(app, services);
   registerDirectoryRoutes(app, services);
+  registerAdminRoutes(app, services);
+  registerOpenIdRoutes(app, services);
   registerPublicRoomsRoutes(app, services);
   registerRelationRoutes(app, services);
   registerRoomUpgradeRoutes(app, services);

@@ -18,6 +18,7 @@ const RegisterBody = Type.Object({
   initial_device_display_name: Type.Optional(Type.String({ maxLength: 512 })),
   inhibit_login: Type.Optional(Type.Boolean()),
   refresh_token: Type.Optional(Type.Boolean()),
+  guest_access_token: Type.Optional(Type.String({ maxLength: 1024 })),
 });
 
 /** The session key under which /register remembers the user a UIA session registered. */
@@ -75,7 +76,11 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
       // so a client that lost the response can retry. Its username is then no longer "in use" for this session.
       const registeredBefore = await uia.sessionValue(body.auth, REGISTERED_USER_ID);
       // Spec: M_USER_IN_USE / M_INVALID_USERNAME come before User-Interactive Authentication.
-      if (body.username !== undefined && !(typeof registeredBefore === "string" && registeredBefore === accounts.userIdForUsername(body.username))) {
+      if (body.guest_access_token !== undefined) {
+        // Upgrading a guest: the username must be the guest's own localpart (spec "Guest Access").
+        if (body.username === undefined) throw new MatrixError(400, "M_MISSING_PARAM", "Upgrading a guest needs its username");
+        await accounts.checkGuestUpgrade(body.username, body.guest_access_token);
+      } else if (body.username !== undefined && !(typeof registeredBefore === "string" && registeredBefore === accounts.userIdForUsername(body.username))) {
         await accounts.checkUsernameAvailable(body.username);
       }
 
@@ -95,14 +100,17 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
       }
       if (typeof params.password_hash !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing password.");
       limits.registration.take(req.ip);
-      const r = await accounts.register({
-        username: params.username,
+      const common = {
         passwordHash: params.password_hash,
         deviceId: params.device_id,
         initialDeviceDisplayName: params.initial_device_display_name,
         inhibitLogin: params.inhibit_login ?? false,
         refreshToken: params.refresh_token ?? false,
-      });
+      };
+      const r =
+        typeof params.guest_access_token === "string" && typeof params.username === "string"
+          ? await accounts.upgradeGuest(params.username, params.guest_access_token, common)
+          : await accounts.register({ username: params.username, ...common });
       const usedToken = outcome.results["m.login.registration_token"];
       if (typeof usedToken === "string") await storage.registrationTokens.complete(usedToken);
       // The session is kept (it expires as any other) and remembers the user, for replays (above).

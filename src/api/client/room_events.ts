@@ -145,8 +145,9 @@ export function registerRoomEventRoutes(app: FastifyInstance, services: Services
       if (dir !== "b" && dir !== "f") throw new MatrixError(400, "M_INVALID_PARAM", "dir must be 'b' or 'f'");
       const limit = intParam(ctx.query, "limit", 10, 0, 1_000_000);
       return messages.messages(roomIdParam(ctx.params.roomId!), requester(ctx), {
-        from: stringParam(ctx.query, "from"),
-        to: stringParam(ctx.query, "to"),
+        // An empty token is no token (as Synapse reads it): from the end (or start) of the room.
+        from: stringParam(ctx.query, "from") || undefined,
+        to: stringParam(ctx.query, "to") || undefined,
         dir,
         limit: Math.min(limit, 1000),
         selection: selectionFromQuery(ctx.query),

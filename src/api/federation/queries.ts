@@ -6,6 +6,7 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { isValidRoomAlias, userIdDomain } from "../../core/ids/ids.js";
 import { MatrixError, forbidden, invalidParam, notFound, unrecognized } from "../../errors.js";
+import { OpenIdTokens } from "../../services/openid.js";
 import type { PublicRoomsRequest } from "../../services/rooms/directory.js";
 import type { Services } from "../../services/services.js";
 import { boolParam, intParam, requireStringParam, stringParam } from "../http/params.js";
@@ -117,15 +118,20 @@ export function registerFederationQueries(app: FastifyInstance, services: Servic
     handler: () => ({ one_time_keys: {} }),
   });
 
-  // Called by third-party services, not servers: no X-Matrix signature needed (as in the spec and Synapse). We do
-  // not issue OpenID tokens yet, so no token is known.
+  // Called by third-party services, not servers: no X-Matrix signature needed (as in the spec and Synapse). The
+  // tokens are those POST /user/{userId}/openid/request_token issues (services/openid.ts).
+  const openid = new OpenIdTokens(services.signingKey);
   defineFederationRoute(app, services, {
     method: "GET",
     paths: [`${V1}/openid/userinfo`],
     auth: "optional",
     // Spec: 401 when "the token was not recognized or has expired"; a missing token is no better (as Synapse).
-    handler: () => {
-      throw new MatrixError(401, "M_UNKNOWN_TOKEN", "Access token unknown or expired");
+    handler: async ({ query }) => {
+      const token = stringParam(query, "access_token");
+      const userId = token !== undefined ? openid.verify(token) : undefined;
+      const user = userId !== undefined ? await storage.users.get(userId) : undefined;
+      if (userId === undefined || !user || user.deactivated) throw new MatrixError(401, "M_UNKNOWN_TOKEN", "Access token unknown or expired");
+      return { sub: userId };
     },
   });
 

@@ -136,13 +136,17 @@ export class PresenceService {
     return rows.filter((r) => r.user_id === userId || shared.has(r.user_id)).map((r) => ({ type: "m.presence", sender: r.user_id, content: contentOf(this.live.get(r.user_id) ?? r) }));
   }
 
-  /** m.presence events with the current presence of these users, for those the server has any for. */
-  async currentOf(userIds: readonly string[]): Promise<{ type: "m.presence"; sender: string; content: PresenceContent }[]> {
+  /**
+   * m.presence events with the current presence of these users, for those the server has any for — or, with
+   * `orOffline`, for all of them, a user never seen being offline (as GET /presence/{userId}/status answers).
+   */
+  async currentOf(userIds: readonly string[], opts: { orOffline?: boolean } = {}): Promise<{ type: "m.presence"; sender: string; content: PresenceContent }[]> {
     if (!this.enabled) return [];
     const out: { type: "m.presence"; sender: string; content: PresenceContent }[] = [];
     for (const userId of userIds.slice(0, 500)) {
       const row = this.live.get(userId) ?? (await this.row(userId));
       if (row) out.push({ type: "m.presence", sender: userId, content: contentOf(row) });
+      else if (opts.orOffline) out.push({ type: "m.presence", sender: userId, content: { presence: "offline" } });
     }
     return out;
   }

@@ -16,6 +16,11 @@ export interface FormatContext {
   deviceId?: string | null;
   /** /sync omits room_id from timeline and state events. */
   omitRoomId?: boolean;
+  /**
+   * Filter `event_format: "federation"`: "the raw event as received over federation" — the PDU (redacted when a
+   * redaction applies, room_id kept), with event_id and unsigned added.
+   */
+  federationFormat?: boolean;
   /** Skip bundled aggregations (e.g. for state lists). */
   noAggregations?: boolean;
   /** Relation rows already fetched for these events (by parent id), so a batch of formats shares one query. */
@@ -89,6 +94,7 @@ export class EventFormatter {
   }
 
   private shape(e: StoredEvent, content: JsonObject, unsigned: JsonObject, ctx: FormatContext, redacts: string | undefined): ClientEvent {
+    if (ctx.federationFormat) return { ...(e.redactedBy ? redactPdu(e.version, e.event.pdu) : e.event.pdu), event_id: e.event.event_id, unsigned };
     const out: ClientEvent = {
       content,
       event_id: e.event.event_id,

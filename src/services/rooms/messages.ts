@@ -74,6 +74,36 @@ export class MessageService {
     return e.event.event_id;
   }
 
+  /**
+   * After an alias is deleted: takes it out of the room's m.room.canonical_alias (`alias` and `alt_aliases`), as the
+   * spec allows ("Servers may choose to update the alt_aliases …") and Synapse does, sent by the deleting user. A user
+   * without the power to change the event leaves it as it is.
+   */
+  async dropDeletedAlias(roomId: string, r: Requester, alias: string): Promise<void> {
+    const head = await this.rooms.headIfKnown(roomId);
+    if (!head) return;
+    const current = await this.rooms.stateContent(head, "m.room.canonical_alias");
+    if (!current) return;
+    const content: JsonObject = { ...current };
+    let changed = false;
+    if (content.alias === alias) {
+      delete content.alias;
+      changed = true;
+    }
+    if (Array.isArray(content.alt_aliases) && content.alt_aliases.includes(alias)) {
+      const rest = content.alt_aliases.filter((a) => a !== alias);
+      if (rest.length > 0) content.alt_aliases = rest;
+      else delete content.alt_aliases;
+      changed = true;
+    }
+    if (!changed) return;
+    try {
+      await this.setState(roomId, r, "m.room.canonical_alias", "", content);
+    } catch (e) {
+      if (!(e instanceof MatrixError)) throw e;
+    }
+  }
+
   /** Spec m.room.canonical_alias: every alias must be valid and point to this room (400 M_BAD_ALIAS otherwise). */
   private async checkCanonicalAlias(roomId: string, content: JsonObject): Promise<void> {
     const aliases: unknown[] = [];

@@ -21,14 +21,13 @@ import { BUNDLED_RELATIONS, type ClientEvent, type FormatContext, type RelationR
 import type { RoomAccess } from "../rooms/rooms.js";
 import { before, formatTopo } from "../rooms/tokens.js";
 import { diffStates } from "../../storage/state_deltas.js";
+import { LazyMemberCache } from "./lazy_members.js";
 import { formatSyncToken, tokenAdvanced, type SyncToken } from "./token.js";
 
 /** A sync filter compiled to predicates (from the spec's Filter, see core/filters). */
 export interface CompiledSyncFilter {
   timelineLimit: number;
   timeline: (e: StoredEvent) => boolean;
-  /** The timeline filter can drop events: more are read until `timelineLimit` of them match. */
-  timelineFiltered: boolean;
   state: (e: StoredEvent) => boolean;
   ephemeral: (type: string) => boolean;
   roomAccountData: (type: string) => boolean;
@@ -37,9 +36,13 @@ export interface CompiledSyncFilter {
   roomIncluded: (roomId: string) => boolean;
   includeLeave: boolean;
   lazyLoadMembers: boolean;
+  /** With lazy-loading, send member events again that the client was already sent. */
+  includeRedundantMembers: boolean;
   /** Per-thread unread counts (`unread_thread_notifications`) are wanted. */
   unreadThreadNotifications: boolean;
-  /** Applies event_fields / event_format to an event as sent. */
+  /** event_format "federation": events as PDUs (with event_id and unsigned) rather than client events. */
+  federationFormat: boolean;
+  /** Applies event_fields to an event as sent. */
   shape: (e: ClientEvent) => ClientEvent;
 }
 
@@ -52,6 +55,8 @@ export interface SyncRequest {
   setPresence: string;
   filter: CompiledSyncFilter;
   signal?: AbortSignal;
+  /** The users the syncing user ignores (set by the service from m.ignored_user_list). */
+  ignored?: ReadonlySet<string>;
 }
 
 export interface SyncDeps {
@@ -74,6 +79,8 @@ const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
 const STRIPPED_TYPES = ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
 
 export class SyncService {
+  private readonly lazyMembers = new LazyMemberCache();
+
   constructor(private readonly deps: SyncDeps) {}
 
   private get core() {
@@ -119,14 +126,24 @@ export class SyncService {
 
   private async compute(req: SyncRequest, now: SyncToken): Promise<JsonObject> {
     const since = req.since;
-    const fmt: FormatContext = { userId: req.userId, deviceId: req.deviceId, omitRoomId: true };
+    const fmt: FormatContext = { userId: req.userId, deviceId: req.deviceId, omitRoomId: true, federationFormat: req.filter.federationFormat };
     const storage = this.core.storage;
+    if (!since && req.filter.lazyLoadMembers) this.lazyMembers.reset(req.userId, req.deviceId);
+    // Spec "Ignoring Users": no events from ignored users but their state events, and no invites from them.
+    const ignored = await this.deps.accountData.ignoredUsers(req.userId);
+    req = { ...req, ignored };
 
     const { rooms: current, forgotten } = await this.deps.userRooms.of(req.userId);
     const changes = since && this.deps.userRooms.changedSince(req.userId, since.events) ? await storage.rooms.membershipChanges(req.userId, since.events, now.events) : [];
     const changedRooms = new Map<string, string>();
     for (const c of changes) changedRooms.set(c.room_id, c.membership);
-    const joinedSince = new Set(changes.filter((c) => c.membership === "join").map((c) => c.room_id));
+    // Newly joined: a join since the token in a room the user was not joined to at the token (a displayname or
+    // avatar change is a join after a join, and is not).
+    const joinedSince = new Set<string>();
+    for (const roomId of new Set(changes.filter((c) => c.membership === "join").map((c) => c.room_id))) {
+      const before = await storage.rooms.membershipAt(req.userId, roomId, since!.events);
+      if (before?.membership !== "join") joinedSince.add(roomId);
+    }
 
     const join: JsonObject = {};
     const invite: JsonObject = {};
@@ -215,6 +232,10 @@ export class SyncService {
       if (!req.filter.roomIncluded(r.room_id)) continue;
       const changedHere = changedRooms.has(r.room_id);
       if (r.membership === "invite" && (!since || changedHere)) {
+        if (ignored.size > 0) {
+          const inviteEvent = await this.core.events.get(r.event_id);
+          if (inviteEvent && ignored.has(inviteEvent.event.sender)) continue;
+        }
         invite[r.room_id] = { invite_state: { events: await this.strippedState(r.room_id, r.event_id) } };
       } else if (r.membership === "knock" && (!since || changedHere)) {
         knock[r.room_id] = { knock_state: { events: await this.strippedState(r.room_id, r.event_id) } };
@@ -247,7 +268,7 @@ export class SyncService {
       const news = await this.sharingChanges(req.userId, since, now, allJoined, joinedSince);
       const known = new Set(presence.map((p) => p.sender));
       const newPresence = [...news.newlyShared].filter((u) => !known.has(u));
-      if (newPresence.length > 0) presence.push(...(await this.deps.presence.currentOf(newPresence)));
+      if (newPresence.length > 0) presence.push(...(await this.deps.presence.currentOf(newPresence, { orOffline: true })));
       // Spec "device_lists": `changed` — users "who have updated their device identity or cross-signing keys, or who
       // now share an encrypted room with the client since the previous sync response" (any room here, which the spec
       // allows "for the sake of simpler logic"); `left` — users "with whom we do not share any encrypted rooms anymore".
@@ -312,23 +333,17 @@ export class SyncService {
     const limit = req.filter.timelineLimit;
     const to = upTo ?? now.events;
     const from = full || !since ? Number.MIN_SAFE_INTEGER : since.events;
-    let newest = pre?.events ?? (await this.core.events.fromRows(await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1)));
-    if (req.filter.timelineFiltered) newest = await this.matchingNewest(roomId, from, newest, limit + 1, req.filter.timeline);
-    const limited = newest.length > limit;
-    const events = newest.slice(0, limit).reverse();
-    let visible = await this.core.visibility.filter(req.userId, events);
-    if (upTo === undefined && visible.length < events.length && events.some((e) => e.event.state_key !== undefined)) {
-      // As Synapse: current state stays in the timeline even where history visibility hides it, or a client would
-      // never learn of state set while it could not see the room (it would be in neither timeline nor state).
-      const head = await this.deps.rooms.headIfKnown(roomId);
-      const current = new Set(head?.state.values() ?? []);
-      const shown = new Set(visible.map((e) => e.event.event_id));
-      visible = events.filter((e) => shown.has(e.event.event_id) || (current.has(e.event.event_id) && !e.outlier && !e.rejected && !e.softFailed));
-    }
-    const timeline = visible.filter(req.filter.timeline);
+    const newest = pre?.events ?? (await this.core.events.fromRows(await this.core.storage.events.roomTimeline(roomId, from, to, limit + 1)));
+    // The limit counts the events the client is shown: those it may see (history visibility) and that pass the
+    // timeline filter, as in Synapse's filtered recents.
+    const shown = await this.shownNewest(req, roomId, from, newest, limit + 1, upTo === undefined);
+    // A room newly joined in an incremental sync is always limited (as Synapse): the client has none of its history,
+    // which lies behind prev_batch.
+    const limited = shown.length > limit || (full && since !== undefined && !req.fullState);
+    const timeline = shown.slice(0, limit).reverse();
 
     // The state at the start of the timeline: before its first event, or at `to` when it is empty.
-    const first = events[0];
+    const first = timeline[0];
     let startState: StateMap;
     if (first) {
       const after = first.stateGroup !== null ? await this.core.state.stateOf(first.stateGroup) : new Map<string, string>();
@@ -347,11 +362,13 @@ export class SyncService {
       stateIds = [];
     }
     if (req.filter.lazyLoadMembers) {
+      // Spec "Lazy-loading room members": only the member events of the timeline's senders (and, in a full section,
+      // the user's own, so the client knows it is in the room), leaving out those this device already has. An
+      // incremental section keeps the membership changes of its gap, as clients keep the member list they loaded
+      // with /members current from them.
       const needed = new Set(timeline.map((e) => e.event.sender));
-      needed.add(req.userId);
-      // Full: only the members the timeline needs. Incremental: membership changes from the gap stay, as clients keep
-      // the member list they loaded with /members current from them (spec "Lazy-loading room members").
       if (full) {
+        needed.add(req.userId);
         const memberIds = new Set([...startState].filter(([k]) => k.startsWith(MEMBER_PREFIX)).map(([, v]) => v));
         stateIds = stateIds.filter((id) => !memberIds.has(id));
       }
@@ -359,11 +376,16 @@ export class SyncService {
         const id = startState.get(stateMapKey("m.room.member", u));
         if (id && !timeline.some((e) => e.event.event_id === id)) stateIds.push(id);
       }
+      if (!req.filter.includeRedundantMembers) stateIds = await this.withoutRedundantMembers(req, roomId, since, now, stateIds, timeline);
     }
     const stateEvents = [...(await this.core.events.getMany([...new Set(stateIds)])).values()].filter(req.filter.state);
 
     const shape = (list: ClientEvent[]) => list.map(req.filter.shape);
-    const prevBatch = first ? formatTopo(before({ depth: first.depth, stream: first.streamOrdering })) : formatSyncToken({ ...now, events: to });
+    // A timeline holding the room's whole history (from its create event) has nothing before it: its prev_batch is
+    // then the position at its end, as Synapse gives for a timeline that is not limited, so that /messages and
+    // /members?at= from it see the room as of this response (a token before the create event would show nothing).
+    const atRoomStart = first !== undefined && first.event.type === "m.room.create" && first.event.state_key === "" && !limited;
+    const prevBatch = first && !atRoomStart ? formatTopo(before({ depth: first.depth, stream: first.streamOrdering })) : formatSyncToken({ ...now, events: to });
     const section = {
       timeline: { events: shape(await this.core.formatter.format(timeline, fmt)), limited, prev_batch: prevBatch },
       state: { events: shape(await this.core.formatter.format(stateEvents, { ...fmt, noAggregations: true })) },
@@ -376,18 +398,53 @@ export class SyncService {
   }
 
   /**
-   * With a narrowing timeline filter, the limit counts the events that match (as Synapse's filtered recents): reads
-   * further back, a few chunks at most, until `want` events match or the range is exhausted. `newest` holds the
-   * newest events of the range (newest first); a list shorter than `want` covers the whole range.
+   * Lazy-loading: drops the member events this device was already sent (unless it syncs without a token), and
+   * records those it is sent now, in state or timeline.
    */
-  private async matchingNewest(roomId: string, from: number, newest: StoredEvent[], want: number, matches: (e: StoredEvent) => boolean): Promise<StoredEvent[]> {
-    const out = newest.filter(matches);
+  private async withoutRedundantMembers(req: SyncRequest, roomId: string, since: SyncToken | undefined, now: SyncToken, stateIds: string[], timeline: StoredEvent[]): Promise<string[]> {
+    const cache = this.lazyMembers;
+    const events = await this.core.events.getMany(stateIds);
+    const memberOf = (id: string) => {
+      const e = events.get(id)?.event;
+      return e?.type === "m.room.member" && e.state_key !== undefined ? e.state_key : undefined;
+    };
+    const kept = since ? stateIds.filter((id) => { const m = memberOf(id); return m === undefined || !cache.has(req.userId, req.deviceId, roomId, m, id, since.events); }) : stateIds;
+    const sent: [string, string][] = [];
+    for (const id of kept) {
+      const m = memberOf(id);
+      if (m !== undefined) sent.push([m, id]);
+    }
+    for (const e of timeline) if (e.event.type === "m.room.member" && e.event.state_key !== undefined) sent.push([e.event.state_key, e.event.event_id]);
+    cache.sent(req.userId, req.deviceId, roomId, sent, now.events);
+    return kept;
+  }
+
+  /**
+   * The events of the range the client is shown, newest first, up to `want` of them: those history visibility lets
+   * it see and the timeline filter keeps. `newest` holds the newest events of the range (newest first); a list
+   * shorter than `want` covers the whole range. When some were dropped, reads further back, a few chunks at most,
+   * until `want` are shown or the range is exhausted. With `keepCurrentState`, current state stays in the timeline
+   * even where history visibility hides it (as Synapse), or a client would never learn of state set while it could
+   * not see the room (it would be in neither timeline nor state).
+   */
+  private async shownNewest(req: SyncRequest, roomId: string, from: number, newest: StoredEvent[], want: number, keepCurrentState: boolean): Promise<StoredEvent[]> {
+    let current: Set<string> | undefined;
+    const keep = async (list: StoredEvent[]): Promise<StoredEvent[]> => {
+      const ignored = req.ignored;
+      const candidates = list.filter((e) => (!ignored || e.event.state_key !== undefined || !ignored.has(e.event.sender)) && req.filter.timeline(e));
+      const visible = await this.core.visibility.filter(req.userId, candidates);
+      if (!keepCurrentState || visible.length === candidates.length || !candidates.some((e) => e.event.state_key !== undefined)) return visible;
+      if (!current) current = new Set((await this.deps.rooms.headIfKnown(roomId))?.state.values() ?? []);
+      const ok = new Set(visible.map((e) => e.event.event_id));
+      return candidates.filter((e) => ok.has(e.event.event_id) || (current!.has(e.event.event_id) && !e.outlier && !e.rejected && !e.softFailed));
+    };
+    const out = await keep(newest);
     let exhausted = newest.length < want;
     let oldest = newest[newest.length - 1]?.streamOrdering;
     const chunk = Math.max(want * 3, 30);
     for (let round = 0; round < 5 && out.length < want && !exhausted && oldest !== undefined; round++) {
       const older = await this.core.events.fromRows(await this.core.storage.events.roomTimeline(roomId, from, oldest - 1, chunk));
-      for (const e of older) if (matches(e)) out.push(e);
+      out.push(...(await keep(older)));
       exhausted = older.length < chunk;
       oldest = older[older.length - 1]?.streamOrdering;
     }
