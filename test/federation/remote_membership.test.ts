@@ -161,6 +161,11 @@ describe("rejecting an invite when its server will not take the leave", () => {
         const ref = version === "1" ? (pdu.prev_events as unknown[][])[0]![0] : (pdu.prev_events as string[])[0];
         expect(ref).toBe(inviteId);
         expect(pdu).toMatchObject({ sender: carol.userId, state_key: carol.userId, content: { membership: "leave", reason: "not now" } });
+        // Carol's /sync shows the room under leave, with her leave as its timeline (include_leave for an initial sync).
+        const s = await c1.get(`${V3}/sync?filter=${enc(JSON.stringify({ room: { include_leave: true } }))}`, { token: carol.accessToken });
+        expect(s.status, s.text).toBe(200);
+        const left = (s.body.rooms as { leave: Record<string, { timeline: { events: { event_id: string }[] } }> }).leave[roomId];
+        expect(left?.timeline.events.map((e) => e.event_id)).toEqual([id]);
         // hs2 never heard of it: the invite stands there.
         expect(await membershipOnHs2(roomId, carol.userId)).toBe("invite");
         proxy.intercept = undefined;

@@ -248,8 +248,17 @@ export class SyncService {
         if (!leaveEvent) continue;
         const upTo = leaveEvent.streamOrdering;
         const full = !since || req.fullState || joinedSince.has(r.room_id);
+        // A leave this server made on its own (an invite rejected while no server in the room answered) stands
+        // outside any room this server is in: it is the whole timeline, as Synapse shows it.
+        const section = leaveEvent.outlier
+          ? {
+              timeline: { events: req.filter.timeline(leaveEvent) ? (await this.core.formatter.format([leaveEvent], fmt)).map(req.filter.shape) : [], limited: false, prev_batch: formatSyncToken({ ...now, events: upTo }) },
+              state: { events: [] as ClientEvent[] },
+              summary: {} as JsonObject,
+            }
+          : await this.roomSection(req, r.room_id, since, { ...now, events: upTo }, full, upTo, fmt);
         leave[r.room_id] = {
-          ...(await this.roomSection(req, r.room_id, since, { ...now, events: upTo }, full, upTo, fmt)),
+          ...section,
           account_data: { events: roomAccount.filter((a) => a.roomId === r.room_id).map((a) => ({ type: a.type, content: a.content })) as unknown as ClientEvent[] },
         };
       }
