@@ -95,18 +95,24 @@ function scanJson(text: string): { hasNonCanonicalNumbers: boolean; hasDuplicate
     }
     if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
       const start = i;
-      i++;
-      while (i < n) {
-        const d = text.charCodeAt(i);
-        if ((d >= 0x30 && d <= 0x39) || d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d) i++;
-        else break;
-      }
+      i = numberTokenEnd(text, i);
       if (!hasNonCanonicalNumbers && !isCanonicalIntegerToken(text.slice(start, i))) hasNonCanonicalNumbers = true;
       continue;
     }
     i++;
   }
   return { hasNonCanonicalNumbers, hasDuplicateKeys };
+}
+
+/** Where the number token starting at `start` (a `-` or a digit) ends: digits, `.`, `e`/`E` and signs. */
+function numberTokenEnd(text: string, start: number): number {
+  let i = start + 1;
+  while (i < text.length) {
+    const d = text.charCodeAt(i);
+    if ((d >= 0x30 && d <= 0x39) || d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d) i++;
+    else break;
+  }
+  return i;
 }
 
 /**
@@ -146,12 +152,7 @@ export function parseJsonKeepingNumbers(text: string): unknown {
     }
     if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
       const start = i;
-      i++;
-      while (i < n) {
-        const d = text.charCodeAt(i);
-        if ((d >= 0x30 && d <= 0x39) || d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d) i++;
-        else break;
-      }
+      i = numberTokenEnd(text, i);
       const token = text.slice(start, i);
       if (!isCanonicalIntegerToken(token)) {
         out += `${text.slice(last, start)}"${marker}${literals.length}"`;
