@@ -144,6 +144,32 @@ describe("leave, kick and ban across servers", () => {
     expect(s.rooms.join[roomId]).toBeUndefined();
   });
 
+  it("the creator who left, leaving no local member, is invited back by a remote admin and rejoins through them", async () => {
+    const roomId = await createRoom(c1, alice, { preset: "private_chat" });
+    const invite = await c1.post(`${V3}/rooms/${enc(roomId)}/invite`, { user_id: bob.userId }, { token: alice.accessToken });
+    expect(invite.status, invite.text).toBe(200);
+    await poll(async () => ((await sync(c2, bob)).rooms.invite?.[roomId] ? true : undefined));
+    await join(c2, bob, roomId);
+    await waitMembership(c1, roomId, bob.userId, "join");
+    const pl = await getState(c1, alice, roomId, "m.room.power_levels");
+    await setState(c1, alice, roomId, "m.room.power_levels", "", { ...pl, users: { ...(pl.users as object), [bob.userId]: 100 } });
+    await poll(async () => ((await getState(c2, bob, roomId, "m.room.power_levels")).users as Record<string, number>)[bob.userId] === 100 ? true : undefined);
+    const leave = await c1.post(`${V3}/rooms/${enc(roomId)}/leave`, {}, { token: alice.accessToken });
+    expect(leave.status, leave.text).toBe(200);
+    await waitMembership(c2, roomId, alice.userId, "leave");
+
+    const since = (await sync(c1, alice)).next_batch;
+    const reinvite = await c2.post(`${V3}/rooms/${enc(roomId)}/invite`, { user_id: alice.userId }, { token: bob.accessToken });
+    expect(reinvite.status, reinvite.text).toBe(200);
+    await syncUntil(c1, alice, since, (r) => r.rooms.invite?.[roomId] !== undefined);
+    const rejoin = await c1.post(`${V3}/join/${enc(roomId)}`, {}, { token: alice.accessToken });
+    expect(rejoin.status, rejoin.text).toBe(200);
+    await syncUntil(c1, alice, since, (r) => r.rooms.join[roomId] !== undefined);
+    expect(await membershipOn(c1, roomId, alice.userId)).toBe("join");
+    await send(c2, bob, roomId, "welcome back");
+    await syncUntil(c1, alice, since, (r) => r.rooms.join[roomId]?.timeline.events.some((e) => e.content.body === "welcome back") ?? false);
+  });
+
   it("an hs2 user without power cannot kick an hs1 user (refused on hs2, nothing reaches hs1)", async () => {
     const roomId = await sharedRoom([carol]);
     await waitMembership(c2, roomId, carol.userId, "join");

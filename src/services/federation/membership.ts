@@ -504,7 +504,7 @@ export class FederationMembership {
     }
     const join = await this.deps.pdus.check(version, joinPdu);
     if (join.event_id !== signed.eventId) throw new MatrixError(502, "M_UNKNOWN", `${server} returned a different join event`);
-    const r = await this.deps.persister.persistReceived(join, { stateBefore });
+    const r = await this.deps.persister.persistReceived(join, { stateBefore, ownJoin: true });
     if (r.status === "rejected") throw forbidden("The join was not allowed by the room's authorization rules");
   }
 }

@@ -341,15 +341,20 @@ export class EventPersister {
    *
    * `outlier`: stored without state (auth chain and state events fetched for a join): checked against its auth
    * events only. Every auth event (and, unless `stateBefore` is given, every prev event) must already be stored.
+   *
+   * `ownJoin`: our user's join made through send_join, with the resident's state as `stateBefore`. This server had
+   * no member left, so whatever current state it kept is stale: the join is not checked against it (it would
+   * soft-fail: the stale state has not seen the invite), and the state after the join becomes current state, with
+   * the join as the only forward extremity.
    */
-  async persistReceived(event: Event, opts: { outlier?: boolean; stateBefore?: StateMap; backfilled?: boolean } = {}): Promise<ReceivedOutcome> {
+  async persistReceived(event: Event, opts: { outlier?: boolean; stateBefore?: StateMap; backfilled?: boolean; ownJoin?: boolean } = {}): Promise<ReceivedOutcome> {
     const existing = await this.events.get(event.event_id);
     if (existing && !(existing.outlier && !opts.outlier)) return { stored: existing, status: existing.rejected ? "rejected" : existing.softFailed ? "soft_failed" : "accepted" };
     const version = await this.events.roomVersion(event.room_id);
     if (!version) throw new MatrixError(404, "M_NOT_FOUND", `Unknown room ${event.room_id}`);
     const replaceOutlier = existing?.outlier === true;
     const queued = this.lock.run(event.room_id, () =>
-      opts.outlier ? this.queueOutlier(version, event) : this.queueReceived(version, event, opts.stateBefore, replaceOutlier, opts.backfilled ?? false),
+      opts.outlier ? this.queueOutlier(version, event) : this.queueReceived(version, event, opts.stateBefore, replaceOutlier, opts.backfilled ?? false, opts.ownJoin ?? false),
     );
     const { committed, status } = await queued;
     return { stored: await committed, status };
@@ -377,9 +382,11 @@ export class EventPersister {
     given: StateMap | undefined,
     replaceOutlier: boolean,
     backfilled: boolean,
+    ownJoin: boolean,
   ): Promise<{ committed: Promise<StoredEvent>; status: ReceivedStatus }> {
     const roomId = event.room_id;
     let head = await this.head(roomId);
+    const stale = ownJoin ? head : undefined;
 
     // 3a. the state before the event (step 5's input); groups planned here besides the event's own.
     const before = await this.stateStage.beforeReceived(head, version, event, given);
@@ -387,7 +394,7 @@ export class EventPersister {
 
     // 2. authorise: steps 4 and 5 reject, step 6 soft-fails.
     const rejected = (await this.authoriser.againstAuthEvents(version, event)) ?? (await this.authoriser.againstState(version, event, before.state));
-    const softFailed = !rejected && head !== undefined && !backfilled && (await this.authoriser.againstState(version, event, head.state)) !== undefined;
+    const softFailed = !rejected && head !== undefined && !stale && !backfilled && (await this.authoriser.againstState(version, event, head.state)) !== undefined;
     const redaction = rejected ? {} : await this.receivedRedaction(version, event, before.state);
 
     // 3b. the state after it, and current state (which moves only for an accepted, live event).
@@ -396,8 +403,8 @@ export class EventPersister {
     let current: CurrentStateChange | undefined;
     let extremities: string[] | undefined;
     if (live) {
-      extremities = [...(head?.extremities ?? []).filter((e) => !event.prev_events.includes(e)), event.event_id];
-      current = await this.stateStage.receivedCurrentState(head, version, event, after, planned);
+      extremities = stale ? [event.event_id] : [...(head?.extremities ?? []).filter((e) => !event.prev_events.includes(e)), event.event_id];
+      current = await this.stateStage.receivedCurrentState(head, version, event, after, planned, stale !== undefined);
     }
 
     // 4. write

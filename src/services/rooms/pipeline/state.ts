@@ -84,9 +84,10 @@ export class StateStage {
    * every extremity, else that state resolved against current state (the event itself taking part). `planned`
    * collects a group planned for the resolved state.
    */
-  async receivedCurrentState(head: RoomHead | undefined, version: RoomVersion, event: Event, after: StateAfter, planned: StateGroupNode[]): Promise<CurrentStateChange> {
+  /** `replace`: the state after the event replaces current state outright (our own join after a stale view). */
+  async receivedCurrentState(head: RoomHead | undefined, version: RoomVersion, event: Event, after: StateAfter, planned: StateGroupNode[], replace = false): Promise<CurrentStateChange> {
     const oldExt = head?.extremities ?? [];
-    const linear = !head || oldExt.every((e) => event.prev_events.includes(e));
+    const linear = replace || !head || oldExt.every((e) => event.prev_events.includes(e));
     let newState = after.state;
     let newGroup = after.group;
     if (!linear && head && !sameState(head.state, after.state)) {
