@@ -63,7 +63,8 @@ export async function startServer({ db = "sqlite", port = 18008, tlsPort, config
     });
     config.listeners.push({ port: tlsPort, bind_addresses: ["127.0.0.1"], type: "http", tls: true, resources: [{ names: ["federation", "keys"] }] });
   }
-  Object.assign(config, extraConfig);
+  // BENCH_CONFIG: JSON merged over the config (e.g. '{"caches":{"global_factor":0.5}}'), to compare settings.
+  Object.assign(config, extraConfig, process.env.BENCH_CONFIG ? JSON.parse(process.env.BENCH_CONFIG) : {});
   writeFileSync(join(dir, "homeserver.yaml"), JSON.stringify(config, null, 2)); // JSON is YAML
   // The same V8 flags as `npm start` and the `myelin` command (see bin/myelin.js), plus any given for profiling.
   const nodeArgs = ["--max-semi-space-size=4", "--v8-pool-size=1", ...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean)];

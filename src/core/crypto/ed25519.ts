@@ -1,13 +1,13 @@
 /**
- * Ed25519 signing keys as Matrix uses them (spec: "Signing JSON"), on Node's built-in crypto.
+ * Ed25519 signing keys as Matrix uses them (spec: "Signing JSON"), on libsodium (sodium-native): it signs in half
+ * the time of Node's OpenSSL and verifies in under half (every federation PDU and request is verified), and it is
+ * the implementation Synapse uses (PyNaCl), so the same signatures are accepted and refused — libsodium refuses
+ * non-canonical signatures and small-order public keys.
  * A key is identified by `ed25519:<version>`; Synapse stores it as the line `ed25519 <version> <unpadded b64 seed>`.
  */
-import { createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from "node:crypto";
+import { randomBytes } from "node:crypto";
+import sodium from "sodium-native";
 import { decodeBase64, encodeBase64 } from "../json/base64.js";
-
-// DER prefixes that wrap a raw 32-byte Ed25519 seed / public key (RFC 8410).
-const PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
-const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
 export interface SigningKey {
   /** "ed25519:" + version, e.g. "ed25519:a_AbCd". */
@@ -15,15 +15,16 @@ export interface SigningKey {
   readonly seed: Buffer;
   readonly publicKey: Buffer;
   readonly publicKeyBase64: string;
-  readonly privateKeyObject: KeyObject;
+  /** libsodium's 64-byte secret key (seed and public key). */
+  readonly secretKey: Buffer;
 }
 
 export function signingKeyFromSeed(version: string, seed: Buffer): SigningKey {
   if (seed.length !== 32) throw new Error("an ed25519 seed is 32 bytes");
-  const privateKeyObject = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: "der", type: "pkcs8" });
-  const spki = createPublicKey(privateKeyObject).export({ format: "der", type: "spki" });
-  const publicKey = Buffer.from(spki.subarray(SPKI_PREFIX.length));
-  return { keyId: `ed25519:${version}`, seed, publicKey, publicKeyBase64: encodeBase64(publicKey), privateKeyObject };
+  const publicKey = Buffer.alloc(sodium.crypto_sign_PUBLICKEYBYTES);
+  const secretKey = Buffer.alloc(sodium.crypto_sign_SECRETKEYBYTES);
+  sodium.crypto_sign_seed_keypair(publicKey, secretKey, seed);
+  return { keyId: `ed25519:${version}`, seed, publicKey, publicKeyBase64: encodeBase64(publicKey), secretKey };
 }
 
 const VERSION_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
@@ -59,30 +60,24 @@ export function parseSigningKeyFile(text: string): SigningKey[] {
 }
 
 export function signBytes(key: SigningKey, data: Uint8Array): string {
-  return encodeBase64(sign(null, data, key.privateKeyObject));
+  const sig = Buffer.alloc(sodium.crypto_sign_BYTES);
+  sodium.crypto_sign_detached(sig, asBuffer(data), key.secretKey);
+  return encodeBase64(sig);
 }
-
-const publicKeyCache = new Map<string, KeyObject>();
 
 /** Verifies an unpadded-base64 signature against an unpadded-base64 public key. Never throws. */
 export function verifyBytes(publicKeyBase64: string, data: Uint8Array, signatureBase64: string): boolean {
   const sig = decodeBase64(signatureBase64);
-  if (!sig || sig.length !== 64) return false;
-  let keyObj = publicKeyCache.get(publicKeyBase64);
-  if (!keyObj) {
-    const raw = decodeBase64(publicKeyBase64);
-    if (!raw || raw.length !== 32) return false;
-    try {
-      keyObj = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: "der", type: "spki" });
-    } catch {
-      return false;
-    }
-    if (publicKeyCache.size > 10_000) publicKeyCache.clear();
-    publicKeyCache.set(publicKeyBase64, keyObj);
-  }
+  if (!sig || sig.length !== sodium.crypto_sign_BYTES) return false;
+  const key = decodeBase64(publicKeyBase64);
+  if (!key || key.length !== sodium.crypto_sign_PUBLICKEYBYTES) return false;
   try {
-    return verify(null, data, keyObj, sig);
+    return sodium.crypto_sign_verify_detached(sig, asBuffer(data), key);
   } catch {
     return false;
   }
+}
+
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
