@@ -60,6 +60,7 @@ import { RoomDirectory } from "./services/rooms/directory.js";
 import { ServerRoomAccess } from "./services/federation/room_access.js";
 import { FederationReads } from "./services/federation/reads.js";
 import { TagService } from "./services/tags.js";
+import { KeyBackupService } from "./services/key_backup.js";
 import { TurnService } from "./services/voip.js";
 import { ThirdPartyService } from "./services/thirdparty.js";
 import { PushRuleService } from "./services/push/rules.js";
@@ -580,6 +581,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     turn: new TurnService(config.turn),
     // No sources until application services arrive.
     thirdParty: new ThirdPartyService(),
+    keyBackup: new KeyBackupService(storage),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

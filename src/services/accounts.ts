@@ -236,7 +236,7 @@ export class AccountService {
     await this.devices.changed(userId, others, true);
   }
 
-  /** Deactivation: the user can never log in again; devices, tokens and account data go; with erase, the profile too. */
+  /** Deactivation: the user can never log in again; devices, tokens, account data and key backups go; with erase, the profile too. */
   async deactivate(userId: string, opts: { erase: boolean }): Promise<void> {
     const devices: string[] = [];
     await this.storage.transaction(async (tx) => {
@@ -247,6 +247,8 @@ export class AccountService {
       await tx.tokens.deleteAccessTokens(userId);
       await tx.tokens.deleteRefreshTokens(userId);
       await tx.accountData.deleteAll(userId);
+      // As Synapse: a deactivated account keeps no key backup.
+      await tx.keyBackup.deleteAll(userId);
       if (opts.erase) await tx.profiles.deleteAll(userId);
     });
     this.tokens.invalidateUser(userId);

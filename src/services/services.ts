@@ -45,6 +45,7 @@ import type { UnreadCounts } from "./push/counts.js";
 import type { CacheRegistry } from "../util/cache.js";
 import type { Metrics } from "./metrics.js";
 import type { RoomChanges } from "./rooms/room_changes.js";
+import type { KeyBackupService } from "./key_backup.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -126,4 +127,6 @@ export interface Services {
   turn: TurnService;
   /** Third-party protocols and lookups (from application services). */
   thirdParty: ThirdPartyService;
+  /** Server-side key backups (/room_keys). */
+  keyBackup: KeyBackupService;
 }

@@ -354,6 +354,30 @@ export interface PushReadPositionsTable {
   stream_ordering: number;
 }
 
+/** Server-side key backup versions (migration 009). */
+export interface KeyBackupVersionsTable {
+  user_id: string;
+  version: number;
+  algorithm: string;
+  /** JSON object, as the client sent it. */
+  auth_data: string;
+  etag: number;
+  deleted: number;
+}
+
+/** The backed-up session keys of a key backup version (migration 009). */
+export interface KeyBackupSessionsTable {
+  user_id: string;
+  version: number;
+  room_id: string;
+  session_id: string;
+  first_message_index: number;
+  forwarded_count: number;
+  is_verified: number;
+  /** JSON object, as the client sent it. */
+  session_data: string;
+}
+
 export interface Schema {
   push_rules: PushRulesTable;
   pushers: PushersTable;
@@ -392,4 +416,6 @@ export interface Schema {
   account_data: AccountDataTable;
   filters: FiltersTable;
   server_signing_keys: ServerSigningKeysTable;
+  key_backup_versions: KeyBackupVersionsTable;
+  key_backup_sessions: KeyBackupSessionsTable;
 }

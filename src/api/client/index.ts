@@ -25,6 +25,7 @@ import { registerThirdPartyRoutes } from "./thirdparty.js";
 import { registerLegacyEventRoutes } from "./events.js";
 import { registerAdminRoutes } from "./admin.js";
 import { registerOpenIdRoutes } from "./openid.js";
+import { registerRoomKeyRoutes } from "./room_keys.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -51,4 +52,5 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerVoipRoutes(app, services);
   registerThirdPartyRoutes(app, services);
   registerLegacyEventRoutes(app, services);
+  registerRoomKeyRoutes(app, services);
 }

@@ -35,6 +35,8 @@ export interface RouteDef<S extends TSchema | undefined> {
   paths: string[];
   /** JSON schema of the body; a mismatch is 400 M_BAD_JSON. */
   body?: S;
+  /** A tighter cap on the body's bytes than the server-wide one; over it is 413 M_TOO_LARGE. */
+  bodyLimit?: number;
   auth?: AuthMode;
   /** Guests may call it (spec "Guest access"); otherwise they get 403 M_GUEST_ACCESS_FORBIDDEN. */
   allowGuest?: boolean;
@@ -51,6 +53,7 @@ export function defineRoute<S extends TSchema | undefined = undefined>(app: Fast
       method: def.method,
       url,
       schema: def.body ? { body: def.body } : {},
+      ...(def.bodyLimit !== undefined ? { bodyLimit: def.bodyLimit } : {}),
       // A request without a body validates as `{}` (Synapse does the same): e.g. a bare POST that starts UIA.
       preValidation: (req, _reply, done) => {
         if (req.body === undefined) req.body = {};

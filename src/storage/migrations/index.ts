@@ -11,6 +11,7 @@ import { m004_federation_sender } from "./004_federation_sender.js";
 import { m005_device_messages } from "./005_device_messages.js";
 import { m006_push } from "./006_push.js";
 import { m007_transaction_ids } from "./007_transaction_ids.js";
+import { m009_key_backup } from "./009_key_backup.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -26,6 +27,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["005_device_messages", m005_device_messages],
   ["006_push", m006_push],
   ["007_transaction_ids", m007_transaction_ids],
+  ["009_key_backup", m009_key_backup],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {
