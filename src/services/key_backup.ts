@@ -7,6 +7,7 @@
  * compare-and-replace of concurrent uploads, and an upload racing a deletion, never interleave — on PostgreSQL
  * across processes too.
  */
+import { isJsonObject, type JsonObject, type JsonValue } from "../core/json/types.js";
 import { MatrixError, badJson, invalidParam, missingParam, notFound } from "../errors.js";
 import type { KeyBackupData, KeyBackupVersionRow, StoredRoomKey } from "../storage/key_backup.js";
 import type { Storage, Stores } from "../storage/storage.js";
@@ -20,7 +21,7 @@ const MAX_ID_BYTES = 255;
 /** GET /room_keys/version(/{version}). */
 export interface BackupVersionInfo {
   algorithm: string;
-  auth_data: Record<string, unknown>;
+  auth_data: JsonValue;
   count: number;
   etag: string;
   version: string;
@@ -70,11 +71,7 @@ export function isBetterRoomKey(candidate: KeyBackupData, stored: KeyBackupData)
   return candidate.forwarded_count < stored.forwarded_count;
 }
 
-type JsonObject = Record<string, unknown>;
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
+const isObject = isJsonObject;
 
 /** The request body itself must be an object (Synapse: "Content must be a JSON object.", M_BAD_JSON). */
 function bodyObject(body: unknown): JsonObject {
@@ -91,6 +88,7 @@ function field<T>(obj: JsonObject, name: string, where: string, check: (v: unkno
 }
 
 const isString = (v: unknown): v is string => typeof v === "string";
+const isPresent = (v: unknown): v is JsonValue => v !== null && v !== undefined;
 const isBoolean = (v: unknown): v is boolean => typeof v === "boolean";
 /** Indices and counts: integers, never negative, within JSON's safe range (canonical JSON's). */
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
@@ -108,7 +106,9 @@ export function parseKeyBackupData(v: unknown, where: string): KeyBackupData {
     first_message_index: field(v, "first_message_index", where, isCount, "a non-negative integer"),
     forwarded_count: field(v, "forwarded_count", where, isCount, "a non-negative integer"),
     is_verified: field(v, "is_verified", where, isBoolean, "a boolean"),
-    session_data: field(v, "session_data", where, isObject, "an object"),
+    // Opaque to the server, which never decrypts it: kept as sent, as Synapse does (the spec's algorithm makes it
+    // an object; older clients and SyTest send strings).
+    session_data: field(v, "session_data", where, isPresent, "present"),
   };
 }
 
@@ -139,13 +139,14 @@ export function parseRoomKeysUpload(target: KeysTarget, body: unknown): StoredRo
 }
 
 /** `algorithm` and `auth_data` of POST and PUT /room_keys/version. */
-function parseBackupInfo(body: JsonObject): { algorithm: string; authData: JsonObject } {
+function parseBackupInfo(body: JsonObject): { algorithm: string; authData: JsonValue } {
   const algorithm = field(body, "algorithm", "", isString, "a string");
   if (algorithm.length === 0) throw invalidParam("'algorithm' must not be empty");
+  // Other algorithms' auth_data is opaque (the server never interprets it, and new ones such as MSC4048's should
+  // not need a server upgrade; Synapse keeps any value); the spec's own is held to its AuthData definition.
+  if (algorithm !== MEGOLM_BACKUP_V1) return { algorithm, authData: field(body, "auth_data", "", isPresent, "present") };
   const authData = field(body, "auth_data", "", isObject, "an object");
-  // Other algorithms are accepted as opaque (the server never interprets auth_data, and new ones such as
-  // MSC4048's should not need a server upgrade); the spec's own is held to its AuthData definition.
-  if (algorithm === MEGOLM_BACKUP_V1) {
+  {
     field(authData, "public_key", " in auth_data", isString, "a string");
     if (Object.hasOwn(authData, "signatures") && !isObject(authData.signatures)) throw invalidParam("'signatures' in auth_data must be an object");
   }

@@ -2,6 +2,7 @@
  * Server-side key backups: backup versions and their session keys. This store only reads and writes rows; which
  * key to keep and which version may be written are the service's rules (services/key_backup.ts).
  */
+import type { JsonValue } from "../core/json/types.js";
 import type { Kysely } from "kysely";
 import type { Schema } from "./schema.js";
 
@@ -9,7 +10,7 @@ import type { Schema } from "./schema.js";
 export interface KeyBackupVersionRow {
   version: number;
   algorithm: string;
-  authData: Record<string, unknown>;
+  authData: JsonValue;
   etag: number;
   deleted: boolean;
 }
@@ -19,7 +20,7 @@ export interface KeyBackupData {
   first_message_index: number;
   forwarded_count: number;
   is_verified: boolean;
-  session_data: Record<string, unknown>;
+  session_data: JsonValue;
 }
 
 export interface StoredRoomKey {
@@ -35,7 +36,7 @@ type VersionSelect = { version: number; algorithm: string; auth_data: string; et
 type SessionSelect = { room_id: string; session_id: string; first_message_index: number; forwarded_count: number; is_verified: number; session_data: string };
 
 function versionOf(r: VersionSelect): KeyBackupVersionRow {
-  return { version: Number(r.version), algorithm: r.algorithm, authData: JSON.parse(r.auth_data) as Record<string, unknown>, etag: Number(r.etag), deleted: r.deleted !== 0 };
+  return { version: Number(r.version), algorithm: r.algorithm, authData: JSON.parse(r.auth_data) as JsonValue, etag: Number(r.etag), deleted: r.deleted !== 0 };
 }
 
 function roomKeyOf(r: SessionSelect): StoredRoomKey {
@@ -46,7 +47,7 @@ function roomKeyOf(r: SessionSelect): StoredRoomKey {
       first_message_index: Number(r.first_message_index),
       forwarded_count: Number(r.forwarded_count),
       is_verified: Number(r.is_verified) !== 0,
-      session_data: JSON.parse(r.session_data) as Record<string, unknown>,
+      session_data: JSON.parse(r.session_data) as JsonValue,
     },
   };
 }
@@ -61,7 +62,7 @@ export class KeyBackupStore {
    * A new version numbered one past the user's highest ever (deleted ones included, so a number is never reused).
    * Two creations racing on PostgreSQL may pick the same number: the loser's insert does nothing and it tries again.
    */
-  async createVersion(userId: string, algorithm: string, authData: Record<string, unknown>): Promise<number> {
+  async createVersion(userId: string, algorithm: string, authData: JsonValue): Promise<number> {
     for (;;) {
       const max = await this.db
         .selectFrom("key_backup_versions")
@@ -125,7 +126,7 @@ export class KeyBackupStore {
     return r ? versionOf(r) : undefined;
   }
 
-  async setAuthData(userId: string, version: number, authData: Record<string, unknown>): Promise<void> {
+  async setAuthData(userId: string, version: number, authData: JsonValue): Promise<void> {
     await this.db
       .updateTable("key_backup_versions")
       .set({ auth_data: JSON.stringify(authData) })
