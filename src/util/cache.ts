@@ -136,13 +136,13 @@ const MB = 1024 * 1024;
  */
 export const CACHE_DEFAULTS = {
   /** Parsed events by id (event_cache.ts). */
-  events: 24 * MB,
+  events: 12 * MB,
   /** Full state maps by state group (rooms/state.ts). */
   state_maps: 16 * MB,
   /** State group deltas and their parents (rooms/state.ts). */
   state_groups: 4 * MB,
   /** Client transaction ids of recent sends (persister.ts); older ones are looked up in the database. */
-  transaction_ids: 4 * MB,
+  transaction_ids: 2 * MB,
   /** Users' stored push rules and their compiled form (push/rules.ts). */
   push_rules: 8 * MB,
   /** Compiled server-default push rules per user (push/rules.ts). */
