@@ -21,6 +21,7 @@ import { DeviceInboxStore } from "./device_inbox.js";
 import { DeviceListStore } from "./device_lists.js";
 import { FederationOutboxStore } from "./federation_outbox.js";
 import { PushStore } from "./push.js";
+import { E2eKeyStore } from "./e2e_keys.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -40,6 +41,7 @@ export class Stores {
   readonly deviceLists: DeviceListStore;
   readonly outbox: FederationOutboxStore;
   readonly push: PushStore;
+  readonly e2eKeys: E2eKeyStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -59,6 +61,7 @@ export class Stores {
     this.deviceLists = new DeviceListStore(db);
     this.outbox = new FederationOutboxStore(db);
     this.push = new PushStore(db);
+    this.e2eKeys = new E2eKeyStore(db);
   }
 }
 

@@ -25,6 +25,7 @@ import { registerThirdPartyRoutes } from "./thirdparty.js";
 import { registerLegacyEventRoutes } from "./events.js";
 import { registerAdminRoutes } from "./admin.js";
 import { registerOpenIdRoutes } from "./openid.js";
+import { registerKeyRoutes } from "./keys.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -46,6 +47,7 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerRelationRoutes(app, services);
   registerRoomUpgradeRoutes(app, services);
   registerToDeviceRoutes(app, services);
+  registerKeyRoutes(app, services);
   registerPushRoutes(app, services);
   registerTagRoutes(app, services);
   registerVoipRoutes(app, services);
