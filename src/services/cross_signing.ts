@@ -146,7 +146,7 @@ export class CrossSigningService {
             const sigs = this.check(signed, JSON.parse(deviceJson) as JsonObject, userId, selfSigningPub);
             if (typeof sigs === "string") fail(targetUser, keyId, "M_INVALID_SIGNATURE", sigs);
             else {
-              rows.push({ target_user_id: userId, target_key_id: keyId, signer_user_id: userId, signer_key_id: `ed25519:${selfSigningPub}`, signature: sigs });
+              rows.push({ target_user_id: userId, target_key_id: keyId, signer_user_id: userId, signer_key_id: `ed25519:${selfSigningPub}`, signature: sigs.sig });
               devicesSigned.push(keyId);
             }
           } else if (master && crossSigningPublicKey(master) === keyId) {
@@ -174,7 +174,7 @@ export class CrossSigningService {
           const sigs = this.check(signed, master, userId, userSigningPub);
           if (typeof sigs === "string") fail(targetUser, keyId, "M_INVALID_SIGNATURE", sigs);
           else {
-            rows.push({ target_user_id: targetUser, target_key_id: keyId, signer_user_id: userId, signer_key_id: `ed25519:${userSigningPub}`, signature: sigs });
+            rows.push({ target_user_id: targetUser, target_key_id: keyId, signer_user_id: userId, signer_key_id: `ed25519:${userSigningPub}`, signature: sigs.sig });
             othersSigned.add(targetUser);
           }
         }
@@ -192,10 +192,10 @@ export class CrossSigningService {
   }
 
   /** The signature `signer` made with `ed25519:<pub>` over `signed`, when `signed` is `held` and it verifies. */
-  private check(signed: JsonObject, held: JsonObject, signer: string, pub: string): string {
+  private check(signed: JsonObject, held: JsonObject, signer: string, pub: string): { sig: string } | string {
     if (signedContent(signed) !== signedContent(held)) return "The signed object does not match the key held";
     if (!signedByCrossSigningKey(signed, signer, pub)) return "Invalid signature";
-    return ((signed.signatures as JsonObject)[signer] as Record<string, string>)[`ed25519:${pub}`]!;
+    return { sig: ((signed.signatures as JsonObject)[signer] as Record<string, string>)[`ed25519:${pub}`]! };
   }
 
   private async ownMasterSignatures(userId: string, signed: JsonObject, master: JsonObject, pub: string): Promise<SignatureRow[] | string> {
