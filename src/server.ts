@@ -515,6 +515,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   const remoteDeviceLists = new RemoteDeviceLists({ storage, federation: fed.federationClient, deviceLists, crossSigning, log });
   const e2eKeys = new E2eKeyService({ serverName: config.serverName, storage, deviceLists, crossSigning, remote: remoteDeviceLists, federation: fed.federationClient, log });
   deviceLists.keysOf = (userId, deviceIds) => e2eKeys.localDeviceKeys(userId, deviceIds);
+  persister.use(remoteDeviceLists.staleOnJoinConsumer(config.serverName));
   const federationTransactions = new FederationTransactions({
     storage,
     toDevice,

@@ -15,6 +15,8 @@ import type { Storage } from "../storage/storage.js";
 import { KeyedLock } from "../util/keyed_lock.js";
 import type { CrossSigningService } from "./cross_signing.js";
 import type { DeviceListService } from "./device_lists.js";
+import type { StoredEvent } from "./rooms/event_cache.js";
+import type { EventConsumer } from "./rooms/pipeline/consumers.js";
 
 /** A remote user's keys as /keys/query shows them. */
 export interface RemoteUserKeys {
@@ -67,7 +69,7 @@ export class RemoteDeviceLists {
         await storage.transaction(async (tx) => {
           if (c.deleted === true) await tx.e2eKeys.deleteRemoteDevice(userId, deviceId);
           else {
-            const keys = isJsonObject(c.keys) && c.keys.user_id === userId && c.keys.device_id === deviceId ? c.keys : null;
+            const keys = remoteKeys(c.keys, userId, deviceId);
             const name = typeof c.device_display_name === "string" ? c.device_display_name : null;
             await tx.e2eKeys.upsertRemoteDevice({ user_id: userId, device_id: deviceId, display_name: name, key_json: keys ? JSON.stringify(keys) : null });
           }
@@ -86,6 +88,37 @@ export class RemoteDeviceLists {
     if (await this.deps.crossSigning.storeRemote(origin, userId, { master_key: c.master_key, self_signing_key: c.self_signing_key })) {
       await this.deps.deviceLists.remoteChanged(origin, { user_id: userId });
     }
+  }
+
+  /**
+   * Persisted-event consumer: when we start sharing a room with a remote user again (they join a room of ours, or
+   * the first local user joins a room of theirs), updates sent while we shared none may have been missed, so their
+   * cached list becomes stale and the next query resyncs it (as Synapse marks such users for resync).
+   */
+  staleOnJoinConsumer(serverName: string): EventConsumer {
+    return {
+      name: "remote device lists on join",
+      committed: (e) => {
+        if (!isLiveJoin(e)) return;
+        void this.markStaleOnJoin(serverName, e).catch((err: unknown) => this.deps.log.warn({ err, eventId: e.event.event_id }, "marking device lists stale on a join failed"));
+      },
+    };
+  }
+
+  private async markStaleOnJoin(serverName: string, e: StoredEvent): Promise<void> {
+    const userId = e.event.state_key!;
+    const { storage } = this.deps;
+    let candidates: string[];
+    if (userIdDomain(userId) === serverName) {
+      const members = await storage.rooms.members(e.event.room_id, ["join"]);
+      // Our server was in the room already: its members' lists were kept current.
+      if (members.filter((m) => userIdDomain(m.user_id) === serverName).length > 1) return;
+      candidates = members.map((m) => m.user_id).filter((u) => userIdDomain(u) !== serverName);
+    } else {
+      if ((await storage.rooms.roomsForUser(userId, ["join"])).length > 1) return;
+      candidates = [userId];
+    }
+    for (const u of candidates) await this.lock.run(u, () => storage.e2eKeys.markRemoteStale(u));
   }
 
   /** Resyncs a user's list from their server; false when it could not be reached (the cache is then stale). */
@@ -111,7 +144,7 @@ export class RemoteDeviceLists {
     const rows: RemoteDeviceRow[] = [];
     for (const d of res.devices) {
       if (!isJsonObject(d) || typeof d.device_id !== "string") continue;
-      const keys = isJsonObject(d.keys) && d.keys.user_id === userId && d.keys.device_id === d.device_id ? d.keys : null;
+      const keys = remoteKeys(d.keys, userId, d.device_id);
       rows.push({ user_id: userId, device_id: d.device_id, display_name: typeof d.device_display_name === "string" ? d.device_display_name : null, key_json: keys ? JSON.stringify(keys) : null });
     }
     const streamId = res.stream_id;
@@ -158,4 +191,19 @@ export class RemoteDeviceLists {
     }
     return out;
   }
+}
+
+/**
+ * A remote device's `keys` as its server sent them: kept as given (checking them is for the clients that use them,
+ * and Synapse relays them as is), except keys that claim another user or device, which are dropped.
+ */
+function remoteKeys(v: unknown, userId: string, deviceId: string): JsonObject | null {
+  if (!isJsonObject(v)) return null;
+  if ((v.user_id !== undefined && v.user_id !== userId) || (v.device_id !== undefined && v.device_id !== deviceId)) return null;
+  return v;
+}
+
+/** A join into a room's live timeline (not history, an outlier, or a refused event). */
+function isLiveJoin(e: StoredEvent): boolean {
+  return e.event.type === "m.room.member" && e.event.content.membership === "join" && !!e.event.state_key && !e.outlier && !e.rejected && !e.softFailed && e.streamOrdering > 0;
 }

@@ -74,7 +74,8 @@ export function registerKeyRoutes(app: FastifyInstance, services: Services): voi
 
   defineRoute(app, services, {
     method: "POST",
-    paths: clientPaths("/keys/device_signing/upload"),
+    // Also under the unstable prefix it was first served at (MSC1756), which older clients still call.
+    paths: [...clientPaths("/keys/device_signing/upload"), "/_matrix/client/unstable/keys/device_signing/upload"],
     handler: async (ctx) => {
       const me = requester(ctx);
       if (!isJsonObject(ctx.body)) throw badJson("Content must be a JSON object.");
@@ -95,7 +96,7 @@ export function registerKeyRoutes(app: FastifyInstance, services: Services): voi
 
   defineRoute(app, services, {
     method: "POST",
-    paths: clientPaths("/keys/signatures/upload"),
+    paths: [...clientPaths("/keys/signatures/upload"), "/_matrix/client/unstable/keys/signatures/upload"],
     handler: (ctx) => crossSigning.uploadSignatures(requester(ctx).userId, ctx.body),
   });
 }
