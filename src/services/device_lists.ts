@@ -8,6 +8,7 @@
  */
 import { userIdDomain } from "../core/ids/ids.js";
 import type { JsonObject } from "../core/json/types.js";
+import { PRIVATE_CHANGE } from "../storage/device_lists.js";
 import { StreamIdGenerator } from "../storage/stream_ids.js";
 import type { DeviceStreamDeps } from "./to_device.js";
 
@@ -88,7 +89,8 @@ export class DeviceListService {
     const id = this.stream.next();
     try {
       await storage.transaction(async (tx) => {
-        await tx.deviceLists.insert([{ stream_id: id, user_id: userId, device_id: "" }]);
+        // Only the user-signing key (or signatures by it) changed: news for the user's own devices alone.
+        await tx.deviceLists.insert([{ stream_id: id, user_id: userId, device_id: send ? "" : PRIVATE_CHANGE }]);
         if (send) {
           const edu = JSON.stringify({ edu_type: "m.signing_key_update", content: { user_id: userId, ...content } });
           await tx.outbox.add([...servers].map((destination) => ({ destination, edu })), Date.now());
@@ -97,7 +99,8 @@ export class DeviceListService {
     } finally {
       this.stream.finish(id);
     }
-    await this.wake(userId);
+    if (send) await this.wake(userId);
+    else this.deps.notifier.notify({ users: [userId] });
     if (send) this.deps.sender.sendOutbox(servers);
   }
 
@@ -121,7 +124,7 @@ export class DeviceListService {
   /** Users with a change in (since, to] whom `userId` should hear about: themself and anyone sharing a room. */
   async changedFor(userId: string, since: number, to: number): Promise<string[]> {
     if (to <= since) return [];
-    const users = await this.deps.storage.deviceLists.changedUsers(since, to);
+    const users = await this.deps.storage.deviceLists.changedUsers(since, to, userId);
     if (users.length === 0) return [];
     const out = users.includes(userId) ? [userId] : [];
     const others = users.filter((u) => u !== userId);

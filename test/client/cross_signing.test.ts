@@ -91,6 +91,13 @@ describe("POST /keys/device_signing/upload", () => {
     const cs = makeCrossSigning(u.userId);
     expect((await signingUpload(u, { master_key: cs.masterKey, self_signing_key: cs.selfSigningKey })).status).toBe(200);
     expect((await sync(c, mate, { since })).device_lists.changed).toContain(u.userId);
+    // A new user-signing key alone is news for the user's own devices only (it is private to them).
+    const mateSince = (await sync(c, mate)).next_batch;
+    const ownSince = (await sync(c, u)).next_batch;
+    const us = await signingUpload(u, { user_signing_key: cs.userSigningKey, auth: password(u) });
+    expect(us.status, us.text).toBe(200);
+    expect((await sync(c, u, { since: ownSince })).device_lists.changed).toContain(u.userId);
+    expect((await sync(c, mate, { since: mateSince })).device_lists.changed).not.toContain(u.userId);
   });
 });
 
