@@ -44,6 +44,9 @@ import { PresenceService } from "./services/ephemeral/presence.js";
 import { SyncService } from "./services/sync/sync.js";
 import { ToDeviceService } from "./services/to_device.js";
 import { DeviceListService } from "./services/device_lists.js";
+import { E2eKeyService } from "./services/e2e_keys.js";
+import { CrossSigningService } from "./services/cross_signing.js";
+import { RemoteDeviceLists } from "./services/remote_device_lists.js";
 import { FederationClient } from "./federation/client.js";
 import { ServerDiscovery, systemResolver, type Resolver, type WellKnownFetcher } from "./federation/discovery.js";
 import { IpRangeFilter } from "./federation/ip_filter.js";
@@ -509,10 +512,15 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   const deviceLists = new DeviceListService({ serverName: config.serverName, storage, notifier, sender: federationSender, log });
   // A local device appeared, was renamed or deleted: the user's device list changed (for /sync and other servers).
   devices.hooks.onChanged = (userId, deviceIds, deleted) => deviceLists.localChanged(userId, deviceIds, deleted).catch((e: unknown) => log.warn({ err: e, userId }, "recording a device-list change failed"));
+  const crossSigning = new CrossSigningService(storage, deviceLists);
+  const remoteDeviceLists = new RemoteDeviceLists({ storage, federation: fed.federationClient, deviceLists, crossSigning, log });
+  const e2eKeys = new E2eKeyService({ serverName: config.serverName, storage, deviceLists, crossSigning, remote: remoteDeviceLists, federation: fed.federationClient, log });
+  deviceLists.keysOf = (userId, deviceIds) => e2eKeys.localDeviceKeys(userId, deviceIds);
+  persister.use(remoteDeviceLists.staleOnJoinConsumer(config.serverName));
   const federationTransactions = new FederationTransactions({
     storage,
     toDevice,
-    deviceLists,
+    remoteDeviceLists,
     pdus: federationPdus,
     sender: federationSender,
     typing,
@@ -562,9 +570,12 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
     typing,
     receipts,
     presence,
-    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules, userRooms, roomChanges, recent }),
+    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules, userRooms, roomChanges, recent, keyCounts: (u, d) => e2eKeys.syncFields(u, d) }),
     toDevice,
     deviceLists,
+    e2eKeys,
+    crossSigning,
+    remoteDeviceLists,
     ...fed,
     federationSender,
     federationPdus,

@@ -8,11 +8,14 @@
  */
 import { userIdDomain } from "../core/ids/ids.js";
 import type { JsonObject } from "../core/json/types.js";
+import { PRIVATE_CHANGE } from "../storage/device_lists.js";
 import { StreamIdGenerator } from "../storage/stream_ids.js";
 import type { DeviceStreamDeps } from "./to_device.js";
 
 export class DeviceListService {
   private stream!: StreamIdGenerator;
+  /** The published keys of local devices (e2e_keys.ts), for the `keys` of m.device_list_update; set by server.ts. */
+  keysOf?: (userId: string, deviceIds: readonly string[]) => Promise<Map<string, JsonObject>>;
 
   constructor(private readonly deps: DeviceStreamDeps) {}
 
@@ -33,7 +36,8 @@ export class DeviceListService {
   /**
    * A local user's devices changed (after the change committed). Records it on the stream and queues one
    * `m.device_list_update` per device for each server sharing a room with the user, in one transaction: the EDUs
-   * are in the outbox before the request that made the change is answered. `keys` are absent until E2EE lands.
+   * are in the outbox before the request that made the change is answered. `keys` are the device's published
+   * identity keys (with the signatures others may see), absent while it has none.
    */
   async localChanged(userId: string, deviceIds: readonly string[], deleted: boolean): Promise<void> {
     if (deviceIds.length === 0) return;
@@ -43,6 +47,7 @@ export class DeviceListService {
     servers.delete(this.deps.serverName);
     const names = new Map<string, string | null>();
     if (!deleted) for (const d of await storage.devices.list(userId)) names.set(d.device_id, d.display_name);
+    const keys = !deleted && this.keysOf ? await this.keysOf(userId, deviceIds) : new Map<string, JsonObject>();
     const ids = deviceIds.map(() => this.stream.next());
     try {
       await storage.transaction(async (tx) => {
@@ -55,6 +60,8 @@ export class DeviceListService {
           const content: JsonObject = { user_id: userId, device_id: deviceId, stream_id: ids[i]!, prev_id: prev > 0 ? [prev] : [], deleted };
           const name = names.get(deviceId);
           if (name) content.device_display_name = name;
+          const k = keys.get(deviceId);
+          if (k) content.keys = k;
           prev = ids[i]!;
           const edu = JSON.stringify({ edu_type: "m.device_list_update", content });
           for (const destination of servers) edus.push({ destination, edu });
@@ -69,8 +76,37 @@ export class DeviceListService {
   }
 
   /**
-   * An inbound `m.device_list_update` or `m.signing_key_update`: only about the origin's own users. Without E2EE
-   * we keep no copy of remote device lists, so the update only tells local room-mates' clients to refetch.
+   * A local user's cross-signing keys changed: a change on the stream (device id "", not about one device) and, for
+   * servers sharing a room with the user, an `m.signing_key_update` with the public keys (`master_key`,
+   * `self_signing_key`; never the private-to-its-owner user-signing key) through the outbox.
+   */
+  async localSigningKeysChanged(userId: string, content: { master_key?: JsonObject; self_signing_key?: JsonObject }): Promise<void> {
+    const { storage } = this.deps;
+    const servers = new Set<string>();
+    for (const r of await storage.rooms.roomsForUser(userId, ["join"])) for (const s of await storage.federation.serversInRoom(r.room_id)) servers.add(s);
+    servers.delete(this.deps.serverName);
+    const send = content.master_key !== undefined || content.self_signing_key !== undefined;
+    const id = this.stream.next();
+    try {
+      await storage.transaction(async (tx) => {
+        // Only the user-signing key (or signatures by it) changed: news for the user's own devices alone.
+        await tx.deviceLists.insert([{ stream_id: id, user_id: userId, device_id: send ? "" : PRIVATE_CHANGE }]);
+        if (send) {
+          const edu = JSON.stringify({ edu_type: "m.signing_key_update", content: { user_id: userId, ...content } });
+          await tx.outbox.add([...servers].map((destination) => ({ destination, edu })), Date.now());
+        }
+      });
+    } finally {
+      this.stream.finish(id);
+    }
+    if (send) await this.wake(userId);
+    else this.deps.notifier.notify({ users: [userId] });
+    if (send) this.deps.sender.sendOutbox(servers);
+  }
+
+  /**
+   * A remote user's device list or cross-signing keys changed (remote_device_lists.ts applied the EDU or resynced):
+   * recorded on the stream, so local room-mates' clients see the user in `device_lists.changed` and refetch.
    */
   async remoteChanged(origin: string, c: JsonObject): Promise<void> {
     const userId = c.user_id;
@@ -88,7 +124,7 @@ export class DeviceListService {
   /** Users with a change in (since, to] whom `userId` should hear about: themself and anyone sharing a room. */
   async changedFor(userId: string, since: number, to: number): Promise<string[]> {
     if (to <= since) return [];
-    const users = await this.deps.storage.deviceLists.changedUsers(since, to);
+    const users = await this.deps.storage.deviceLists.changedUsers(since, to, userId);
     if (users.length === 0) return [];
     const out = users.includes(userId) ? [userId] : [];
     const others = users.filter((u) => u !== userId);

@@ -1,6 +1,6 @@
 /**
  * Devices (spec "Device Management"). Deleting a device ends its session: its access and refresh tokens and its
- * pending to-device messages go with it (and, once E2EE lands, its keys). Every change is announced through
+ * pending to-device messages and its published E2EE keys (device keys, one-time and fallback keys) go with it. Every change is announced through
  * `hooks.onChanged` (the device-list stream, see device_lists.ts).
  */
 import { randomBytes } from "node:crypto";
@@ -70,6 +70,7 @@ export class DeviceService {
     await tx.deviceInbox.deleteForDevices(userId, deviceIds);
     // A device's pushers go with it (Synapse removes them when the device logs out).
     await tx.push.deletePushersOfDevices(userId, deviceIds);
+    await tx.e2eKeys.deleteDevices(userId, deviceIds);
     return hashes;
   }
 

@@ -24,6 +24,9 @@ import type { PresenceService } from "./ephemeral/presence.js";
 import type { SyncService } from "./sync/sync.js";
 import type { ToDeviceService } from "./to_device.js";
 import type { DeviceListService } from "./device_lists.js";
+import type { E2eKeyService } from "./e2e_keys.js";
+import type { CrossSigningService } from "./cross_signing.js";
+import type { RemoteDeviceLists } from "./remote_device_lists.js";
 import type { FederationClient } from "../federation/client.js";
 import type { KeyFetcher } from "./keys.js";
 import type { KeyServer } from "./key_server.js";
@@ -89,6 +92,11 @@ export interface Services {
   toDevice: ToDeviceService;
   /** The device-list stream and m.device_list_update. */
   deviceLists: DeviceListService;
+  /** E2EE device, one-time and fallback keys (local and through other servers). */
+  e2eKeys: E2eKeyService;
+  crossSigning: CrossSigningService;
+  /** The cache of remote users' device lists. */
+  remoteDeviceLists: RemoteDeviceLists;
   /** Signed outbound federation requests. */
   federationClient: FederationClient;
   /** Other servers' signing keys; verifies their signatures. */

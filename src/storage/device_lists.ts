@@ -2,6 +2,12 @@
 import type { Kysely } from "kysely";
 import type { Schema } from "./schema.js";
 
+/**
+ * The device id of a change only its own user hears of: their user-signing key, or their signatures over other
+ * users' keys (private to the signer). Not a device id clients can see or choose: it never leaves the stream.
+ */
+export const PRIVATE_CHANGE = "\u0001self";
+
 export class DeviceListStore {
   constructor(private readonly db: Kysely<Schema>) {}
 
@@ -26,8 +32,8 @@ export class DeviceListStore {
     return Number(r?.m ?? 0);
   }
 
-  /** Users with a change in (from, to]. */
-  async changedUsers(fromExclusive: number, toInclusive: number): Promise<string[]> {
+  /** Users with a change in (from, to]; a change private to its user (PRIVATE_CHANGE) counts for `viewer` only. */
+  async changedUsers(fromExclusive: number, toInclusive: number, viewer?: string): Promise<string[]> {
     if (toInclusive <= fromExclusive) return [];
     const rows = await this.db
       .selectFrom("device_list_changes")
@@ -35,6 +41,7 @@ export class DeviceListStore {
       .distinct()
       .where("stream_id", ">", fromExclusive)
       .where("stream_id", "<=", toInclusive)
+      .where((eb) => eb.or([eb("device_id", "!=", PRIVATE_CHANGE), eb("user_id", "=", viewer ?? "")]))
       .execute();
     return rows.map((r) => r.user_id);
   }

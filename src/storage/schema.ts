@@ -298,6 +298,15 @@ export interface DeviceListChangesTable {
   device_id: string;
 }
 
+/** E2EE key tables (migration 008; see storage/e2e_keys.ts). Key objects are JSON text. */
+export interface E2eDeviceKeysTable { user_id: string; device_id: string; key_json: string; ts: number }
+export interface E2eOneTimeKeysTable { user_id: string; device_id: string; algorithm: string; key_id: string; key_json: string; ts: number }
+export interface E2eFallbackKeysTable { user_id: string; device_id: string; algorithm: string; key_id: string; key_json: string; used: number }
+export interface E2eCrossSigningKeysTable { user_id: string; key_type: string; key_json: string; ts: number }
+export interface E2eCrossSigningSignaturesTable { target_user_id: string; target_key_id: string; signer_user_id: string; signer_key_id: string; signature: string }
+export interface DeviceListsRemoteUsersTable { user_id: string; stream_id: number; stale: number }
+export interface DeviceListsRemoteDevicesTable { user_id: string; device_id: string; display_name: string | null; key_json: string | null }
+
 export interface PushRulesTable {
   user_id: string;
   /** core/push UserPushRules as JSON. */
@@ -379,6 +388,13 @@ export interface KeyBackupSessionsTable {
 }
 
 export interface Schema {
+  e2e_device_keys: E2eDeviceKeysTable;
+  e2e_one_time_keys: E2eOneTimeKeysTable;
+  e2e_fallback_keys: E2eFallbackKeysTable;
+  e2e_cross_signing_keys: E2eCrossSigningKeysTable;
+  e2e_cross_signing_signatures: E2eCrossSigningSignaturesTable;
+  device_lists_remote_users: DeviceListsRemoteUsersTable;
+  device_lists_remote_devices: DeviceListsRemoteDevicesTable;
   push_rules: PushRulesTable;
   pushers: PushersTable;
   event_push: EventPushTable;

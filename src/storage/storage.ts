@@ -22,6 +22,7 @@ import { DeviceListStore } from "./device_lists.js";
 import { FederationOutboxStore } from "./federation_outbox.js";
 import { PushStore } from "./push.js";
 import { KeyBackupStore } from "./key_backup.js";
+import { E2eKeyStore } from "./e2e_keys.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -42,6 +43,7 @@ export class Stores {
   readonly outbox: FederationOutboxStore;
   readonly push: PushStore;
   readonly keyBackup: KeyBackupStore;
+  readonly e2eKeys: E2eKeyStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -62,6 +64,7 @@ export class Stores {
     this.outbox = new FederationOutboxStore(db);
     this.push = new PushStore(db);
     this.keyBackup = new KeyBackupStore(db);
+    this.e2eKeys = new E2eKeyStore(db);
   }
 }
 

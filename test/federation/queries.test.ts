@@ -215,7 +215,7 @@ describe("GET /hierarchy/{roomId}", () => {
 });
 
 describe("devices, keys, OpenID and third-party invites", () => {
-  it("GET /user/devices: a local user's devices (no keys before E2EE) and stream_id, 404 otherwise", async () => {
+  it("GET /user/devices: a local user's devices (no keys uploaded here) and stream_id, 404 otherwise", async () => {
     const r = await asHs2("GET", `${V1}/user/devices/${enc(alice.userId)}`);
     expect(r.body).toEqual({ user_id: alice.userId, stream_id: expect.any(Number), devices: [{ device_id: alice.deviceId }] });
     // The stream_id is that of alice's newest device-list change: her registration's device.
@@ -224,9 +224,9 @@ describe("devices, keys, OpenID and third-party invites", () => {
     expectErr(await asHs2("GET", `${V1}/user/devices/${enc(bob.userId)}`), 404, "M_NOT_FOUND");
   });
 
-  it("POST /user/keys/query and /user/keys/claim answer empty results", async () => {
+  it("POST /user/keys/query and /user/keys/claim answer for local users only (none with keys here)", async () => {
     const q = await asHs2("POST", `${V1}/user/keys/query`, undefined, { device_keys: { [alice.userId]: [], [bob.userId]: [] } });
-    expect(q.body).toEqual({ device_keys: { [alice.userId]: {} } });
+    expect(q.body).toEqual({ device_keys: { [alice.userId]: {} }, master_keys: {}, self_signing_keys: {} });
     const c = await asHs2("POST", `${V1}/user/keys/claim`, undefined, { one_time_keys: { [alice.userId]: { DEVICE: "signed_curve25519" } } });
     expect(c.body).toEqual({ one_time_keys: {} });
     expectErr(await asHs2("POST", `${V1}/user/keys/query`, undefined, {}), 400, "M_BAD_JSON");

@@ -67,6 +67,8 @@ export interface SyncResponse {
   presence: { events: BasicEvent[] };
   to_device: { events: unknown[] };
   device_lists: { changed: string[]; left: string[] };
+  device_one_time_keys_count?: Record<string, number>;
+  device_unused_fallback_key_types?: string[];
 }
 
 export interface MessagesResponse {

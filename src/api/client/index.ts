@@ -26,6 +26,7 @@ import { registerLegacyEventRoutes } from "./events.js";
 import { registerAdminRoutes } from "./admin.js";
 import { registerOpenIdRoutes } from "./openid.js";
 import { registerRoomKeyRoutes } from "./room_keys.js";
+import { registerKeyRoutes } from "./keys.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -47,6 +48,7 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerRelationRoutes(app, services);
   registerRoomUpgradeRoutes(app, services);
   registerToDeviceRoutes(app, services);
+  registerKeyRoutes(app, services);
   registerPushRoutes(app, services);
   registerTagRoutes(app, services);
   registerVoipRoutes(app, services);

@@ -2,11 +2,11 @@
  * Federation queries and directories (server-server API, "Querying for information", "Published Room Directory",
  * "Spaces", "Device Management", "End-to-End Encryption", "OpenID", "Third-party invites").
  */
-import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { isValidRoomAlias, userIdDomain } from "../../core/ids/ids.js";
 import { MatrixError, forbidden, invalidParam, notFound, unrecognized } from "../../errors.js";
 import { OpenIdTokens } from "../../services/openid.js";
+import { MAX_CLAIM_DEVICES, MAX_QUERY_USERS, parseClaimRequest, parseQueryRequest } from "../../services/e2e_keys.js";
 import type { PublicRoomsRequest } from "../../services/rooms/directory.js";
 import type { Services } from "../../services/services.js";
 import { boolParam, intParam, requireStringParam, stringParam } from "../http/params.js";
@@ -86,36 +86,54 @@ export function registerFederationQueries(app: FastifyInstance, services: Servic
     handler: ({ origin, params, query }) => directory.hierarchyForServer(origin, params.roomId!, boolParam(query, "suggested_only", false)),
   });
 
-  // The user's devices, with the `stream_id` of their newest m.device_list_update ("matched with the stream_id field
-  // in m.device_list_update EDUs"). No end-to-end encryption yet: devices have no `keys` to publish, so the field
-  // the spec marks required is absent until E2EE lands.
+  // The user's devices with their keys, and the `stream_id` of their newest m.device_list_update ("matched with the
+  // stream_id field in m.device_list_update EDUs"), and their master and self-signing keys.
   defineFederationRoute(app, services, {
     method: "GET",
     paths: [`${V1}/user/devices/:userId`],
     handler: async ({ params }) => {
       const userId = params.userId!;
       if (!isLocal(userId) || !(await storage.users.get(userId))) throw notFound("User not found");
-      const devices = (await storage.devices.list(userId)).map((d) => ({ device_id: d.device_id, ...(d.display_name !== null ? { device_display_name: d.display_name } : {}) }));
-      return { user_id: userId, stream_id: await services.deviceLists.streamIdOf(userId), devices };
+      const streamId = await services.deviceLists.streamIdOf(userId);
+      const keys = await services.e2eKeys.localDeviceKeys(userId);
+      const devices = (await storage.devices.list(userId)).map((d) => ({
+        device_id: d.device_id,
+        ...(keys.has(d.device_id) ? { keys: keys.get(d.device_id)! } : {}),
+        ...(d.display_name !== null ? { device_display_name: d.display_name } : {}),
+      }));
+      const cs = await services.crossSigning.view([userId], undefined);
+      return {
+        user_id: userId,
+        stream_id: streamId,
+        devices,
+        ...(cs.master_keys[userId] ? { master_key: cs.master_keys[userId] } : {}),
+        ...(cs.self_signing_keys[userId] ? { self_signing_key: cs.self_signing_keys[userId] } : {}),
+      };
     },
   });
 
+  // Only our own users are answered for: never relay a query on to a third server.
   defineFederationRoute(app, services, {
     method: "POST",
     paths: [`${V1}/user/keys/query`],
-    body: Type.Object({ device_keys: Type.Record(Type.String(), Type.Array(Type.String())) }),
     handler: ({ body }) => {
-      // Every local user asked about, with no devices; others are not ours to answer for.
-      const deviceKeys = Object.fromEntries(Object.keys(body.device_keys).filter(isLocal).map((u) => [u, {}]));
-      return { device_keys: deviceKeys };
+      const req = parseQueryRequest((body as { device_keys?: unknown }).device_keys);
+      if (req.size > MAX_QUERY_USERS) throw invalidParam(`At most ${MAX_QUERY_USERS} users may be queried at once`);
+      for (const u of req.keys()) if (!isLocal(u)) req.delete(u);
+      return services.e2eKeys.queryLocal(req, undefined);
     },
   });
 
   defineFederationRoute(app, services, {
     method: "POST",
     paths: [`${V1}/user/keys/claim`],
-    body: Type.Object({ one_time_keys: Type.Record(Type.String(), Type.Record(Type.String(), Type.String())) }),
-    handler: () => ({ one_time_keys: {} }),
+    handler: async ({ body }) => {
+      const req = parseClaimRequest((body as { one_time_keys?: unknown }).one_time_keys);
+      let n = 0;
+      for (const d of req.values()) n += d.size;
+      if (n > MAX_CLAIM_DEVICES) throw invalidParam(`At most ${MAX_CLAIM_DEVICES} devices may be claimed for at once`);
+      return { one_time_keys: await services.e2eKeys.claimLocal(req) };
+    },
   });
 
   // Called by third-party services, not servers: no X-Matrix signature needed (as in the spec and Synapse). The

@@ -2,7 +2,7 @@
  * Inbound transactions (server-server API, PUT /send/{txnId}): idempotent per origin and transaction id; PDUs are
  * handled room by room in the order sent (rooms in parallel); EDUs (typing, receipts, presence) update ephemeral
  * state for the origin's own users; m.direct_to_device fills local device inboxes; m.device_list_update and
- * m.signing_key_update mark the origin's user's device list as changed.
+ * m.signing_key_update update the cache of the origin's user's device list (remote_device_lists.ts).
  */
 import type { Logger } from "pino";
 import { userIdDomain } from "../../core/ids/ids.js";
@@ -12,7 +12,7 @@ import type { Storage } from "../../storage/storage.js";
 import type { PresenceService } from "../ephemeral/presence.js";
 import type { ReceiptService } from "../ephemeral/receipts.js";
 import type { TypingService } from "../ephemeral/typing.js";
-import type { DeviceListService } from "../device_lists.js";
+import type { RemoteDeviceLists } from "../remote_device_lists.js";
 import type { ToDeviceService } from "../to_device.js";
 import type { FederationPdus, PduResult } from "./pdus.js";
 import { MAX_EDUS_PER_TXN, MAX_PDUS_PER_TXN, type FederationSender } from "./sender.js";
@@ -27,7 +27,7 @@ export class FederationTransactions {
     private readonly deps: {
       storage: Storage;
       toDevice: ToDeviceService;
-      deviceLists: DeviceListService;
+      remoteDeviceLists: RemoteDeviceLists;
       pdus: FederationPdus;
       sender: FederationSender;
       typing: TypingService;
@@ -99,7 +99,8 @@ export class FederationTransactions {
         else if (edu.edu_type === "m.receipt") await this.receipt(origin, edu.content);
         else if (edu.edu_type === "m.presence") await this.presence(origin, edu.content);
         else if (edu.edu_type === "m.direct_to_device") await this.deps.toDevice.receiveEdu(origin, edu.content);
-        else if (edu.edu_type === "m.device_list_update" || edu.edu_type === "m.signing_key_update") await this.deps.deviceLists.remoteChanged(origin, edu.content);
+        else if (edu.edu_type === "m.device_list_update") await this.deps.remoteDeviceLists.onDeviceListUpdate(origin, edu.content);
+        else if (edu.edu_type === "m.signing_key_update") await this.deps.remoteDeviceLists.onSigningKeyUpdate(origin, edu.content);
       } catch (e) {
         this.deps.log.debug({ err: e, origin, edu: edu.edu_type }, "ignored an EDU");
       }

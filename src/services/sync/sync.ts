@@ -72,6 +72,8 @@ export interface SyncDeps {
   userRooms: UserRooms;
   roomChanges: RoomChanges;
   recent: RecentEvents;
+  /** One-time and fallback key state of the syncing device (e2e_keys.ts). */
+  keyCounts?: (userId: string, deviceId: string) => Promise<{ device_one_time_keys_count: Record<string, number>; device_unused_fallback_key_types: string[] }>;
 }
 
 const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
@@ -297,7 +299,8 @@ export class SyncService {
       presence: { events: presence.filter((p) => req.filter.presence(p.type, p.sender)) as unknown as JsonObject[] },
       to_device: { events: toDevice.events },
       device_lists: deviceLists,
-      device_one_time_keys_count: {},
+      // On every response for a device, `signed_curve25519: 0` included: clients top up their keys from these.
+      ...(req.deviceId && this.deps.keyCounts ? await this.deps.keyCounts(req.userId, req.deviceId) : { device_one_time_keys_count: {} }),
       rooms: { join, invite, leave, knock },
     };
   }

@@ -11,6 +11,7 @@ import { m004_federation_sender } from "./004_federation_sender.js";
 import { m005_device_messages } from "./005_device_messages.js";
 import { m006_push } from "./006_push.js";
 import { m007_transaction_ids } from "./007_transaction_ids.js";
+import { m008_e2e_keys } from "./008_e2e_keys.js";
 import { m009_key_backup } from "./009_key_backup.js";
 
 /**
@@ -27,6 +28,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["005_device_messages", m005_device_messages],
   ["006_push", m006_push],
   ["007_transaction_ids", m007_transaction_ids],
+  ["008_e2e_keys", m008_e2e_keys],
   ["009_key_backup", m009_key_backup],
 ];
 
