@@ -2,6 +2,7 @@
 import { sql, type CompiledQuery, type ExpressionBuilder, type Kysely } from "kysely";
 import { splitStateMapKey } from "../core/events/event.js";
 import type { EventsTable, Schema } from "./schema.js";
+import type { Staged } from "./staged_rows.js";
 import type { StateGroupNode } from "./state_groups.js";
 import type { StateDelta } from "./state_deltas.js";
 
@@ -54,7 +55,7 @@ export interface PersistItem {
   redacts?: string;
   relation?: { relatesTo: string; relType: string; aggregationKey: string | null };
   /** Rows the per-event consumers (push, …) add, committed in the same transaction after the event's own. */
-  consumerRows?: CompiledQuery[];
+  consumerRows?: Staged[];
 }
 
 const CHUNK = 100;

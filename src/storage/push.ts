@@ -5,7 +5,8 @@
  * over a room's whole history.
  */
 import { CompiledQuery, sql, type Kysely, type RawBuilder } from "kysely";
-import type { EventPushTable, EventPushUserTable, PushersTable, Schema } from "./schema.js";
+import type { EventPushTable, EventPushUserTable, PushersTable, PushReadPositionsTable, Schema } from "./schema.js";
+import type { StagedRowKind } from "./staged_rows.js";
 
 export type PusherRow = Omit<PushersTable, "id"> & { id: number };
 export type NewPusher = Omit<PushersTable, "id">;
@@ -132,47 +133,69 @@ export class PushStore {
 
   // ---- Outcomes, written with the event ---------------------------------------------------------------------
 
-  // The rows written with every event are compiled from statements built once per shape: building a query with
-  // Kysely costs more than the write itself on this path.
+  // The rows written with every event are batched kinds (staged_rows.ts): a batch writes each kind as multi-row
+  // statements, whose SQL is built once per row count (building a query with Kysely costs more than the write).
 
-  compileBystanders(row: EventPushTable): CompiledQuery {
-    const columns = BYSTANDER_COLUMNS;
-    this.bystanderSql ??= this.db.insertInto("event_push").values(columnsOnly(columns)).onConflict((oc) => oc.doNothing()).compile().sql;
-    return CompiledQuery.raw(this.bystanderSql, columns.map((c) => row[c]));
-  }
-  private bystanderSql?: string;
+  /** event_push: the outcome shared by an event's bystanders, one row per event. */
+  readonly bystanders: StagedRowKind<EventPushTable> = {
+    compile: (rows) =>
+      chunks(rows).map((part) =>
+        this.rebind(`event_push ${part.length}`, part, BYSTANDER_COLUMNS, () =>
+          this.db.insertInto("event_push").values(part.map(() => columnsOnly(BYSTANDER_COLUMNS))).onConflict((oc) => oc.doNothing()),
+        ),
+      ),
+  };
 
-  compileMembers(rows: readonly EventPushUserTable[]): CompiledQuery[] {
-    return chunks(rows).map((part) => {
-      let text = this.memberSql.get(part.length);
-      const row = columnsOnly(MEMBER_COLUMNS);
-      if (!text) this.memberSql.set(part.length, (text = this.db.insertInto("event_push_user").values(part.map(() => row)).onConflict((oc) => oc.doNothing()).compile().sql));
-      return CompiledQuery.raw(
-        text,
-        part.flatMap((r) => MEMBER_COLUMNS.map((c) => r[c])),
+  /** event_push_user: a member's own outcome of an event. */
+  readonly members: StagedRowKind<EventPushUserTable> = {
+    compile: (rows) =>
+      chunks(rows).map((part) =>
+        this.rebind(`event_push_user ${part.length}`, part, MEMBER_COLUMNS, () =>
+          this.db.insertInto("event_push_user").values(part.map(() => columnsOnly(MEMBER_COLUMNS))).onConflict((oc) => oc.doNothing()),
+        ),
+      ),
+  };
+
+  /**
+   * push_read_positions, moved forward (never back). One statement may not update a row twice (PostgreSQL), so a
+   * batch keeps each position's furthest move.
+   */
+  readonly readPositionMoves: StagedRowKind<PushReadPositionsTable> = {
+    compile: (rows) => {
+      const furthest = new Map<string, PushReadPositionsTable>();
+      for (const r of rows) {
+        const key = `${r.user_id}\n${r.room_id}\n${r.thread_id}`;
+        const seen = furthest.get(key);
+        if (!seen || seen.stream_ordering < r.stream_ordering) furthest.set(key, r);
+      }
+      return chunks([...furthest.values()]).map((part) =>
+        this.rebind(`push_read_positions ${part.length}`, part, READ_POSITION_COLUMNS, () =>
+          this.db
+            .insertInto("push_read_positions")
+            .values(part.map(() => columnsOnly(READ_POSITION_COLUMNS)))
+            .onConflict((oc) =>
+              oc
+                .columns(["user_id", "room_id", "thread_id"])
+                .doUpdateSet((eb) => ({ stream_ordering: eb.ref("excluded.stream_ordering") }))
+                .where("push_read_positions.stream_ordering", "<", (eb) => eb.ref("excluded.stream_ordering")),
+            ),
+        ),
       );
-    });
-  }
-  private readonly memberSql = new Map<number, string>();
+    },
+  };
 
-  /** Moves a read position forward (never back). */
-  compileReadPosition(userId: string, roomId: string, threadId: string, streamOrdering: number): CompiledQuery {
-    this.readPositionSql ??= this.db
-      .insertInto("push_read_positions")
-      .values({ user_id: userId, room_id: roomId, thread_id: threadId, stream_ordering: streamOrdering })
-      .onConflict((oc) =>
-        oc
-          .columns(["user_id", "room_id", "thread_id"])
-          .doUpdateSet((eb) => ({ stream_ordering: eb.ref("excluded.stream_ordering") }))
-          .where("push_read_positions.stream_ordering", "<", (eb) => eb.ref("excluded.stream_ordering")),
-      )
-      .compile().sql;
-    return CompiledQuery.raw(this.readPositionSql, [userId, roomId, threadId, streamOrdering]);
-  }
-  private readPositionSql?: string;
+  private readonly multiRowSql = new Map<string, string>();
 
+  /** `rows` bound to a statement whose SQL is built once per `key` (table and row count), then only re-bound. */
+  private rebind<C extends string>(key: string, rows: readonly Record<C, unknown>[], columns: readonly C[], build: () => { compile(): CompiledQuery }): CompiledQuery {
+    let text = this.multiRowSql.get(key);
+    if (!text) this.multiRowSql.set(key, (text = build().compile().sql));
+    return CompiledQuery.raw(text, rows.flatMap((r) => columns.map((c) => r[c])));
+  }
+
+  /** Moves a read position forward (never back), now. */
   async moveReadPosition(userId: string, roomId: string, threadId: string, streamOrdering: number): Promise<void> {
-    await this.db.executeQuery(this.compileReadPosition(userId, roomId, threadId, streamOrdering));
+    for (const q of this.readPositionMoves.compile([{ user_id: userId, room_id: roomId, thread_id: threadId, stream_ordering: streamOrdering }])) await this.db.executeQuery(q);
   }
 
   // ---- Reads ------------------------------------------------------------------------------------------------
@@ -285,6 +308,7 @@ export class PushStore {
 
 const BYSTANDER_COLUMNS = ["stream_ordering", "event_id", "room_id", "sender", "thread_id", "actions", "highlight", "ts"] as const satisfies readonly (keyof EventPushTable)[];
 const MEMBER_COLUMNS = ["user_id", "stream_ordering", "event_id", "room_id", "thread_id", "actions", "notif", "highlight", "ts"] as const satisfies readonly (keyof EventPushUserTable)[];
+const READ_POSITION_COLUMNS = ["user_id", "room_id", "thread_id", "stream_ordering"] as const satisfies readonly (keyof PushReadPositionsTable)[];
 
 /** A row of placeholders in this column order (only its SQL is kept: the values are bound anew each time). */
 function columnsOnly<C extends string>(columns: readonly C[]): Record<C, never> {

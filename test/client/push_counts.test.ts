@@ -91,6 +91,23 @@ describe("unread notification counts in /sync", () => {
     expect(n1.actions).toEqual(["notify", { set_tweak: "sound", value: "default" }]);
   });
 
+  it("concurrent sends by two members, written in shared batches, count for each other and read for the sender", async () => {
+    const alice = await registerUser(c);
+    const bob = await registerUser(c);
+    const roomId = await roomWith(c, alice, [bob]);
+    // Many sends in flight at once go into one group commit: the sender's read position moves several times there.
+    await Promise.all([...Array(20).keys()].map((i) => send(c, i % 2 === 0 ? alice : bob, roomId, `burst ${i}`)));
+    const last = await send(c, alice, roomId, "last");
+    const s = await sync(c, bob);
+    expect(s.rooms.join[roomId]?.timeline.events.some((e) => e.event_id === last)).toBe(true);
+    // Bob's count: alice's messages after bob's own newest one, and at least the last one.
+    expect(countsIn(s, roomId)?.notification_count).toBeGreaterThanOrEqual(1);
+    expect(countsIn(s, roomId)?.notification_count).toBeLessThanOrEqual(11);
+    expect(countsIn(await sync(c, alice), roomId)?.notification_count).toBe(0);
+    const notes = await c.get<{ notifications: { event: { event_id: string } }[] }>(`${V3}/notifications?limit=50`, { token: bob.accessToken });
+    expect(notes.body.notifications.filter((n) => n.event.event_id === last)).toHaveLength(1);
+  });
+
   it("read markers with m.read clear the counts; m.fully_read alone does not", async () => {
     const alice = await registerUser(c);
     const bob = await registerUser(c);

@@ -8,7 +8,7 @@
  * "bystanders'" — computed once and stored once per event. Everyone else is evaluated on their own compiled rules,
  * and gets a row of their own only where their outcome differs.
  */
-import type { CompiledQuery } from "kysely";
+import { stagedRow, type Staged } from "../../storage/staged_rows.js";
 import type { Logger } from "pino";
 import { stateMapKey, type Event, type StateMap } from "../../core/events/event.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
@@ -53,17 +53,17 @@ export class PushEvaluator implements EventConsumer {
 
   constructor(private readonly deps: PushEvaluatorDeps) {}
 
-  async stage(e: NewEvent): Promise<CompiledQuery[]> {
+  async stage(e: NewEvent): Promise<Staged[]> {
     const { storage, isLocal } = this.deps;
     const ev = e.event;
-    const rows: CompiledQuery[] = [];
+    const rows: Staged[] = [];
     const threadId = await this.threadOf(ev);
     // A local user has read everything up to their own event (spec "Marking notifications as read"), and starts
     // reading a room they join at their join.
-    if (e.local && isLocal(ev.sender)) rows.push(storage.push.compileReadPosition(ev.sender, ev.room_id, threadId, e.streamOrdering));
+    if (e.local && isLocal(ev.sender)) rows.push(stagedRow(storage.push.readPositionMoves, { user_id: ev.sender, room_id: ev.room_id, thread_id: threadId, stream_ordering: e.streamOrdering }));
     const membership = ev.type === "m.room.member" && typeof ev.content.membership === "string" ? ev.content.membership : undefined;
     if (membership === "join" && ev.state_key !== undefined && isLocal(ev.state_key) && !e.outOfBand) {
-      rows.push(storage.push.compileReadPosition(ev.state_key, ev.room_id, "", e.streamOrdering));
+      rows.push(stagedRow(storage.push.readPositionMoves, { user_id: ev.state_key, room_id: ev.room_id, thread_id: "", stream_ordering: e.streamOrdering }));
     }
 
     const members = e.outOfBand ? undefined : await this.deps.members.of(ev.room_id, e.stateBefore);
@@ -96,7 +96,7 @@ export class PushEvaluator implements EventConsumer {
    * the event concerns and those who changed their rules are evaluated on their own; the work is proportional to
    * them and to the users with pushers, not to the room's size.
    */
-  private async evaluate(e: NewEvent, threadId: string, members: ReadonlyMap<string, MemberNames>, invitee: string | undefined, recipientCount: number, joinedCount: number): Promise<CompiledQuery[]> {
+  private async evaluate(e: NewEvent, threadId: string, members: ReadonlyMap<string, MemberNames>, invitee: string | undefined, recipientCount: number, joinedCount: number): Promise<Staged[]> {
     const ev = e.event;
     const prepared = preparePushEvent(clientView(ev));
     const shared = await this.sharedContext(e.version, e.stateBefore, ev.sender, joinedCount);
@@ -144,11 +144,11 @@ export class PushEvaluator implements EventConsumer {
     }
     // A member's own "not notified" row only matters against a shared outcome that notifies.
     const ownRows = bystander?.notify ? own : own.filter((r) => r.notif === 1);
-    const rows: CompiledQuery[] = [];
+    const rows: Staged[] = [];
     const storage = this.deps.storage;
     if (bystander?.notify && bystanders > 0) {
       rows.push(
-        storage.push.compileBystanders({
+        stagedRow(storage.push.bystanders, {
           stream_ordering: e.streamOrdering,
           event_id: ev.event_id,
           room_id: ev.room_id,
@@ -160,7 +160,7 @@ export class PushEvaluator implements EventConsumer {
         }),
       );
     }
-    if (ownRows.length > 0) rows.push(...storage.push.compileMembers(ownRows));
+    for (const r of ownRows) rows.push(stagedRow(storage.push.members, r));
     if (rows.length > 0) this.written.add(ev.event_id);
     if (notified.length > 0) this.pending.set(ev.event_id, notified);
     return rows;

@@ -4,7 +4,7 @@
  * Sliding Sync bump stamps). Each is an EventConsumer in its own module, registered with the persister at start-up:
  * `stage` adds rows that must commit atomically with the event, `committed` runs after the commit (wake-ups, queues).
  */
-import type { CompiledQuery } from "kysely";
+import type { Staged } from "../../../storage/staged_rows.js";
 import type { Event, StateMap } from "../../../core/events/event.js";
 import type { RoomVersion } from "../../../core/rooms/versions.js";
 import type { StoredEvent } from "../event_cache.js";
@@ -34,7 +34,7 @@ export interface EventConsumer {
    * commit in the event's own transaction. A consumer that fails here is logged and skipped; the event is still
    * written.
    */
-  stage?(e: NewEvent): Promise<CompiledQuery[] | undefined> | CompiledQuery[] | undefined;
+  stage?(e: NewEvent): Promise<Staged[] | undefined> | Staged[] | undefined;
   /** Called once the event is durable. Must not throw or block: queue work and return. */
   committed?(e: StoredEvent, local: boolean): void;
   /** The event failed to write (and the room's queued events after it): drop what `stage` assumed about the room. */

@@ -2,6 +2,7 @@
  * Stage 4, "write": an event and everything it changes become one PersistItem, and the group-commit writer makes
  * items durable. Rows a consumer adds (see consumers.ts) ride in the same transaction.
  */
+import { compileStaged } from "../../../storage/staged_rows.js";
 import type { CompiledQuery } from "kysely";
 import type { Logger } from "pino";
 import type { Event } from "../../../core/events/event.js";
@@ -53,7 +54,8 @@ export function persistItem(event: Event, streamOrdering: number, stateGroup: nu
 /** A batch's statements: the events' own rows, then what consumers added for them. */
 function compile(storage: Storage, items: PersistItem[], now: number): CompiledQuery[] {
   const q = storage.events.compileBatch(items, now);
-  for (const i of items) if (i.consumerRows) q.push(...i.consumerRows);
+  const staged = items.flatMap((i) => i.consumerRows ?? []);
+  if (staged.length > 0) q.push(...compileStaged(staged));
   return q;
 }
 
