@@ -142,7 +142,7 @@ export const CACHE_DEFAULTS = {
   /** State group deltas and their parents (rooms/state.ts). */
   state_groups: 4 * MB,
   /** Client transaction ids of recent sends (persister.ts); older ones are looked up in the database. */
-  transaction_ids: 2 * MB,
+  transaction_ids: 4 * MB,
   /** Users' stored push rules and their compiled form (push/rules.ts). */
   push_rules: 8 * MB,
   /** Compiled server-default push rules per user (push/rules.ts). */
