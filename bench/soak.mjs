@@ -1,6 +1,7 @@
 // Memory under a steady load, bounded in time. Usage:
 //   npm run bench:soak -- [--db sqlite|postgres] [--rate 200] [--senders 20] [--syncers 200] [--minutes 5] [--cooldown 60]
 //                         [--snapshots 1,5]   (heap snapshots at those minutes, written to the server's cwd)
+//                         [--port 18008]
 // `senders` share the offered rate (msg/s) over 10 rooms while `syncers` other members long-poll /sync; RSS and
 // the V8 heap are sampled every 10 s. Prints the RSS curve, the peak, the slope after the first 2 minutes, and
 // RSS `cooldown` seconds after the load ends.
@@ -21,7 +22,7 @@ const snapshots = arg("snapshots", "").split(",").filter(Boolean).map(Number);
 
 const nodeArgs = snapshots.length > 0 ? `${process.env.BENCH_NODE_ARGS ?? ""} --heapsnapshot-signal=SIGUSR2` : process.env.BENCH_NODE_ARGS;
 if (nodeArgs !== undefined) process.env.BENCH_NODE_ARGS = nodeArgs;
-const port = 18008;
+const port = Number(arg("port", "18008"));
 const server = await startServer({ db, port, config: { enable_metrics: true, listeners: [{ port, bind_addresses: ["127.0.0.1"], type: "http", resources: [{ names: ["client", "metrics"] }] }] } });
 
 /** Heap figures from the server's own metrics. */

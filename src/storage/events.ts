@@ -1,5 +1,5 @@
 /** Events in the database: the batched write of newly persisted events, and the reads every room API needs. */
-import { sql, type CompiledQuery, type ExpressionBuilder, type Kysely } from "kysely";
+import { sql, type CompiledQuery, type ExpressionBuilder, type Kysely, type SelectQueryBuilder } from "kysely";
 import { splitStateMapKey } from "../core/events/event.js";
 import type { EventsTable, Schema } from "./schema.js";
 import type { Staged } from "./staged_rows.js";
@@ -65,6 +65,21 @@ function chunks<T>(rows: T[], size = CHUNK): T[][] {
   for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
   return out;
 }
+
+/**
+ * Events that are part of a room's timeline: never outliers (no place in the DAG with state), rejected or
+ * soft-failed events.
+ */
+function inTimeline<QB extends WhereBuilder>(qb: QB): QB {
+  return qb.where("outlier", "=", 0).where("soft_failed", "=", 0).where("rejected_reason", "is", null) as QB;
+}
+
+/** Stream orderings in (from, to]: what a sync token range covers. */
+function inStreamRange<QB extends WhereBuilder>(qb: QB, fromExclusive: number, toInclusive: number): QB {
+  return qb.where("stream_ordering", ">", fromExclusive).where("stream_ordering", "<=", toInclusive) as QB;
+}
+
+type WhereBuilder = SelectQueryBuilder<Schema, "events", object>;
 
 export class EventStore {
   constructor(private readonly db: Kysely<Schema>) {}
@@ -293,15 +308,7 @@ export class EventStore {
    * events are never part of a timeline.
    */
   async roomTimeline(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<EventRow[]> {
-    return this.db
-      .selectFrom("events")
-      .selectAll()
-      .where("room_id", "=", roomId)
-      .where("stream_ordering", ">", fromExclusive)
-      .where("stream_ordering", "<=", toInclusive)
-      .where("outlier", "=", 0)
-      .where("soft_failed", "=", 0)
-      .where("rejected_reason", "is", null)
+    return inTimeline(inStreamRange(this.db.selectFrom("events").selectAll().where("room_id", "=", roomId), fromExclusive, toInclusive))
       .orderBy("stream_ordering", "desc")
       .limit(limit)
       .execute();
@@ -318,15 +325,7 @@ export class EventStore {
       const perRoom = part.map((roomId) =>
         this.db
           .selectFrom((eb) =>
-            eb
-              .selectFrom("events")
-              .selectAll()
-              .where("room_id", "=", roomId)
-              .where("stream_ordering", ">", fromExclusive)
-              .where("stream_ordering", "<=", toInclusive)
-              .where("outlier", "=", 0)
-              .where("soft_failed", "=", 0)
-              .where("rejected_reason", "is", null)
+            inTimeline(inStreamRange(eb.selectFrom("events").selectAll().where("room_id", "=", roomId), fromExclusive, toInclusive))
               .orderBy("stream_ordering", "desc")
               .limit(limit)
               .as("t"),
@@ -353,15 +352,7 @@ export class EventStore {
     const out: EventRow[] = [];
     for (const part of chunks([...roomIds], 200)) {
       if (part.length === 0) continue;
-      const rows = await this.db
-        .selectFrom("events")
-        .selectAll()
-        .where("room_id", "in", part)
-        .where("stream_ordering", ">", fromExclusive)
-        .where("stream_ordering", "<=", toInclusive)
-        .where("outlier", "=", 0)
-        .where("soft_failed", "=", 0)
-        .where("rejected_reason", "is", null)
+      const rows = await inTimeline(inStreamRange(this.db.selectFrom("events").selectAll().where("room_id", "in", part), fromExclusive, toInclusive))
         .orderBy("stream_ordering", "asc")
         .limit(limit)
         .execute();
@@ -382,13 +373,7 @@ export class EventStore {
     limit: number,
     to?: { depth: number; stream: number },
   ): Promise<EventRow[]> {
-    let q = this.db
-      .selectFrom("events")
-      .selectAll()
-      .where("room_id", "=", roomId)
-      .where("outlier", "=", 0)
-      .where("soft_failed", "=", 0)
-      .where("rejected_reason", "is", null);
+    let q = inTimeline(this.db.selectFrom("events").selectAll().where("room_id", "=", roomId));
     // Row-value comparisons, so both engines scan the (room_id, depth, stream_ordering) index as a range.
     const pos = (p: { depth: number; stream: number }) => (eb: ExpressionBuilder<Schema, "events">) => eb.tuple(p.depth, p.stream);
     if (dir === "b") {
@@ -424,7 +409,7 @@ export class EventStore {
 
   /** The event closest to a timestamp in a direction (timestamp_to_event). */
   async closestToTimestamp(roomId: string, ts: number, dir: "f" | "b"): Promise<EventRow | undefined> {
-    let q = this.db.selectFrom("events").selectAll().where("room_id", "=", roomId).where("outlier", "=", 0).where("rejected_reason", "is", null).where("soft_failed", "=", 0);
+    let q = inTimeline(this.db.selectFrom("events").selectAll().where("room_id", "=", roomId));
     q = dir === "f" ? q.where("origin_server_ts", ">=", ts).orderBy("origin_server_ts", "asc") : q.where("origin_server_ts", "<=", ts).orderBy("origin_server_ts", "desc");
     return q.orderBy("stream_ordering", dir === "f" ? "asc" : "desc").limit(1).executeTakeFirst();
   }
