@@ -175,9 +175,14 @@ export function freePort() {
   });
 }
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+const defaultAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
-export function request(base, method, path, { token, body } = {}) {
+/** A keep-alive agent of its own, e.g. for hundreds of idle long-polls that must not hold the default's sockets. */
+export function newAgent(maxSockets) {
+  return new http.Agent({ keepAlive: true, maxSockets });
+}
+
+export function request(base, method, path, { token, body, agent = defaultAgent } = {}) {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers = {};

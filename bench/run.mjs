@@ -1,6 +1,6 @@
-// Myelin benchmarks. Usage: npm run bench -- [--db sqlite|postgres] [--only send,latency,syncinc,initial,initial1000,messages,memory]
+// Myelin benchmarks. Usage: npm run bench -- [--db sqlite|postgres] [--only send,latency,latency500,syncinc,initial,initial1000,messages,memory]
 // Prints a table; docs/benchmarks.md records the numbers and the machine they ran on.
-import { enc, must, percentile, register, request, startServer } from "./lib.mjs";
+import { enc, must, newAgent, percentile, register, request, startServer } from "./lib.mjs";
 
 const args = process.argv.slice(2);
 const arg = (name, def) => {
@@ -95,8 +95,28 @@ async function benchSend(base, server) {
   if (spawnSync("wrk", ["--version"]).error === undefined) await benchSendWrk(base, server, clients);
 }
 
-/** A long-polling /sync on one client; another client sends; time from send to the sync response. */
-async function benchLatency(base) {
+/**
+ * A long-polling /sync on one client; another client sends; time from send to the sync response. With `idle`,
+ * that many other users (each in a room of their own) long-poll /sync throughout, on their own connections.
+ */
+async function benchLatency(base, idle = 0) {
+  const pollers = [];
+  let stop = false;
+  if (idle > 0) {
+    const agent = newAgent(idle);
+    const users = [];
+    for (let i = 0; i < idle; i++) users.push(await register(base));
+    for (const u of users) {
+      await createRoom(base, u.token);
+      const since = (await must(request(base, "GET", "/_matrix/client/v3/sync?timeout=0", { token: u.token }))).next_batch;
+      pollers.push(
+        (async () => {
+          while (!stop) await request(base, "GET", `/_matrix/client/v3/sync?timeout=5000&since=${enc(since)}`, { token: u.token, agent });
+        })(),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
   const a = await register(base);
   const b = await register(base);
   const room = await createRoom(base, a.token);
@@ -113,8 +133,11 @@ async function benchLatency(base) {
     since = s.next_batch;
   }
   samples.sort((x, y) => x - y);
-  report("send-to-sync latency p50", percentile(samples, 50), "ms", "(send request start to /sync response)");
-  report("send-to-sync latency p99", percentile(samples, 99), "ms");
+  const with_ = idle > 0 ? `, ${idle} others idle long-polling` : "";
+  report(`send-to-sync latency p50${with_}`, percentile(samples, 50), "ms", "(send request start to /sync response)");
+  report(`send-to-sync latency p99${with_}`, percentile(samples, 99), "ms");
+  stop = true;
+  await Promise.all(pollers);
 }
 
 /**
@@ -220,6 +243,7 @@ try {
   }
   if (only.has("send")) await benchSend(server.base, server);
   if (only.has("latency")) await benchLatency(server.base);
+  if (only.has("latency500")) await benchLatency(server.base, 500);
   if (only.has("syncinc")) await benchSyncIncremental(server.base, server);
   if (only.has("initial")) await benchInitial(server.base, 100, 20);
   if (only.has("initial1000")) await benchInitial(server.base, 1000, 20);
