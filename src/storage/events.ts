@@ -2,6 +2,7 @@
 import { sql, type CompiledQuery, type ExpressionBuilder, type Kysely, type SelectQueryBuilder } from "kysely";
 import { splitStateMapKey } from "../core/events/event.js";
 import type { EventsTable, Schema } from "./schema.js";
+import { MultiRowStatements } from "./multi_row.js";
 import type { Staged } from "./staged_rows.js";
 import type { StateGroupNode } from "./state_groups.js";
 import type { StateDelta } from "./state_deltas.js";
@@ -81,7 +82,15 @@ function inStreamRange<QB extends WhereBuilder>(qb: QB, fromExclusive: number, t
 
 type WhereBuilder = SelectQueryBuilder<Schema, "events", object>;
 
+/** The columns of a new event's row, in the order its INSERT binds them. */
+const EVENT_COLUMNS = [
+  "stream_ordering", "event_id", "room_id", "type", "state_key", "sender", "depth", "origin_server_ts", "received_ts", "json", "state_group",
+  "replaces_state", "outlier", "soft_failed", "rejected_reason", "redacted_by", "contains_url", "txn_device_id", "txn_scope", "txn_id",
+] as const satisfies readonly (keyof EventsTable)[];
+
 export class EventStore {
+  private readonly statements = new MultiRowStatements();
+
   constructor(private readonly db: Kysely<Schema>) {}
 
   /**
@@ -100,33 +109,29 @@ export class EventStore {
     }
     for (const i of items) if (i.replaceOutlier) q.push(db.deleteFrom("events").where("event_id", "=", i.eventId).where("outlier", "=", 1).compile());
     for (const part of chunks(items, 50)) {
-      q.push(db
-        .insertInto("events")
-        .values(
-          part.map((i) => ({
-            stream_ordering: i.streamOrdering,
-            event_id: i.eventId,
-            room_id: i.roomId,
-            type: i.type,
-            state_key: i.stateKey,
-            sender: i.sender,
-            depth: i.depth,
-            origin_server_ts: i.originServerTs,
-            received_ts: now,
-            json: i.json,
-            state_group: i.stateGroup,
-            replaces_state: i.replacesState,
-            outlier: i.outlier ? 1 : 0,
-            soft_failed: i.softFailed ? 1 : 0,
-            rejected_reason: i.rejectedReason,
-            redacted_by: i.redactedBy ?? null,
-            contains_url: i.containsUrl ? 1 : 0,
-            txn_device_id: i.txn?.deviceId ?? null,
-            txn_scope: i.txn?.scope ?? null,
-            txn_id: i.txn?.txnId ?? null,
-          })),
-        )
-        .compile());
+      const rows = part.map((i) => ({
+        stream_ordering: i.streamOrdering,
+        event_id: i.eventId,
+        room_id: i.roomId,
+        type: i.type,
+        state_key: i.stateKey,
+        sender: i.sender,
+        depth: i.depth,
+        origin_server_ts: i.originServerTs,
+        received_ts: now,
+        json: i.json,
+        state_group: i.stateGroup,
+        replaces_state: i.replacesState,
+        outlier: i.outlier ? 1 : 0,
+        soft_failed: i.softFailed ? 1 : 0,
+        rejected_reason: i.rejectedReason,
+        redacted_by: i.redactedBy ?? null,
+        contains_url: i.containsUrl ? 1 : 0,
+        txn_device_id: i.txn?.deviceId ?? null,
+        txn_scope: i.txn?.scope ?? null,
+        txn_id: i.txn?.txnId ?? null,
+      }));
+      q.push(this.statements.bind("events", rows, EVENT_COLUMNS, (placeholders) => db.insertInto("events").values(placeholders)));
     }
 
     for (const i of items) {

@@ -4,8 +4,9 @@
  * GET /notifications and pushers need. Every read of outcomes is a range over what is unread or asked for, never
  * over a room's whole history.
  */
-import { CompiledQuery, sql, type Kysely, type RawBuilder } from "kysely";
+import { sql, type Kysely, type RawBuilder } from "kysely";
 import type { EventPushTable, EventPushUserTable, PushersTable, PushReadPositionsTable, Schema } from "./schema.js";
+import { MultiRowStatements } from "./multi_row.js";
 import type { StagedRowKind } from "./staged_rows.js";
 
 export type PusherRow = Omit<PushersTable, "id"> & { id: number };
@@ -140,9 +141,7 @@ export class PushStore {
   readonly bystanders: StagedRowKind<EventPushTable> = {
     compile: (rows) =>
       chunks(rows).map((part) =>
-        this.rebind(`event_push ${part.length}`, part, BYSTANDER_COLUMNS, () =>
-          this.db.insertInto("event_push").values(part.map(() => columnsOnly(BYSTANDER_COLUMNS))).onConflict((oc) => oc.doNothing()),
-        ),
+        this.statements.bind("event_push", part, BYSTANDER_COLUMNS, (rows) => this.db.insertInto("event_push").values(rows).onConflict((oc) => oc.doNothing())),
       ),
   };
 
@@ -150,9 +149,7 @@ export class PushStore {
   readonly members: StagedRowKind<EventPushUserTable> = {
     compile: (rows) =>
       chunks(rows).map((part) =>
-        this.rebind(`event_push_user ${part.length}`, part, MEMBER_COLUMNS, () =>
-          this.db.insertInto("event_push_user").values(part.map(() => columnsOnly(MEMBER_COLUMNS))).onConflict((oc) => oc.doNothing()),
-        ),
+        this.statements.bind("event_push_user", part, MEMBER_COLUMNS, (rows) => this.db.insertInto("event_push_user").values(rows).onConflict((oc) => oc.doNothing())),
       ),
   };
 
@@ -169,10 +166,10 @@ export class PushStore {
         if (!seen || seen.stream_ordering < r.stream_ordering) furthest.set(key, r);
       }
       return chunks([...furthest.values()]).map((part) =>
-        this.rebind(`push_read_positions ${part.length}`, part, READ_POSITION_COLUMNS, () =>
+        this.statements.bind("push_read_positions", part, READ_POSITION_COLUMNS, (rows) =>
           this.db
             .insertInto("push_read_positions")
-            .values(part.map(() => columnsOnly(READ_POSITION_COLUMNS)))
+            .values(rows)
             .onConflict((oc) =>
               oc
                 .columns(["user_id", "room_id", "thread_id"])
@@ -184,14 +181,7 @@ export class PushStore {
     },
   };
 
-  private readonly multiRowSql = new Map<string, string>();
-
-  /** `rows` bound to a statement whose SQL is built once per `key` (table and row count), then only re-bound. */
-  private rebind<C extends string>(key: string, rows: readonly Record<C, unknown>[], columns: readonly C[], build: () => { compile(): CompiledQuery }): CompiledQuery {
-    let text = this.multiRowSql.get(key);
-    if (!text) this.multiRowSql.set(key, (text = build().compile().sql));
-    return CompiledQuery.raw(text, rows.flatMap((r) => columns.map((c) => r[c])));
-  }
+  private readonly statements = new MultiRowStatements();
 
   /** Moves a read position forward (never back), now. */
   async moveReadPosition(userId: string, roomId: string, threadId: string, streamOrdering: number): Promise<void> {
@@ -309,11 +299,6 @@ export class PushStore {
 const BYSTANDER_COLUMNS = ["stream_ordering", "event_id", "room_id", "sender", "thread_id", "actions", "highlight", "ts"] as const satisfies readonly (keyof EventPushTable)[];
 const MEMBER_COLUMNS = ["user_id", "stream_ordering", "event_id", "room_id", "thread_id", "actions", "notif", "highlight", "ts"] as const satisfies readonly (keyof EventPushUserTable)[];
 const READ_POSITION_COLUMNS = ["user_id", "room_id", "thread_id", "stream_ordering"] as const satisfies readonly (keyof PushReadPositionsTable)[];
-
-/** A row of placeholders in this column order (only its SQL is kept: the values are bound anew each time). */
-function columnsOnly<C extends string>(columns: readonly C[]): Record<C, never> {
-  return Object.fromEntries(columns.map((c) => [c, null])) as Record<C, never>;
-}
 
 /** `(?, ?), (?, ?)` rows for a VALUES list; numbers are cast so PostgreSQL types the column as BIGINT. */
 function values(rows: readonly (string | number)[][]): RawBuilder<unknown> {
