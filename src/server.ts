@@ -78,7 +78,7 @@ import { UserRooms } from "./services/rooms/user_rooms.js";
 import { RoomChanges } from "./services/rooms/room_changes.js";
 import { RecentEvents } from "./services/rooms/recent_events.js";
 import { CacheRegistry } from "./util/cache.js";
-import { Metrics } from "./services/metrics.js";
+import type { Metrics } from "./services/metrics.js";
 import { openDatabase } from "./storage/database.js";
 import { Storage } from "./storage/storage.js";
 
@@ -148,7 +148,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   const signingKey = loadOrCreateSigningKey(config.signingKeyPath, log);
   const storage = new Storage(await openDatabase(config.database));
-  const services = buildServices(config, log, storage, signingKey, opts.federation);
+  const services = buildServices(config, log, storage, signingKey, opts.federation, await loadMetricsModule(config));
   await startServices(services);
 
   const apps: FastifyInstance[] = [];
@@ -318,6 +318,7 @@ function wireOutboundFederation(
 
 /** Metrics: counters fed by the write path and push delivery, the rest read from the services when scraped. */
 function buildMetrics(
+  metricsModule: MetricsModule,
   storage: Storage,
   caches: CacheRegistry,
   persister: EventPersister,
@@ -326,7 +327,7 @@ function buildMetrics(
   passwords: PasswordHasher,
   pusherPool: PusherPool,
 ): Metrics {
-  const metrics = new Metrics();
+  const metrics = new metricsModule.Metrics();
   const local = metrics.eventsPersisted.labels("local");
   const remote = metrics.eventsPersisted.labels("remote");
   persister.observe(
@@ -439,7 +440,21 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
   return { federationClient, keys, keyServer, outbound };
 }
 
-export function buildServices(config: Config, log: Logger, storage: Storage, signingKey: SigningKey, federation: FederationDeps = {}): Services {
+/** The metrics module, imported only when `enable_metrics` is on: prom-client alone takes ~4 MB. */
+type MetricsModule = typeof import("./services/metrics.js");
+
+export async function loadMetricsModule(config: Config): Promise<MetricsModule | undefined> {
+  return config.enableMetrics ? await import("./services/metrics.js") : undefined;
+}
+
+export function buildServices(
+  config: Config,
+  log: Logger,
+  storage: Storage,
+  signingKey: SigningKey,
+  federation: FederationDeps = {},
+  metricsModule?: MetricsModule,
+): Services {
   const tokens = new TokenService(storage, config);
   const devices = new DeviceService(storage, tokens);
   const passwords = new PasswordHasher(config);
@@ -546,7 +561,7 @@ export function buildServices(config: Config, log: Logger, storage: Storage, sig
   const push = buildPush(config, log, storage, roomCore, accountData, receipts, devices, fed.outbound, caches);
   const roomUpgrades = new RoomUpgradeService(rooms, roomCreation, log, { accountData, pushRules: push.pushRules });
   membership.onRemoteJoin = (roomId) => roomUpgrades.afterRemoteJoin(roomId).catch((err: unknown) => log.warn({ err, roomId }, "room upgrade: carrying state over after a remote join failed"));
-  const metrics = config.enableMetrics ? buildMetrics(storage, caches, persister, notifier, federationSender, passwords, push.pusherPool) : undefined;
+  const metrics = metricsModule ? buildMetrics(metricsModule, storage, caches, persister, notifier, federationSender, passwords, push.pusherPool) : undefined;
   return {
     config,
     log,
