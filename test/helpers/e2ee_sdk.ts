@@ -21,7 +21,7 @@ export const quietLogger: NonNullable<sdk.ICreateClientOpts["logger"]> = {
 // Parts of the SDK (sync, backup, room encryption) log through its global logger rather than the client's, and its
 // child loggers start at debug level: keep all of them to errors.
 sdkGlobalLogger.setLevel("error");
-const childOf = sdkGlobalLogger.getChild.bind(sdkGlobalLogger);
+const childOf = sdkGlobalLogger.withPrefix.bind(sdkGlobalLogger);
 sdkGlobalLogger.getChild = sdkGlobalLogger.withPrefix = (prefix: string) => {
   const child = childOf(prefix);
   child.setLevel("error", false);
