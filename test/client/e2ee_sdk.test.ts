@@ -12,6 +12,7 @@ import {
   passwordAuth,
   startCryptoClient,
   stopClients,
+  unlockWith,
   waitFor,
   waitForDecrypted,
 } from "../helpers/e2ee_sdk.js";
@@ -170,5 +171,49 @@ describe("end-to-end encryption through matrix-js-sdk's Rust crypto", () => {
     expect(restored.imported).toBe(2);
     expect((await waitForDecrypted(tablet, roomId, mine)).getContent().body).toBe("old message from alice");
     expect((await waitForDecrypted(tablet, roomId, theirs)).getContent().body).toBe("old message from bob");
+  }, 60_000);
+
+  it("with a recovery key (secret storage), a fresh device verifies itself and restores the backup", async () => {
+    const aliceUser = await registerUser(raw);
+    const bobUser = await registerUser(raw);
+    // Secret storage is unlocked with the recovery key; the first device makes it (as Element's "set up recovery").
+    const recovery: { key?: Uint8Array } = {};
+    const alice = await startCryptoClient(ts.baseUrl, aliceUser, { cryptoCallbacks: { getSecretStorageKey: async ({ keys }) => [Object.keys(keys)[0]!, recovery.key!] } });
+    const bob = await startCryptoClient(ts.baseUrl, bobUser);
+    const roomId = await encryptedRoom(alice, bob);
+
+    await alice.getCrypto()!.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(aliceUser) });
+    const generated = await alice.getCrypto()!.createRecoveryKeyFromPassphrase();
+    recovery.key = generated.privateKey;
+    await alice.getCrypto()!.bootstrapSecretStorage({ createSecretStorageKey: async () => generated, setupNewSecretStorage: true, setupNewKeyBackup: true });
+    expect(await alice.getCrypto()!.isSecretStorageReady()).toBe(true);
+    const version = await waitFor("alice backs up to the new version", () => alice.getCrypto()!.getActiveSessionBackupVersion());
+    // The secrets are account data, encrypted: the server never holds them in the clear.
+    const defaultKey = await raw.get<{ key: string }>(`/_matrix/client/v3/user/${encodeURIComponent(aliceUser.userId)}/account_data/m.secret_storage.default_key`, { token: aliceUser.accessToken });
+    expect(defaultKey.status).toBe(200);
+    const stored = await raw.get<{ encrypted: Record<string, { ciphertext: string }> }>(`/_matrix/client/v3/user/${encodeURIComponent(aliceUser.userId)}/account_data/m.megolm_backup.v1`, { token: aliceUser.accessToken });
+    expect(Object.keys(stored.body.encrypted)).toEqual([defaultKey.body.key]);
+
+    const old = await send(bob, roomId, "before the new device");
+    await waitForDecrypted(alice, roomId, old);
+    await waitFor("bob's room key is in the backup", async () => {
+      const res = await raw.get<{ rooms: Record<string, { sessions: Record<string, unknown> }> }>(`/_matrix/client/v3/room_keys/keys?version=${version}`, { token: aliceUser.accessToken });
+      return Object.keys(res.body.rooms?.[roomId]?.sessions ?? {}).length >= 1;
+    }, 30_000);
+
+    // A fresh device: the recovery key unlocks the cross-signing keys (it signs itself) and the backup key.
+    const phoneUser = await newDevice(ts.baseUrl, aliceUser, "Alice's phone");
+    const phone = await startCryptoClient(ts.baseUrl, phoneUser, { cryptoCallbacks: unlockWith(generated.privateKey) });
+    // Importing private keys needs the public ones first (as Element waits for its own keys before asking).
+    await waitFor("the phone has alice's public cross-signing keys", () => phone.getCrypto()!.userHasCrossSigningKeys(aliceUser.userId, true));
+    await phone.getCrypto()!.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(aliceUser) });
+    expect(await phone.getCrypto()!.isCrossSigningReady()).toBe(true);
+    await waitFor("the phone is cross-signed", async () => (await phone.getCrypto()!.getDeviceVerificationStatus(aliceUser.userId, phoneUser.deviceId))?.crossSigningVerified);
+    await waitFor("bob sees the phone signed by alice", async () => (await bob.getCrypto()!.getDeviceVerificationStatus(aliceUser.userId, phoneUser.deviceId))?.signedByOwner);
+
+    await phone.getCrypto()!.loadSessionBackupPrivateKeyFromSecretStorage();
+    const restored = await phone.getCrypto()!.restoreKeyBackup();
+    expect(restored.imported).toBeGreaterThanOrEqual(1);
+    expect((await waitForDecrypted(phone, roomId, old)).getContent().body).toBe("before the new device");
   }, 60_000);
 });

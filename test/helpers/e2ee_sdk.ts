@@ -36,8 +36,8 @@ export function stopClients(): void {
 }
 
 /** A client for `u` with Rust crypto initialised (in-memory store) and its /sync loop prepared. */
-export async function startCryptoClient(baseUrl: string, u: TestUser): Promise<sdk.MatrixClient> {
-  const client = sdk.createClient({ baseUrl, accessToken: u.accessToken, userId: u.userId, deviceId: u.deviceId, logger: quietLogger });
+export async function startCryptoClient(baseUrl: string, u: TestUser, opts: Partial<sdk.ICreateClientOpts> = {}): Promise<sdk.MatrixClient> {
+  const client = sdk.createClient({ ...opts, baseUrl, accessToken: u.accessToken, userId: u.userId, deviceId: u.deviceId, logger: quietLogger });
   runningClients.push(client);
   await client.initRustCrypto({ useIndexedDB: false });
   // initRustCrypto turns the Rust crypto's tracing on at debug level, to the console.
@@ -85,6 +85,11 @@ export function passwordAuth(u: TestUser): UIAuthCallback<void> & { challenges: 
   };
   callback.challenges = 0;
   return callback;
+}
+
+/** `cryptoCallbacks` that unlock secret storage with `recoveryKey` (as a user typing their recovery key would). */
+export function unlockWith(recoveryKey: Uint8Array): sdk.ICreateClientOpts["cryptoCallbacks"] {
+  return { getSecretStorageKey: async ({ keys }) => [Object.keys(keys)[0]!, recoveryKey] };
 }
 
 /** Polls a condition until it yields a value (not undefined/null/false), or fails at the deadline. */
