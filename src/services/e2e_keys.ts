@@ -79,7 +79,7 @@ export class E2eKeyService {
       const stored = storedJson !== undefined ? (JSON.parse(storedJson) as DeviceKeys) : undefined;
       try {
         if (body.device_keys !== undefined && body.device_keys !== null) deviceKeys = checkDeviceKeys(body.device_keys, userId, deviceId);
-        const ed = (deviceKeys ?? stored)?.keys[`ed25519:${deviceId}`];
+        const ed = (deviceKeys ?? stored)?.keys?.[`ed25519:${deviceId}`];
         if (body.one_time_keys !== undefined && body.one_time_keys !== null) otks = checkUploadedKeys(body.one_time_keys, "one_time_keys", userId, deviceId, ed);
         // The unstable name from before MSC2732 was merged, still sent by older clients.
         const fb = body.fallback_keys ?? body["org.matrix.msc2732.fallback_keys"];

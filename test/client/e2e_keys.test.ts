@@ -73,11 +73,37 @@ describe("POST /keys/upload", () => {
     const misnamed = signJson({ ...(unsigned as JsonObject), keys: { ...(unsigned.keys as JsonObject), "curve25519:OTHER": curveKey() } }, u.userId, d.signing);
     expectError(await upload(u, { device_keys: misnamed }), 400, "M_INVALID_PARAM");
     expectError(await upload(u, { device_keys: "x" }), 400, "M_BAD_JSON");
-    expectError(await upload(u, { device_keys: { user_id: u.userId, device_id: u.deviceId } }), 400, "M_BAD_JSON");
+    // Once any of algorithms, keys and signatures is given, all three must be, well-typed.
+    expectError(await upload(u, { device_keys: { user_id: u.userId, device_id: u.deviceId, keys: { "ed25519:test": curveKey() } } }), 400, "M_BAD_JSON");
+    expectError(await upload(u, { device_keys: { ...d.deviceKeys, algorithms: "x" } }), 400, "M_BAD_JSON");
+    expectError(await upload(u, { device_keys: { ...d.deviceKeys, keys: [] } }), 400, "M_BAD_JSON");
+    expectError(await upload(u, { device_keys: { device_id: u.deviceId } }), 400, "M_BAD_JSON");
+    expectError(await upload(u, { device_keys: { user_id: u.userId, device_id: 7 } }), 400, "M_BAD_JSON");
+    const noEd = signJson({ ...(unsigned as JsonObject), keys: { [`curve25519:${u.deviceId}`]: curveKey() } }, u.userId, d.signing);
+    expectError(await upload(u, { device_keys: noEd }), 400, "M_BAD_JSON");
     // A bad one-time key refuses the whole upload: the good device keys beside it are not stored either.
     expectError(await upload(u, { device_keys: d.deviceKeys, one_time_keys: { "signed_curve25519:a": { key: "!!" } } }), 400, "M_INVALID_PARAM");
     const q = await query(u, { [u.userId]: [] });
     expect(q.body.device_keys).toEqual({ [u.userId]: {} });
+  });
+
+  it("device_keys naming only the user and device is a device without identity keys (as Synapse): stored, shown, announced", async () => {
+    const u = await registerUser(c);
+    const mate = await registerUser(c);
+    await roomWith(c, mate, [u]);
+    const since = (await sync(c, mate)).next_batch;
+    const r = await upload(u, { device_keys: { user_id: u.userId, device_id: u.deviceId }, one_time_keys: { "ed25519:test": curveKey() } });
+    expect(r.status, r.text).toBe(200);
+    expect(r.body).toEqual({ one_time_key_counts: { signed_curve25519: 0, ed25519: 1 } });
+    const q = await query(mate, { [u.userId]: [] });
+    expect((q.body.device_keys as Json)[u.userId]).toEqual({ [u.deviceId]: { user_id: u.userId, device_id: u.deviceId, unsigned: {} } });
+    expect((await sync(c, mate, { since })).device_lists.changed).toContain(u.userId);
+    // It may gain identity keys later (it had none to keep); then it keeps them.
+    const d = makeDevice(u.userId, u.deviceId);
+    expect((await upload(u, { device_keys: d.deviceKeys })).status).toBe(200);
+    const q2 = await query(mate, { [u.userId]: [] });
+    expect(((q2.body.device_keys as Json)[u.userId] as Record<string, JsonObject>)[u.deviceId]!.keys).toEqual(d.deviceKeys.keys);
+    expectError(await upload(u, { device_keys: { user_id: u.userId, device_id: u.deviceId } }), 400, "M_INVALID_PARAM");
   });
 
   it("keeps a device's identity: different keys for an existing device id are refused", async () => {
