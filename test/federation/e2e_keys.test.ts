@@ -181,6 +181,24 @@ describe("remote keys", () => {
   });
 });
 
+describe("a dehydrated device (MSC3814)", () => {
+  it("is in the other server's /keys/query and gets its to-device messages over federation", async () => {
+    const { alice, bob } = await pair();
+    const d = makeDevice(alice.userId, "ALICEDEHYDRATED");
+    const dd = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
+    const r = await c1.put(dd, { device_id: d.deviceId, device_data: { algorithm: "x" }, device_keys: d.deviceKeys, one_time_keys: signedOtks(d, 1) }, { token: alice.accessToken });
+    expect(r.status, r.text).toBe(200);
+    await poll(async () => (deviceKeysOf(await query(c2, bob, { [alice.userId]: [] }), alice.userId)[d.deviceId] ? true : undefined));
+    const send = await c2.put(`${V3}/sendToDevice/m.room.encrypted/dd-${Date.now()}`, { messages: { [alice.userId]: { [d.deviceId]: { ciphertext: "for the dehydrated device" } } } }, { token: bob.accessToken });
+    expect(send.status, send.text).toBe(200);
+    const got = await poll(async () => {
+      const e = await c1.post<{ events: JsonObject[] }>(`${dd}/${d.deviceId}/events`, {}, { token: alice.accessToken });
+      return e.body.events.length > 0 ? e.body.events : undefined;
+    });
+    expect(got).toEqual([{ sender: bob.userId, type: "m.room.encrypted", content: { ciphertext: "for the dehydrated device" } }]);
+  });
+});
+
 describe("an unreachable server", () => {
   it("goes into failures of /keys/query and /keys/claim, within the timeout", async () => {
     const network = new TestNetwork();
