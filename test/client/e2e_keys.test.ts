@@ -3,7 +3,7 @@
  * and self-signed, identity kept, one-time and fallback keys, caps), /keys/query, /keys/claim (atomic under
  * concurrency, fallback keys), /keys/changes, the key counts in /sync, and keys going with a deleted device.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { signJson } from "../../src/core/crypto/signing.js";
 import type { JsonObject } from "../../src/core/json/types.js";
 import { curveKey, makeDevice, signedOtks, type TestDevice } from "../helpers/e2e.js";
@@ -215,6 +215,25 @@ describe("POST /keys/query", () => {
     expect(dk[`@ghost:${ts.config.serverName}`]).toEqual({});
     expect(q.body.failures).toEqual({});
     expect((await query(other, { [u.userId]: ["NOPE"] })).body.device_keys).toEqual({ [u.userId]: {} });
+  });
+
+  it("many users at once: each device with its own name, read in one batch (not one read per user)", async () => {
+    const users = await Promise.all(Array.from({ length: 12 }, () => userWithKeys()));
+    await Promise.all(users.map(({ u }, i) => c.put(`${V3}/devices/${u.deviceId}`, { display_name: `dev ${i}` }, { token: u.accessToken })));
+    const viewer = await registerUser(c);
+    const devices = ts.server.services.storage.devices;
+    const perUser = vi.spyOn(devices, "list");
+    const batched = vi.spyOn(devices, "namesOf");
+    try {
+      const q = await query(viewer, Object.fromEntries(users.map(({ u }) => [u.userId, []])));
+      const dk = q.body.device_keys as Record<string, Record<string, JsonObject>>;
+      users.forEach(({ u }, i) => expect(dk[u.userId]![u.deviceId]!.unsigned).toEqual({ device_display_name: `dev ${i}` }));
+      expect(perUser).not.toHaveBeenCalled();
+      expect(batched).toHaveBeenCalledTimes(1);
+    } finally {
+      perUser.mockRestore();
+      batched.mockRestore();
+    }
   });
 
   it("refuses bad bodies and too many users", async () => {
