@@ -64,6 +64,7 @@ import { ServerRoomAccess } from "./services/federation/room_access.js";
 import { FederationReads } from "./services/federation/reads.js";
 import { TagService } from "./services/tags.js";
 import { KeyBackupService } from "./services/key_backup.js";
+import { DehydratedDeviceService } from "./services/dehydrated_devices.js";
 import { TurnService } from "./services/voip.js";
 import { ThirdPartyService } from "./services/thirdparty.js";
 import { PushRuleService } from "./services/push/rules.js";
@@ -589,6 +590,7 @@ export function buildServices(
     toDevice,
     deviceLists,
     e2eKeys,
+    dehydratedDevices: new DehydratedDeviceService({ storage, devices, e2eKeys, toDevice }),
     crossSigning,
     remoteDeviceLists,
     ...fed,

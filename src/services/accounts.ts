@@ -236,7 +236,7 @@ export class AccountService {
     await this.devices.changed(userId, others, true);
   }
 
-  /** Deactivation: the user can never log in again; devices, tokens, account data and key backups go; with erase, the profile too. */
+  /** Deactivation: the user can never log in again; devices (the dehydrated one too), tokens, account data and key backups go; with erase, the profile too. */
   async deactivate(userId: string, opts: { erase: boolean }): Promise<void> {
     const devices: string[] = [];
     await this.storage.transaction(async (tx) => {
@@ -249,6 +249,7 @@ export class AccountService {
       await tx.accountData.deleteAll(userId);
       // As Synapse: a deactivated account keeps no key backup.
       await tx.keyBackup.deleteAll(userId);
+      await tx.dehydratedDevices.delete(userId);
       if (opts.erase) await tx.profiles.deleteAll(userId);
     });
     this.tokens.invalidateUser(userId);

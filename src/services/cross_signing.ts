@@ -186,8 +186,8 @@ export class CrossSigningService {
       const master = (await this.view([userId], userId)).master_keys[userId];
       await this.deviceLists.localSigningKeysChanged(userId, master ? { master_key: master } : {});
     }
-    // The signer's own clients learn of the new signature (it is visible to them alone).
-    if (othersSigned.size > 0) await this.deviceLists.localSigningKeysChanged(userId, {});
+    // The signer's own clients learn that those users' keys changed (the signature is visible to them alone).
+    await this.deviceLists.signaturesByUserChanged(userId, [...othersSigned]);
     return { failures };
   }
 

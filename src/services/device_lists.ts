@@ -8,7 +8,7 @@
  */
 import { userIdDomain } from "../core/ids/ids.js";
 import type { JsonObject } from "../core/json/types.js";
-import { PRIVATE_CHANGE } from "../storage/device_lists.js";
+import { PRIVATE_CHANGE, signedByChange } from "../storage/device_lists.js";
 import { StreamIdGenerator } from "../storage/stream_ids.js";
 import type { DeviceStreamDeps } from "./to_device.js";
 
@@ -89,7 +89,7 @@ export class DeviceListService {
     const id = this.stream.next();
     try {
       await storage.transaction(async (tx) => {
-        // Only the user-signing key (or signatures by it) changed: news for the user's own devices alone.
+        // Only the user-signing key changed: news for the user's own devices alone.
         await tx.deviceLists.insert([{ stream_id: id, user_id: userId, device_id: send ? "" : PRIVATE_CHANGE }]);
         if (send) {
           const edu = JSON.stringify({ edu_type: "m.signing_key_update", content: { user_id: userId, ...content } });
@@ -102,6 +102,22 @@ export class DeviceListService {
     if (send) await this.wake(userId);
     else this.deps.notifier.notify({ users: [userId] });
     if (send) this.deps.sender.sendOutbox(servers);
+  }
+
+  /**
+   * `signer` signed other users' master keys with their user-signing key: those users' keys changed as the signer
+   * sees them (the signatures are visible to the signer alone), so they are in the signer's `device_lists.changed`
+   * and nobody else's.
+   */
+  async signaturesByUserChanged(signer: string, targets: readonly string[]): Promise<void> {
+    if (targets.length === 0) return;
+    const ids = targets.map(() => this.stream.next());
+    try {
+      await this.deps.storage.deviceLists.insert(targets.map((t, i) => ({ stream_id: ids[i]!, user_id: t, device_id: signedByChange(signer) })));
+    } finally {
+      for (const id of ids) this.stream.finish(id);
+    }
+    this.deps.notifier.notify({ users: [signer] });
   }
 
   /**
@@ -121,15 +137,18 @@ export class DeviceListService {
     await this.wake(userId);
   }
 
-  /** Users with a change in (since, to] whom `userId` should hear about: themself and anyone sharing a room. */
+  /**
+   * Users with a change in (since, to] whom `userId` should hear about: themself, anyone sharing a room, and users
+   * whose master key they signed.
+   */
   async changedFor(userId: string, since: number, to: number): Promise<string[]> {
     if (to <= since) return [];
-    const users = await this.deps.storage.deviceLists.changedUsers(since, to, userId);
-    if (users.length === 0) return [];
-    const out = users.includes(userId) ? [userId] : [];
-    const others = users.filter((u) => u !== userId);
-    if (others.length > 0) out.push(...(await this.deps.storage.rooms.usersSharingRooms(userId, others)));
-    return out;
+    const { users, signedByViewer } = await this.deps.storage.deviceLists.changedUsers(since, to, userId);
+    const out = new Set(signedByViewer);
+    if (users.includes(userId)) out.add(userId);
+    const others = users.filter((u) => u !== userId && !out.has(u));
+    if (others.length > 0) for (const u of await this.deps.storage.rooms.usersSharingRooms(userId, others)) out.add(u);
+    return [...out];
   }
 
   /** Wakes the /sync of the user and of everyone in their rooms. */

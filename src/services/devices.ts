@@ -45,6 +45,12 @@ export class DeviceService {
     return (await this.storage.devices.list(userId)).map(toInfo);
   }
 
+  /** GET /devices: every device but the dehydrated one (MSC3814; Synapse leaves it out too, it is no session). */
+  async listForClient(userId: string): Promise<DeviceInfo[]> {
+    const [all, dehydrated] = await Promise.all([this.storage.devices.list(userId), this.storage.dehydratedDevices.recordedId(userId)]);
+    return all.filter((d) => d.device_id !== dehydrated).map(toInfo);
+  }
+
   async get(userId: string, deviceId: string): Promise<DeviceInfo> {
     const d = await this.storage.devices.get(userId, deviceId);
     if (!d) throw notFound("Device not found");

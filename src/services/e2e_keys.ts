@@ -11,6 +11,7 @@ import { isJsonObject, type JsonObject } from "../core/json/types.js";
 import { FederationError } from "../federation/errors.js";
 import type { FederationClient } from "../federation/client.js";
 import { MatrixError, badJson, invalidParam } from "../errors.js";
+import type { SignatureRow } from "../storage/e2e_keys.js";
 import type { Storage } from "../storage/storage.js";
 import { KeyedLock } from "../util/keyed_lock.js";
 import { addSignatures, keyError, type CrossSigningService } from "./cross_signing.js";
@@ -79,7 +80,7 @@ export class E2eKeyService {
       const stored = storedJson !== undefined ? (JSON.parse(storedJson) as DeviceKeys) : undefined;
       try {
         if (body.device_keys !== undefined && body.device_keys !== null) deviceKeys = checkDeviceKeys(body.device_keys, userId, deviceId);
-        const ed = (deviceKeys ?? stored)?.keys[`ed25519:${deviceId}`];
+        const ed = (deviceKeys ?? stored)?.keys?.[`ed25519:${deviceId}`];
         if (body.one_time_keys !== undefined && body.one_time_keys !== null) otks = checkUploadedKeys(body.one_time_keys, "one_time_keys", userId, deviceId, ed);
         // The unstable name from before MSC2732 was merged, still sent by older clients.
         const fb = body.fallback_keys ?? body["org.matrix.msc2732.fallback_keys"];
@@ -172,22 +173,31 @@ export class E2eKeyService {
       list.push({ device_id: r.device_id, key_json: r.key_json });
       allKeys.set(r.user_id, list);
     }
-    const sigs = await storage.e2eKeys.signaturesOver(userIds.filter((u) => allKeys.has(u)));
+    const withKeys = userIds.filter((u) => allKeys.has(u));
+    const sigsByKey = new Map<string, SignatureRow[]>();
+    for (const sig of await storage.e2eKeys.signaturesOver(withKeys)) {
+      const k = `${sig.target_user_id}|${sig.target_key_id}`;
+      sigsByKey.set(k, [...(sigsByKey.get(k) ?? []), sig]);
+    }
+    // Every user's device names in one read (a large room's members are queried at once).
+    const namesByUser = new Map<string, Map<string, string | null>>();
+    for (const d of await storage.devices.namesOf(withKeys)) {
+      const m = namesByUser.get(d.user_id) ?? new Map<string, string | null>();
+      m.set(d.device_id, d.display_name);
+      namesByUser.set(d.user_id, m);
+    }
     for (const userId of userIds) {
       const wanted = req.get(userId)!;
       const byDevice: Record<string, JsonObject> = {};
       out.device_keys[userId] = byDevice;
       const rows = allKeys.get(userId);
       if (!rows) continue;
-      const names = new Map((await storage.devices.list(userId)).map((d) => [d.device_id, d.display_name]));
+      const names = namesByUser.get(userId) ?? new Map<string, string | null>();
       for (const r of rows) {
         const deviceId = r.device_id as string;
         if ((wanted.length > 0 && !wanted.includes(deviceId)) || !names.has(deviceId)) continue;
         const key = JSON.parse(r.key_json as string) as JsonObject;
-        addSignatures(
-          key,
-          sigs.filter((s) => s.target_user_id === userId && s.target_key_id === deviceId),
-        );
+        addSignatures(key, sigsByKey.get(`${userId}|${deviceId}`) ?? []);
         const name = names.get(deviceId);
         key.unsigned = name ? { device_display_name: name } : {};
         byDevice[deviceId] = key;

@@ -51,19 +51,21 @@ export class RemoteDeviceLists {
     const { user_id: userId, device_id: deviceId, stream_id: streamId } = c;
     if (typeof userId !== "string" || userIdDomain(userId) !== origin || typeof deviceId !== "string" || typeof streamId !== "number") return;
     const prevIds = Array.isArray(c.prev_id) ? c.prev_id.filter((p): p is number => typeof p === "number") : [];
-    await this.lock.run(userId, async () => {
+    const applied = await this.lock.run(userId, async () => {
       if (!(await this.tracked(userId))) {
         // Nothing to keep current; a cache left from a shared room no longer gets updates we can trust.
         await this.deps.storage.e2eKeys.forgetRemoteUser(userId);
-        return;
+        return false;
       }
       const [cached] = await this.deps.storage.e2eKeys.remoteUsers([userId]);
-      if (cached && cached.stale === 0 && streamId <= cached.stream_id) return; // already applied
+      if (cached && cached.stale === 0 && streamId <= cached.stream_id) return false; // already applied
       // Synapse's rule: apply only when every prev_id is the update we applied last; an empty prev_id, an unknown
       // one or no cache at all means we may have missed updates, so resync the whole list.
       const inChain = cached !== undefined && cached.stale === 0 && prevIds.length > 0 && prevIds.every((p) => p === cached.stream_id);
       if (!inChain) {
+        // A resync records the change itself; one that failed left nothing new to tell.
         await this.resyncLocked(userId);
+        return false;
       } else {
         const { storage } = this.deps;
         await storage.transaction(async (tx) => {
@@ -75,9 +77,10 @@ export class RemoteDeviceLists {
           }
           await tx.e2eKeys.setRemoteUser(userId, streamId, false);
         });
+        return true;
       }
     });
-    await this.deps.deviceLists.remoteChanged(origin, c);
+    if (applied) await this.deps.deviceLists.remoteChanged(origin, c);
   }
 
   /** An inbound `m.signing_key_update`: the user's new master and/or self-signing key. */
@@ -153,6 +156,9 @@ export class RemoteDeviceLists {
       await tx.e2eKeys.setRemoteUser(userId, streamId, false);
     });
     await this.deps.crossSigning.storeRemote(server, userId, { master_key: res.master_key, self_signing_key: res.self_signing_key });
+    // Local room-mates' clients may hold an older copy (or none, and have just been answered from this one): the
+    // list is news, as Synapse notifies after every resync.
+    await this.deps.deviceLists.remoteChanged(server, { user_id: userId });
     return true;
   }
 

@@ -25,6 +25,7 @@ import type { SyncService } from "./sync/sync.js";
 import type { ToDeviceService } from "./to_device.js";
 import type { DeviceListService } from "./device_lists.js";
 import type { E2eKeyService } from "./e2e_keys.js";
+import type { DehydratedDeviceService } from "./dehydrated_devices.js";
 import type { CrossSigningService } from "./cross_signing.js";
 import type { RemoteDeviceLists } from "./remote_device_lists.js";
 import type { FederationClient } from "../federation/client.js";
@@ -94,6 +95,8 @@ export interface Services {
   deviceLists: DeviceListService;
   /** E2EE device, one-time and fallback keys (local and through other servers). */
   e2eKeys: E2eKeyService;
+  /** MSC3814 dehydrated devices. */
+  dehydratedDevices: DehydratedDeviceService;
   crossSigning: CrossSigningService;
   /** The cache of remote users' device lists. */
   remoteDeviceLists: RemoteDeviceLists;

@@ -10,6 +10,15 @@ export class DeviceStore {
     return this.db.selectFrom("devices").selectAll().where("user_id", "=", userId).orderBy("device_id").execute();
   }
 
+  /** The devices of many users with their display names, in one query per 1000 users (bound parameters are limited). */
+  async namesOf(userIds: readonly string[]): Promise<{ user_id: string; device_id: string; display_name: string | null }[]> {
+    const out: { user_id: string; device_id: string; display_name: string | null }[] = [];
+    for (let i = 0; i < userIds.length; i += 1000) {
+      out.push(...(await this.db.selectFrom("devices").select(["user_id", "device_id", "display_name"]).where("user_id", "in", userIds.slice(i, i + 1000)).execute()));
+    }
+    return out;
+  }
+
   async get(userId: string, deviceId: string): Promise<DeviceRow | undefined> {
     return this.db.selectFrom("devices").selectAll().where("user_id", "=", userId).where("device_id", "=", deviceId).executeTakeFirst();
   }

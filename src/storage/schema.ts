@@ -387,6 +387,15 @@ export interface KeyBackupSessionsTable {
   session_data: string;
 }
 
+/** A user's dehydrated device (migration 010, MSC3814). */
+export interface DehydratedDevicesTable {
+  user_id: string;
+  device_id: string;
+  /** JSON object, as the client sent it (the encrypted device pickle). */
+  device_data: string;
+  created_ts: number;
+}
+
 export interface Schema {
   e2e_device_keys: E2eDeviceKeysTable;
   e2e_one_time_keys: E2eOneTimeKeysTable;
@@ -434,4 +443,5 @@ export interface Schema {
   server_signing_keys: ServerSigningKeysTable;
   key_backup_versions: KeyBackupVersionsTable;
   key_backup_sessions: KeyBackupSessionsTable;
+  dehydrated_devices: DehydratedDevicesTable;
 }

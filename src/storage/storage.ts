@@ -23,6 +23,7 @@ import { FederationOutboxStore } from "./federation_outbox.js";
 import { PushStore } from "./push.js";
 import { KeyBackupStore } from "./key_backup.js";
 import { E2eKeyStore } from "./e2e_keys.js";
+import { DehydratedDeviceStore } from "./dehydrated_devices.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -44,6 +45,7 @@ export class Stores {
   readonly push: PushStore;
   readonly keyBackup: KeyBackupStore;
   readonly e2eKeys: E2eKeyStore;
+  readonly dehydratedDevices: DehydratedDeviceStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -65,6 +67,7 @@ export class Stores {
     this.push = new PushStore(db);
     this.keyBackup = new KeyBackupStore(db);
     this.e2eKeys = new E2eKeyStore(db);
+    this.dehydratedDevices = new DehydratedDeviceStore(db);
   }
 }
 

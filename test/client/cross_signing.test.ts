@@ -126,6 +126,24 @@ describe("POST /keys/signatures/upload", () => {
     expect(sigOf((seenByU.body.master_keys as Json)[v.userId] as JsonObject, u.userId, cs.userSigning.keyId)).toBe(sigOf(otherSigned, u.userId, cs.userSigning.keyId));
   });
 
+  it("signing another user's master key puts that user in the signer's device_lists.changed, nobody else's", async () => {
+    const { u, cs } = await setUp();
+    const { u: v, cs: vcs } = await setUp();
+    const mate = await registerUser(c);
+    await roomWith(c, mate, [v]);
+    const [uSince, vSince, mateSince] = [(await sync(c, u)).next_batch, (await sync(c, v)).next_batch, (await sync(c, mate)).next_batch];
+    const r = await sigUpload(u, { [v.userId]: { [vcs.master.publicKeyBase64]: signOnly(vcs.masterKey, u.userId, cs.userSigning) } });
+    expect(r.body).toEqual({ failures: {} });
+    // u and v share no room: the signature is still news to u (as Synapse's user_signature_stream).
+    const mine = (await sync(c, u, { since: uSince })).device_lists.changed;
+    expect(mine).toContain(v.userId);
+    expect(mine).not.toContain(u.userId);
+    expect((await sync(c, v, { since: vSince })).device_lists.changed).not.toContain(v.userId);
+    expect((await sync(c, mate, { since: mateSince })).device_lists.changed).not.toContain(v.userId);
+    const ch = await c.get<Json>(`${V3}/keys/changes?from=${uSince}&to=${(await sync(c, u)).next_batch}`, { token: u.accessToken });
+    expect(ch.body.changed).toContain(v.userId);
+  });
+
   it("bad signatures, unknown keys and altered objects are per-key failures; good ones beside them are stored", async () => {
     const { u, d, cs } = await setUp();
     const { u: v, cs: vcs } = await setUp();

@@ -3,7 +3,7 @@
  * and self-signed, identity kept, one-time and fallback keys, caps), /keys/query, /keys/claim (atomic under
  * concurrency, fallback keys), /keys/changes, the key counts in /sync, and keys going with a deleted device.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { signJson } from "../../src/core/crypto/signing.js";
 import type { JsonObject } from "../../src/core/json/types.js";
 import { curveKey, makeDevice, signedOtks, type TestDevice } from "../helpers/e2e.js";
@@ -73,11 +73,37 @@ describe("POST /keys/upload", () => {
     const misnamed = signJson({ ...(unsigned as JsonObject), keys: { ...(unsigned.keys as JsonObject), "curve25519:OTHER": curveKey() } }, u.userId, d.signing);
     expectError(await upload(u, { device_keys: misnamed }), 400, "M_INVALID_PARAM");
     expectError(await upload(u, { device_keys: "x" }), 400, "M_BAD_JSON");
-    expectError(await upload(u, { device_keys: { user_id: u.userId, device_id: u.deviceId } }), 400, "M_BAD_JSON");
+    // Once any of algorithms, keys and signatures is given, all three must be, well-typed.
+    expectError(await upload(u, { device_keys: { user_id: u.userId, device_id: u.deviceId, keys: { "ed25519:test": curveKey() } } }), 400, "M_BAD_JSON");
+    expectError(await upload(u, { device_keys: { ...d.deviceKeys, algorithms: "x" } }), 400, "M_BAD_JSON");
+    expectError(await upload(u, { device_keys: { ...d.deviceKeys, keys: [] } }), 400, "M_BAD_JSON");
+    expectError(await upload(u, { device_keys: { device_id: u.deviceId } }), 400, "M_BAD_JSON");
+    expectError(await upload(u, { device_keys: { user_id: u.userId, device_id: 7 } }), 400, "M_BAD_JSON");
+    const noEd = signJson({ ...(unsigned as JsonObject), keys: { [`curve25519:${u.deviceId}`]: curveKey() } }, u.userId, d.signing);
+    expectError(await upload(u, { device_keys: noEd }), 400, "M_BAD_JSON");
     // A bad one-time key refuses the whole upload: the good device keys beside it are not stored either.
     expectError(await upload(u, { device_keys: d.deviceKeys, one_time_keys: { "signed_curve25519:a": { key: "!!" } } }), 400, "M_INVALID_PARAM");
     const q = await query(u, { [u.userId]: [] });
     expect(q.body.device_keys).toEqual({ [u.userId]: {} });
+  });
+
+  it("device_keys naming only the user and device is a device without identity keys (as Synapse): stored, shown, announced", async () => {
+    const u = await registerUser(c);
+    const mate = await registerUser(c);
+    await roomWith(c, mate, [u]);
+    const since = (await sync(c, mate)).next_batch;
+    const r = await upload(u, { device_keys: { user_id: u.userId, device_id: u.deviceId }, one_time_keys: { "ed25519:test": curveKey() } });
+    expect(r.status, r.text).toBe(200);
+    expect(r.body).toEqual({ one_time_key_counts: { signed_curve25519: 0, ed25519: 1 } });
+    const q = await query(mate, { [u.userId]: [] });
+    expect((q.body.device_keys as Json)[u.userId]).toEqual({ [u.deviceId]: { user_id: u.userId, device_id: u.deviceId, unsigned: {} } });
+    expect((await sync(c, mate, { since })).device_lists.changed).toContain(u.userId);
+    // It may gain identity keys later (it had none to keep); then it keeps them.
+    const d = makeDevice(u.userId, u.deviceId);
+    expect((await upload(u, { device_keys: d.deviceKeys })).status).toBe(200);
+    const q2 = await query(mate, { [u.userId]: [] });
+    expect(((q2.body.device_keys as Json)[u.userId] as Record<string, JsonObject>)[u.deviceId]!.keys).toEqual(d.deviceKeys.keys);
+    expectError(await upload(u, { device_keys: { user_id: u.userId, device_id: u.deviceId } }), 400, "M_INVALID_PARAM");
   });
 
   it("keeps a device's identity: different keys for an existing device id are refused", async () => {
@@ -189,6 +215,25 @@ describe("POST /keys/query", () => {
     expect(dk[`@ghost:${ts.config.serverName}`]).toEqual({});
     expect(q.body.failures).toEqual({});
     expect((await query(other, { [u.userId]: ["NOPE"] })).body.device_keys).toEqual({ [u.userId]: {} });
+  });
+
+  it("many users at once: each device with its own name, read in one batch (not one read per user)", async () => {
+    const users = await Promise.all(Array.from({ length: 12 }, () => userWithKeys()));
+    await Promise.all(users.map(({ u }, i) => c.put(`${V3}/devices/${u.deviceId}`, { display_name: `dev ${i}` }, { token: u.accessToken })));
+    const viewer = await registerUser(c);
+    const devices = ts.server.services.storage.devices;
+    const perUser = vi.spyOn(devices, "list");
+    const batched = vi.spyOn(devices, "namesOf");
+    try {
+      const q = await query(viewer, Object.fromEntries(users.map(({ u }) => [u.userId, []])));
+      const dk = q.body.device_keys as Record<string, Record<string, JsonObject>>;
+      users.forEach(({ u }, i) => expect(dk[u.userId]![u.deviceId]!.unsigned).toEqual({ device_display_name: `dev ${i}` }));
+      expect(perUser).not.toHaveBeenCalled();
+      expect(batched).toHaveBeenCalledTimes(1);
+    } finally {
+      perUser.mockRestore();
+      batched.mockRestore();
+    }
   });
 
   it("refuses bad bodies and too many users", async () => {

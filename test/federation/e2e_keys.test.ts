@@ -95,6 +95,26 @@ describe("remote keys", () => {
     expect(Object.keys(deviceKeysOf(await query(c1, alice, { [bob.userId]: [] }), bob.userId))).toEqual([bob.deviceId]);
   });
 
+  it("a resync is a device-list change for local room-mates; the current cache then answers without asking", async () => {
+    const { alice, bob } = await pair();
+    const since = (await sync(c1, alice)).next_batch;
+    const first = await query(c1, alice, { [bob.userId]: [] }); // no cache yet: resynced through /user/devices
+    expect(Object.keys(deviceKeysOf(first, bob.userId))).toEqual([bob.deviceId]);
+    // alice's client is told bob's list changed (as Synapse notifies after every resync).
+    await syncUntil(c1, alice, since, (s) => s.device_lists.changed.includes(bob.userId));
+    // hs2 now refuses every request: the current cache answers, with nothing in failures.
+    const fed = hs1.server.services.federationClient;
+    const { get, post } = fed;
+    fed.get = fed.post = () => Promise.reject(new Error("hs2 is down"));
+    try {
+      const second = await query(c1, alice, { [bob.userId]: [] });
+      expect(second.body.failures).toEqual({});
+      expect(second.body.device_keys).toEqual(first.body.device_keys);
+    } finally {
+      Object.assign(fed, { get, post });
+    }
+  });
+
   it("a prev_id chain is applied from the EDU; a gap forces a resync through /user/devices", async () => {
     const { alice, bob } = await pair();
     await query(c1, alice, { [bob.userId]: [] }); // resync: cached
@@ -118,6 +138,7 @@ describe("remote keys", () => {
     const { alice, bob } = await pair();
     await query(c1, alice, { [bob.userId]: [] });
     const since = (await sync(c1, alice)).next_batch;
+    const deviceStream = await hs2.server.services.deviceLists.streamIdOf(bob.userId);
     const cs = makeCrossSigning(bob.userId);
     const r = await c2.post(`${V3}/keys/device_signing/upload`, { master_key: cs.masterKey, self_signing_key: cs.selfSigningKey, user_signing_key: cs.userSigningKey }, { token: bob.accessToken });
     expect(r.status, r.text).toBe(200);
@@ -132,6 +153,9 @@ describe("remote keys", () => {
     expect(devices.master_key).toEqual(cs.masterKey);
     expect(devices.self_signing_key).toEqual(cs.selfSigningKey);
     expect(devices.user_signing_key).toBeUndefined();
+    // The cross-signing change went as m.signing_key_update, not on the m.device_list_update chain: the next
+    // device update's prev_id (and /user/devices' stream_id) still names bob's last device update.
+    expect(devices.stream_id).toBe(deviceStream);
     expect(((devices.devices as JsonObject[])[0]!.keys as JsonObject).user_id).toBe(bob.userId);
     // A signing-key update for another server's user is ignored.
     const forged = makeCrossSigning(alice.userId);
@@ -154,6 +178,24 @@ describe("remote keys", () => {
     }
     await expect(fed.post("hs2.test", "/_matrix/federation/v1/user/keys/query", { device_keys: { [u.userId]: "x" } })).rejects.toMatchObject({ details: { status: 400 } });
     await expect(fed.post("hs2.test", "/_matrix/federation/v1/user/keys/claim", { one_time_keys: 5 })).rejects.toMatchObject({ details: { status: 400 } });
+  });
+});
+
+describe("a dehydrated device (MSC3814)", () => {
+  it("is in the other server's /keys/query and gets its to-device messages over federation", async () => {
+    const { alice, bob } = await pair();
+    const d = makeDevice(alice.userId, "ALICEDEHYDRATED");
+    const dd = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
+    const r = await c1.put(dd, { device_id: d.deviceId, device_data: { algorithm: "x" }, device_keys: d.deviceKeys, one_time_keys: signedOtks(d, 1) }, { token: alice.accessToken });
+    expect(r.status, r.text).toBe(200);
+    await poll(async () => (deviceKeysOf(await query(c2, bob, { [alice.userId]: [] }), alice.userId)[d.deviceId] ? true : undefined));
+    const send = await c2.put(`${V3}/sendToDevice/m.room.encrypted/dd-${Date.now()}`, { messages: { [alice.userId]: { [d.deviceId]: { ciphertext: "for the dehydrated device" } } } }, { token: bob.accessToken });
+    expect(send.status, send.text).toBe(200);
+    const got = await poll(async () => {
+      const e = await c1.post<{ events: JsonObject[] }>(`${dd}/${d.deviceId}/events`, {}, { token: alice.accessToken });
+      return e.body.events.length > 0 ? e.body.events : undefined;
+    });
+    expect(got).toEqual([{ sender: bob.userId, type: "m.room.encrypted", content: { ciphertext: "for the dehydrated device" } }]);
   });
 });
 

@@ -13,7 +13,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
   defineRoute(app, services, {
     method: "GET",
     paths: clientPaths("/devices"),
-    handler: async (ctx) => ({ devices: await devices.list(requester(ctx).userId) }),
+    handler: async (ctx) => ({ devices: await devices.listForClient(requester(ctx).userId) }),
   });
 
   defineRoute(app, services, {

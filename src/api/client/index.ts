@@ -27,6 +27,7 @@ import { registerAdminRoutes } from "./admin.js";
 import { registerOpenIdRoutes } from "./openid.js";
 import { registerRoomKeyRoutes } from "./room_keys.js";
 import { registerKeyRoutes } from "./keys.js";
+import { registerDehydratedDeviceRoutes } from "./dehydrated_devices.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -49,6 +50,7 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerRoomUpgradeRoutes(app, services);
   registerToDeviceRoutes(app, services);
   registerKeyRoutes(app, services);
+  registerDehydratedDeviceRoutes(app, services);
   registerPushRoutes(app, services);
   registerTagRoutes(app, services);
   registerVoipRoutes(app, services);

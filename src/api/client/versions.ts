@@ -8,6 +8,12 @@ import { clientPaths, defineRoute } from "../http/routes.js";
 /** Spec versions whose client-server API Myelin implements (the list grows as features land). */
 export const SUPPORTED_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"];
 
+/** Unstable features served, by their MSC's name. */
+export const UNSTABLE_FEATURES: Record<string, boolean> = {
+  // Dehydrated devices (dehydrated_devices.ts).
+  "org.matrix.msc3814": true,
+};
+
 export function registerVersionRoutes(app: FastifyInstance, services: Services): void {
   const { config } = services;
 
@@ -16,7 +22,7 @@ export function registerVersionRoutes(app: FastifyInstance, services: Services):
     paths: ["/_matrix/client/versions"],
     auth: "optional",
     allowGuest: true,
-    handler: () => ({ versions: SUPPORTED_VERSIONS, unstable_features: {} }),
+    handler: () => ({ versions: SUPPORTED_VERSIONS, unstable_features: UNSTABLE_FEATURES }),
   });
 
   defineRoute(app, services, {

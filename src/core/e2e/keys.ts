@@ -17,14 +17,17 @@ export class KeyError extends Error {
   }
 }
 
-/** `DeviceKeys` as uploaded: user_id, device_id, algorithms, keys, signatures. */
-export interface DeviceKeys extends JsonObject {
+/**
+ * `DeviceKeys` as uploaded: user_id, device_id, algorithms, keys, signatures. The last three are absent together
+ * for a device that publishes no identity keys (see checkDeviceKeys).
+ */
+export type DeviceKeys = JsonObject & {
   user_id: string;
   device_id: string;
-  algorithms: string[];
-  keys: Record<string, string>;
-  signatures: Record<string, Record<string, string>>;
-}
+  algorithms?: string[];
+  keys?: Record<string, string>;
+  signatures?: Record<string, Record<string, string>>;
+};
 
 /** `CrossSigningKey`: user_id, usage, keys (exactly one, `ed25519:<public key>` → public key), signatures. */
 export interface CrossSigningKey extends JsonObject {
@@ -57,11 +60,17 @@ function isSignatureMap(v: unknown): v is Record<string, Record<string, string>>
  * `device_keys` of POST /keys/upload: well-formed, for the requesting user and device ("user_id: The ID of the user
  * the device belongs to. Must match the user ID used when logging in."; "device_id … Must match the device ID used
  * when logging in"), identity keys named `<algorithm>:<device_id>`, and self-signed by the device's ed25519 key.
+ * An object with none of `algorithms`, `keys` and `signatures` is a device with no identity keys, accepted as
+ * Synapse accepts it; once any of them is given, all three must be there and hold. Missing fields and wrong types
+ * are M_BAD_JSON (as Synapse's schema check answers).
  */
 export function checkDeviceKeys(v: unknown, userId: string, deviceId: string): DeviceKeys {
   if (!isJsonObject(v)) throw new KeyError("M_BAD_JSON", "device_keys must be an object");
+  if (typeof v.user_id !== "string") throw new KeyError("M_BAD_JSON", "device_keys.user_id must be a string");
+  if (typeof v.device_id !== "string") throw new KeyError("M_BAD_JSON", "device_keys.device_id must be a string");
   if (v.user_id !== userId) throw new KeyError("M_INVALID_PARAM", "device_keys.user_id does not match the authenticated user");
   if (v.device_id !== deviceId) throw new KeyError("M_INVALID_PARAM", "device_keys.device_id does not match the authenticated device");
+  if (v.algorithms === undefined && v.keys === undefined && v.signatures === undefined) return v as DeviceKeys;
   if (!Array.isArray(v.algorithms) || !v.algorithms.every((a) => typeof a === "string")) throw new KeyError("M_BAD_JSON", "device_keys.algorithms must be an array of strings");
   if (!isJsonObject(v.keys)) throw new KeyError("M_BAD_JSON", "device_keys.keys must be an object");
   if (!isSignatureMap(v.signatures)) throw new KeyError("M_BAD_JSON", "device_keys.signatures must be an object of user IDs to key IDs to signatures");
@@ -72,15 +81,19 @@ export function checkDeviceKeys(v: unknown, userId: string, deviceId: string): D
     if ((parts[0] === "ed25519" || parts[0] === "curve25519") && !isKey32(key)) throw new KeyError("M_INVALID_PARAM", `device key ${name} is not a 32-byte unpadded base64 key`);
   }
   const ed = v.keys[`ed25519:${deviceId}`];
-  if (typeof ed !== "string") throw new KeyError("M_INVALID_PARAM", `device_keys.keys must hold ed25519:${deviceId}`);
+  if (typeof ed !== "string") throw new KeyError("M_BAD_JSON", `device_keys.keys must hold ed25519:${deviceId}`);
   if (typeof v.signatures[userId]?.[`ed25519:${deviceId}`] !== "string") throw new KeyError("M_INVALID_SIGNATURE", "device_keys must be signed by the device's ed25519 key");
   if (!verifyJsonSignature(v, userId, `ed25519:${deviceId}`, ed)) throw new KeyError("M_INVALID_SIGNATURE", "The device's self-signature on device_keys does not verify");
   return v as DeviceKeys;
 }
 
-/** The identity keys of two uploads of one device differ (Synapse refuses such a change for an existing device id). */
+/**
+ * The identity keys of two uploads of one device differ (Synapse refuses such a change for an existing device id).
+ * A device that had none may gain them.
+ */
 export function identityKeysChanged(before: DeviceKeys, after: DeviceKeys): boolean {
-  return canonicalJson(before.keys) !== canonicalJson(after.keys);
+  if (before.keys === undefined) return false;
+  return canonicalJson(before.keys) !== canonicalJson(after.keys ?? null);
 }
 
 /** One key of `one_time_keys` or `fallback_keys`: the parsed name and the value to store. */

@@ -32,11 +32,22 @@ describe("device keys", () => {
     expect(errcodeOf(() => checkDeviceKeys(resign({ ...keys, "curve25519:DEV": "@@@" }), U, "DEV"))).toBe("M_INVALID_PARAM");
     expect(errcodeOf(() => checkDeviceKeys(resign({ ...keys, "curve25519:DEV": `${curveKey()}=` }), U, "DEV"))).toBe("M_INVALID_PARAM");
     expect(errcodeOf(() => checkDeviceKeys(resign({ ...keys, "curve25519:OTHER": curveKey() }), U, "DEV"))).toBe("M_INVALID_PARAM");
-    expect(errcodeOf(() => checkDeviceKeys(resign({ "curve25519:DEV": curveKey() }), U, "DEV"))).toBe("M_INVALID_PARAM");
+    // No ed25519 key: a missing field.
+    expect(errcodeOf(() => checkDeviceKeys(resign({ "curve25519:DEV": curveKey() }), U, "DEV"))).toBe("M_BAD_JSON");
   });
-  it("tells a changed identity from a re-upload", () => {
+  it("accepts a device with no identity keys (user_id and device_id only); any of the three fields needs all", () => {
+    const bare = { user_id: U, device_id: "DEV" };
+    expect(checkDeviceKeys(bare, U, "DEV")).toBe(bare);
+    expect(errcodeOf(() => checkDeviceKeys(bare, U, "OTHER"))).toBe("M_INVALID_PARAM");
+    expect(errcodeOf(() => checkDeviceKeys({ device_id: "DEV" }, U, "DEV"))).toBe("M_BAD_JSON");
+    for (const only of [{ algorithms: [] }, { keys: {} }, { signatures: {} }]) expect(errcodeOf(() => checkDeviceKeys({ ...bare, ...only }, U, "DEV"))).toBe("M_BAD_JSON");
+  });
+  it("tells a changed identity from a re-upload; a device without identity keys may gain them, not lose them", () => {
     expect(identityKeysChanged(d.deviceKeys as never, { ...d.deviceKeys, algorithms: ["x"] } as never)).toBe(false);
     expect(identityKeysChanged(d.deviceKeys as never, makeDevice(U, "DEV").deviceKeys as never)).toBe(true);
+    const bare = { user_id: U, device_id: "DEV" };
+    expect(identityKeysChanged(bare, d.deviceKeys as never)).toBe(false);
+    expect(identityKeysChanged(d.deviceKeys as never, bare)).toBe(true);
   });
 });
 
