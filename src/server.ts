@@ -377,7 +377,8 @@ function buildPush(
       isLocal,
       hasPushers: (u) => pusherPool.hasPushers(u),
       usersWithPushers: () => pusherPool.usersWithPushersSet(),
-      onNotified: (users) => pusherPool.notified(users),
+      // Once the position covers the event, so the push's badge counts it (an earlier event may commit later).
+      onNotified: (users, e) => void roomCore.persister.reached(e.streamOrdering).then(() => pusherPool.notified(users)),
       onWritten: (roomId, stream) => unread.wrote(roomId, stream),
       log,
     }),

@@ -7,6 +7,7 @@
 export class StreamIdGenerator {
   private last: number;
   private readonly inFlight = new Set<number>();
+  private waiters: { id: number; resolve: () => void }[] = [];
 
   constructor(current: number) {
     this.last = current;
@@ -21,6 +22,23 @@ export class StreamIdGenerator {
 
   finish(id: number): void {
     this.inFlight.delete(id);
+    if (this.waiters.length > 0) this.release();
+  }
+
+  /** Resolves once every id ≤ `id` has finished: a reader at the position then sees row `id` and all before it. */
+  reached(id: number): Promise<void> {
+    if (this.position() >= id) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ id, resolve }));
+  }
+
+  private release(): void {
+    const pos = this.position();
+    const still: { id: number; resolve: () => void }[] = [];
+    for (const w of this.waiters) {
+      if (w.id <= pos) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
   }
 
   /** Every id ≤ this is committed (or abandoned). */

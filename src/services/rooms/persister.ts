@@ -135,6 +135,11 @@ export class EventPersister {
     return this.stream.position();
   }
 
+  /** Resolves once the stream position has reached `streamOrdering` (events commit out of order). */
+  reached(streamOrdering: number): Promise<void> {
+    return this.stream.reached(streamOrdering);
+  }
+
   /** The room's head, loaded on first use; undefined for rooms this server does not know. */
   async head(roomId: string): Promise<RoomHead | undefined> {
     const cached = this.heads.get(roomId);
