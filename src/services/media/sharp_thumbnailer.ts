@@ -24,6 +24,9 @@ const CONTENT_TYPE: Record<Decodable, string> = { jpeg: "image/jpeg", png: "imag
 /** Synapse's JPEG quality for thumbnails; also used for WebP. */
 const QUALITY = 80;
 
+/** A job still decoding after this long is pathological (a 32M-pixel PNG takes about a second): give its slot back. */
+const JOB_TIMEOUT_SECONDS = 60;
+
 export interface SharpThumbnailerOptions {
   /** Synapse's `max_image_pixels`: width × height × frames above which an image is refused unread. */
   maxImagePixels: number;
@@ -92,6 +95,7 @@ export class SharpThumbnailer implements Thumbnailer {
           ? // Cover then centre-crop; clamping the box to the source means scale 1 at most, so never an upscale.
             image.resize(Math.min(size.width, src.width), Math.min(size.height, src.height), { fit: "cover", position: "centre" })
           : image.resize(size.width, size.height, { fit: "inside", withoutEnlargement: true });
+      image = image.timeout({ seconds: JOB_TIMEOUT_SECONDS });
       const type = outputType(src, animated);
       if (type === "image/webp") image = image.webp({ quality: QUALITY, effort: 2 });
       else if (type === "image/jpeg") image = image.jpeg({ quality: QUALITY });
