@@ -79,6 +79,9 @@ import { UserRooms } from "./services/rooms/user_rooms.js";
 import { RoomChanges } from "./services/rooms/room_changes.js";
 import { RecentEvents } from "./services/rooms/recent_events.js";
 import { CacheRegistry } from "./util/cache.js";
+import { AccountModeration } from "./services/account_moderation.js";
+import { ReportService } from "./services/reports.js";
+import { LoginTokens } from "./services/login_tokens.js";
 import type { Metrics } from "./services/metrics.js";
 import { openDatabase } from "./storage/database.js";
 import { Storage } from "./storage/storage.js";
@@ -269,6 +272,7 @@ function startHousekeeping(s: Services): void {
     s.storage.deviceInbox.deleteIdsBefore(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "to-device id clean-up failed"));
     // Synapse keeps a month of notifications (GET /notifications); older push outcomes go.
     s.storage.push.deleteOutcomesBefore(Date.now() - 30 * 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "push outcome clean-up failed"));
+    s.loginTokens.deleteExpired().catch((e: unknown) => s.log.warn({ err: e }, "login token clean-up failed"));
   }, 3600_000);
   timer.unref();
   housekeeping.set(s, timer);
@@ -611,6 +615,9 @@ export function buildServices(
     // No sources until application services arrive.
     thirdParty: new ThirdPartyService(),
     keyBackup: new KeyBackupService(storage),
+    accountModeration: new AccountModeration(config.serverName, storage, tokens, events),
+    reports: new ReportService(config.serverName, storage, rooms, new RateLimiter(rl.reports)),
+    loginTokens: new LoginTokens(storage),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),
@@ -622,6 +629,7 @@ export function buildServices(
       invitesPerRoom: new RateLimiter(rl.invitesPerRoom),
       invitesPerUser: new RateLimiter(rl.invitesPerUser),
       roomCreation: new RateLimiter(rl.roomCreation),
+      loginTokenRequest: new RateLimiter({ perSecond: 1 / 60, burstCount: 1 }),
     },
   };
 }

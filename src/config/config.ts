@@ -3,7 +3,7 @@
  * supports is read here, once, into a typed `Config`; docs/configuration.md lists them all.
  */
 import { decodeBase64 } from "../core/json/base64.js";
-import { isValidServerName } from "../core/ids/ids.js";
+import { isValidServerName, isValidUserId } from "../core/ids/ids.js";
 import { DEFAULT_IP_RANGE_BLACKLIST, parseIpRange } from "../federation/ip_filter.js";
 import { DEFAULT_ROOM_VERSION, getRoomVersion } from "../core/rooms/versions.js";
 import { ConfigError, ConfigReader } from "./reader.js";
@@ -52,6 +52,28 @@ export interface RateLimits {
   invitesPerRoom: RateLimit;
   invitesPerUser: RateLimit;
   roomCreation: RateLimit;
+  /** Synapse `rc_reports`: content reports per user. */
+  reports: RateLimit;
+}
+
+/** Synapse's `login_via_existing_session`: POST /login/get_token issues `m.login.token` tokens to logged-in users. */
+export interface LoginViaExistingSession {
+  enabled: boolean;
+  requireUiAuth: boolean;
+  tokenTimeoutMs: number;
+}
+
+/** One entry of `/.well-known/matrix/support`'s `contacts` (spec "Server support discovery"). */
+export interface SupportContact {
+  role: string;
+  matrix_id?: string;
+  email_address?: string;
+}
+
+/** Myelin's `support` section (Synapse has no such key): what `/.well-known/matrix/support` serves. */
+export interface SupportConfig {
+  contacts?: SupportContact[];
+  support_page?: string;
 }
 
 export interface PasswordPolicy {
@@ -141,6 +163,9 @@ export interface Config {
   push: PushConfig;
   /** Synapse's `turn_*` keys: the TURN server handed to clients by GET /voip/turnServer. */
   turn: TurnConfig;
+  loginViaExistingSession: LoginViaExistingSession;
+  /** Served at /.well-known/matrix/support; undefined → 404 there. */
+  support?: SupportConfig;
   /** Absolute directory of the config file, for resolving relative paths. */
   configDir: string;
 }
@@ -266,6 +291,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     invitesPerRoom: rate(invites, "per_room", { perSecond: 0.3, burstCount: 10 }),
     invitesPerUser: rate(invites, "per_user", { perSecond: 0.003, burstCount: 5 }),
     roomCreation: rate(r, "rc_room_creation", { perSecond: 0.016, burstCount: 10 }),
+    reports: rate(r, "rc_reports", { perSecond: 1, burstCount: 5 }),
   };
   warnUnknown(login);
   warnUnknown(joins);
@@ -362,6 +388,8 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     enableMetrics: r.bool("enable_metrics", false),
     push: readPush(r),
     turn: readTurn(r),
+    loginViaExistingSession: readLoginViaExistingSession(r),
+    ...readSupport(r),
     adminContact: r.string("admin_contact"),
     configDir,
   };
@@ -419,6 +447,60 @@ function readOldSigningKeys(r: ConfigReader): OldSigningKey[] {
 }
 
 /** Synapse's VoIP keys; `turn_shared_secret_path` is refused for now, as `registration_shared_secret_path` is. */
+function readLoginViaExistingSession(r: ConfigReader): LoginViaExistingSession {
+  const s = r.section("login_via_existing_session");
+  const out = {
+    enabled: s.bool("enabled", false),
+    requireUiAuth: s.bool("require_ui_auth", true),
+    tokenTimeoutMs: s.duration("token_timeout", 5 * 60_000),
+  };
+  if (out.tokenTimeoutMs <= 0) throw new ConfigError('config key "login_via_existing_session.token_timeout": must be more than 0');
+  warnUnknown(s);
+  return out;
+}
+
+/**
+ * `support: {contacts: [{role, matrix_id?, email_address?}], support_page?}`, checked against the spec's shape:
+ * at least one of contacts (non-empty) and support_page; each contact has a role and a matrix_id or email_address.
+ */
+function readSupport(r: ConfigReader): { support?: SupportConfig } {
+  if (!r.has("support")) {
+    r.accept("support");
+    return {};
+  }
+  const s = r.section("support");
+  const support: SupportConfig = {};
+  const contacts = s.list("contacts");
+  if (contacts !== undefined) {
+    support.contacts = contacts.map((c) => {
+      const contact: SupportContact = { role: c.requireString("role") };
+      const matrixId = c.string("matrix_id");
+      const email = c.string("email_address");
+      if (matrixId !== undefined) {
+        if (!isValidUserId(matrixId)) throw new ConfigError(`config key "${c.path}.matrix_id": "${matrixId}" is not a Matrix user ID`);
+        contact.matrix_id = matrixId;
+      }
+      if (email !== undefined) {
+        if (!/^[^@\s]+@[^@\s]+$/.test(email)) throw new ConfigError(`config key "${c.path}.email_address": "${email}" is not an email address`);
+        contact.email_address = email;
+      }
+      if (matrixId === undefined && email === undefined) throw new ConfigError(`config key "${c.path}": needs matrix_id or email_address`);
+      warnUnknown(c);
+      return contact;
+    });
+  }
+  const page = s.string("support_page");
+  if (page !== undefined) {
+    if (!URL.canParse(page)) throw new ConfigError(`config key "support.support_page": "${page}" is not a URL`);
+    support.support_page = page;
+  }
+  if ((support.contacts === undefined || support.contacts.length === 0) && support.support_page === undefined) {
+    throw new ConfigError('config key "support": needs at least one contact in "contacts", or "support_page"');
+  }
+  warnUnknown(s);
+  return { support };
+}
+
 function readTurn(r: ConfigReader): TurnConfig {
   const turn: TurnConfig = {
     uris: r.stringList("turn_uris"),

@@ -12,6 +12,8 @@ export interface UsersTable {
   is_guest: number;
   deactivated: number;
   locked: number;
+  /** Spec "Account suspension" (migration 015). */
+  suspended: number;
   shadow_banned: number;
   user_type: string | null;
   appservice_id: string | null;
@@ -396,7 +398,50 @@ export interface DehydratedDevicesTable {
   created_ts: number;
 }
 
+export interface EventReportsTable {
+  id: Generated<number>;
+  received_ts: number;
+  room_id: string;
+  event_id: string;
+  user_id: string;
+  reason: string | null;
+  /** JSON: the whole request body, as Synapse keeps it (reason, and the deprecated score). */
+  content: string;
+}
+
+export interface RoomReportsTable {
+  id: Generated<number>;
+  received_ts: number;
+  room_id: string;
+  user_id: string;
+  reason: string;
+}
+
+export interface UserReportsTable {
+  id: Generated<number>;
+  received_ts: number;
+  target_user_id: string;
+  user_id: string;
+  reason: string;
+}
+
+export interface LoginTokensTable {
+  /** SHA-256 of the token: the token itself is never stored. */
+  token_hash: string;
+  user_id: string;
+  expiry_ts: number;
+  /** Set by the one login the token allows. */
+  used_ts: number | null;
+  /** The SSO provider that authenticated the user (SSO logins, later); null for POST /login/get_token. */
+  auth_provider_id: string | null;
+  auth_provider_session_id: string | null;
+}
+
 export interface Schema {
+  event_reports: EventReportsTable;
+  room_reports: RoomReportsTable;
+  user_reports: UserReportsTable;
+  login_tokens: LoginTokensTable;
   e2e_device_keys: E2eDeviceKeysTable;
   e2e_one_time_keys: E2eOneTimeKeysTable;
   e2e_fallback_keys: E2eFallbackKeysTable;

@@ -24,6 +24,8 @@ import { PushStore } from "./push.js";
 import { KeyBackupStore } from "./key_backup.js";
 import { E2eKeyStore } from "./e2e_keys.js";
 import { DehydratedDeviceStore } from "./dehydrated_devices.js";
+import { ReportStore } from "./reports.js";
+import { LoginTokenStore } from "./login_tokens.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -46,6 +48,8 @@ export class Stores {
   readonly keyBackup: KeyBackupStore;
   readonly e2eKeys: E2eKeyStore;
   readonly dehydratedDevices: DehydratedDeviceStore;
+  readonly reports: ReportStore;
+  readonly loginTokens: LoginTokenStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -68,6 +72,8 @@ export class Stores {
     this.keyBackup = new KeyBackupStore(db);
     this.e2eKeys = new E2eKeyStore(db);
     this.dehydratedDevices = new DehydratedDeviceStore(db);
+    this.reports = new ReportStore(db);
+    this.loginTokens = new LoginTokenStore(db);
   }
 }
 
