@@ -1,0 +1,224 @@
+/**
+ * An HTML page → its Open Graph data, for URL previews (spec: GET /_matrix/client/v1/media/preview_url). Pure: bytes
+ * and the page's URL in, an object out; no I/O. Follows Synapse's preview_html: `og:*` (and `article:*`,
+ * `profile:*`) meta tags as they are, Twitter card tags where Open Graph has no value, then fallbacks — the first
+ * title/h1/h2/h3 for the title, microdata or the largest `<img>` (or the favicon) for the image, the meta description
+ * or the page's visible text for the description. Parsed with htmlparser2's streaming callbacks, so no DOM is built.
+ */
+import { Parser } from "htmlparser2";
+
+/** The preview's keys (`og:title`, `og:image`, `matrix:image:size`…), as the spec's response object. */
+export type OpenGraph = Record<string, string | number | null>;
+
+/** As Synapse: a page with more than this many tags of one prefix is someone playing games; that prefix is dropped. */
+const MAX_TAGS_PER_PREFIX = 50;
+/** Description summaries: whole paragraphs up to MIN, cut at a word before MAX (Synapse's 200 and 500). */
+const SUMMARY_MIN = 200;
+const SUMMARY_MAX = 500;
+/** Text kept for the description fallback; more is never needed for a 500-character summary. */
+const TEXT_BUDGET = 16 * 1024;
+
+/** Not shown as page text (Synapse's TAGS_TO_REMOVE and ARIA_ROLES_TO_IGNORE). */
+const HIDDEN_TAGS = new Set(["head", "header", "nav", "aside", "footer", "script", "noscript", "style", "svg", "iframe", "video", "canvas", "img", "picture", "template"]);
+const HIDDEN_ROLES = new Set(["directory", "menu", "menubar", "toolbar"]);
+const TITLE_TAGS = ["title", "h1", "h2", "h3"] as const;
+
+const nonBlank = (v: string | undefined): v is string => v !== undefined && v.length > 0;
+
+/**
+ * The document's text from its bytes: a byte order mark, then the charset of the Content-Type header, then a
+ * `<meta charset>` (or http-equiv) or `<?xml encoding?>` in the first 1024 bytes — the HTML standard's order — then
+ * UTF-8, and windows-1252 when the bytes are not UTF-8 (as Synapse's last resort). Unknown labels are skipped.
+ */
+export function decodeHtml(body: Uint8Array, contentType?: string): string {
+  const candidates: string[] = [];
+  if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) candidates.push("utf-8");
+  else if (body[0] === 0xfe && body[1] === 0xff) candidates.push("utf-16be");
+  else if (body[0] === 0xff && body[1] === 0xfe) candidates.push("utf-16le");
+  const header = contentType ? /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType)?.[1] : undefined;
+  if (header) candidates.push(header);
+  const head = Buffer.from(body.subarray(0, 1024)).toString("latin1");
+  const meta = /<\s*meta[^>]*charset\s*=\s*["']?([a-z0-9_.:-]+)/i.exec(head)?.[1];
+  if (meta) candidates.push(meta);
+  const xml = /^\s*<\?xml[^>]*encoding\s*=\s*["']([a-z0-9_.:-]+)["']/i.exec(head)?.[1];
+  if (xml) candidates.push(xml);
+  for (const label of candidates) {
+    let decoder: InstanceType<typeof TextDecoder>;
+    try {
+      decoder = new TextDecoder(label);
+    } catch {
+      continue; // not an encoding the WHATWG Encoding standard knows
+    }
+    return decoder.decode(body);
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(body);
+  } catch {
+    return new TextDecoder("windows-1252").decode(body);
+  }
+}
+
+interface Img {
+  src: string;
+  width: number;
+  height: number;
+}
+
+/** Synapse maps `twitter:x` to `og:x`, except the tags that name accounts or the card type. */
+function twitterToOg(key: string): string | null {
+  if (key === "twitter:card" || key === "twitter:creator" || key === "twitter:site") return null;
+  return `og${key.slice("twitter".length)}`;
+}
+
+/** Resolves a URL found in the page against the page (or its `<base href>`); null when it does not parse. */
+function resolveUrl(ref: string, base: string): string | null {
+  try {
+    return new URL(ref.trim(), base).href;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Open Graph data of an HTML document. `pageUrl` is the URL the page was fetched from (after redirects): a relative
+ * `og:image` is resolved against it (or the page's `<base href>`). `og:title` and `og:description` are always
+ * present, null when the page has neither tag nor fallback (as Synapse answers).
+ */
+export function htmlToOpenGraph(html: string, pageUrl: string): OpenGraph {
+  const byPrefix: Record<"og" | "article" | "profile" | "twitter", Map<string, string>> = {
+    og: new Map(),
+    article: new Map(),
+    profile: new Map(),
+    twitter: new Map(),
+  };
+  const overflowed = new Set<string>();
+  let baseHref: string | undefined;
+  let metaImage: string | undefined;
+  let metaDescription: string | undefined;
+  let favicon: string | undefined;
+  const images: Img[] = [];
+  let title: string | undefined;
+
+  // One entry per open element: whether text inside it is hidden, and its direct text when it may be the title.
+  const stack: { name: string; hidden: boolean; title: string[] | null }[] = [];
+  /** The open title/h1/h2/h3 element collecting its text (nested markup included), while no title is chosen. */
+  let titleText: string[] | null = null;
+  const paragraphs: string[] = [];
+  let textKept = 0;
+
+  const addTag = (prefix: keyof typeof byPrefix, key: string, content: string) => {
+    if (overflowed.has(prefix)) return;
+    const map = byPrefix[prefix];
+    if (map.size >= MAX_TAGS_PER_PREFIX && !map.has(key)) {
+      overflowed.add(prefix);
+      map.clear();
+      return;
+    }
+    map.set(key, content);
+  };
+
+  const parser = new Parser(
+    {
+      onopentag(name, attribs) {
+        const parent = stack[stack.length - 1];
+        const hidden = (parent?.hidden ?? false) || HIDDEN_TAGS.has(name) || HIDDEN_ROLES.has((attribs.role ?? "").trim().toLowerCase());
+        const mayTitle = title === undefined && titleText === null && (TITLE_TAGS as readonly string[]).includes(name);
+        if (mayTitle) titleText = [];
+        stack.push({ name, hidden, title: mayTitle ? titleText : null });
+        if (name === "meta") {
+          const content = attribs.content;
+          if (!nonBlank(content)) return;
+          const property = attribs.property ?? "";
+          const m = /^(og|article|profile):/.exec(property);
+          if (m) addTag(m[1] as "og" | "article" | "profile", property, content);
+          const metaName = attribs.name ?? "";
+          if (metaName.startsWith("twitter:")) addTag("twitter", metaName, content);
+          if (metaImage === undefined && /image/i.test(attribs.itemprop ?? "")) metaImage = content;
+          if (metaDescription === undefined && /description/i.test(metaName)) metaDescription = content;
+        } else if (name === "img") {
+          if (nonBlank(attribs.src)) images.push({ src: attribs.src, width: Number.parseFloat(attribs.width ?? "") || 0, height: Number.parseFloat(attribs.height ?? "") || 0 });
+        } else if (name === "link") {
+          const rel = (attribs.rel ?? "").toLowerCase().split(/\s+/);
+          if (favicon === undefined && rel.includes("icon") && nonBlank(attribs.href)) favicon = attribs.href;
+        } else if (name === "base") {
+          if (baseHref === undefined && nonBlank(attribs.href)) baseHref = attribs.href;
+        }
+      },
+      ontext(text) {
+        const top = stack[stack.length - 1];
+        titleText?.push(text);
+        if (top?.hidden || textKept >= TEXT_BUDGET) return;
+        const para = text.replace(/\s+/g, "\n").trim();
+        if (para.length === 0) return;
+        paragraphs.push(para);
+        textKept += para.length;
+      },
+      onclosetag(name) {
+        // htmlparser2 closes implied elements itself, so the stack mirrors the document's tree.
+        const top = stack.pop();
+        if (!top?.title || top.name !== name) return;
+        titleText = null;
+        const t = top.title.join("").trim();
+        if (t.length > 0) title = t;
+      },
+    },
+    { decodeEntities: true, lowerCaseTags: true, lowerCaseAttributeNames: true },
+  );
+  parser.end(html);
+
+  const og: OpenGraph = {};
+  for (const prefix of ["og", "article", "profile"] as const) for (const [k, v] of byPrefix[prefix]) og[k] = v;
+  for (const [key, value] of byPrefix.twitter) {
+    const mapped = twitterToOg(key);
+    if (mapped !== null && !(mapped in og)) og[mapped] = value;
+  }
+
+  if (!("og:title" in og)) og["og:title"] = title ?? null;
+
+  if (!("og:image" in og)) {
+    if (metaImage !== undefined) og["og:image"] = metaImage;
+    else {
+      // The largest image over 10×10 by its attributes; else the first image at all; else the favicon.
+      const sized = images.filter((i) => i.width > 10 && i.height > 10).sort((a, b) => b.width * b.height - a.width * a.height);
+      const pick = sized[0]?.src ?? images[0]?.src ?? favicon;
+      if (pick !== undefined) og["og:image"] = pick;
+    }
+  }
+  const image = og["og:image"];
+  if (typeof image === "string") {
+    const base = (baseHref !== undefined ? resolveUrl(baseHref, pageUrl) : null) ?? pageUrl;
+    const resolved = image.startsWith("data:") ? image : resolveUrl(image, base);
+    if (resolved === null) delete og["og:image"];
+    else og["og:image"] = resolved;
+  }
+
+  if (!("og:description" in og)) og["og:description"] = metaDescription ?? summarize(paragraphs);
+  else if (og["og:description"]) og["og:description"] = summarize([String(og["og:description"])]);
+  return og;
+}
+
+/**
+ * Synapse's summarize_paragraphs: whole paragraphs until at least SUMMARY_MIN characters, then, if that is over
+ * SUMMARY_MAX, cut at a word boundary and end with an ellipsis. Null for no text.
+ */
+export function summarize(paragraphs: Iterable<string>): string | null {
+  let description = "";
+  for (const p of paragraphs) {
+    if (description.length >= SUMMARY_MIN) break;
+    description += p.replace(/[\t \r\n]+/g, " ") + "\n\n";
+  }
+  description = description.trim().replace(/[\t ]+/g, " ").replace(/[\t \r\n]*[\r\n]+/g, "\n\n");
+  if (description.length > SUMMARY_MAX) {
+    let cut = "";
+    for (const m of description.matchAll(/\s*\S+/g)) {
+      const word = m[0];
+      if (cut.length + word.length < SUMMARY_MAX) cut += word;
+      else {
+        if (cut.length < SUMMARY_MIN) cut += word;
+        break;
+      }
+    }
+    description = cut.slice(0, SUMMARY_MAX).trim() + "…";
+  }
+  return description.length > 0 ? description : null;
+}
