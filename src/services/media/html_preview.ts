@@ -18,8 +18,8 @@ const SUMMARY_MAX = 500;
 /** Text kept for the description fallback; more is never needed for a 500-character summary. */
 const TEXT_BUDGET = 16 * 1024;
 
-/** Not shown as page text (Synapse's TAGS_TO_REMOVE and ARIA_ROLES_TO_IGNORE). */
-const HIDDEN_TAGS = new Set(["head", "header", "nav", "aside", "footer", "script", "noscript", "style", "svg", "iframe", "video", "canvas", "img", "picture", "template"]);
+/** Not shown as page text (Synapse's TAGS_TO_REMOVE and ARIA_ROLES_TO_IGNORE, and a title outside <head>). */
+const HIDDEN_TAGS = new Set(["head", "title", "header", "nav", "aside", "footer", "script", "noscript", "style", "svg", "iframe", "video", "canvas", "img", "picture", "template"]);
 const HIDDEN_ROLES = new Set(["directory", "menu", "menubar", "toolbar"]);
 const TITLE_TAGS = ["title", "h1", "h2", "h3"] as const;
 
@@ -49,13 +49,32 @@ export function decodeHtml(body: Uint8Array, contentType?: string): string {
     } catch {
       continue; // not an encoding the WHATWG Encoding standard knows
     }
-    return decoder.decode(body);
+    return decoder.encoding === "windows-1252" ? decodeWindows1252(body) : decoder.decode(body);
   }
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(body);
   } catch {
-    return new TextDecoder("windows-1252").decode(body);
+    return decodeWindows1252(body);
   }
+}
+
+/** windows-1252's 0x80–0x9F (0 where it has no character: those bytes stay C1 controls, as the standard says). */
+const CP1252_HIGH = [
+  0x20ac, 0, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017d, 0,
+  0, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0, 0x017e, 0x0178,
+];
+
+/**
+ * windows-1252 (also what the labels latin1, iso-8859-1 and ascii mean on the web). Node 20's TextDecoder decodes
+ * it as ISO-8859-1, turning curly quotes and euro signs into control characters, so it is decoded here.
+ */
+function decodeWindows1252(body: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < body.length; i += 8192) {
+    const chunk = Array.from(body.subarray(i, i + 8192), (b) => (b >= 0x80 && b <= 0x9f ? CP1252_HIGH[b - 0x80] || b : b));
+    out += String.fromCharCode(...chunk);
+  }
+  return out;
 }
 
 interface Img {
