@@ -446,6 +446,7 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
     resolver,
     ipFilter: new IpRangeFilter(config.urlPreview.ipRangeBlacklist, config.urlPreview.ipRangeWhitelist),
     verifyCertificates: !config.useInsecureSslClientJustForTesting,
+    refuseIfAnyAddressBlocked: true,
   });
   return { federationClient, keys, keyServer, outbound, previewHttp };
 }
