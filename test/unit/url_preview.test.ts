@@ -1,6 +1,17 @@
-/** The pure parts of URL previews: url_preview_url_blacklist matching (Synapse's semantics), cache lifetimes, image sizes. */
-import { describe, expect, it } from "vitest";
-import { cacheLifetime, imageDimensions, urlMatches } from "../../src/services/media/url_preview.js";
+/**
+ * URL previews without a homeserver: url_preview_url_blacklist matching (Synapse's semantics), cache lifetimes, image
+ * sizes, and the service's deadline and failure caching against a page server on 127.0.0.1 (no database: a fake store).
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MatrixError } from "../../src/errors.js";
+import { IpRangeFilter } from "../../src/federation/ip_filter.js";
+import { OutboundHttp } from "../../src/outbound/http_client.js";
+import { cacheLifetime, imageDimensions, UrlPreviewService, urlMatches } from "../../src/services/media/url_preview.js";
+import type { StoredUrlPreview, UrlPreviewStore } from "../../src/storage/url_previews.js";
+import { CacheRegistry } from "../../src/util/cache.js";
 
 describe("url_preview_url_blacklist entries", () => {
   const url = new URL("https://user:pw@Sub.Example.com:8443/a/b.html?x=1#frag");
@@ -49,5 +60,51 @@ describe("imageDimensions", () => {
     expect(imageDimensions(jpeg)).toEqual({ width: 640, height: 480 });
     expect(imageDimensions(Buffer.from("not an image"))).toBeNull();
     expect(imageDimensions(Buffer.from([0xff, 0xd8, 0xff]))).toBeNull();
+  });
+});
+
+describe("UrlPreviewService deadlines and failures", () => {
+  const hung: ServerResponse[] = [];
+  const hits: string[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    hits.push(req.url ?? "");
+    if (req.url === "/hang") hung.push(res); // never answered: the fetch deadline must end it
+    else res.writeHead(500).end();
+  });
+  let port = 0;
+  let service: UrlPreviewService;
+  const rows: StoredUrlPreview[] = [];
+  const store = {
+    get: async () => rows[0],
+    store: async (_url: string, downloadTs: number, expiresTs: number, og: string) => void rows.push({ downloadTs, expiresTs, og }),
+    deleteExpired: async () => 0,
+  } as unknown as UrlPreviewStore;
+
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    port = (server.address() as AddressInfo).port;
+    const http = new OutboundHttp({ resolver: { lookupSrv: async () => [], lookupHost: async () => ["127.0.0.1"] }, ipFilter: new IpRangeFilter([]) });
+    const config = { enabled: true, ipRangeBlacklist: [], ipRangeWhitelist: [], urlBlacklist: [], maxSpiderSize: 1024, acceptLanguage: ["en"] };
+    service = new UrlPreviewService({ config, http, store, caches: new CacheRegistry(), log: pino({ level: "silent" }), timeoutMs: 300 });
+  });
+  afterAll(async () => {
+    service.close();
+    for (const r of hung) r.destroy();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it("a page that never answers ends at the deadline with 504", async () => {
+    const err = await service.preview(`http://page.test:${port}/hang`, "@u:test").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MatrixError);
+    expect(err).toMatchObject({ status: 504, errcode: "M_UNKNOWN" });
+  });
+
+  it("a failure is remembered: the next request for the URL does not fetch again, and nothing is stored", async () => {
+    const url = `http://page.test:${port}/error`;
+    await expect(service.preview(url, "@u:test")).rejects.toMatchObject({ status: 502, message: "Got error 500" });
+    await expect(service.preview(url, "@u:test")).rejects.toMatchObject({ status: 502 });
+    expect(hits.filter((h) => h === "/error")).toHaveLength(1);
+    expect(rows).toHaveLength(0);
   });
 });
