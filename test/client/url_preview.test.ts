@@ -69,7 +69,12 @@ class PageServer {
       res.end();
     } else if (path === "/json") res.writeHead(200, { "content-type": "application/json" }).end('{"a":1}');
     else if (path === "/text") res.writeHead(200, { "content-type": "text/plain" }).end("plain");
-    else if (path === "/broken-image") html(`<meta property="og:title" content="No image"><meta property="og:image" content="/missing.png">`);
+    else if (path === "/oembed-page") html(`<html><head><link rel="alternate" type="application/json+oembed" href="/oembed.json"></head><body></body></html>`);
+    else if (path === "/oembed.json") {
+      res.writeHead(200, { "content-type": "application/json" }).end(
+        JSON.stringify({ version: "1.0", type: "rich", title: "oEmbed title", provider_name: "Provider", thumbnail_url: "/img.png", cache_age: 10_800, html: "<p>Embedded text.</p>" }),
+      );
+    } else if (path === "/broken-image") html(`<meta property="og:title" content="No image"><meta property="og:image" content="/missing.png">`);
     else res.writeHead(404, { "content-type": "text/plain" }).end("not found");
   }
 
@@ -249,6 +254,21 @@ describe("URL previews", () => {
     const noImage = await preview(page("/broken-image"));
     expect(noImage.status).toBe(200);
     expect(noImage.body).toEqual({ "og:title": "No image", "og:description": null });
+  });
+
+  it("a page's oEmbed document (discovered in its HTML) fills what the page lacks, its thumbnail stored as the image", async () => {
+    const res = await preview(page("/oembed-page"));
+    expect(res.status, res.text).toBe(200);
+    expect(res.body).toMatchObject({
+      "og:url": page("/oembed-page"),
+      "og:title": "oEmbed title",
+      "og:site_name": "Provider",
+      "og:description": "Embedded text.",
+      "og:image": expect.stringMatching(/^mxc:\/\//),
+      "matrix:image:size": PNG.length,
+    });
+    const stored = await relaxed.server.services.storage.urlPreviews.get(page("/oembed-page"), Date.now());
+    expect(stored!.expiresTs - stored!.downloadTs).toBe(10_800 * 1000); // oEmbed's cache_age
   });
 
   it("bad requests: missing url, bad ts, not an http(s) URL, no token", async () => {

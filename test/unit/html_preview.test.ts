@@ -4,7 +4,7 @@
  * huge documents.
  */
 import { describe, expect, it } from "vitest";
-import { decodeHtml, htmlToOpenGraph, summarize } from "../../src/services/media/html_preview.js";
+import { decodeHtml, htmlToOpenGraph, oEmbedToOpenGraph, parseHtmlPage, summarize } from "../../src/services/media/html_preview.js";
 
 const PAGE = "https://example.org/articles/one.html";
 
@@ -111,6 +111,37 @@ describe("htmlToOpenGraph", () => {
     const big = htmlToOpenGraph(huge, PAGE);
     expect(big["og:title"]).toBe("Huge");
     expect((big["og:description"] as string).length).toBeLessThanOrEqual(501);
+  });
+});
+
+describe("oEmbed", () => {
+  it("finds the page's oEmbed link (alternate or alternative), resolved against the page", () => {
+    expect(parseHtmlPage(`<link rel="alternate" type="application/json+oembed" href="/oembed?u=1">`, PAGE).oembedUrl).toBe("https://example.org/oembed?u=1");
+    expect(parseHtmlPage(`<link rel="alternative" type="Application/JSON+oEmbed" href="https://o.example/x">`, PAGE).oembedUrl).toBe("https://o.example/x");
+    expect(parseHtmlPage(`<link rel="alternate" type="text/xml+oembed" href="/x.xml">`, PAGE).oembedUrl).toBeNull();
+  });
+
+  it("converts as Synapse: title, provider, thumbnail; a photo's url; a rich embed's text; cache_age", () => {
+    const rich = oEmbedToOpenGraph(
+      JSON.stringify({ version: "1.0", type: "rich", title: "T", author_name: "Alice", provider_name: "P", cache_age: "7200", html: "<div><p>Embedded words.</p><img src='e.png'></div>" }),
+      PAGE,
+      "https://o.example/api/oembed",
+    );
+    expect(rich).toEqual({
+      og: { "og:url": PAGE, "og:title": "T", "og:site_name": "P", "og:description": "Embedded words.", "og:image": "https://o.example/api/e.png" },
+      authorName: "Alice",
+      cacheAgeMs: 7_200_000,
+    });
+    const photo = oEmbedToOpenGraph(JSON.stringify({ version: "1.0", type: "photo", url: "https://i.example/p.jpg", thumbnail_url: "https://i.example/t.jpg" }), PAGE, PAGE);
+    expect(photo!.og["og:image"]).toBe("https://i.example/p.jpg");
+    expect(oEmbedToOpenGraph(JSON.stringify({ version: "1.0", type: "video", html: "<iframe></iframe>" }), PAGE, PAGE)!.og["og:type"]).toBe("video.other");
+    expect(oEmbedToOpenGraph(JSON.stringify({ version: "1.0", type: "link" }), PAGE, PAGE)!.og).toEqual({ "og:url": PAGE, "og:type": "website" });
+  });
+
+  it("refuses what is not an oEmbed 1.0 object", () => {
+    expect(oEmbedToOpenGraph("not json", PAGE, PAGE)).toBeNull();
+    expect(oEmbedToOpenGraph("[1]", PAGE, PAGE)).toBeNull();
+    expect(oEmbedToOpenGraph(JSON.stringify({ version: "2.0", type: "link" }), PAGE, PAGE)).toBeNull();
   });
 });
 

@@ -148,8 +148,8 @@ export async function buildApp(services: Services, listener: Pick<ListenerConfig
   // As Synapse: the key endpoints come with either resource.
   if (resources.has("keys") || resources.has("federation")) registerKeyApi(app, services);
   if (resources.has("federation")) registerFederationApi(app, services);
-  // As Synapse: /_matrix/media comes with the media, client or federation resource.
-  if (resources.has("media") || resources.has("client") || resources.has("federation")) registerLegacyUrlPreviewRoutes(app, services);
+  // With the rest of the content repository: on a listener with the client or the media resource.
+  if (resources.has("client") || resources.has("media")) registerLegacyUrlPreviewRoutes(app, services);
   options.routes?.(app, services);
   await app.ready();
   return app;

@@ -104,6 +104,11 @@ function resolveUrl(ref: string, base: string): string | null {
  * present, null when the page has neither tag nor fallback (as Synapse answers).
  */
 export function htmlToOpenGraph(html: string, pageUrl: string): OpenGraph {
+  return parseHtmlPage(html, pageUrl).og;
+}
+
+/** The page's Open Graph data and its oEmbed link (`<link rel=alternate type=application/json+oembed>`), if any. */
+export function parseHtmlPage(html: string, pageUrl: string): { og: OpenGraph; oembedUrl: string | null } {
   const byPrefix: Record<"og" | "article" | "profile" | "twitter", Map<string, string>> = {
     og: new Map(),
     article: new Map(),
@@ -115,6 +120,7 @@ export function htmlToOpenGraph(html: string, pageUrl: string): OpenGraph {
   let metaImage: string | undefined;
   let metaDescription: string | undefined;
   let favicon: string | undefined;
+  let oembedHref: string | undefined;
   const images: Img[] = [];
   let title: string | undefined;
 
@@ -159,6 +165,9 @@ export function htmlToOpenGraph(html: string, pageUrl: string): OpenGraph {
         } else if (name === "link") {
           const rel = (attribs.rel ?? "").toLowerCase().split(/\s+/);
           if (favicon === undefined && rel.includes("icon") && nonBlank(attribs.href)) favicon = attribs.href;
+          // oEmbed discovery; Flickr, among others, writes "alternative".
+          const isOEmbed = (rel.includes("alternate") || rel.includes("alternative")) && (attribs.type ?? "").trim().toLowerCase() === "application/json+oembed";
+          if (oembedHref === undefined && isOEmbed && nonBlank(attribs.href)) oembedHref = attribs.href;
         } else if (name === "base") {
           if (baseHref === undefined && nonBlank(attribs.href)) baseHref = attribs.href;
         }
@@ -203,9 +212,9 @@ export function htmlToOpenGraph(html: string, pageUrl: string): OpenGraph {
       if (pick !== undefined) og["og:image"] = pick;
     }
   }
+  const base = (baseHref !== undefined ? resolveUrl(baseHref, pageUrl) : null) ?? pageUrl;
   const image = og["og:image"];
   if (typeof image === "string") {
-    const base = (baseHref !== undefined ? resolveUrl(baseHref, pageUrl) : null) ?? pageUrl;
     const resolved = image.startsWith("data:") ? image : resolveUrl(image, base);
     if (resolved === null) delete og["og:image"];
     else og["og:image"] = resolved;
@@ -213,7 +222,62 @@ export function htmlToOpenGraph(html: string, pageUrl: string): OpenGraph {
 
   if (!("og:description" in og)) og["og:description"] = metaDescription ?? summarize(paragraphs);
   else if (og["og:description"]) og["og:description"] = summarize([String(og["og:description"])]);
-  return og;
+  const oembedUrl = oembedHref !== undefined ? resolveUrl(oembedHref, base) : null;
+  return { og, oembedUrl };
+}
+
+export interface OEmbedPreview {
+  og: OpenGraph;
+  /** `author_name`: the title when there is no other. */
+  authorName: string | null;
+  /** `cache_age`, in milliseconds. */
+  cacheAgeMs: number | null;
+}
+
+/**
+ * An oEmbed response (https://oembed.com/, version 1.0) as Open Graph, as Synapse converts it: title, provider
+ * (og:site_name), thumbnail (og:image); a photo's url is its image; a video's or rich embed's HTML gives the
+ * description and, when there is no thumbnail, the image. `url` is the previewed page; `oembedUrl` the oEmbed
+ * document's own URL (relative image URLs are resolved against it). Null when it is not a usable oEmbed document.
+ */
+export function oEmbedToOpenGraph(body: string, url: string, oembedUrl: string): OEmbedPreview | null {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body);
+  } catch {
+    return null;
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return null;
+  const o = doc as Record<string, unknown>;
+  if (o.version !== undefined && o.version !== "1.0" && o.version !== 1) return null;
+  const str = (k: string) => (typeof o[k] === "string" && o[k] !== "" ? (o[k] as string) : undefined);
+  const og: OpenGraph = { "og:url": url };
+  const title = str("title");
+  if (title) og["og:title"] = title;
+  const provider = str("provider_name");
+  if (provider) og["og:site_name"] = provider;
+  const thumbnail = str("thumbnail_url");
+  if (thumbnail) og["og:image"] = thumbnail;
+  const type = o.type;
+  if (type === "photo") {
+    const photo = str("url");
+    if (photo) og["og:image"] = photo;
+  } else if (type === "video" || type === "rich") {
+    if (type === "video") og["og:type"] = "video.other";
+    const html = str("html");
+    if (html) {
+      const embedded = parseHtmlPage(html, oembedUrl).og;
+      if (embedded["og:description"]) og["og:description"] = embedded["og:description"];
+      if (!og["og:image"] && typeof embedded["og:image"] === "string") og["og:image"] = embedded["og:image"];
+    }
+  } else if (type === "link") og["og:type"] = "website";
+  if (typeof og["og:image"] === "string" && !og["og:image"].startsWith("data:")) {
+    const resolved = resolveUrl(og["og:image"], oembedUrl);
+    if (resolved === null) delete og["og:image"];
+    else og["og:image"] = resolved;
+  }
+  const age = typeof o.cache_age === "number" ? o.cache_age : typeof o.cache_age === "string" ? Number.parseInt(o.cache_age, 10) : NaN;
+  return { og, authorName: str("author_name") ?? null, cacheAgeMs: Number.isFinite(age) && age >= 0 ? age * 1000 : null };
 }
 
 /**

@@ -18,7 +18,7 @@ import { MatrixError } from "../../errors.js";
 import { OutboundError, type OutboundHttp, type OutboundResponse } from "../../outbound/http_client.js";
 import type { UrlPreviewStore } from "../../storage/url_previews.js";
 import type { Cache, CacheRegistry } from "../../util/cache.js";
-import { decodeHtml, htmlToOpenGraph, type OpenGraph } from "./html_preview.js";
+import { decodeHtml, oEmbedToOpenGraph, parseHtmlPage, type OpenGraph } from "./html_preview.js";
 
 /** What previews need of the media repository: storing a fetched image as local media. */
 export interface LocalMediaStore {
@@ -117,7 +117,7 @@ export class UrlPreviewService {
     const page = await this.fetch(url);
     const contentType = header(page.res, "content-type") ?? "application/octet-stream";
     const type = contentType.toLowerCase();
-    const expiresMs = cacheLifetime(header(page.res, "cache-control"));
+    let expiresMs = cacheLifetime(header(page.res, "cache-control"));
     let og: OpenGraph;
     let mediaId: string | null = null;
     if (type.startsWith("image/")) {
@@ -128,7 +128,21 @@ export class UrlPreviewService {
       og = { "og:description": filename, ...stored.og };
       mediaId = stored.mediaId;
     } else if (type.startsWith("text/html") || type.startsWith("application/xhtml")) {
-      og = page.res.body.length === 0 ? {} : htmlToOpenGraph(decodeHtml(page.res.body, contentType), page.url);
+      if (page.res.body.length === 0) og = {};
+      else {
+        const parsed = parseHtmlPage(decodeHtml(page.res.body, contentType), page.url);
+        og = parsed.og;
+        const oembed = parsed.oembedUrl ? await this.fetchOEmbed(url, parsed.oembedUrl) : null;
+        if (oembed) {
+          // The page's own tags win over oEmbed's (sites often give full Open Graph data and only oEmbed stubs),
+          // except where the page has nothing.
+          og = { ...oembed.og, ...Object.fromEntries(Object.entries(og).filter(([, v]) => v !== null)) };
+          if (!og["og:title"] && oembed.authorName) og["og:title"] = oembed.authorName;
+          og["og:title"] ??= null;
+          og["og:description"] ??= null;
+          if (oembed.cacheAgeMs !== null) expiresMs = Math.min(ONE_DAY, Math.max(ONE_HOUR, oembed.cacheAgeMs));
+        }
+      }
       mediaId = await this.attachImage(userId, og);
     } else if (type.startsWith("application/json")) {
       og = {}; // oEmbed is not supported: JSON has no Open Graph data of its own
@@ -137,6 +151,21 @@ export class UrlPreviewService {
     }
     for (const [k, v] of Object.entries(og)) if (k.length > OG_KEY_MAX || String(v).length > OG_VALUE_MAX) delete og[k];
     return { og, expiresMs, mediaId };
+  }
+
+  /** The page's oEmbed document (discovered in its HTML) as Open Graph; null when it cannot be had (it is optional). */
+  private async fetchOEmbed(url: string, oembedUrl: string): Promise<ReturnType<typeof oEmbedToOpenGraph>> {
+    try {
+      const u = parseHttpUrl(oembedUrl);
+      if (!u) return null;
+      this.checkUrlBlacklist(u);
+      const { url: finalUrl, res } = await this.fetch(oembedUrl);
+      if (!(header(res, "content-type") ?? "").toLowerCase().startsWith("application/json")) return null;
+      return oEmbedToOpenGraph(res.body.toString("utf8"), url, finalUrl);
+    } catch (e) {
+      this.deps.log.info({ err: e, oembed: oembedUrl }, "URL preview: the page's oEmbed document could not be fetched");
+      return null;
+    }
   }
 
   /** Replaces the page's `og:image` URL with the mxc URI of the image, fetched and stored; drops it on failure. */
