@@ -75,6 +75,7 @@ import { NotificationList } from "./services/push/notifications.js";
 import { PusherService } from "./services/push/pushers.js";
 import { PusherPool } from "./services/push/delivery.js";
 import { OutboundHttp } from "./outbound/http_client.js";
+import { UrlPreviewService } from "./services/media/url_preview.js";
 import { UserRooms } from "./services/rooms/user_rooms.js";
 import { RoomChanges } from "./services/rooms/room_changes.js";
 import { RecentEvents } from "./services/rooms/recent_events.js";
@@ -262,6 +263,7 @@ export function stopServices(s: Services): void {
   s.federationSender.close();
   s.federationClient.close();
   s.pusherPool.close();
+  s.urlPreviews.close();
   clearInterval(housekeeping.get(s));
 }
 
@@ -443,7 +445,14 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
     ipFilter: new IpRangeFilter(config.ipRangeBlacklist, config.ipRangeWhitelist),
     verifyCertificates: !config.useInsecureSslClientJustForTesting,
   });
-  return { federationClient, keys, keyServer, outbound };
+  // URL previews fetch what users name, under their own ranges (url_preview_ip_range_blacklist/whitelist).
+  const previewHttp = new OutboundHttp({
+    resolver,
+    ipFilter: new IpRangeFilter(config.urlPreview.ipRangeBlacklist, config.urlPreview.ipRangeWhitelist),
+    verifyCertificates: !config.useInsecureSslClientJustForTesting,
+    refuseIfAnyAddressBlocked: true,
+  });
+  return { federationClient, keys, keyServer, outbound, previewHttp };
 }
 
 /** The metrics module, imported only when `enable_metrics` is on: prom-client alone takes ~4 MB. */
@@ -618,6 +627,8 @@ export function buildServices(
     accountModeration: new AccountModeration(config.serverName, storage, tokens, events),
     reports: new ReportService(config.serverName, storage, rooms, new RateLimiter(rl.reports)),
     loginTokens: new LoginTokens(storage),
+    // The media repository sets `urlPreviews.media` (its storeLocal) so previews carry their page's image.
+    urlPreviews: new UrlPreviewService({ config: config.urlPreview, http: fed.previewHttp, store: storage.urlPreviews, caches, log }),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

@@ -92,6 +92,8 @@ export interface Config {
   database: DatabaseConfig;
   signingKeyPath: string;
   mediaStorePath: string;
+  /** Synapse's `url_preview_*` keys and `max_spider_size`: GET /media/preview_url. */
+  urlPreview: UrlPreviewConfig;
   tlsCertificatePath?: string;
   tlsPrivateKeyPath?: string;
   enableRegistration: boolean;
@@ -390,6 +392,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     turn: readTurn(r),
     loginViaExistingSession: readLoginViaExistingSession(r),
     ...readSupport(r),
+    urlPreview: readUrlPreview(r),
     adminContact: r.string("admin_contact"),
     configDir,
   };
@@ -692,4 +695,69 @@ export function parseDatabaseUrl(url: string, configDir: string): DatabaseConfig
   if (u.username) out.user = decodeURIComponent(u.username);
   if (u.password) out.password = decodeURIComponent(u.password);
   return out;
+}
+
+/** A `url_preview_url_blacklist` entry: URL component (scheme, netloc, path…) → glob, or a regex when it starts with ^. */
+export type UrlBlacklistEntry = Record<string, string>;
+
+export interface UrlPreviewConfig {
+  /** `url_preview_enabled` (default false): off, the preview endpoints answer 404 M_UNRECOGNIZED, as Synapse's. */
+  enabled: boolean;
+  /** `url_preview_ip_range_blacklist`: required when enabled (plus 0.0.0.0 and :: always). */
+  ipRangeBlacklist: string[];
+  /** `url_preview_ip_range_whitelist`: exceptions to the blacklist. */
+  ipRangeWhitelist: string[];
+  /** `url_preview_url_blacklist`: a URL matching every component of one entry is not previewed. */
+  urlBlacklist: UrlBlacklistEntry[];
+  /** `max_spider_size` (default 10M): the largest page or image fetched. */
+  maxSpiderSize: number;
+  /** `url_preview_accept_language` (default ["en"]): sent as Accept-Language. */
+  acceptLanguage: string[];
+}
+
+/** The components of a `url_preview_url_blacklist` entry: Python's urlsplit attributes, as Synapse matches them. */
+export const URL_BLACKLIST_COMPONENTS: ReadonlySet<string> = new Set(["scheme", "netloc", "path", "query", "fragment", "username", "password", "hostname", "port"]);
+
+/** As Synapse: previews fetch whatever URL a user names, so they are refused without an explicit IP blacklist. */
+function readUrlPreview(r: ConfigReader): UrlPreviewConfig {
+  const enabled = r.bool("url_preview_enabled", false);
+  if (enabled && !r.has("url_preview_ip_range_blacklist")) {
+    throw new ConfigError(
+      'config key "url_preview_ip_range_blacklist" is required when url_preview_enabled is true: for security, list the IP ranges ' +
+        "URL previews may not fetch from (at least your private networks; see docs/url_previews.md for a suggested list)",
+    );
+  }
+  const ranges = (key: string) =>
+    r.stringList(key).map((range) => {
+      if (!parseIpRange(range)) throw new ConfigError(`config key "${key}": "${range}" is not an IP address or CIDR range`);
+      return range;
+    });
+  const urlBlacklist = (r.list("url_preview_url_blacklist") ?? []).map((entry) => {
+    const out: UrlBlacklistEntry = {};
+    for (const component of entry.keys()) {
+      if (!URL_BLACKLIST_COMPONENTS.has(component)) {
+        throw new ConfigError(`config key "${entry.path}.${component}": not a URL component (expected one of ${[...URL_BLACKLIST_COMPONENTS].join(", ")})`);
+      }
+      const pattern = entry.requireString(component);
+      if (pattern.startsWith("^")) {
+        try {
+          new RegExp(pattern);
+        } catch (e) {
+          throw new ConfigError(`config key "${entry.path}.${component}": "${pattern}" is not a valid regular expression (${(e as Error).message})`);
+        }
+      }
+      out[component] = pattern;
+    }
+    return out;
+  });
+  const acceptLanguage = r.has("url_preview_accept_language") ? r.stringList("url_preview_accept_language") : ["en"];
+  r.accept("url_preview_accept_language");
+  return {
+    enabled,
+    ipRangeBlacklist: ranges("url_preview_ip_range_blacklist"),
+    ipRangeWhitelist: ranges("url_preview_ip_range_whitelist"),
+    urlBlacklist,
+    maxSpiderSize: r.size("max_spider_size", 10 * 1024 * 1024),
+    acceptLanguage,
+  };
 }

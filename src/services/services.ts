@@ -53,6 +53,7 @@ import type { KeyBackupService } from "./key_backup.js";
 import type { AccountModeration } from "./account_moderation.js";
 import type { ReportService } from "./reports.js";
 import type { LoginTokens } from "./login_tokens.js";
+import type { UrlPreviewService } from "./media/url_preview.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -151,4 +152,6 @@ export interface Services {
   reports: ReportService;
   /** Single-use `m.login.token` tokens. */
   loginTokens: LoginTokens;
+  /** GET /media/preview_url: page fetching, Open Graph, the preview cache. */
+  urlPreviews: UrlPreviewService;
 }

@@ -4,6 +4,17 @@
  */
 import type { Generated } from "kysely";
 
+/** Migration 012: one row per successful URL preview fetch. */
+export interface UrlPreviewsTable {
+  url: string;
+  download_ts: number;
+  expires_ts: number;
+  /** The preview's JSON, as answered to clients. */
+  og: string;
+  /** The local media id of the page's image, when one was stored. */
+  media_id: string | null;
+}
+
 export interface UsersTable {
   user_id: string;
   password_hash: string | null;
@@ -489,4 +500,5 @@ export interface Schema {
   key_backup_versions: KeyBackupVersionsTable;
   key_backup_sessions: KeyBackupSessionsTable;
   dehydrated_devices: DehydratedDevicesTable;
+  url_previews: UrlPreviewsTable;
 }

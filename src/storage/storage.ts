@@ -26,6 +26,7 @@ import { E2eKeyStore } from "./e2e_keys.js";
 import { DehydratedDeviceStore } from "./dehydrated_devices.js";
 import { ReportStore } from "./reports.js";
 import { LoginTokenStore } from "./login_tokens.js";
+import { UrlPreviewStore } from "./url_previews.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -50,6 +51,7 @@ export class Stores {
   readonly dehydratedDevices: DehydratedDeviceStore;
   readonly reports: ReportStore;
   readonly loginTokens: LoginTokenStore;
+  readonly urlPreviews: UrlPreviewStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -74,6 +76,7 @@ export class Stores {
     this.dehydratedDevices = new DehydratedDeviceStore(db);
     this.reports = new ReportStore(db);
     this.loginTokens = new LoginTokenStore(db);
+    this.urlPreviews = new UrlPreviewStore(db);
   }
 }
 

@@ -30,6 +30,7 @@ import { registerKeyRoutes } from "./keys.js";
 import { registerDehydratedDeviceRoutes } from "./dehydrated_devices.js";
 import { registerReportRoutes } from "./reports.js";
 import { registerAccountModerationRoutes } from "./account_moderation.js";
+import { registerUrlPreviewRoutes } from "./url_preview.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -61,4 +62,5 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerRoomKeyRoutes(app, services);
   registerReportRoutes(app, services);
   registerAccountModerationRoutes(app, services);
+  registerUrlPreviewRoutes(app, services);
 }
