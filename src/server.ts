@@ -80,6 +80,10 @@ import { RoomChanges } from "./services/rooms/room_changes.js";
 import { RecentEvents } from "./services/rooms/recent_events.js";
 import { CacheRegistry } from "./util/cache.js";
 import type { Metrics } from "./services/metrics.js";
+import { MediaRepository } from "./services/media/media_repository.js";
+import { MediaFileStore } from "./services/media/media_store.js";
+import type { Thumbnailer } from "./services/media/thumbnailer.js";
+import { createThumbnailer } from "./services/media/thumbnailer_factory.js";
 import { openDatabase } from "./storage/database.js";
 import { Storage } from "./storage/storage.js";
 
@@ -98,6 +102,8 @@ export interface StartOptions {
   federation?: FederationDeps;
   /** Extra routes on every listener (tests add federation endpoints of their own). */
   routes?: AppOptions["routes"];
+  /** The media repository's thumbnailer (tests pass a fake); `createThumbnailer` by default. */
+  thumbnailer?: Thumbnailer;
 }
 
 export interface FederationDeps {
@@ -149,7 +155,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   const signingKey = loadOrCreateSigningKey(config.signingKeyPath, log);
   const storage = new Storage(await openDatabase(config.database));
-  const services = buildServices(config, log, storage, signingKey, opts.federation, await loadMetricsModule(config));
+  const services = buildServices(config, log, storage, signingKey, opts.federation, await loadMetricsModule(config), opts.thumbnailer);
   await startServices(services);
 
   const apps: FastifyInstance[] = [];
@@ -202,11 +208,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       (closing ??= (async () => {
         // Release long-polling /sync requests first so closing the listeners does not wait for their timeouts.
         services.notifier.close();
+        const media = services.media.close();
         const drain = drainConnections([...extraServers, ...apps.map((a) => a.server)]);
         await Promise.allSettled(extraServers.map((s) => new Promise((r) => s.close(r))));
         await Promise.allSettled(apps.map((a) => a.close()));
         drain.stop();
         stopServices(services);
+        await media;
         await services.devices.flushSeen();
         await storage.close();
         log.info("Myelin stopped");
@@ -248,6 +256,7 @@ export async function startServices(s: Services): Promise<void> {
   await s.deviceLists.start();
   await s.federationSender.start();
   await s.pusherPool.start();
+  await s.media.start();
   startHousekeeping(s);
 }
 
@@ -456,6 +465,7 @@ export function buildServices(
   signingKey: SigningKey,
   federation: FederationDeps = {},
   metricsModule?: MetricsModule,
+  thumbnailer: Thumbnailer = createThumbnailer({ maxImagePixels: config.media.maxImagePixels }),
 ): Services {
   const tokens = new TokenService(storage, config);
   const devices = new DeviceService(storage, tokens);
@@ -611,6 +621,16 @@ export function buildServices(
     // No sources until application services arrive.
     thirdParty: new ThirdPartyService(),
     keyBackup: new KeyBackupService(storage),
+    media: new MediaRepository({
+      serverName: config.serverName,
+      config: config.media,
+      maxUploadSize: config.maxUploadSize,
+      store: storage.media,
+      files: new MediaFileStore(config.mediaStorePath),
+      thumbnailer,
+      createLimiter: new RateLimiter(rl.mediaCreate),
+      log,
+    }),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),
