@@ -32,6 +32,12 @@ export function registerMediaApi(app: FastifyInstance, services: Services): void
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser("*", (_req, payload, done) => done(null, payload));
+    // A Content-Type Fastify cannot parse is a bad upload parameter here, not a JSON body problem; the rest goes
+    // on to the app's error handler.
+    scope.setErrorHandler((error: Error & { code?: string }) => {
+      if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") throw new MatrixError(400, "M_INVALID_PARAM", "Invalid Content-Type header");
+      throw error;
+    });
     registerUploads(scope, services);
     registerDownloads(scope, services);
   });

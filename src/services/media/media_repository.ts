@@ -301,6 +301,11 @@ export class MediaRepository {
     await this.files.remove(this.files.remoteThumbnailDir(serverName, row.filesystem_id));
   }
 
+  /** How many downloads wait for the upload of `mediaId` (tests and metrics). */
+  waitingFor(mediaId: string): number {
+    return this.waiters.get(mediaId)?.size ?? 0;
+  }
+
   /** Resolves when the background thumbnails of `mediaId` are done (tests and the admin API). */
   async thumbnailsSettled(mediaId: string): Promise<void> {
     await this.generating.get(mediaId);

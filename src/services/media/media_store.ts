@@ -88,7 +88,12 @@ export class MediaFileStore {
     await this.writeWith(() => target, async (tmp) => {
       const fh = await open(tmp, "wx", 0o644);
       try {
-        await pipeline(input, counter, fh.createWriteStream({ autoClose: false }));
+        await pipeline(input, counter, async (chunks: AsyncIterable<Buffer>) => {
+          for await (const chunk of chunks) {
+            // write() may write less than asked (a signal, a full disk): go on until all of it is down.
+            for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off)).bytesWritten;
+          }
+        });
         await fh.sync();
       } finally {
         await fh.close();
