@@ -373,6 +373,33 @@ describe("limits", () => {
     expect((await rawRequest(lim.baseUrl, "GET", `${CLIENT_MEDIA}/config`, { token: u.accessToken })).json).toEqual({ "m.upload.size": 1000 });
   });
 
+  it("an upload the client abandons halfway leaves no file, and the server goes on serving", async () => {
+    const abort = new AbortController();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent === 3) {
+          // Let the server take what was sent, then go away.
+          await poll(async () => (readdirSync(join(lim.config.mediaStorePath, "tmp")).length > 0 ? true : undefined));
+          abort.abort();
+          return;
+        }
+        sent++;
+        controller.enqueue(new Uint8Array(100));
+      },
+    });
+    const res = fetch(`${lim.baseUrl}${MEDIA_V3}/upload`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${u.accessToken}` },
+      body,
+      duplex: "half",
+      signal: abort.signal,
+    } as RequestInit & { duplex: "half" });
+    await expect(res).rejects.toThrow();
+    await poll(async () => (readdirSync(join(lim.config.mediaStorePath, "tmp")).length === 0 ? true : undefined));
+    expect((await post(u, new Uint8Array(10))).status).toBe(200);
+  });
+
   it("media_upload_limits: past the bytes per period, 400 M_RESOURCE_LIMIT_EXCEEDED, per user", async () => {
     const v = await registerUser(new Client(lim.baseUrl));
     for (const n of [1000, 1000, 900]) expect((await post(v, new Uint8Array(n))).status).toBe(200);

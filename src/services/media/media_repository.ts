@@ -72,7 +72,8 @@ export type RemoteMediaFetcher = (serverName: string, mediaId: string, request: 
 export interface UploadInput {
   userId: string;
   contentType: string;
-  filename: string | null;
+  /** The uploader's name for the file, if any. */
+  filename?: string | null;
   source: Readable | Buffer;
   /** The request's Content-Length, when it sent one: refused up front when already too large. */
   contentLength?: number;
@@ -193,7 +194,7 @@ export class MediaRepository {
       media_id: mediaId,
       user_id: input.userId,
       media_type: input.contentType,
-      upload_name: input.filename,
+      upload_name: input.filename ?? null,
       media_length: written.size,
       created_ts: now,
       unused_expires_at: null,
@@ -244,7 +245,7 @@ export class MediaRepository {
       const written = await this.writeContent(mediaId, input);
       const stored = await this.store.setUploaded(mediaId, {
         media_type: input.contentType,
-        upload_name: input.filename,
+        upload_name: input.filename ?? null,
         media_length: written.size,
         uploaded_ts: this.now(),
         sha256: written.sha256,
