@@ -84,6 +84,10 @@ import { AccountModeration } from "./services/account_moderation.js";
 import { ReportService } from "./services/reports.js";
 import { LoginTokens } from "./services/login_tokens.js";
 import type { Metrics } from "./services/metrics.js";
+import { MediaRepository } from "./services/media/media_repository.js";
+import { MediaFileStore } from "./services/media/media_store.js";
+import type { Thumbnailer } from "./services/media/thumbnailer.js";
+import { createThumbnailer } from "./services/media/thumbnailer_factory.js";
 import { openDatabase } from "./storage/database.js";
 import { Storage } from "./storage/storage.js";
 
@@ -102,6 +106,8 @@ export interface StartOptions {
   federation?: FederationDeps;
   /** Extra routes on every listener (tests add federation endpoints of their own). */
   routes?: AppOptions["routes"];
+  /** The media repository's thumbnailer (tests pass a fake); `createThumbnailer` by default. */
+  thumbnailer?: Thumbnailer;
 }
 
 export interface FederationDeps {
@@ -153,7 +159,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   const signingKey = loadOrCreateSigningKey(config.signingKeyPath, log);
   const storage = new Storage(await openDatabase(config.database));
-  const services = buildServices(config, log, storage, signingKey, opts.federation, await loadMetricsModule(config));
+  const services = buildServices(config, log, storage, signingKey, opts.federation, await loadMetricsModule(config), opts.thumbnailer);
   await startServices(services);
 
   const apps: FastifyInstance[] = [];
@@ -206,11 +212,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       (closing ??= (async () => {
         // Release long-polling /sync requests first so closing the listeners does not wait for their timeouts.
         services.notifier.close();
+        const media = services.media.close();
         const drain = drainConnections([...extraServers, ...apps.map((a) => a.server)]);
         await Promise.allSettled(extraServers.map((s) => new Promise((r) => s.close(r))));
         await Promise.allSettled(apps.map((a) => a.close()));
         drain.stop();
         stopServices(services);
+        await media;
         await services.devices.flushSeen();
         await storage.close();
         log.info("Myelin stopped");
@@ -252,6 +260,7 @@ export async function startServices(s: Services): Promise<void> {
   await s.deviceLists.start();
   await s.federationSender.start();
   await s.pusherPool.start();
+  await s.media.start();
   startHousekeeping(s);
 }
 
@@ -469,6 +478,7 @@ export function buildServices(
   signingKey: SigningKey,
   federation: FederationDeps = {},
   metricsModule?: MetricsModule,
+  thumbnailer: Thumbnailer = createThumbnailer({ maxImagePixels: config.media.maxImagePixels }),
 ): Services {
   const tokens = new TokenService(storage, config);
   const devices = new DeviceService(storage, tokens);
@@ -577,6 +587,19 @@ export function buildServices(
   const roomUpgrades = new RoomUpgradeService(rooms, roomCreation, log, { accountData, pushRules: push.pushRules });
   membership.onRemoteJoin = (roomId) => roomUpgrades.afterRemoteJoin(roomId).catch((err: unknown) => log.warn({ err, roomId }, "room upgrade: carrying state over after a remote join failed"));
   const metrics = metricsModule ? buildMetrics(metricsModule, storage, caches, persister, notifier, federationSender, passwords, push.pusherPool) : undefined;
+  const media = new MediaRepository({
+    serverName: config.serverName,
+    config: config.media,
+    maxUploadSize: config.maxUploadSize,
+    store: storage.media,
+    files: new MediaFileStore(config.mediaStorePath),
+    thumbnailer,
+    createLimiter: new RateLimiter(rl.mediaCreate),
+    log,
+  });
+  const urlPreviews = new UrlPreviewService({ config: config.urlPreview, http: fed.previewHttp, store: storage.urlPreviews, caches, log });
+  // Previews store their page's image as local media.
+  urlPreviews.media = media;
   return {
     config,
     log,
@@ -627,8 +650,8 @@ export function buildServices(
     accountModeration: new AccountModeration(config.serverName, storage, tokens, events),
     reports: new ReportService(config.serverName, storage, rooms, new RateLimiter(rl.reports)),
     loginTokens: new LoginTokens(storage),
-    // The media repository sets `urlPreviews.media` (its storeLocal) so previews carry their page's image.
-    urlPreviews: new UrlPreviewService({ config: config.urlPreview, http: fed.previewHttp, store: storage.urlPreviews, caches, log }),
+    urlPreviews,
+    media,
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

@@ -8,6 +8,7 @@ import { DEFAULT_IP_RANGE_BLACKLIST, parseIpRange } from "../federation/ip_filte
 import { DEFAULT_ROOM_VERSION, getRoomVersion } from "../core/rooms/versions.js";
 import { ConfigError, ConfigReader } from "./reader.js";
 import { CACHE_DEFAULTS, DEFAULT_CACHE_CONFIG, type CacheConfig } from "../util/cache.js";
+import { DEFAULT_THUMBNAIL_SIZES, type ThumbnailSize } from "../services/media/thumbnailer.js";
 
 export type ListenerResource = "client" | "federation" | "media" | "keys" | "health" | "metrics" | "static" | "openid" | "replication";
 const RESOURCES: ReadonlySet<string> = new Set(["client", "federation", "media", "keys", "health", "metrics", "static", "openid", "replication", "consent", "webclient"]);
@@ -52,6 +53,8 @@ export interface RateLimits {
   invitesPerRoom: RateLimit;
   invitesPerUser: RateLimit;
   roomCreation: RateLimit;
+  /** Synapse's `rc_media_create`: POST /_matrix/media/v1/create, per user. */
+  mediaCreate: RateLimit;
   /** Synapse `rc_reports`: content reports per user. */
   reports: RateLimit;
 }
@@ -168,8 +171,41 @@ export interface Config {
   loginViaExistingSession: LoginViaExistingSession;
   /** Served at /.well-known/matrix/support; undefined → 404 there. */
   support?: SupportConfig;
+  /** The media repository's keys (Synapse's names; see docs/media.md). */
+  media: MediaConfig;
   /** Absolute directory of the config file, for resolving relative paths. */
   configDir: string;
+}
+
+/** Synapse's `media_upload_limits` entry: at most `maxBytes` uploaded per user in any `timePeriodMs`. */
+export interface MediaUploadLimit {
+  timePeriodMs: number;
+  maxBytes: number;
+}
+
+export interface MediaConfig {
+  /** `enable_media_repo` (default true): this process serves the media endpoints. */
+  enableMediaRepo: boolean;
+  /** `max_image_pixels` (default 32M): larger images are not thumbnailed. */
+  maxImagePixels: number;
+  /** `dynamic_thumbnails` (default false): thumbnails of the exact requested size are made on demand. */
+  dynamicThumbnails: boolean;
+  /** `thumbnail_sizes`: generated after each upload. */
+  thumbnailSizes: ThumbnailSize[];
+  /**
+   * `enable_authenticated_media` (default true): media uploaded while on is only served by the authenticated
+   * /_matrix/client/v1/media endpoints.
+   */
+  enableAuthenticatedMedia: boolean;
+  /** `media_upload_limits`, longest period first. */
+  uploadLimits: MediaUploadLimit[];
+  /** `max_pending_media_uploads` (default 5): media ids created with /create and not yet uploaded, per user. */
+  maxPendingMediaUploads: number;
+  /** `unused_expiration_time` (default 24h): how long a /create media id waits for its upload. */
+  unusedExpirationTimeMs: number;
+  /** `media_retention.local_media_lifetime` / `remote_media_lifetime` (ms): parsed; not yet applied. */
+  localMediaLifetimeMs?: number;
+  remoteMediaLifetimeMs?: number;
 }
 
 export interface PushConfig {
@@ -294,6 +330,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     invitesPerUser: rate(invites, "per_user", { perSecond: 0.003, burstCount: 5 }),
     roomCreation: rate(r, "rc_room_creation", { perSecond: 0.016, burstCount: 10 }),
     reports: rate(r, "rc_reports", { perSecond: 1, burstCount: 5 }),
+    mediaCreate: rate(r, "rc_media_create", { perSecond: 10, burstCount: 50 }),
   };
   warnUnknown(login);
   warnUnknown(joins);
@@ -393,6 +430,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     loginViaExistingSession: readLoginViaExistingSession(r),
     ...readSupport(r),
     urlPreview: readUrlPreview(r),
+    media: readMedia(r),
     adminContact: r.string("admin_contact"),
     configDir,
   };
@@ -576,6 +614,47 @@ function readPush(r: ConfigReader): PushConfig {
   };
   warnUnknown(p);
   return out;
+}
+
+/** The media repository's keys, with Synapse's defaults. */
+function readMedia(r: ConfigReader): MediaConfig {
+  const thumbnailSizes = r.has("thumbnail_sizes")
+    ? (r.list("thumbnail_sizes") ?? []).map((t) => {
+        const method = t.string("method", "scale");
+        if (method !== "crop" && method !== "scale") throw new ConfigError(`config key "${t.path}.method": expected "crop" or "scale", got "${method}"`);
+        const size: ThumbnailSize = { width: t.int("width", 0, 1, 10_000), height: t.int("height", 0, 1, 10_000), method };
+        if (size.width === 0 || size.height === 0) throw new ConfigError(`config key "${t.path}": width and height are required (positive integers)`);
+        warnUnknown(t);
+        return size;
+      })
+    : DEFAULT_THUMBNAIL_SIZES.map((s) => ({ ...s }));
+  r.accept("thumbnail_sizes");
+  const uploadLimits = (r.list("media_upload_limits") ?? []).map((l) => {
+    if (!l.has("time_period") || !l.has("max_size")) throw new ConfigError(`config key "${l.path}": time_period and max_size are required`);
+    const limit = { timePeriodMs: l.duration("time_period", 0), maxBytes: l.size("max_size", 0) };
+    warnUnknown(l);
+    return limit;
+  });
+  r.accept("media_upload_limits");
+  // Longest period first: the check then stops at the first exceeded limit with one query in the common case.
+  uploadLimits.sort((a, b) => b.timePeriodMs - a.timePeriodMs);
+  const retention = r.section("media_retention");
+  const media: MediaConfig = {
+    enableMediaRepo: r.bool("enable_media_repo", true),
+    maxImagePixels: r.size("max_image_pixels", 32 * 1024 * 1024),
+    dynamicThumbnails: r.bool("dynamic_thumbnails", false),
+    thumbnailSizes,
+    enableAuthenticatedMedia: r.bool("enable_authenticated_media", true),
+    uploadLimits,
+    maxPendingMediaUploads: r.int("max_pending_media_uploads", 5, 0),
+    unusedExpirationTimeMs: r.duration("unused_expiration_time", 24 * 3600_000),
+  };
+  const local = retention.duration("local_media_lifetime");
+  const remote = retention.duration("remote_media_lifetime");
+  if (local !== undefined) media.localMediaLifetimeMs = local;
+  if (remote !== undefined) media.remoteMediaLifetimeMs = remote;
+  warnUnknown(retention);
+  return media;
 }
 
 function readPresence(r: ConfigReader): boolean {

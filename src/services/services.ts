@@ -54,6 +54,7 @@ import type { AccountModeration } from "./account_moderation.js";
 import type { ReportService } from "./reports.js";
 import type { LoginTokens } from "./login_tokens.js";
 import type { UrlPreviewService } from "./media/url_preview.js";
+import type { MediaRepository } from "./media/media_repository.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -154,4 +155,6 @@ export interface Services {
   loginTokens: LoginTokens;
   /** GET /media/preview_url: page fetching, Open Graph, the preview cache. */
   urlPreviews: UrlPreviewService;
+  /** The content repository: uploads, downloads, thumbnails. */
+  media: MediaRepository;
 }

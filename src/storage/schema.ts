@@ -501,4 +501,62 @@ export interface Schema {
   key_backup_sessions: KeyBackupSessionsTable;
   dehydrated_devices: DehydratedDevicesTable;
   url_previews: UrlPreviewsTable;
+  local_media_repository: LocalMediaTable;
+  local_media_repository_thumbnails: LocalMediaThumbnailsTable;
+  remote_media_cache: RemoteMediaTable;
+  remote_media_cache_thumbnails: RemoteMediaThumbnailsTable;
+}
+
+/** Local media (migration 011). `media_length` is null until the upload of a /create media id. */
+export interface LocalMediaTable {
+  media_id: string;
+  user_id: string;
+  media_type: string | null;
+  upload_name: string | null;
+  media_length: number | null;
+  created_ts: number;
+  unused_expires_at: number | null;
+  uploaded_ts: number | null;
+  last_access_ts: number | null;
+  quarantined_by: string | null;
+  safe_from_quarantine: number;
+  authenticated: number;
+  sha256: string | null;
+}
+
+export interface LocalMediaThumbnailsTable {
+  media_id: string;
+  thumbnail_width: number;
+  thumbnail_height: number;
+  thumbnail_type: string;
+  thumbnail_method: string;
+  thumbnail_length: number;
+  animated: number;
+}
+
+/** Other servers' media, cached (filled by the federation media client). */
+export interface RemoteMediaTable {
+  media_origin: string;
+  media_id: string;
+  filesystem_id: string;
+  media_type: string | null;
+  upload_name: string | null;
+  media_length: number | null;
+  created_ts: number;
+  last_access_ts: number | null;
+  quarantined_by: string | null;
+  authenticated: number;
+  sha256: string | null;
+}
+
+export interface RemoteMediaThumbnailsTable {
+  media_origin: string;
+  media_id: string;
+  filesystem_id: string;
+  thumbnail_width: number;
+  thumbnail_height: number;
+  thumbnail_type: string;
+  thumbnail_method: string;
+  thumbnail_length: number;
+  animated: number;
 }

@@ -27,6 +27,7 @@ import { DehydratedDeviceStore } from "./dehydrated_devices.js";
 import { ReportStore } from "./reports.js";
 import { LoginTokenStore } from "./login_tokens.js";
 import { UrlPreviewStore } from "./url_previews.js";
+import { MediaStore } from "./media.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -52,6 +53,7 @@ export class Stores {
   readonly reports: ReportStore;
   readonly loginTokens: LoginTokenStore;
   readonly urlPreviews: UrlPreviewStore;
+  readonly media: MediaStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -77,6 +79,7 @@ export class Stores {
     this.reports = new ReportStore(db);
     this.loginTokens = new LoginTokenStore(db);
     this.urlPreviews = new UrlPreviewStore(db);
+    this.media = new MediaStore(db);
   }
 }
 

@@ -187,6 +187,11 @@ describe("a suspended account", () => {
       ["POST", `${V3}/rooms/${enc(roomId)}/upgrade`, { new_version: "10" }],
     ];
     for (const [method, path, body] of forbiddenActions) expectError(await c.request(method, path, { ...tok, body }), 403, "M_USER_SUSPENDED");
+    // Media uploads too, as Synapse (direct, and the asynchronous /create).
+    const upload = await fetch(`${ts.baseUrl}/_matrix/media/v3/upload?filename=a.txt`, { method: "POST", headers: { authorization: `Bearer ${u.accessToken}`, "content-type": "text/plain" }, body: "hello" });
+    expect(upload.status).toBe(403);
+    expect(((await upload.json()) as { errcode: string }).errcode).toBe("M_USER_SUSPENDED");
+    expectError(await c.post(`/_matrix/media/v1/create`, {}, tok), 403, "M_USER_SUSPENDED");
 
     // Redacting one's own event and leaving (also rejecting an invite) stay allowed.
     const red = await c.post(`${V3}/rooms/${enc(roomId)}/redact/${enc(mine)}`, {}, tok);

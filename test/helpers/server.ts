@@ -103,8 +103,8 @@ export interface StartOptions {
   tlsResources?: string[];
   /** The TLS listener's certificate (default: a fresh self-signed one). */
   tlsCertificate?: CertificateFiles;
-  /** Passed to startServer: how federation resolves names, and extra routes. */
-  server?: Pick<ServerStartOptions, "federation" | "routes">;
+  /** Passed to startServer: how federation resolves names, extra routes, the media thumbnailer. */
+  server?: Pick<ServerStartOptions, "federation" | "routes" | "thumbnailer">;
   /** The signing key to use (a new one by default). */
   signingKey?: SigningKey;
 }
@@ -148,7 +148,7 @@ async function launch(
   dataDir: string,
   db: TestDatabase,
   signingKey: SigningKey,
-  serverOpts: Pick<ServerStartOptions, "federation" | "routes">,
+  serverOpts: Pick<ServerStartOptions, "federation" | "routes" | "thumbnailer">,
 ): Promise<TestServer> {
   const { config, warnings } = parseConfig(yaml, dataDir);
   // Port 0: any free port.

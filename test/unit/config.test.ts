@@ -191,6 +191,7 @@ describe("parseConfig: rate limits", () => {
         rc_invites: { per_room: { per_second: 7, burst_count: 12 }, per_user: { per_second: 8, burst_count: 13 } },
         rc_room_creation: { per_second: 9, burst_count: 14 },
         rc_reports: { per_second: 10, burst_count: 15 },
+        rc_media_create: { per_second: 10, burst_count: 15 },
       }),
       DIR,
     );
@@ -208,6 +209,7 @@ describe("parseConfig: rate limits", () => {
       invitesPerUser: { perSecond: 8, burstCount: 13 },
       roomCreation: { perSecond: 9, burstCount: 14 },
       reports: { perSecond: 10, burstCount: 15 },
+      mediaCreate: { perSecond: 10, burstCount: 15 },
     });
   });
 

@@ -10,6 +10,7 @@ import { MatrixError, notJson, tooLarge, unrecognized } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { registerClientApi } from "../client/index.js";
 import { registerAdminApi } from "../admin/index.js";
+import { registerMediaApi } from "../client/media.js";
 import { registerStaticPages } from "./static.js";
 import { registerMetrics } from "./metrics.js";
 import { CORS_HEADERS, HTTP_SERVER_OPTIONS, answerClientError } from "./door.js";
@@ -145,6 +146,8 @@ export async function buildApp(services: Services, listener: Pick<ListenerConfig
     registerClientApi(app, services);
     registerAdminApi(app, services);
   }
+  // The content repository: on a listener with either resource (a media worker's listener has only `media`).
+  if (resources.has("client") || resources.has("media")) registerMediaApi(app, services);
   // As Synapse: the key endpoints come with either resource.
   if (resources.has("keys") || resources.has("federation")) registerKeyApi(app, services);
   if (resources.has("federation")) registerFederationApi(app, services);

@@ -14,6 +14,7 @@ import { m007_transaction_ids } from "./007_transaction_ids.js";
 import { m008_e2e_keys } from "./008_e2e_keys.js";
 import { m009_key_backup } from "./009_key_backup.js";
 import { m010_dehydrated_devices } from "./010_dehydrated_devices.js";
+import { m011_media } from "./011_media.js";
 import { m012_url_previews } from "./012_url_previews.js";
 import { m015_reports } from "./015_reports.js";
 
@@ -34,6 +35,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["008_e2e_keys", m008_e2e_keys],
   ["009_key_backup", m009_key_backup],
   ["010_dehydrated_devices", m010_dehydrated_devices],
+  ["011_media", m011_media],
   ["012_url_previews", m012_url_previews],
   ["015_reports", m015_reports],
 ];
