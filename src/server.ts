@@ -64,6 +64,8 @@ import { ServerRoomAccess } from "./services/federation/room_access.js";
 import { FederationReads } from "./services/federation/reads.js";
 import { TagService } from "./services/tags.js";
 import { KeyBackupService } from "./services/key_backup.js";
+import { SearchService } from "./services/search.js";
+import { SearchIndexer } from "./services/search_index.js";
 import { DehydratedDeviceService } from "./services/dehydrated_devices.js";
 import { TurnService } from "./services/voip.js";
 import { ThirdPartyService } from "./services/thirdparty.js";
@@ -492,6 +494,7 @@ export function buildServices(
   profile.hooks.onProfileChanged = (userId) => membership.propagateProfile(userId);
   accounts.hooks.onDeactivate = (userId) => membership.leaveAll(userId);
   persister.use(guestAccessConsumer(membership, log));
+  persister.use(new SearchIndexer(storage));
 
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
   const serverRoomAccess = new ServerRoomAccess(rooms);
@@ -611,6 +614,7 @@ export function buildServices(
     // No sources until application services arrive.
     thirdParty: new ThirdPartyService(),
     keyBackup: new KeyBackupService(storage),
+    search: new SearchService({ storage, events, state, visibility, formatter, messages }),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

@@ -50,6 +50,7 @@ import type { CacheRegistry } from "../util/cache.js";
 import type { Metrics } from "./metrics.js";
 import type { RoomChanges } from "./rooms/room_changes.js";
 import type { KeyBackupService } from "./key_backup.js";
+import type { SearchService } from "./search.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -140,4 +141,6 @@ export interface Services {
   thirdParty: ThirdPartyService;
   /** Server-side key backups (/room_keys). */
   keyBackup: KeyBackupService;
+  /** POST /search. */
+  search: SearchService;
 }

@@ -24,6 +24,7 @@ import { PushStore } from "./push.js";
 import { KeyBackupStore } from "./key_backup.js";
 import { E2eKeyStore } from "./e2e_keys.js";
 import { DehydratedDeviceStore } from "./dehydrated_devices.js";
+import { SearchStore } from "./search.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -46,6 +47,7 @@ export class Stores {
   readonly keyBackup: KeyBackupStore;
   readonly e2eKeys: E2eKeyStore;
   readonly dehydratedDevices: DehydratedDeviceStore;
+  readonly search: SearchStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -68,6 +70,7 @@ export class Stores {
     this.keyBackup = new KeyBackupStore(db);
     this.e2eKeys = new E2eKeyStore(db);
     this.dehydratedDevices = new DehydratedDeviceStore(db);
+    this.search = new SearchStore(db);
   }
 }
 

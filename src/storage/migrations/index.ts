@@ -14,6 +14,7 @@ import { m007_transaction_ids } from "./007_transaction_ids.js";
 import { m008_e2e_keys } from "./008_e2e_keys.js";
 import { m009_key_backup } from "./009_key_backup.js";
 import { m010_dehydrated_devices } from "./010_dehydrated_devices.js";
+import { m013_search } from "./013_search.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -32,6 +33,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["008_e2e_keys", m008_e2e_keys],
   ["009_key_backup", m009_key_backup],
   ["010_dehydrated_devices", m010_dehydrated_devices],
+  ["013_search", m013_search],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {

@@ -24,6 +24,10 @@ export interface NewEvent {
   /** How the event changes the room's current state (state key → event id, null: removed); empty if it does not. */
   readonly stateChanges: ReadonlyMap<string, string | null>;
   readonly outOfBand: boolean;
+  /** A redaction that applies now: the event it redacts. */
+  readonly appliesRedactionTo?: string;
+  /** Set when a redaction that arrived first already applies to this event. */
+  readonly redactedBy?: string;
 }
 
 export interface EventConsumer {
@@ -35,6 +39,11 @@ export interface EventConsumer {
    * written.
    */
   stage?(e: NewEvent): Promise<Staged[] | undefined> | Staged[] | undefined;
+  /**
+   * As `stage`, for accepted history fetched from other servers (backfill), which clients do not see as new: only
+   * consumers that index history (search) want these.
+   */
+  stageBackfilled?(e: NewEvent): Promise<Staged[] | undefined> | Staged[] | undefined;
   /** Called once the event is durable. Must not throw or block: queue work and return. */
   committed?(e: StoredEvent, local: boolean): void;
   /** The event failed to write (and the room's queued events after it): drop what `stage` assumed about the room. */
