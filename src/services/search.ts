@@ -40,13 +40,15 @@ export const MAX_SEARCH_LIMIT = 100;
 const MAX_SCANNED = 2000;
 /** At most this many words of a search term count. */
 const MAX_WORDS = 32;
+const MAX_WORD_LENGTH = 64;
 
 /**
  * The words of a search term, as both engines' tokenizers see words: runs of letters, digits and marks. Anything
  * else (quotes, `*`, `-`, `:`, parentheses) separates words, so no input is ever query syntax.
  */
 export function searchWords(term: string): string[] {
-  const words = term.toLowerCase().match(/[\p{L}\p{N}\p{M}]+/gu) ?? [];
+  // Capped in length: a prefix of a very long word still finds it, and no engine sees an oversized term.
+  const words = (term.toLowerCase().match(/[\p{L}\p{N}\p{M}]+/gu) ?? []).map((w) => Array.from(w).slice(0, MAX_WORD_LENGTH).join(""));
   return [...new Set(words)].slice(0, MAX_WORDS);
 }
 

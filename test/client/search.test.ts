@@ -162,6 +162,13 @@ describe("finding events", () => {
     expect(ids(await search(u, { search_term: `"${w}" AND "quoted"` }))).toEqual([id]);
     expect(ids(await search(u, { search_term: `${w}* -minus` }))).toEqual([id]);
     expect(await search(u, { search_term: `"!@#$%^&*()"` })).toMatchObject({ count: 0, results: [] });
+    // A very long word, sent and searched for (engines may leave such a word out of the index; never an error).
+    const long = `${w}${"y".repeat(3000)}`;
+    const w2 = word();
+    const longId = await send(c, u, room, `${long} ${w2}`);
+    expect(Array.isArray((await search(u, { search_term: long })).results)).toBe(true);
+    expect(ids(await search(u, { search_term: w2 }))).toEqual([longId]);
+    expect((await search(u, { search_term: "𝐀".repeat(2000) })).results).toEqual([]);
   });
 
   it("search works across an upgraded room and its predecessor (SyTest)", async () => {
