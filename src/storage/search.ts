@@ -126,14 +126,16 @@ export class SearchStore {
   /** The matching rows with their rank: the only engine-specific SQL. */
   private matches(q: SearchQuery): RawBuilder<unknown> {
     const where = sql.join(this.conditions(q), sql` AND `);
-    const cols = sql`s.event_id, s.room_id, s.sender, s.stream_ordering, s.value`;
     if (this.engine === "postgres") {
+      const cols = sql`s.event_id, s.room_id, s.sender, s.stream_ordering, s.value`;
       const query = sql`to_tsquery('english', ${q.words.map((w) => `${w}:*`).join(" & ")})`;
       return sql`SELECT ${cols}, ts_rank_cd(s.vector, ${query})::float8 AS score FROM event_search s WHERE s.vector @@ ${query} AND ${where}`;
     }
-    // bm25 is lower for better matches; negated, higher is closer, as the spec's `rank`.
+    // bm25 is lower for better matches; negated, higher is closer, as the spec's `rank`. The stream ordering is read
+    // as the FTS table's rowid, so newest-first pages walk the full-text index in rowid order instead of sorting.
     const match = q.words.map((w) => `"${w.replaceAll('"', '""')}"*`).join(" ");
-    return sql`SELECT ${cols}, -bm25(event_search_fts) AS score FROM event_search_fts JOIN event_search s ON s.stream_ordering = event_search_fts.rowid
+    return sql`SELECT s.event_id, s.room_id, s.sender, event_search_fts.rowid AS stream_ordering, s.value, -bm25(event_search_fts) AS score
+      FROM event_search_fts JOIN event_search s ON s.stream_ordering = event_search_fts.rowid
       WHERE event_search_fts MATCH ${match} AND ${where}`;
   }
 
