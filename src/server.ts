@@ -494,7 +494,7 @@ export function buildServices(
   profile.hooks.onProfileChanged = (userId) => membership.propagateProfile(userId);
   accounts.hooks.onDeactivate = (userId) => membership.leaveAll(userId);
   persister.use(guestAccessConsumer(membership, log));
-  persister.use(new SearchIndexer(storage));
+  if (config.enableSearch) persister.use(new SearchIndexer(storage));
 
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
   const serverRoomAccess = new ServerRoomAccess(rooms);
@@ -614,7 +614,7 @@ export function buildServices(
     // No sources until application services arrive.
     thirdParty: new ThirdPartyService(),
     keyBackup: new KeyBackupService(storage),
-    search: new SearchService({ storage, events, state, visibility, formatter, messages }),
+    search: new SearchService({ storage, events, state, visibility, formatter, messages, enabled: config.enableSearch }),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

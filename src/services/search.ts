@@ -100,6 +100,8 @@ export interface SearchDeps {
   visibility: VisibilityService;
   formatter: EventFormatter;
   messages: MessageService;
+  /** Synapse's `enable_search`. */
+  enabled: boolean;
 }
 
 export class SearchService {
@@ -107,6 +109,7 @@ export class SearchService {
 
   /** POST /search for `room_events`: the response's `search_categories.room_events`. */
   async roomEvents(r: Requester, c: RoomEventsCriteria, nextBatch: string | undefined): Promise<JsonObject> {
+    if (!this.d.enabled) throw new MatrixError(400, "M_UNKNOWN", "Search is disabled on this homeserver");
     const batch = nextBatch !== undefined ? decodeBatch(nextBatch, c.orderBy) : undefined;
     const limit = Math.max(1, Math.min(c.filter.limit ?? DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT));
     const words = searchWords(c.searchTerm);

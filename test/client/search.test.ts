@@ -424,6 +424,23 @@ describe("bad requests", () => {
   });
 });
 
+describe("enable_search: false", () => {
+  it("indexes nothing and refuses POST /search with 400", async () => {
+    const off = await startTestServer({ config: { enable_search: false } });
+    try {
+      const oc = new Client(off.baseUrl);
+      const u = await registerUser(oc);
+      const room = await createRoom(oc, u);
+      await send(oc, u, room, "hello there");
+      const res = await oc.post(`${V3}/search`, { search_categories: { room_events: { search_term: "hello" } } }, { token: u.accessToken });
+      expectError(res, 400, "M_UNKNOWN");
+      expect(await off.server.services.storage.search.count({ words: ["hello"], rooms: [{ roomId: room }], keys: ["content.body"] })).toBe(0);
+    } finally {
+      await off.close();
+    }
+  });
+});
+
 describe("events from another server", () => {
   let pair: ServerPair;
   beforeAll(async () => {
