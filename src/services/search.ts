@@ -131,7 +131,14 @@ export class SearchService {
     if (more && last) out.next_batch = encodeBatch({ order: c.orderBy, cursor: more === true ? cursorOf(last) : more, group: batch?.group });
     if (c.includeState) {
       const state: JsonObject = {};
-      for (const roomId of new Set(found.map((f) => f.hit.room_id))) state[roomId] = await this.d.messages.stateEvents(roomId, r);
+      for (const roomId of new Set(found.map((f) => f.hit.room_id))) {
+        // The state the user may read (as of their leave, if they left); none for a room they were banned from.
+        try {
+          state[roomId] = await this.d.messages.stateEvents(roomId, r);
+        } catch (e) {
+          if (!(e instanceof MatrixError)) throw e;
+        }
+      }
       out.state = state;
     }
     if (c.groupBy.length > 0) {

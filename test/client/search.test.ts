@@ -154,7 +154,7 @@ describe("finding events", () => {
     const room = await createRoom(c, u);
     const w = word();
     const id = await send(c, u, room, `${w} AND NEAR OR NOT "quoted" stars* -minus`);
-    for (const term of [`"${w}`, `${w}"`, `${w}*`, `*`, `"`, `""`, `AND`, `${w} AND`, `${w} OR nothing`, `NOT ${w}`, `-${w}`, `${w} -minus`, `NEAR(${w} x)`, `${w}:*`, `${w} & | ! ( )`, `'${w}'`, `\\`, `%_`, "", "   ", "🙂", `${w}\u0000`, "^".repeat(500)]) {
+    for (const term of [`"${w}`, `${w}"`, `${w}*`, `*`, `"`, `""`, `AND`, `${w} AND`, `${w} OR nothing`, `NOT ${w}`, `-${w}`, `${w} -minus`, `NEAR(${w} x)`, `${w}:*`, `${w} & | ! ( )`, `'${w}'`, `\\`, `%_`, "", "   ", "🙂", `${w}\u0000`, "^".repeat(500), "½", "a½b x²y", "①", "\u0301", `٣ ${w}`]) {
       const r = await search(u, { search_term: term });
       expect(Array.isArray(r.results), term).toBe(true);
     }
@@ -334,6 +334,19 @@ describe("what a user may not find", () => {
     expect(r.count).toBe(1);
     // Their view of the room's state stops at their leave too.
     expect(r.state![room]!.find((e) => e.type === "m.room.topic")).toBeUndefined();
+  });
+
+  it("a banned user finds what they saw before the ban; include_state leaves that room out", async () => {
+    const a = await registerUser(c);
+    const b = await registerUser(c);
+    const room = await roomWith(c, a, [b]);
+    const w = word();
+    const seen = await send(c, a, room, `${w} before the ban`);
+    expect((await c.post(`${V3}/rooms/${enc(room)}/ban`, { user_id: b.userId }, { token: a.accessToken })).status).toBe(200);
+    await send(c, a, room, `${w} after the ban`);
+    const r = await search(b, { search_term: w, include_state: true });
+    expect(ids(r)).toEqual([seen]);
+    expect(r.state).toEqual({});
   });
 
   it("a user never in a room finds nothing from it, even a public world-readable one", async () => {
