@@ -5,6 +5,7 @@
  * they left, rooms they were never in, encrypted events); events from other servers, live and backfilled; search
  * terms that look like query syntax; and the bad requests, with their status and errcode.
  */
+import * as sdk from "matrix-js-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServerPair, type ServerPair } from "../helpers/federation.js";
 import { closeFederatedServers } from "../helpers/federation_close.js";
@@ -182,6 +183,24 @@ describe("finding events", () => {
     const r = await search(u, { search_term: w, keys: ["content.body"] });
     expect(r.count).toBe(2);
     expect(new Set(ids(r))).toEqual(new Set([one, two]));
+  });
+});
+
+describe("through matrix-js-sdk (what Element calls)", () => {
+  it("searchMessageText and search with a next_batch", async () => {
+    const u = await registerUser(c);
+    const room = await createRoom(c, u);
+    const w = word();
+    const sent: string[] = [];
+    for (let i = 0; i < 3; i++) sent.push(await send(c, u, room, `${w} sdk ${i}`));
+    const quiet: NonNullable<sdk.ICreateClientOpts["logger"]> = { trace: () => {}, debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, getChild: () => quiet };
+    const client = sdk.createClient({ baseUrl: ts.baseUrl, accessToken: u.accessToken, userId: u.userId, logger: quiet });
+    const res = await client.searchMessageText({ query: w });
+    expect((res.search_categories.room_events.results ?? []).map((r) => r.result.event_id).sort()).toEqual([...sent].sort());
+    const body = { search_categories: { room_events: { search_term: w, order_by: sdk.SearchOrderBy.Recent, filter: { limit: 2 } } } };
+    const first = await client.search({ body });
+    const next = await client.search({ body, next_batch: first.search_categories.room_events.next_batch });
+    expect([...(first.search_categories.room_events.results ?? []), ...(next.search_categories.room_events.results ?? [])].map((r) => r.result.event_id)).toEqual([...sent].reverse());
   });
 });
 

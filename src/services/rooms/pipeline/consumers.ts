@@ -1,6 +1,6 @@
 /**
  * Stage 5, "after the write": the per-event consumers. Every event that reaches clients feeds features beyond the
- * room itself (push rule evaluation and notification counts; later the search index, application-service queues,
+ * room itself (push rule evaluation and notification counts, the search index; later application-service queues,
  * Sliding Sync bump stamps). Each is an EventConsumer in its own module, registered with the persister at start-up:
  * `stage` adds rows that must commit atomically with the event, `committed` runs after the commit (wake-ups, queues).
  */
