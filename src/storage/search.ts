@@ -87,10 +87,6 @@ export class SearchStore {
     },
   };
 
-  async remove(eventIds: readonly string[]): Promise<void> {
-    if (eventIds.length > 0) await this.sdb.deleteFrom("event_search").where("event_id", "in", eventIds).execute();
-  }
-
   /**
    * One page of matches, best (`rank`) or newest (`recent`) first, strictly after `after`. Ties in rank are broken
    * by stream ordering, so the order is total and a cursor never repeats or skips a row.
