@@ -64,6 +64,8 @@ import { ServerRoomAccess } from "./services/federation/room_access.js";
 import { FederationReads } from "./services/federation/reads.js";
 import { TagService } from "./services/tags.js";
 import { KeyBackupService } from "./services/key_backup.js";
+import { SearchService } from "./services/search.js";
+import { SearchIndexer } from "./services/search_index.js";
 import { DehydratedDeviceService } from "./services/dehydrated_devices.js";
 import { TurnService } from "./services/voip.js";
 import { ThirdPartyService } from "./services/thirdparty.js";
@@ -515,6 +517,7 @@ export function buildServices(
   profile.hooks.onProfileChanged = (userId) => membership.propagateProfile(userId);
   accounts.hooks.onDeactivate = (userId) => membership.leaveAll(userId);
   persister.use(guestAccessConsumer(membership, log));
+  if (config.enableSearch) persister.use(new SearchIndexer(storage));
 
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
   const serverRoomAccess = new ServerRoomAccess(rooms);
@@ -652,6 +655,7 @@ export function buildServices(
     loginTokens: new LoginTokens(storage),
     urlPreviews,
     media,
+    search: new SearchService({ storage, events, state, visibility, formatter, messages, enabled: config.enableSearch }),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

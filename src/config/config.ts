@@ -159,6 +159,8 @@ export interface Config {
   allowPublicRoomsOverFederation: boolean;
   /** Synapse's `presence.enabled` (or the older `use_presence`). */
   presenceEnabled: boolean;
+  /** Synapse's `enable_search`: off, events are not indexed and POST /search is refused. */
+  enableSearch: boolean;
   adminContact?: string;
   /** Synapse's `caches` section: how big each in-memory cache may grow (see util/cache.ts, docs/memory.md). */
   caches: CacheConfig;
@@ -423,6 +425,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     allowPublicRoomsWithoutAuth: r.bool("allow_public_rooms_without_auth", false),
     allowPublicRoomsOverFederation: r.bool("allow_public_rooms_over_federation", false),
     presenceEnabled: readPresence(r),
+    enableSearch: r.bool("enable_search", true),
     caches: readCaches(r),
     enableMetrics: r.bool("enable_metrics", false),
     push: readPush(r),

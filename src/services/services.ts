@@ -55,6 +55,7 @@ import type { ReportService } from "./reports.js";
 import type { LoginTokens } from "./login_tokens.js";
 import type { UrlPreviewService } from "./media/url_preview.js";
 import type { MediaRepository } from "./media/media_repository.js";
+import type { SearchService } from "./search.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -157,4 +158,6 @@ export interface Services {
   urlPreviews: UrlPreviewService;
   /** The content repository: uploads, downloads, thumbnails. */
   media: MediaRepository;
+  /** POST /search. */
+  search: SearchService;
 }

@@ -28,6 +28,7 @@ import { ReportStore } from "./reports.js";
 import { LoginTokenStore } from "./login_tokens.js";
 import { UrlPreviewStore } from "./url_previews.js";
 import { MediaStore } from "./media.js";
+import { SearchStore } from "./search.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -54,6 +55,7 @@ export class Stores {
   readonly loginTokens: LoginTokenStore;
   readonly urlPreviews: UrlPreviewStore;
   readonly media: MediaStore;
+  readonly search: SearchStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -80,6 +82,7 @@ export class Stores {
     this.loginTokens = new LoginTokenStore(db);
     this.urlPreviews = new UrlPreviewStore(db);
     this.media = new MediaStore(db);
+    this.search = new SearchStore(db);
   }
 }
 

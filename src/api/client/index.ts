@@ -31,6 +31,7 @@ import { registerDehydratedDeviceRoutes } from "./dehydrated_devices.js";
 import { registerReportRoutes } from "./reports.js";
 import { registerAccountModerationRoutes } from "./account_moderation.js";
 import { registerUrlPreviewRoutes } from "./url_preview.js";
+import { registerSearchRoutes } from "./search.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -63,4 +64,5 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerReportRoutes(app, services);
   registerAccountModerationRoutes(app, services);
   registerUrlPreviewRoutes(app, services);
+  registerSearchRoutes(app, services);
 }

@@ -17,6 +17,7 @@ import { m010_dehydrated_devices } from "./010_dehydrated_devices.js";
 import { m011_media } from "./011_media.js";
 import { m012_url_previews } from "./012_url_previews.js";
 import { m015_reports } from "./015_reports.js";
+import { m013_search } from "./013_search.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -37,6 +38,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["010_dehydrated_devices", m010_dehydrated_devices],
   ["011_media", m011_media],
   ["012_url_previews", m012_url_previews],
+  ["013_search", m013_search],
   ["015_reports", m015_reports],
 ];
 
