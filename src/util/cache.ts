@@ -169,6 +169,10 @@ export const CACHE_DEFAULTS = {
   room_servers: 1 * MB,
   /** Attempts to fill history gaps (federation/pdus.ts). */
   history_gaps: 512 * 1024,
+  /** Other servers' answers to federation /hierarchy, kept 5 minutes (rooms/hierarchy.ts). */
+  remote_hierarchies: 2 * MB,
+  /** Pagination sessions of client /hierarchy walks, kept 5 minutes (rooms/hierarchy.ts). */
+  hierarchy_sessions: 2 * MB,
 } as const;
 
 export type CacheName = keyof typeof CACHE_DEFAULTS;

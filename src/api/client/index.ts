@@ -28,6 +28,7 @@ import { registerOpenIdRoutes } from "./openid.js";
 import { registerRoomKeyRoutes } from "./room_keys.js";
 import { registerKeyRoutes } from "./keys.js";
 import { registerDehydratedDeviceRoutes } from "./dehydrated_devices.js";
+import { registerSpaceRoutes } from "./spaces.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -57,4 +58,5 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerThirdPartyRoutes(app, services);
   registerLegacyEventRoutes(app, services);
   registerRoomKeyRoutes(app, services);
+  registerSpaceRoutes(app, services);
 }
