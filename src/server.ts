@@ -60,6 +60,9 @@ import { FederationMembership } from "./services/federation/membership.js";
 import { FederationTransactions } from "./services/federation/transactions.js";
 import { KeyServer } from "./services/key_server.js";
 import { RoomDirectory } from "./services/rooms/directory.js";
+import { PreviewAccess, RemoteHierarchies, SpaceHierarchy } from "./services/rooms/hierarchy.js";
+import { MutualRooms } from "./services/rooms/mutual_rooms.js";
+import { RoomSummaries, resolveLocalAlias } from "./services/rooms/room_summary.js";
 import { ServerRoomAccess } from "./services/federation/room_access.js";
 import { FederationReads } from "./services/federation/reads.js";
 import { TagService } from "./services/tags.js";
@@ -331,6 +334,21 @@ function wireOutboundFederation(
       const edu = { edu_type: "m.presence", content: { push: [{ user_id: userId, ...content }] } };
       sender.sendEdu(servers, edu);
     })().catch(warn("sending presence"));
+  };
+}
+
+/** The room directory and what describes rooms with it: the space hierarchy, room summaries; and mutual rooms. */
+function buildSpaces(config: Config, log: Logger, storage: Storage, rooms: RoomAccess, serverAccess: ServerRoomAccess, client: FederationClient, membership: MembershipService, caches: CacheRegistry) {
+  const directory = new RoomDirectory(rooms, serverAccess);
+  const access = new PreviewAccess(rooms);
+  const serverName = config.serverName;
+  const remote = new RemoteHierarchies({ client, serverName, log, caches });
+  const resolveAlias = (alias: string) => (alias.slice(alias.indexOf(":") + 1) !== serverName && membership.remote ? membership.remote.queryAlias(alias) : resolveLocalAlias(rooms, serverName, alias));
+  return {
+    directory,
+    hierarchy: new SpaceHierarchy({ rooms, directory, serverAccess, access, remote, serverName, caches }),
+    roomSummaries: new RoomSummaries({ rooms, directory, serverAccess, access, remote, serverName, resolveAlias }),
+    mutualRooms: new MutualRooms(storage),
   };
 }
 
@@ -638,7 +656,7 @@ export function buildServices(
     federationPdus,
     federationMembership,
     federationTransactions,
-    directory: new RoomDirectory(rooms, serverRoomAccess),
+    ...buildSpaces(config, log, storage, rooms, serverRoomAccess, fed.federationClient, membership, caches),
     serverRoomAccess,
     federationReads: new FederationReads({ serverName: config.serverName, rooms, access: serverRoomAccess }),
     caches,

@@ -32,6 +32,9 @@ import type { FederationClient } from "../federation/client.js";
 import type { KeyFetcher } from "./keys.js";
 import type { KeyServer } from "./key_server.js";
 import type { RoomDirectory } from "./rooms/directory.js";
+import type { SpaceHierarchy } from "./rooms/hierarchy.js";
+import type { MutualRooms } from "./rooms/mutual_rooms.js";
+import type { RoomSummaries } from "./rooms/room_summary.js";
 import type { ServerRoomAccess } from "./federation/room_access.js";
 import type { FederationReads } from "./federation/reads.js";
 import type { FederationSender } from "./federation/sender.js";
@@ -116,6 +119,12 @@ export interface Services {
   keyServer: KeyServer;
   /** The published room directory and room summaries (client and federation). */
   directory: RoomDirectory;
+  /** The client space hierarchy (GET /rooms/{roomId}/hierarchy). */
+  hierarchy: SpaceHierarchy;
+  /** GET /room_summary/{roomIdOrAlias}. */
+  roomSummaries: RoomSummaries;
+  /** GET /mutual_rooms. */
+  mutualRooms: MutualRooms;
   /** Server ACL and "server in room" checks for room-scoped federation endpoints. */
   serverRoomAccess: ServerRoomAccess;
   /** Events, state and auth chains served to other servers. */

@@ -171,6 +171,10 @@ export const CACHE_DEFAULTS = {
   history_gaps: 512 * 1024,
   /** Recent URL previews and their failures, by URL (media/url_preview.ts). */
   url_previews: 1 * MB,
+  /** Other servers' answers to federation /hierarchy, kept 5 minutes (rooms/hierarchy.ts). */
+  remote_hierarchies: 2 * MB,
+  /** Pagination sessions of client /hierarchy walks, kept 5 minutes (rooms/hierarchy.ts). */
+  hierarchy_sessions: 2 * MB,
 } as const;
 
 export type CacheName = keyof typeof CACHE_DEFAULTS;

@@ -32,6 +32,7 @@ import { registerReportRoutes } from "./reports.js";
 import { registerAccountModerationRoutes } from "./account_moderation.js";
 import { registerUrlPreviewRoutes } from "./url_preview.js";
 import { registerSearchRoutes } from "./search.js";
+import { registerSpaceRoutes } from "./spaces.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -65,4 +66,5 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerAccountModerationRoutes(app, services);
   registerUrlPreviewRoutes(app, services);
   registerSearchRoutes(app, services);
+  registerSpaceRoutes(app, services);
 }

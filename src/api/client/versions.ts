@@ -12,6 +12,9 @@ export const SUPPORTED_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4
 export const UNSTABLE_FEATURES: Record<string, boolean> = {
   // Dehydrated devices (dehydrated_devices.ts).
   "org.matrix.msc3814": true,
+  // Room summaries and mutual rooms, on their unstable paths too (spaces.ts), as Synapse names them.
+  "im.nheko.summary": true,
+  "uk.half-shot.msc2666.query_mutual_rooms": true,
 };
 
 export function registerVersionRoutes(app: FastifyInstance, services: Services): void {

@@ -183,23 +183,14 @@ export class RoomDirectory {
    * The room's valid m.space.child events (state key a room id, `via` a non-empty list of strings), in the spec's
    * order: by `order` (those with a valid one first), then the event's origin_server_ts, then the room id.
    */
-  private async childEvents(head: RoomHead, suggestedOnly: boolean): Promise<StoredEvent[]> {
+  async childEvents(head: RoomHead, suggestedOnly: boolean): Promise<StoredEvent[]> {
     const ids = [...head.state].filter(([k]) => k.startsWith(CHILD_PREFIX) && isValidRoomId(splitStateMapKey(k)[1])).map(([, id]) => id);
     const children = [...(await this.rooms.core.events.getMany(ids)).values()].filter((e) => {
       const via = e.event.content.via;
       if (!Array.isArray(via) || via.length === 0 || !via.every((v) => typeof v === "string")) return false;
       return !suggestedOnly || e.event.content.suggested === true;
     });
-    const orderOf = (e: StoredEvent): string | undefined => {
-      const o = e.event.content.order;
-      return typeof o === "string" && o.length <= 50 && /^[\x20-\x7E]*$/.test(o) ? o : undefined;
-    };
-    return children.sort((a, b) => {
-      const oa = orderOf(a);
-      const ob = orderOf(b);
-      if (oa !== ob) return oa === undefined ? 1 : ob === undefined ? -1 : oa < ob ? -1 : 1;
-      return a.event.origin_server_ts - b.event.origin_server_ts || compareStrings(a.event.state_key!, b.event.state_key!);
-    });
+    return children.sort((a, b) => compareChildren(a.event, b.event));
   }
 
   // --- Summaries ---
@@ -207,6 +198,11 @@ export class RoomDirectory {
   private async summary(roomId: string): Promise<Summary | undefined> {
     const head = await this.rooms.headIfKnown(roomId);
     return head ? this.summaryOf(head) : undefined;
+  }
+
+  /** A room's room_summary (spec definitions/room_summary.yaml), as the hierarchy and /room_summary show it. */
+  async describe(head: RoomHead): Promise<JsonObject> {
+    return (await this.summaryOf(head)).chunk;
   }
 
   /** public_rooms_chunk plus the room_summary extras (room_version, encryption, allowed_room_ids). */
@@ -252,15 +248,37 @@ function publicChunk(chunk: JsonObject): JsonObject {
 }
 
 /** Room ids a restricted join rule allows (its `allow` entries of type m.room_membership). */
-function allowedRoomIds(joinRules: JsonObject | undefined): string[] {
+export function allowedRoomIds(joinRules: JsonObject | undefined): string[] {
   const allow = joinRules?.allow;
   if (!Array.isArray(allow)) return [];
   return allow.filter((a): a is JsonObject => isJsonObject(a) && a.type === "m.room_membership" && typeof a.room_id === "string").map((a) => a.room_id as string);
 }
 
 /** Spec "Stripped state" plus origin_server_ts, as children_state wants. */
-function strippedChild(e: StoredEvent): JsonObject {
+export function strippedChild(e: StoredEvent): JsonObject {
   return { type: e.event.type, state_key: e.event.state_key!, content: e.event.content, sender: e.event.sender, origin_server_ts: e.event.origin_server_ts };
+}
+
+/** An m.space.child event's fields that its place among its siblings depends on. */
+export interface ChildOrderFields {
+  content: JsonObject;
+  origin_server_ts: number;
+  state_key?: string;
+}
+
+/**
+ * The spec's ordering of a space's children: by `order` (those with a valid one — printable ASCII, at most 50
+ * characters — first), then the event's origin_server_ts, then the room id.
+ */
+export function compareChildren(a: ChildOrderFields, b: ChildOrderFields): number {
+  const oa = childOrder(a.content.order);
+  const ob = childOrder(b.content.order);
+  if (oa !== ob) return oa === undefined ? 1 : ob === undefined ? -1 : oa < ob ? -1 : 1;
+  return a.origin_server_ts - b.origin_server_ts || compareStrings(a.state_key ?? "", b.state_key ?? "");
+}
+
+function childOrder(o: unknown): string | undefined {
+  return typeof o === "string" && o.length <= 50 && /^[\x20-\x7E]*$/.test(o) ? o : undefined;
 }
 
 function compareStrings(a: string, b: string): number {
