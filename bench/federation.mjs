@@ -16,8 +16,13 @@
 //            chain: time to the /join 200, time to the first /sync that shows the room, Myelin's peak RSS.
 //   fanout   a local user sends 200 messages into a room with a user on each of 100 fake servers: time until every
 //            server has received every message.
+//   e2ee     1,000 remote users (100 on each of 10 fake servers, one device each) share a room with a local user:
+//            /keys/query for all of them, first asked over federation, then answered from the device-list cache;
+//            and to-device fan-out of one olm-sized message to each of the 1,000 remote devices (sharing a megolm
+//            session), timed until every fake server has every message.
 //
 // --scale multiplies member counts, chain length and message counts (--scale 0.05 is a quick check).
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import https from "node:https";
 import { tmpdir } from "node:os";
@@ -50,7 +55,7 @@ const arg = (name, def) => {
 const scale = Number(arg("scale", "1"));
 if (!(scale > 0 && scale <= 10)) fatal("--scale must be a number in (0, 10]");
 const db = arg("db", "sqlite");
-const only = new Set(arg("only", "inbound,join,fanout").split(","));
+const only = new Set(arg("only", "inbound,join,fanout,e2ee").split(","));
 const roomVersionId = arg("room-version", "12");
 const ROOM_VERSION = getRoomVersion(roomVersionId);
 if (!ROOM_VERSION || ROOM_VERSION.eventIdFormat === "v1") fatal(`--room-version ${roomVersionId}: use a room version of 3 or later (10 or 12)`);
@@ -68,6 +73,8 @@ const SIZES = {
   joinServers: Math.min(10, S(10_000, 20)),
   fanoutDestinations: S(100, 3),
   fanoutMessages: S(200, 10),
+  e2eeServers: Math.min(10, S(10, 2)),
+  e2eeUsersPerServer: S(100, 5),
 };
 // --set name=value,… overrides single sizes, e.g. --set inboundMembers=1000,inboundPdus=400.
 for (const kv of (arg("set", "") || "").split(",").filter(Boolean)) {
@@ -717,6 +724,134 @@ async function benchFanout() {
   }
 }
 
+// --- 4. End-to-end encryption across servers ----------------------------------------------------------------------
+
+/** A device's keys as its client uploads them: ed25519 and curve25519, self-signed over canonical JSON. */
+function remoteDevice(userId, deviceId) {
+  const key = { ...generateSigningKey(), keyId: `ed25519:${deviceId}` };
+  const keys = {
+    user_id: userId,
+    device_id: deviceId,
+    algorithms: ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+    keys: { [`curve25519:${deviceId}`]: randomBytes(32).toString("base64").replace(/=+$/, ""), [`ed25519:${deviceId}`]: key.publicKeyBase64 },
+  };
+  return signJson(keys, userId, key);
+}
+
+async function benchE2ee() {
+  const B = "e2ee";
+  const nServers = SIZES.e2eeServers;
+  const perServer = SIZES.e2eeUsersPerServer;
+  const total = nServers * perServer;
+  const ROUNDS = 5;
+  console.log(`\n## e2ee: ${total} remote users, ${perServer} on each of ${nServers} fake servers, sharing a room with a local user`);
+  const myelin = await startMyelin();
+  const fakes = [];
+  const devices = new Map(); // user id → device keys
+  let onEdu = () => {};
+  const stats = { keysQueries: 0, deviceResyncs: 0 };
+  try {
+    for (let i = 0; i < nServers; i++) {
+      const f = await FakeServer.start({
+        onTransaction: (body) => {
+          for (const e of body.edus ?? []) if (e.edu_type === "m.direct_to_device") onEdu(f, e.content);
+        },
+        route: (method, path, _q, body) => {
+          if (method === "POST" && path === "/_matrix/federation/v1/user/keys/query") {
+            stats.keysQueries++;
+            const out = {};
+            for (const u of Object.keys(body?.device_keys ?? {})) {
+              const d = devices.get(u);
+              if (d) out[u] = { [d.device_id]: d };
+            }
+            return { body: { device_keys: out } };
+          }
+          const m = /^\/_matrix\/federation\/v1\/user\/devices\/(.+)$/.exec(path);
+          if (method === "GET" && m) {
+            stats.deviceResyncs++;
+            const u = decodeURIComponent(m[1]);
+            const d = devices.get(u);
+            return { body: { user_id: u, stream_id: 1, devices: d ? [{ device_id: d.device_id, keys: d }] : [] } };
+          }
+          return undefined;
+        },
+      });
+      fakes.push(f);
+    }
+    const alice = await register(myelin.base);
+    const roomId = (await must(request(myelin.base, "POST", "/_matrix/client/v3/createRoom", { token: alice.token, body: { preset: "public_chat", room_version: ROOM_VERSION.id } }))).room_id;
+    const users = fakes.map((f) => Array.from({ length: perServer }, (_, i) => `@e2e${i}:${f.name}`));
+    for (const u of users.flat()) devices.set(u, remoteDevice(u, `DEV${u.slice(4, u.indexOf(":"))}`));
+    let view;
+    for (const [k, f] of fakes.entries()) view = (await withTimeout(federationJoin(f, myelin, roomId, users[k][0], view), 120_000, `send_join of ${users[k][0]}`)).view;
+    await sleep(300);
+    for (const [k, f] of fakes.entries()) {
+      const pdus = users[k].slice(1).map((u) => {
+        const { pdu, id } = view.build(f, { type: "m.room.member", stateKey: u, sender: u, content: { membership: "join" } });
+        view.add(pdu, { id });
+        return pdu;
+      });
+      await withTimeout(sendTransactions(f, myelin, chunk(pdus, TXN_PDUS), `e2eejoins${k}`), 300_000, "joins in /send transactions");
+    }
+    const count = await joinedMembers(myelin, alice, roomId);
+    if (count !== total + 1) throw new Error(`the room has ${count} joined members, expected ${total + 1}`);
+    log(`room ready: ${count} members`);
+
+    const query = async () => {
+      const t = performance.now();
+      const cpu0 = myelin.cpuMs();
+      const r = await must(request(myelin.base, "POST", "/_matrix/client/v3/keys/query", { token: alice.token, body: { timeout: 10_000, device_keys: Object.fromEntries(users.flat().map((u) => [u, []])) } }));
+      const wall = performance.now() - t;
+      const cpu = myelin.cpuMs() - cpu0;
+      const got = users.flat().filter((u) => r.device_keys?.[u]?.[devices.get(u).device_id]?.keys !== undefined).length;
+      if (got !== total) throw new Error(`/keys/query answered ${got} of ${total} remote users (failures: ${JSON.stringify(r.failures ?? {}).slice(0, 200)})`);
+      return { wall, cpu };
+    };
+    const first = await query();
+    const asked = { ...stats };
+    report(B, `/keys/query for ${total} remote users, first (asked over federation)`, first.wall, "ms", `(server CPU ${first.cpu.toFixed(0)} ms; ${asked.keysQueries} user/keys/query and ${asked.deviceResyncs} user/devices requests)`);
+    await sleep(500); // device-list resyncs the first query started settle
+    const cached = [];
+    for (let i = 0; i < ROUNDS; i++) cached.push(await query());
+    const after = stats.keysQueries + stats.deviceResyncs - asked.keysQueries - asked.deviceResyncs;
+    cached.sort((a, b) => a.wall - b.wall);
+    const mid = cached[Math.floor(ROUNDS / 2)];
+    report(B, `/keys/query for ${total} remote users, from the cache (median of ${ROUNDS})`, mid.wall, "ms", `(slowest ${cached[ROUNDS - 1].wall.toFixed(0)} ms; server CPU ${mid.cpu.toFixed(0)} ms; ${after} federation requests in these rounds)`);
+
+    // To-device fan-out: a different ≈600-byte ciphertext for each remote device, as sharing a megolm session does.
+    const results = [];
+    for (let round = 0; round < ROUNDS + 1; round++) {
+      const marker = `r${round}_${Date.now().toString(36)}`;
+      const messages = {};
+      for (const u of users.flat()) messages[u] = { [devices.get(u).device_id]: { algorithm: "m.olm.v1.curve25519-aes-sha2", sender_key: "x", ciphertext: { k: { type: 0, body: `${marker} ${randomBytes(440).toString("base64")}` } } } };
+      let got = 0;
+      const done = new Promise((resolve) => {
+        onEdu = (_f, c) => {
+          for (const perUser of Object.values(c.messages ?? {}))
+            for (const m of Object.values(perUser)) if (String(m?.ciphertext?.k?.body ?? "").startsWith(marker)) got++;
+          if (got >= total) resolve();
+        };
+      });
+      const t = performance.now();
+      const cpu0 = myelin.cpuMs();
+      await must(request(myelin.base, "PUT", `/_matrix/client/v3/sendToDevice/m.room.encrypted/${marker}`, { token: alice.token, body: { messages } }));
+      const acked = performance.now() - t;
+      await withTimeout(done, 60_000, `round ${round}: every remote device's to-device message (${got} of ${total} arrived)`);
+      // Round 0 warms the connections to every server.
+      if (round > 0) results.push({ wall: performance.now() - t, acked, cpu: myelin.cpuMs() - cpu0 });
+    }
+    results.sort((a, b) => a.wall - b.wall);
+    const m = results[Math.floor(results.length / 2)];
+    report(B, `to-device fan-out to ${total} devices on ${nServers} servers, until every server has its messages (median of ${ROUNDS})`, m.wall, "ms", `(slowest ${results[results.length - 1].wall.toFixed(0)} ms; PUT answered after ${m.acked.toFixed(0)} ms; server CPU ${m.cpu.toFixed(0)} ms)`);
+    report(B, "e2ee: Myelin peak RSS", myelin.rssPeakMb(), "MB");
+    const unhandled = unhandledSummary(fakes);
+    if (unhandled) log(`requests the fake servers did not serve: ${unhandled}`);
+  } finally {
+    for (const f of fakes) f.close();
+    await stopMyelin(myelin);
+  }
+}
+
 // --- Main ----------------------------------------------------------------------------------------------------------
 
 console.log(`Myelin federation benchmarks: scale ${scale}, ${db}, room version ${ROOM_VERSION.id}, sizes ${JSON.stringify(SIZES)}`);
@@ -725,6 +860,7 @@ try {
   if (only.has("inbound")) await benchInbound();
   if (only.has("join")) await benchJoin();
   if (only.has("fanout")) await benchFanout();
+  if (only.has("e2ee")) await benchE2ee();
 } catch (e) {
   failed = true;
   console.error(`\nfederation bench FAILED: ${e.stack ?? e}`);
