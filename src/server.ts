@@ -82,6 +82,7 @@ import { CacheRegistry } from "./util/cache.js";
 import type { Metrics } from "./services/metrics.js";
 import { MediaRepository } from "./services/media/media_repository.js";
 import { MediaFileStore } from "./services/media/media_store.js";
+import { RemoteMedia } from "./services/media/remote_media.js";
 import type { Thumbnailer } from "./services/media/thumbnailer.js";
 import { createThumbnailer } from "./services/media/thumbnailer_factory.js";
 import { openDatabase } from "./storage/database.js";
@@ -451,6 +452,12 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
   return { federationClient, keys, keyServer, outbound };
 }
 
+/** Other servers' media come through the federation media client. */
+function withRemoteMedia(media: MediaRepository, remote: RemoteMedia): MediaRepository {
+  media.remote = remote.fetch;
+  return media;
+}
+
 /** The metrics module, imported only when `enable_metrics` is on: prom-client alone takes ~4 MB. */
 type MetricsModule = typeof import("./services/metrics.js");
 
@@ -474,6 +481,7 @@ export function buildServices(
   const profile = new ProfileService(storage, config);
   const accountData = new AccountDataService(storage);
   const rl = config.rateLimits;
+  const mediaFiles = new MediaFileStore(config.mediaStorePath);
 
   const caches = new CacheRegistry(config.caches);
   const notifier = new Notifier();
@@ -621,16 +629,29 @@ export function buildServices(
     // No sources until application services arrive.
     thirdParty: new ThirdPartyService(),
     keyBackup: new KeyBackupService(storage),
-    media: new MediaRepository({
-      serverName: config.serverName,
-      config: config.media,
-      maxUploadSize: config.maxUploadSize,
-      store: storage.media,
-      files: new MediaFileStore(config.mediaStorePath),
-      thumbnailer,
-      createLimiter: new RateLimiter(rl.mediaCreate),
-      log,
-    }),
+    media: withRemoteMedia(
+      new MediaRepository({
+        serverName: config.serverName,
+        config: config.media,
+        maxUploadSize: config.maxUploadSize,
+        store: storage.media,
+        files: mediaFiles,
+        thumbnailer,
+        createLimiter: new RateLimiter(rl.mediaCreate),
+        log,
+      }),
+      new RemoteMedia({
+        serverName: config.serverName,
+        config: config.media,
+        maxUploadSize: config.maxUploadSize,
+        store: storage.media,
+        files: mediaFiles,
+        thumbnailer,
+        federation: fed.federationClient,
+        outbound: fed.outbound,
+        log,
+      }),
+    ),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),
