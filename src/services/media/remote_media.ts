@@ -184,8 +184,9 @@ export class RemoteMedia {
 
   /** Fetches the file into `target`: the federation endpoint, else the legacy one. */
   private async download(origin: string, mediaId: string, timeoutMs: number, target: string): Promise<Fetched> {
-    const { federation, maxUploadSize } = this.deps;
-    const common = { method: "GET" as const, destination: origin, timeoutMs: timeoutMs + HEADERS_GRACE_MS, maxResponseBytes: maxUploadSize + METADATA_MAX_BYTES };
+    const { federation } = this.deps;
+    // The size limit is ours to apply (502 M_TOO_LARGE), not the transport's.
+    const common = { method: "GET" as const, destination: origin, timeoutMs: timeoutMs + HEADERS_GRACE_MS, maxResponseBytes: Number.MAX_SAFE_INTEGER };
     let res: StreamingResponse;
     try {
       res = await federation.requestStream({ ...common, path: encodePath`/_matrix/federation/v1/media/download/${mediaId}`, query: { timeout_ms: timeoutMs }, accept: "multipart/mixed" });
@@ -208,6 +209,10 @@ export class RemoteMedia {
         if (!legacy) throw new MultipartError(`unexpected status ${res.status}`);
         return await this.followLocation(header(res.headers.location), target);
       }
+      // A declared length over the limit is refused before reading (the multipart framing is allowed for).
+      const declared = Number(header(res.headers["content-length"]));
+      const { maxUploadSize } = this.deps;
+      if (Number.isFinite(declared) && declared > maxUploadSize + (legacy ? 0 : METADATA_MAX_BYTES)) throw tooLargeRemote(maxUploadSize);
       const contentType = header(res.headers["content-type"]);
       if (legacy) return await this.writeFile(ReadableStream.from(guarded(res.body)), target, contentType, fileNameOfDisposition(header(res.headers["content-disposition"])));
       const boundary = boundaryOf(contentType);
