@@ -86,6 +86,9 @@ export async function startServer({ db = "sqlite", port = 18008, tlsPort, config
   return {
     base,
     pid: proc.pid,
+    /** Where the server keeps its data (the SQLite file is homeserver.db), and its PostgreSQL database, if any. */
+    dataDir: dir,
+    dbName,
     serverName: config.server_name,
     tlsPort,
     /** Whether the process is still running (a crash shows here). */

@@ -1,5 +1,8 @@
-// Myelin benchmarks. Usage: npm run bench -- [--db sqlite|postgres] [--only send,latency,latency500,syncinc,initial,initial1000,messages,memory]
+// Myelin benchmarks. Usage: npm run bench -- [--db sqlite|postgres] [--only send,latency,latency500,syncinc,initial,initial1000,messages,memory,search]
 // Prints a table; docs/benchmarks.md records the numbers and the machine they ran on.
+import Database from "better-sqlite3";
+import pg from "pg";
+import { join } from "node:path";
 import { enc, must, newAgent, percentile, register, request, startServer } from "./lib.mjs";
 
 const args = process.argv.slice(2);
@@ -231,6 +234,76 @@ async function benchMessages(base, server) {
   report("/messages first page / last page", `${pageTimes[0].toFixed(1)} / ${pageTimes[pageTimes.length - 1].toFixed(1)}`, "ms", "(flat cost with depth)");
 }
 
+/**
+ * POST /search over 100,000 indexed messages (one room; 200 distinct words, a rare word in 1 of 1,000): query
+ * latency for a rare and a common word, both orderings, paging on, and the size of the index.
+ */
+async function benchSearch(base, server) {
+  const u = await register(base);
+  const room = await createRoom(base, u.token);
+  const total = 100_000;
+  const vocab = Array.from({ length: 200 }, (_, i) => `v${i}x`);
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (next < total) {
+        const i = next++;
+        const body = `message ${i} ${vocab[i % 200]} ${vocab[(i * 7) % 200]} ${vocab[(i * 13) % 200]}${i % 1000 === 0 ? " zebracrossing" : ""} and some more ordinary text`;
+        await must(request(base, "PUT", `/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/s${i}`, { token: u.token, body: { msgtype: "m.text", body } }));
+      }
+    }),
+  );
+  report("filling 100k searchable messages (64 in flight)", total / ((performance.now() - t0) / 1000), "msg/s");
+  await server.analyze();
+  const query = async (term, order, nextBatch) => {
+    const t = performance.now();
+    const r = await must(request(base, "POST", `/_matrix/client/v3/search${nextBatch ? `?next_batch=${enc(nextBatch)}` : ""}`, { token: u.token, body: { search_categories: { room_events: { search_term: term, order_by: order } } } }));
+    return { ms: performance.now() - t, r: r.search_categories.room_events };
+  };
+  for (const [label, term] of [["rare word (100 matches)", "zebracrossing"], ["common word (500 matches)", vocab[100]], ["very common word (100k matches)", "ordinary"]]) {
+    for (const order of ["rank", "recent"]) {
+      const times = [];
+      let count = 0;
+      for (let i = 0; i < 10; i++) {
+        const q = await query(term, order);
+        times.push(q.ms);
+        count = q.r.count;
+      }
+      times.sort((x, y) => x - y);
+      report(`search ${label}, ${order}, first page (p50 of 10)`, percentile(times, 50), "ms", `(count ${count})`);
+    }
+  }
+  // Paging on: 20 pages of 10 newest first.
+  let token;
+  const pageTimes = [];
+  for (let i = 0; i < 20; i++) {
+    const q = await query(vocab[100], "recent", token);
+    pageTimes.push(q.ms);
+    token = q.r.next_batch;
+  }
+  pageTimes.sort((x, y) => x - y);
+  report("search common word, recent, pages 1-20 (p50)", percentile(pageTimes, 50), "ms");
+  report("search index size", await searchIndexMb(server), "MB", "(rows + text index)");
+}
+
+async function searchIndexMb(server) {
+  if (server.dbName) {
+    const c = new pg.Client({ connectionString: (process.env.MYELIN_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/postgres").replace(/\/[^/]*$/, `/${server.dbName}`) });
+    await c.connect();
+    const r = await c.query("SELECT pg_total_relation_size('event_search') AS n");
+    await c.end();
+    return Number(r.rows[0].n) / 1048576;
+  }
+  const d = new Database(join(server.dataDir, "homeserver.db"), { readonly: true });
+  try {
+    const r = d.prepare("SELECT SUM(pgsize) AS n FROM dbstat WHERE name LIKE 'event_search%' OR name LIKE 'sqlite_autoindex_event_search%'").get();
+    return r.n / 1048576;
+  } finally {
+    d.close();
+  }
+}
+
 const server = await startServer({ db });
 try {
   if (only.has("memory")) {
@@ -248,6 +321,7 @@ try {
   if (only.has("initial")) await benchInitial(server.base, 100, 20);
   if (only.has("initial1000")) await benchInitial(server.base, 1000, 20);
   if (only.has("messages")) await benchMessages(server.base, server);
+  if (only.has("search")) await benchSearch(server.base, server);
   if (only.has("memory")) report("memory after the runs (RSS)", server.rssMb(), "MB");
 } finally {
   await server.stop();

@@ -64,6 +64,8 @@ import { ServerRoomAccess } from "./services/federation/room_access.js";
 import { FederationReads } from "./services/federation/reads.js";
 import { TagService } from "./services/tags.js";
 import { KeyBackupService } from "./services/key_backup.js";
+import { SearchService } from "./services/search.js";
+import { SearchIndexer } from "./services/search_index.js";
 import { DehydratedDeviceService } from "./services/dehydrated_devices.js";
 import { TurnService } from "./services/voip.js";
 import { ThirdPartyService } from "./services/thirdparty.js";
@@ -75,10 +77,14 @@ import { NotificationList } from "./services/push/notifications.js";
 import { PusherService } from "./services/push/pushers.js";
 import { PusherPool } from "./services/push/delivery.js";
 import { OutboundHttp } from "./outbound/http_client.js";
+import { UrlPreviewService } from "./services/media/url_preview.js";
 import { UserRooms } from "./services/rooms/user_rooms.js";
 import { RoomChanges } from "./services/rooms/room_changes.js";
 import { RecentEvents } from "./services/rooms/recent_events.js";
 import { CacheRegistry } from "./util/cache.js";
+import { AccountModeration } from "./services/account_moderation.js";
+import { ReportService } from "./services/reports.js";
+import { LoginTokens } from "./services/login_tokens.js";
 import type { Metrics } from "./services/metrics.js";
 import { MediaRepository } from "./services/media/media_repository.js";
 import { MediaFileStore } from "./services/media/media_store.js";
@@ -269,6 +275,7 @@ export function stopServices(s: Services): void {
   s.federationSender.close();
   s.federationClient.close();
   s.pusherPool.close();
+  s.urlPreviews.close();
   clearInterval(housekeeping.get(s));
 }
 
@@ -279,6 +286,7 @@ function startHousekeeping(s: Services): void {
     s.storage.deviceInbox.deleteIdsBefore(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "to-device id clean-up failed"));
     // Synapse keeps a month of notifications (GET /notifications); older push outcomes go.
     s.storage.push.deleteOutcomesBefore(Date.now() - 30 * 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "push outcome clean-up failed"));
+    s.loginTokens.deleteExpired().catch((e: unknown) => s.log.warn({ err: e }, "login token clean-up failed"));
   }, 3600_000);
   timer.unref();
   housekeeping.set(s, timer);
@@ -449,7 +457,14 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
     ipFilter: new IpRangeFilter(config.ipRangeBlacklist, config.ipRangeWhitelist),
     verifyCertificates: !config.useInsecureSslClientJustForTesting,
   });
-  return { federationClient, keys, keyServer, outbound };
+  // URL previews fetch what users name, under their own ranges (url_preview_ip_range_blacklist/whitelist).
+  const previewHttp = new OutboundHttp({
+    resolver,
+    ipFilter: new IpRangeFilter(config.urlPreview.ipRangeBlacklist, config.urlPreview.ipRangeWhitelist),
+    verifyCertificates: !config.useInsecureSslClientJustForTesting,
+    refuseIfAnyAddressBlocked: true,
+  });
+  return { federationClient, keys, keyServer, outbound, previewHttp };
 }
 
 /** Other servers' media come through the federation media client. */
@@ -510,6 +525,7 @@ export function buildServices(
   profile.hooks.onProfileChanged = (userId) => membership.propagateProfile(userId);
   accounts.hooks.onDeactivate = (userId) => membership.leaveAll(userId);
   persister.use(guestAccessConsumer(membership, log));
+  if (config.enableSearch) persister.use(new SearchIndexer(storage));
 
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
   const serverRoomAccess = new ServerRoomAccess(rooms);
@@ -582,6 +598,32 @@ export function buildServices(
   const roomUpgrades = new RoomUpgradeService(rooms, roomCreation, log, { accountData, pushRules: push.pushRules });
   membership.onRemoteJoin = (roomId) => roomUpgrades.afterRemoteJoin(roomId).catch((err: unknown) => log.warn({ err, roomId }, "room upgrade: carrying state over after a remote join failed"));
   const metrics = metricsModule ? buildMetrics(metricsModule, storage, caches, persister, notifier, federationSender, passwords, push.pusherPool) : undefined;
+  const media = withRemoteMedia(
+    new MediaRepository({
+      serverName: config.serverName,
+      config: config.media,
+      maxUploadSize: config.maxUploadSize,
+      store: storage.media,
+      files: mediaFiles,
+      thumbnailer,
+      createLimiter: new RateLimiter(rl.mediaCreate),
+      log,
+    }),
+    new RemoteMedia({
+      serverName: config.serverName,
+      config: config.media,
+      maxUploadSize: config.maxUploadSize,
+      store: storage.media,
+      files: mediaFiles,
+      thumbnailer,
+      federation: fed.federationClient,
+      outbound: fed.outbound,
+      log,
+    }),
+  );
+  const urlPreviews = new UrlPreviewService({ config: config.urlPreview, http: fed.previewHttp, store: storage.urlPreviews, caches, log });
+  // Previews store their page's image as local media.
+  urlPreviews.media = media;
   return {
     config,
     log,
@@ -629,29 +671,12 @@ export function buildServices(
     // No sources until application services arrive.
     thirdParty: new ThirdPartyService(),
     keyBackup: new KeyBackupService(storage),
-    media: withRemoteMedia(
-      new MediaRepository({
-        serverName: config.serverName,
-        config: config.media,
-        maxUploadSize: config.maxUploadSize,
-        store: storage.media,
-        files: mediaFiles,
-        thumbnailer,
-        createLimiter: new RateLimiter(rl.mediaCreate),
-        log,
-      }),
-      new RemoteMedia({
-        serverName: config.serverName,
-        config: config.media,
-        maxUploadSize: config.maxUploadSize,
-        store: storage.media,
-        files: mediaFiles,
-        thumbnailer,
-        federation: fed.federationClient,
-        outbound: fed.outbound,
-        log,
-      }),
-    ),
+    accountModeration: new AccountModeration(config.serverName, storage, tokens, events),
+    reports: new ReportService(config.serverName, storage, rooms, new RateLimiter(rl.reports)),
+    loginTokens: new LoginTokens(storage),
+    urlPreviews,
+    media,
+    search: new SearchService({ storage, events, state, visibility, formatter, messages, enabled: config.enableSearch }),
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),
@@ -663,6 +688,7 @@ export function buildServices(
       invitesPerRoom: new RateLimiter(rl.invitesPerRoom),
       invitesPerUser: new RateLimiter(rl.invitesPerUser),
       roomCreation: new RateLimiter(rl.roomCreation),
+      loginTokenRequest: new RateLimiter({ perSecond: 1 / 60, burstCount: 1 }),
     },
   };
 }

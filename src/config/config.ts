@@ -3,7 +3,7 @@
  * supports is read here, once, into a typed `Config`; docs/configuration.md lists them all.
  */
 import { decodeBase64 } from "../core/json/base64.js";
-import { isValidServerName } from "../core/ids/ids.js";
+import { isValidServerName, isValidUserId } from "../core/ids/ids.js";
 import { DEFAULT_IP_RANGE_BLACKLIST, parseIpRange } from "../federation/ip_filter.js";
 import { DEFAULT_ROOM_VERSION, getRoomVersion } from "../core/rooms/versions.js";
 import { ConfigError, ConfigReader } from "./reader.js";
@@ -55,6 +55,28 @@ export interface RateLimits {
   roomCreation: RateLimit;
   /** Synapse's `rc_media_create`: POST /_matrix/media/v1/create, per user. */
   mediaCreate: RateLimit;
+  /** Synapse `rc_reports`: content reports per user. */
+  reports: RateLimit;
+}
+
+/** Synapse's `login_via_existing_session`: POST /login/get_token issues `m.login.token` tokens to logged-in users. */
+export interface LoginViaExistingSession {
+  enabled: boolean;
+  requireUiAuth: boolean;
+  tokenTimeoutMs: number;
+}
+
+/** One entry of `/.well-known/matrix/support`'s `contacts` (spec "Server support discovery"). */
+export interface SupportContact {
+  role: string;
+  matrix_id?: string;
+  email_address?: string;
+}
+
+/** Myelin's `support` section (Synapse has no such key): what `/.well-known/matrix/support` serves. */
+export interface SupportConfig {
+  contacts?: SupportContact[];
+  support_page?: string;
 }
 
 export interface PasswordPolicy {
@@ -73,6 +95,8 @@ export interface Config {
   database: DatabaseConfig;
   signingKeyPath: string;
   mediaStorePath: string;
+  /** Synapse's `url_preview_*` keys and `max_spider_size`: GET /media/preview_url. */
+  urlPreview: UrlPreviewConfig;
   tlsCertificatePath?: string;
   tlsPrivateKeyPath?: string;
   enableRegistration: boolean;
@@ -135,6 +159,8 @@ export interface Config {
   allowPublicRoomsOverFederation: boolean;
   /** Synapse's `presence.enabled` (or the older `use_presence`). */
   presenceEnabled: boolean;
+  /** Synapse's `enable_search`: off, events are not indexed and POST /search is refused. */
+  enableSearch: boolean;
   adminContact?: string;
   /** Synapse's `caches` section: how big each in-memory cache may grow (see util/cache.ts, docs/memory.md). */
   caches: CacheConfig;
@@ -144,6 +170,9 @@ export interface Config {
   push: PushConfig;
   /** Synapse's `turn_*` keys: the TURN server handed to clients by GET /voip/turnServer. */
   turn: TurnConfig;
+  loginViaExistingSession: LoginViaExistingSession;
+  /** Served at /.well-known/matrix/support; undefined → 404 there. */
+  support?: SupportConfig;
   /** The media repository's keys (Synapse's names; see docs/media.md). */
   media: MediaConfig;
   /** Absolute directory of the config file, for resolving relative paths. */
@@ -302,6 +331,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     invitesPerRoom: rate(invites, "per_room", { perSecond: 0.3, burstCount: 10 }),
     invitesPerUser: rate(invites, "per_user", { perSecond: 0.003, burstCount: 5 }),
     roomCreation: rate(r, "rc_room_creation", { perSecond: 0.016, burstCount: 10 }),
+    reports: rate(r, "rc_reports", { perSecond: 1, burstCount: 5 }),
     mediaCreate: rate(r, "rc_media_create", { perSecond: 10, burstCount: 50 }),
   };
   warnUnknown(login);
@@ -395,10 +425,14 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     allowPublicRoomsWithoutAuth: r.bool("allow_public_rooms_without_auth", false),
     allowPublicRoomsOverFederation: r.bool("allow_public_rooms_over_federation", false),
     presenceEnabled: readPresence(r),
+    enableSearch: r.bool("enable_search", true),
     caches: readCaches(r),
     enableMetrics: r.bool("enable_metrics", false),
     push: readPush(r),
     turn: readTurn(r),
+    loginViaExistingSession: readLoginViaExistingSession(r),
+    ...readSupport(r),
+    urlPreview: readUrlPreview(r),
     media: readMedia(r),
     adminContact: r.string("admin_contact"),
     configDir,
@@ -457,6 +491,60 @@ function readOldSigningKeys(r: ConfigReader): OldSigningKey[] {
 }
 
 /** Synapse's VoIP keys; `turn_shared_secret_path` is refused for now, as `registration_shared_secret_path` is. */
+function readLoginViaExistingSession(r: ConfigReader): LoginViaExistingSession {
+  const s = r.section("login_via_existing_session");
+  const out = {
+    enabled: s.bool("enabled", false),
+    requireUiAuth: s.bool("require_ui_auth", true),
+    tokenTimeoutMs: s.duration("token_timeout", 5 * 60_000),
+  };
+  if (out.tokenTimeoutMs <= 0) throw new ConfigError('config key "login_via_existing_session.token_timeout": must be more than 0');
+  warnUnknown(s);
+  return out;
+}
+
+/**
+ * `support: {contacts: [{role, matrix_id?, email_address?}], support_page?}`, checked against the spec's shape:
+ * at least one of contacts (non-empty) and support_page; each contact has a role and a matrix_id or email_address.
+ */
+function readSupport(r: ConfigReader): { support?: SupportConfig } {
+  if (!r.has("support")) {
+    r.accept("support");
+    return {};
+  }
+  const s = r.section("support");
+  const support: SupportConfig = {};
+  const contacts = s.list("contacts");
+  if (contacts !== undefined) {
+    support.contacts = contacts.map((c) => {
+      const contact: SupportContact = { role: c.requireString("role") };
+      const matrixId = c.string("matrix_id");
+      const email = c.string("email_address");
+      if (matrixId !== undefined) {
+        if (!isValidUserId(matrixId)) throw new ConfigError(`config key "${c.path}.matrix_id": "${matrixId}" is not a Matrix user ID`);
+        contact.matrix_id = matrixId;
+      }
+      if (email !== undefined) {
+        if (!/^[^@\s]+@[^@\s]+$/.test(email)) throw new ConfigError(`config key "${c.path}.email_address": "${email}" is not an email address`);
+        contact.email_address = email;
+      }
+      if (matrixId === undefined && email === undefined) throw new ConfigError(`config key "${c.path}": needs matrix_id or email_address`);
+      warnUnknown(c);
+      return contact;
+    });
+  }
+  const page = s.string("support_page");
+  if (page !== undefined) {
+    if (!URL.canParse(page)) throw new ConfigError(`config key "support.support_page": "${page}" is not a URL`);
+    support.support_page = page;
+  }
+  if ((support.contacts === undefined || support.contacts.length === 0) && support.support_page === undefined) {
+    throw new ConfigError('config key "support": needs at least one contact in "contacts", or "support_page"');
+  }
+  warnUnknown(s);
+  return { support };
+}
+
 function readTurn(r: ConfigReader): TurnConfig {
   const turn: TurnConfig = {
     uris: r.stringList("turn_uris"),
@@ -689,4 +777,69 @@ export function parseDatabaseUrl(url: string, configDir: string): DatabaseConfig
   if (u.username) out.user = decodeURIComponent(u.username);
   if (u.password) out.password = decodeURIComponent(u.password);
   return out;
+}
+
+/** A `url_preview_url_blacklist` entry: URL component (scheme, netloc, path…) → glob, or a regex when it starts with ^. */
+export type UrlBlacklistEntry = Record<string, string>;
+
+export interface UrlPreviewConfig {
+  /** `url_preview_enabled` (default false): off, the preview endpoints answer 404 M_UNRECOGNIZED, as Synapse's. */
+  enabled: boolean;
+  /** `url_preview_ip_range_blacklist`: required when enabled (plus 0.0.0.0 and :: always). */
+  ipRangeBlacklist: string[];
+  /** `url_preview_ip_range_whitelist`: exceptions to the blacklist. */
+  ipRangeWhitelist: string[];
+  /** `url_preview_url_blacklist`: a URL matching every component of one entry is not previewed. */
+  urlBlacklist: UrlBlacklistEntry[];
+  /** `max_spider_size` (default 10M): the largest page or image fetched. */
+  maxSpiderSize: number;
+  /** `url_preview_accept_language` (default ["en"]): sent as Accept-Language. */
+  acceptLanguage: string[];
+}
+
+/** The components of a `url_preview_url_blacklist` entry: Python's urlsplit attributes, as Synapse matches them. */
+export const URL_BLACKLIST_COMPONENTS: ReadonlySet<string> = new Set(["scheme", "netloc", "path", "query", "fragment", "username", "password", "hostname", "port"]);
+
+/** As Synapse: previews fetch whatever URL a user names, so they are refused without an explicit IP blacklist. */
+function readUrlPreview(r: ConfigReader): UrlPreviewConfig {
+  const enabled = r.bool("url_preview_enabled", false);
+  if (enabled && !r.has("url_preview_ip_range_blacklist")) {
+    throw new ConfigError(
+      'config key "url_preview_ip_range_blacklist" is required when url_preview_enabled is true: for security, list the IP ranges ' +
+        "URL previews may not fetch from (at least your private networks; see docs/url_previews.md for a suggested list)",
+    );
+  }
+  const ranges = (key: string) =>
+    r.stringList(key).map((range) => {
+      if (!parseIpRange(range)) throw new ConfigError(`config key "${key}": "${range}" is not an IP address or CIDR range`);
+      return range;
+    });
+  const urlBlacklist = (r.list("url_preview_url_blacklist") ?? []).map((entry) => {
+    const out: UrlBlacklistEntry = {};
+    for (const component of entry.keys()) {
+      if (!URL_BLACKLIST_COMPONENTS.has(component)) {
+        throw new ConfigError(`config key "${entry.path}.${component}": not a URL component (expected one of ${[...URL_BLACKLIST_COMPONENTS].join(", ")})`);
+      }
+      const pattern = entry.requireString(component);
+      if (pattern.startsWith("^")) {
+        try {
+          new RegExp(pattern);
+        } catch (e) {
+          throw new ConfigError(`config key "${entry.path}.${component}": "${pattern}" is not a valid regular expression (${(e as Error).message})`);
+        }
+      }
+      out[component] = pattern;
+    }
+    return out;
+  });
+  const acceptLanguage = r.has("url_preview_accept_language") ? r.stringList("url_preview_accept_language") : ["en"];
+  r.accept("url_preview_accept_language");
+  return {
+    enabled,
+    ipRangeBlacklist: ranges("url_preview_ip_range_blacklist"),
+    ipRangeWhitelist: ranges("url_preview_ip_range_whitelist"),
+    urlBlacklist,
+    maxSpiderSize: r.size("max_spider_size", 10 * 1024 * 1024),
+    acceptLanguage,
+  };
 }

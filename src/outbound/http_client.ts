@@ -38,6 +38,11 @@ export interface OutboundHttpOptions {
   resolver: Resolver;
   ipFilter: IpRangeFilter;
   verifyCertificates?: boolean;
+  /**
+   * Refuse a host when any of its addresses is blocked, not only when all are (Synapse's rule for URL previews: a
+   * name that resolves partly into a private network is not one to fetch from at all).
+   */
+  refuseIfAnyAddressBlocked?: boolean;
 }
 
 export class OutboundHttp {
@@ -62,6 +67,9 @@ export class OutboundHttp {
       throw new OutboundError("unreachable", `cannot resolve ${host}: ${(e as Error).message}`, { cause: e });
     }
     const allowed = addresses.filter((a) => this.opts.ipFilter.isAllowed(a));
+    if (this.opts.refuseIfAnyAddressBlocked && allowed.length < addresses.length) {
+      throw new OutboundError("blocked", `an address of ${host} is in a blocked IP range`);
+    }
     if (allowed.length === 0) throw new OutboundError("blocked", `every address of ${host} is in a blocked IP range (ip_range_blacklist)`);
     let first: OutboundError | undefined;
     const deadline = Date.now() + req.timeoutMs;

@@ -50,7 +50,12 @@ import type { CacheRegistry } from "../util/cache.js";
 import type { Metrics } from "./metrics.js";
 import type { RoomChanges } from "./rooms/room_changes.js";
 import type { KeyBackupService } from "./key_backup.js";
+import type { AccountModeration } from "./account_moderation.js";
+import type { ReportService } from "./reports.js";
+import type { LoginTokens } from "./login_tokens.js";
+import type { UrlPreviewService } from "./media/url_preview.js";
 import type { MediaRepository } from "./media/media_repository.js";
+import type { SearchService } from "./search.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -63,6 +68,8 @@ export interface RateLimiters {
   invitesPerRoom: RateLimiter;
   invitesPerUser: RateLimiter;
   roomCreation: RateLimiter;
+  /** POST /login/get_token: as Synapse, one a minute per user (not configurable). */
+  loginTokenRequest: RateLimiter;
 }
 
 export interface Services {
@@ -141,6 +148,16 @@ export interface Services {
   thirdParty: ThirdPartyService;
   /** Server-side key backups (/room_keys). */
   keyBackup: KeyBackupService;
+  /** Locking and suspending accounts; `assertNotSuspended` guards the actions a suspension forbids. */
+  accountModeration: AccountModeration;
+  /** Reports of events, rooms and users. */
+  reports: ReportService;
+  /** Single-use `m.login.token` tokens. */
+  loginTokens: LoginTokens;
+  /** GET /media/preview_url: page fetching, Open Graph, the preview cache. */
+  urlPreviews: UrlPreviewService;
   /** The content repository: uploads, downloads, thumbnails. */
   media: MediaRepository;
+  /** POST /search. */
+  search: SearchService;
 }

@@ -85,7 +85,7 @@ export class TokenService {
   }
 
   /** Resolves an access token to its requester, or throws 401 M_UNKNOWN_TOKEN (soft_logout when merely expired). */
-  async authenticate(token: string, opts: { allowExpired?: boolean } = {}): Promise<Requester> {
+  async authenticate(token: string, opts: { allowExpired?: boolean; allowLocked?: boolean } = {}): Promise<Requester> {
     const hash = hashToken(token);
     const now = this.now();
     let entry = this.cache.get(hash);
@@ -109,7 +109,8 @@ export class TokenService {
       o.used = 1;
     }
     if (o.deactivated) throw new MatrixError(401, "M_UNKNOWN_TOKEN", "User account has been deactivated", { soft_logout: false });
-    if (o.locked) throw new MatrixError(401, "M_USER_LOCKED", "User account has been locked", { soft_logout: true });
+    // Spec "Account locking": every endpoint but /logout and /logout/all answers this; the token stays valid.
+    if (o.locked && !opts.allowLocked) throw new MatrixError(401, "M_USER_LOCKED", "User account has been locked", { soft_logout: true });
     return { userId: o.user_id, deviceId: o.device_id, tokenId: o.token_id, isGuest: o.is_guest === 1, isAdmin: o.is_admin === 1 };
   }
 
@@ -128,6 +129,8 @@ export class TokenService {
       if (expired) throw new MatrixError(401, "M_UNKNOWN_TOKEN", "Refresh token has expired", { soft_logout: false });
       const user = await tx.users.get(row.user_id);
       if (!user || user.deactivated) throw new MatrixError(401, "M_UNKNOWN_TOKEN", "User account has been deactivated", { soft_logout: false });
+      // A locked account "cannot obtain a new access token until the account has been unlocked".
+      if (user.locked) throw new MatrixError(401, "M_USER_LOCKED", "User account has been locked", { soft_logout: true });
       // The access token this refresh token issued is replaced now; so is an unused successor from a lost response.
       revoked.push(...(await tx.tokens.deleteAccessTokensOfRefreshToken(row.id)));
       if (row.next_token_id !== null) {

@@ -100,17 +100,38 @@ export class MediaStore {
     await this.db.deleteFrom("local_media_repository").where("media_id", "=", mediaId).execute();
   }
 
-  /** Uploaded local media last accessed (or, never accessed, uploaded) before `beforeTs`: for `media_retention`. */
+  /**
+   * Uploaded local media last accessed (or, never accessed, uploaded) before `beforeTs`, for `media_retention`; as
+   * Synapse, media that is quarantined or protected (safe from quarantine) is kept.
+   */
   async localNotAccessedSince(beforeTs: number, limit: number): Promise<string[]> {
     const rows = await this.db
       .selectFrom("local_media_repository")
       .select("media_id")
       .where("media_length", "is not", null)
       .where("safe_from_quarantine", "=", 0)
+      .where("quarantined_by", "is", null)
       .where((eb) => eb(eb.fn.coalesce("last_access_ts", "uploaded_ts", "created_ts"), "<", beforeTs))
       .limit(limit)
       .execute();
     return rows.map((r) => r.media_id);
+  }
+
+  /** Media ids made by /create that expired without an upload: they hold no file, only a row. */
+  async deleteExpiredPending(now: number): Promise<number> {
+    const r = await this.db.deleteFrom("local_media_repository").where("media_length", "is", null).where("unused_expires_at", "<=", now).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  /** Cached remote media last accessed (or fetched) before `beforeTs`, not quarantined: for `media_retention`. */
+  async remoteNotAccessedSince(beforeTs: number, limit: number): Promise<{ media_origin: string; media_id: string }[]> {
+    return this.db
+      .selectFrom("remote_media_cache")
+      .select(["media_origin", "media_id"])
+      .where("quarantined_by", "is", null)
+      .where((eb) => eb(eb.fn.coalesce("last_access_ts", "created_ts"), "<", beforeTs))
+      .limit(limit)
+      .execute();
   }
 
   async getRemote(origin: string, mediaId: string): Promise<RemoteMediaRow | undefined> {

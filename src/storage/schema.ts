@@ -4,6 +4,17 @@
  */
 import type { Generated } from "kysely";
 
+/** Migration 012: one row per successful URL preview fetch. */
+export interface UrlPreviewsTable {
+  url: string;
+  download_ts: number;
+  expires_ts: number;
+  /** The preview's JSON, as answered to clients. */
+  og: string;
+  /** The local media id of the page's image, when one was stored. */
+  media_id: string | null;
+}
+
 export interface UsersTable {
   user_id: string;
   password_hash: string | null;
@@ -12,6 +23,8 @@ export interface UsersTable {
   is_guest: number;
   deactivated: number;
   locked: number;
+  /** Spec "Account suspension" (migration 015). */
+  suspended: number;
   shadow_banned: number;
   user_type: string | null;
   appservice_id: string | null;
@@ -396,7 +409,50 @@ export interface DehydratedDevicesTable {
   created_ts: number;
 }
 
+export interface EventReportsTable {
+  id: Generated<number>;
+  received_ts: number;
+  room_id: string;
+  event_id: string;
+  user_id: string;
+  reason: string | null;
+  /** JSON: the whole request body, as Synapse keeps it (reason, and the deprecated score). */
+  content: string;
+}
+
+export interface RoomReportsTable {
+  id: Generated<number>;
+  received_ts: number;
+  room_id: string;
+  user_id: string;
+  reason: string;
+}
+
+export interface UserReportsTable {
+  id: Generated<number>;
+  received_ts: number;
+  target_user_id: string;
+  user_id: string;
+  reason: string;
+}
+
+export interface LoginTokensTable {
+  /** SHA-256 of the token: the token itself is never stored. */
+  token_hash: string;
+  user_id: string;
+  expiry_ts: number;
+  /** Set by the one login the token allows. */
+  used_ts: number | null;
+  /** The SSO provider that authenticated the user (SSO logins, later); null for POST /login/get_token. */
+  auth_provider_id: string | null;
+  auth_provider_session_id: string | null;
+}
+
 export interface Schema {
+  event_reports: EventReportsTable;
+  room_reports: RoomReportsTable;
+  user_reports: UserReportsTable;
+  login_tokens: LoginTokensTable;
   e2e_device_keys: E2eDeviceKeysTable;
   e2e_one_time_keys: E2eOneTimeKeysTable;
   e2e_fallback_keys: E2eFallbackKeysTable;
@@ -444,6 +500,7 @@ export interface Schema {
   key_backup_versions: KeyBackupVersionsTable;
   key_backup_sessions: KeyBackupSessionsTable;
   dehydrated_devices: DehydratedDevicesTable;
+  url_previews: UrlPreviewsTable;
   local_media_repository: LocalMediaTable;
   local_media_repository_thumbnails: LocalMediaThumbnailsTable;
   remote_media_cache: RemoteMediaTable;

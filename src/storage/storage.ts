@@ -24,7 +24,11 @@ import { PushStore } from "./push.js";
 import { KeyBackupStore } from "./key_backup.js";
 import { E2eKeyStore } from "./e2e_keys.js";
 import { DehydratedDeviceStore } from "./dehydrated_devices.js";
+import { ReportStore } from "./reports.js";
+import { LoginTokenStore } from "./login_tokens.js";
+import { UrlPreviewStore } from "./url_previews.js";
 import { MediaStore } from "./media.js";
+import { SearchStore } from "./search.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -47,7 +51,11 @@ export class Stores {
   readonly keyBackup: KeyBackupStore;
   readonly e2eKeys: E2eKeyStore;
   readonly dehydratedDevices: DehydratedDeviceStore;
+  readonly reports: ReportStore;
+  readonly loginTokens: LoginTokenStore;
+  readonly urlPreviews: UrlPreviewStore;
   readonly media: MediaStore;
+  readonly search: SearchStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -70,7 +78,11 @@ export class Stores {
     this.keyBackup = new KeyBackupStore(db);
     this.e2eKeys = new E2eKeyStore(db);
     this.dehydratedDevices = new DehydratedDeviceStore(db);
+    this.reports = new ReportStore(db);
+    this.loginTokens = new LoginTokenStore(db);
+    this.urlPreviews = new UrlPreviewStore(db);
     this.media = new MediaStore(db);
+    this.search = new SearchStore(db);
   }
 }
 

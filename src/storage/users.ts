@@ -11,10 +11,10 @@ export class UserStore {
   }
 
   /** Inserts a user; returns false when the id is taken. */
-  async insert(row: Omit<UserRow, "locked" | "shadow_banned" | "user_type" | "appservice_id"> & Partial<UserRow>): Promise<boolean> {
+  async insert(row: Omit<UserRow, "locked" | "suspended" | "shadow_banned" | "user_type" | "appservice_id"> & Partial<UserRow>): Promise<boolean> {
     const res = await this.db
       .insertInto("users")
-      .values({ locked: 0, shadow_banned: 0, user_type: null, appservice_id: null, ...row })
+      .values({ locked: 0, suspended: 0, shadow_banned: 0, user_type: null, appservice_id: null, ...row })
       .onConflict((oc) => oc.column("user_id").doNothing())
       .executeTakeFirst();
     return Number(res.numInsertedOrUpdatedRows ?? 0) > 0;
@@ -36,6 +36,14 @@ export class UserStore {
 
   async setAdmin(userId: string, admin: boolean): Promise<void> {
     await this.db.updateTable("users").set({ is_admin: admin ? 1 : 0 }).where("user_id", "=", userId).execute();
+  }
+
+  async setLocked(userId: string, locked: boolean): Promise<void> {
+    await this.db.updateTable("users").set({ locked: locked ? 1 : 0 }).where("user_id", "=", userId).execute();
+  }
+
+  async setSuspended(userId: string, suspended: boolean): Promise<void> {
+    await this.db.updateTable("users").set({ suspended: suspended ? 1 : 0 }).where("user_id", "=", userId).execute();
   }
 
   async count(): Promise<number> {

@@ -169,6 +169,8 @@ export const CACHE_DEFAULTS = {
   room_servers: 1 * MB,
   /** Attempts to fill history gaps (federation/pdus.ts). */
   history_gaps: 512 * 1024,
+  /** Recent URL previews and their failures, by URL (media/url_preview.ts). */
+  url_previews: 1 * MB,
 } as const;
 
 export type CacheName = keyof typeof CACHE_DEFAULTS;

@@ -198,6 +198,47 @@ describe("quarantine and deletion", () => {
   });
 });
 
+describe("media_retention", () => {
+  it("deletes local and cached remote media not accessed within their lifetimes, keeping protected and quarantined media", async () => {
+    const { media: repo, storage, config } = ts.server.services;
+    const old = Date.now() - 2 * 3600_000;
+    const [stale, fresh, safe, quarantined] = await Promise.all(
+      ["stale", "fresh", "safe", "quarantined"].map(async (s) => (await upload(ts.baseUrl, alice, s, { contentType: "text/plain" })).mediaId),
+    );
+    await storage.db.updateTable("local_media_repository").set({ last_access_ts: old }).where("media_id", "in", [stale!, safe!, quarantined!]).execute();
+    await storage.media.setSafeFromQuarantine(safe!, true);
+    await repo.quarantine("test.local", quarantined!, "@admin:test.local");
+    await storage.media.storeRemote({
+      media_origin: "other.example",
+      media_id: "remote1",
+      filesystem_id: "AAAAAAAAAAAAAAAAAAAAAAAB",
+      media_type: "text/plain",
+      upload_name: null,
+      media_length: 1,
+      created_ts: old,
+      authenticated: 1,
+      sha256: null,
+    });
+    const saved = { ...config.media };
+    config.media.localMediaLifetimeMs = 3600_000;
+    config.media.remoteMediaLifetimeMs = 3600_000;
+    try {
+      const result = await repo.applyRetention();
+      expect(result.local).toBeGreaterThanOrEqual(1);
+      expect(result.remote).toBe(1);
+    } finally {
+      Object.assign(config.media, saved);
+      delete config.media.localMediaLifetimeMs;
+      delete config.media.remoteMediaLifetimeMs;
+    }
+    expectMatrixError(await download(stale!), 404, "M_NOT_FOUND");
+    expect((await download(fresh!)).status).toBe(200);
+    expect((await download(safe!)).status).toBe(200);
+    expect(await storage.media.getLocal(quarantined!)).toBeDefined();
+    expect(await storage.media.getRemote("other.example", "remote1")).toBeUndefined();
+  });
+});
+
 describe("POST /create, then PUT", () => {
   const put = (user: TestUser, serverName: string, mediaId: string, body: string, contentType = "text/plain") =>
     rawRequest(ts.baseUrl, "PUT", `${MEDIA_V3}/upload/${serverName}/${mediaId}?filename=later.txt`, { token: user.accessToken, body, headers: { "content-type": contentType } });
@@ -330,6 +371,33 @@ describe("limits", () => {
     expect((await post(u, ReadableStream.from([new Uint8Array(500)]) as unknown as Body, {}, true)).status).toBe(200);
     expect(readdirSync(join(lim.config.mediaStorePath, "tmp"))).toEqual([]);
     expect((await rawRequest(lim.baseUrl, "GET", `${CLIENT_MEDIA}/config`, { token: u.accessToken })).json).toEqual({ "m.upload.size": 1000 });
+  });
+
+  it("an upload the client abandons halfway leaves no file, and the server goes on serving", async () => {
+    const abort = new AbortController();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent === 3) {
+          // Let the server take what was sent, then go away.
+          await poll(async () => (readdirSync(join(lim.config.mediaStorePath, "tmp")).length > 0 ? true : undefined));
+          abort.abort();
+          return;
+        }
+        sent++;
+        controller.enqueue(new Uint8Array(100));
+      },
+    });
+    const res = fetch(`${lim.baseUrl}${MEDIA_V3}/upload`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${u.accessToken}` },
+      body,
+      duplex: "half",
+      signal: abort.signal,
+    } as RequestInit & { duplex: "half" });
+    await expect(res).rejects.toThrow();
+    await poll(async () => (readdirSync(join(lim.config.mediaStorePath, "tmp")).length === 0 ? true : undefined));
+    expect((await post(u, new Uint8Array(10))).status).toBe(200);
   });
 
   it("media_upload_limits: past the bytes per period, 400 M_RESOURCE_LIMIT_EXCEEDED, per user", async () => {

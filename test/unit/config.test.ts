@@ -190,6 +190,7 @@ describe("parseConfig: rate limits", () => {
         rc_joins: { local: { per_second: 5, burst_count: 10 }, remote: { per_second: 6, burst_count: 11 } },
         rc_invites: { per_room: { per_second: 7, burst_count: 12 }, per_user: { per_second: 8, burst_count: 13 } },
         rc_room_creation: { per_second: 9, burst_count: 14 },
+        rc_reports: { per_second: 10, burst_count: 15 },
         rc_media_create: { per_second: 10, burst_count: 15 },
       }),
       DIR,
@@ -207,6 +208,7 @@ describe("parseConfig: rate limits", () => {
       invitesPerRoom: { perSecond: 7, burstCount: 12 },
       invitesPerUser: { perSecond: 8, burstCount: 13 },
       roomCreation: { perSecond: 9, burstCount: 14 },
+      reports: { perSecond: 10, burstCount: 15 },
       mediaCreate: { perSecond: 10, burstCount: 15 },
     });
   });

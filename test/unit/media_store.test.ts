@@ -1,5 +1,5 @@
 /** The media file store: Synapse's layout, durable writes through a temp file, size limits, refused ids. */
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -48,6 +48,17 @@ describe("MediaFileStore", () => {
     expect((await store.write(b, Readable.from([Buffer.from("hel"), Buffer.from("lo")]), 100)).size).toBe(5);
     expect(readFileSync(b, "utf8")).toBe("hello");
     expect(readdirSync(join(root, "tmp"))).toEqual([]);
+  });
+
+  it("at start-up, removes temp files a crash left behind, but not those another process may be writing", async () => {
+    const tmp = join(root, "tmp");
+    writeFileSync(join(tmp, "old"), "x");
+    writeFileSync(join(tmp, "new"), "y");
+    const hourAgo = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(join(tmp, "old"), hourAgo, hourAgo);
+    await new MediaFileStore(root).start();
+    expect(readdirSync(tmp)).toEqual(["new"]);
+    rmSync(join(tmp, "new"));
   });
 
   it("refuses a stream past the limit with 413 M_TOO_LARGE and leaves nothing behind", async () => {

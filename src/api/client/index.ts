@@ -28,6 +28,10 @@ import { registerOpenIdRoutes } from "./openid.js";
 import { registerRoomKeyRoutes } from "./room_keys.js";
 import { registerKeyRoutes } from "./keys.js";
 import { registerDehydratedDeviceRoutes } from "./dehydrated_devices.js";
+import { registerReportRoutes } from "./reports.js";
+import { registerAccountModerationRoutes } from "./account_moderation.js";
+import { registerUrlPreviewRoutes } from "./url_preview.js";
+import { registerSearchRoutes } from "./search.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -57,4 +61,8 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerThirdPartyRoutes(app, services);
   registerLegacyEventRoutes(app, services);
   registerRoomKeyRoutes(app, services);
+  registerReportRoutes(app, services);
+  registerAccountModerationRoutes(app, services);
+  registerUrlPreviewRoutes(app, services);
+  registerSearchRoutes(app, services);
 }

@@ -1,9 +1,13 @@
-/** Login, token refresh, logout and whoami (spec "Login", "Refreshing access tokens", "Logout", "whoami"). */
+/**
+ * Login, token refresh, logout and whoami (spec "Login", "Refreshing access tokens", "Logout", "whoami"), and
+ * login tokens: POST /login/get_token issues them (Synapse's `login_via_existing_session`), `m.login.token` uses them.
+ */
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { MatrixError } from "../../errors.js";
+import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
-import { clientPaths, defineRoute, requester } from "../http/routes.js";
+import { clientPaths, clientV1, defineRoute, requester } from "../http/routes.js";
+import { passwordFlows } from "./uia_flows.js";
 
 const LoginBody = Type.Object({
   type: Type.String(),
@@ -17,14 +21,44 @@ const LoginBody = Type.Object({
 });
 
 export function registerLoginRoutes(app: FastifyInstance, services: Services): void {
-  const { config, accounts, tokens, devices, limits } = services;
+  const { config, accounts, tokens, devices, limits, loginTokens } = services;
+  const getToken = config.loginViaExistingSession;
+  // Only get_token issues login tokens so far; SSO will be the other source.
+  const tokenLoginEnabled = getToken.enabled;
 
+  const flows: Record<string, unknown>[] = [];
+  if (config.password.enabled) flows.push({ type: "m.login.password" });
+  // Spec: `get_login_token: true` tells unauthenticated clients that a logged-in one can issue them a token.
+  if (tokenLoginEnabled) flows.push({ type: "m.login.token", ...(getToken.enabled ? { get_login_token: true } : {}) });
   defineRoute(app, services, {
     method: "GET",
     paths: clientPaths("/login"),
     auth: "none",
-    handler: () => ({ flows: config.password.enabled ? [{ type: "m.login.password" }] : [] }),
+    handler: () => ({ flows }),
   });
+
+  /** m.login.password: the user the identifier names, once the password matches. */
+  const passwordLogin = async (body: Record<string, unknown>): Promise<string> => {
+    const userId = accounts.resolveIdentifier(body);
+    // Failed attempts per account are limited separately, so guessing is slow even across many addresses.
+    limits.loginFailedAttempts.check(userId);
+    try {
+      await accounts.checkPassword(userId, body.password);
+    } catch (e) {
+      if (e instanceof MatrixError && e.errcode === "M_FORBIDDEN") limits.loginFailedAttempts.take(userId);
+      throw e;
+    }
+    return userId;
+  };
+
+  /** m.login.token: the token's user; as Synapse, a missing token is 403 like an invalid one. */
+  const tokenLogin = async (body: { token?: string }): Promise<string> => {
+    if (body.token === undefined) throw forbidden("Token field for m.login.token is missing");
+    const { userId } = await loginTokens.consume(body.token);
+    const user = await services.storage.users.get(userId);
+    if (!user || user.deactivated) throw new MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated");
+    return userId;
+  };
 
   defineRoute(app, services, {
     method: "POST",
@@ -33,16 +67,12 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
     auth: "none",
     handler: async ({ req, body }) => {
       limits.loginAddress.take(req.ip);
-      if (body.type !== "m.login.password") throw new MatrixError(400, "M_UNKNOWN", "Unknown login type");
-      const userId = accounts.resolveIdentifier(body);
-      // Failed attempts per account are limited separately, so guessing is slow even across many addresses.
-      limits.loginFailedAttempts.check(userId);
-      try {
-        await accounts.checkPassword(userId, body.password);
-      } catch (e) {
-        if (e instanceof MatrixError && e.errcode === "M_FORBIDDEN") limits.loginFailedAttempts.take(userId);
-        throw e;
-      }
+      let userId: string;
+      if (body.type === "m.login.password") userId = await passwordLogin(body);
+      else if (body.type === "m.login.token" && tokenLoginEnabled) userId = await tokenLogin(body);
+      else throw new MatrixError(400, "M_UNKNOWN", "Unknown login type");
+      // Spec "Account locking": a locked account gets no new access token until it is unlocked.
+      if ((await services.storage.users.get(userId))?.locked) throw new MatrixError(401, "M_USER_LOCKED", "User account has been locked", { soft_logout: true });
       // rc_login.account counts successful logins only (as in Synapse): counting failures too would let anyone
       // lock a user out for minutes with a few wrong passwords.
       limits.loginAccount.take(userId);
@@ -64,6 +94,28 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
     },
   });
 
+  // As Synapse, the endpoint exists only when enabled (otherwise 404 M_UNRECOGNIZED, like any unknown endpoint).
+  if (getToken.enabled) {
+    defineRoute(app, services, {
+      method: "POST",
+      paths: clientV1("/login/get_token"),
+      body: Type.Object({ auth: Type.Optional(Type.Unknown()) }, { additionalProperties: true }),
+      handler: async (ctx) => {
+        const me = requester(ctx);
+        // Spec: "servers MUST always re-prompt": a session is finished (deleted) once it has issued its token.
+        if (getToken.requireUiAuth) {
+          const { auth, ...rest } = ctx.body;
+          const outcome = await services.uia.authenticate({ auth, body: rest, uri: "/login/get_token", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+          await services.uia.finish(outcome.sessionId);
+        }
+        // After UIA, as Synapse: one token a minute per user, so a stolen session cannot spawn many.
+        limits.loginTokenRequest.take(me.userId);
+        const issued = await loginTokens.issue(me.userId, { ttlMs: getToken.tokenTimeoutMs });
+        return { login_token: issued.token, expires_in_ms: issued.expiresInMs };
+      },
+    });
+  }
+
   defineRoute(app, services, {
     method: "POST",
     paths: clientPaths("/refresh"),
@@ -82,6 +134,7 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
     paths: clientPaths("/logout"),
     allowGuest: true,
     allowExpired: true,
+    allowLocked: true,
     handler: async (ctx) => {
       const me = requester(ctx);
       if (me.deviceId) await devices.delete(me.userId, [me.deviceId]);
@@ -99,6 +152,7 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
     paths: clientPaths("/logout/all"),
     allowGuest: true,
     allowExpired: true,
+    allowLocked: true,
     handler: async (ctx) => {
       const me = requester(ctx);
       const all = (await services.storage.devices.list(me.userId)).map((d) => d.device_id);

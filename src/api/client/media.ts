@@ -58,7 +58,10 @@ function registerUploads(app: FastifyInstance, services: Services): void {
     handler: async (ctx) => {
       // The body, if any, is ignored (the spec defines none).
       discardBody(ctx.req.raw, ctx.body);
-      return media.create(requester(ctx).userId);
+      const userId = requester(ctx).userId;
+      // As Synapse: a suspended account uploads nothing (spec "Account suspension" leaves the list to servers).
+      await ctx.services.accountModeration.assertNotSuspended(userId);
+      return media.create(userId);
     },
   });
 
@@ -153,6 +156,7 @@ async function withUploadBody<T>(ctx: Ctx, fn: (input: UploadInput) => Promise<T
   const userId = requester(ctx).userId;
   const raw = ctx.req.raw;
   try {
+    await ctx.services.accountModeration.assertNotSuspended(userId);
     const input: UploadInput = {
       userId,
       contentType: contentTypeOf(raw),

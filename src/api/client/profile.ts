@@ -47,6 +47,7 @@ export function registerProfileRoutes(app: FastifyInstance, services: Services):
       profile.checkKeyName(key);
       if (me.userId !== ctx.params.userId) throw forbidden("Cannot set another user's profile");
       checkChangeAllowed(me, key);
+      await services.accountModeration.assertNotSuspended(me.userId);
       const body = ctx.body as Record<string, unknown>;
       if (!(key in body)) throw new MatrixError(400, "M_MISSING_PARAM", `Missing key '${key}'`);
       await profile.setField(me.userId, ctx.params.userId!, key, body[key]);
@@ -61,6 +62,7 @@ export function registerProfileRoutes(app: FastifyInstance, services: Services):
     handler: async (ctx) => {
       const me = requester(ctx);
       checkChangeAllowed(me, ctx.params.keyName!);
+      await services.accountModeration.assertNotSuspended(me.userId);
       await profile.deleteField(me.userId, ctx.params.userId!, ctx.params.keyName!);
       return {};
     },

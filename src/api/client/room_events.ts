@@ -41,12 +41,13 @@ async function checkNumbers(ctx: RouteContext<unknown>, roomId: string): Promise
 }
 
 export function registerRoomEventRoutes(app: FastifyInstance, services: Services): void {
-  const { messages, limits } = services;
+  const { messages, limits, accountModeration } = services;
 
   const send = async (ctx: RouteContext<Record<string, unknown>>, txnId: string | undefined) => {
     const me = requester(ctx);
     const roomId = roomIdParam(ctx.params.roomId!);
     await checkNumbers(ctx, roomId);
+    await accountModeration.assertMaySend(me.userId, ctx.params.eventType!, ctx.body);
     if (!me.isAdmin) limits.message.take(me.userId);
     const eventId = await messages.send(roomId, me, ctx.params.eventType!, ctx.body as JsonObject, txnId);
     return { event_id: eventId };
@@ -72,6 +73,7 @@ export function registerRoomEventRoutes(app: FastifyInstance, services: Services
     const me = requester(ctx);
     const roomId = roomIdParam(ctx.params.roomId!);
     await checkNumbers(ctx, roomId);
+    await accountModeration.assertNotSuspended(me.userId);
     const eventId = await messages.setState(roomId, me, ctx.params.eventType!, ctx.params.stateKey ?? "", ctx.body as JsonObject);
     return { event_id: eventId };
   };
@@ -129,6 +131,7 @@ export function registerRoomEventRoutes(app: FastifyInstance, services: Services
 
   const redact = async (ctx: RouteContext<{ reason?: string }>, txnId: string | undefined) => {
     const me = requester(ctx);
+    await accountModeration.assertMayRedact(me.userId, ctx.params.eventId!);
     const eventId = await messages.redact(roomIdParam(ctx.params.roomId!), me, ctx.params.eventId!, txnId, ctx.body.reason);
     return { event_id: eventId };
   };

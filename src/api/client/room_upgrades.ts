@@ -35,6 +35,7 @@ export function registerRoomUpgradeRoutes(app: FastifyInstance, services: Servic
       if (typeof newVersion !== "string") throw badJson("new_version must be a string");
       // "When upgrading to a room version which doesn't support additional creators, this field is ignored".
       const additionalCreators = getRoomVersion(newVersion)?.privilegedCreators ? additionalCreatorsOf(ctx.body.additional_creators) : undefined;
+      await services.accountModeration.assertNotSuspended(me.userId);
       // An upgrade creates a room: it shares room creation's rate limit.
       limits.roomCreation.take(me.userId);
       const replacement = await roomUpgrades.upgrade(roomId, me.userId, newVersion, additionalCreators);

@@ -55,7 +55,7 @@ export function roomIdParam(roomId: string): string {
 }
 
 export function registerRoomRoutes(app: FastifyInstance, services: Services): void {
-  const { roomCreation, membership, limits } = services;
+  const { roomCreation, membership, limits, accountModeration } = services;
 
   defineRoute(app, services, {
     method: "POST",
@@ -64,6 +64,7 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     handler: async (ctx) => {
       const me = requester(ctx);
       if (ctx.body.invite_3pid && ctx.body.invite_3pid.length > 0) throw new MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported yet");
+      await accountModeration.assertNotSuspended(me.userId);
       limits.roomCreation.take(me.userId);
       const r = await roomCreation.createRoom(me.userId, ctx.body as CreateRoomRequest);
       return r.alias !== undefined ? { room_id: r.roomId, room_alias: r.alias } : { room_id: r.roomId };
@@ -77,6 +78,7 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     allowGuest: true,
     handler: async (ctx) => {
       const me = requester(ctx);
+      await accountModeration.assertNotSuspended(me.userId);
       limits.joinsLocal.take(me.userId);
       // `via` (v1.12) and the older `server_name`: servers to join through when the room is not on this server.
       return { room_id: await membership.join(ctx.params.roomIdOrAlias!, me.userId, { ...joinOptions(ctx.body, me.isGuest), servers: viaServers(ctx.query) }) };
@@ -90,6 +92,7 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     allowGuest: true,
     handler: async (ctx) => {
       const me = requester(ctx);
+      await accountModeration.assertNotSuspended(me.userId);
       limits.joinsLocal.take(me.userId);
       return { room_id: await membership.join(roomIdParam(ctx.params.roomId!), me.userId, joinOptions(ctx.body, me.isGuest)) };
     },
@@ -99,7 +102,11 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     method: "POST",
     paths: clientPaths("/knock/:roomIdOrAlias"),
     body: Reason,
-    handler: async (ctx) => ({ room_id: await membership.knock(ctx.params.roomIdOrAlias!, requester(ctx).userId, { reason: ctx.body.reason, servers: viaServers(ctx.query) }) }),
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      await accountModeration.assertNotSuspended(me.userId);
+      return { room_id: await membership.knock(ctx.params.roomIdOrAlias!, me.userId, { reason: ctx.body.reason, servers: viaServers(ctx.query) }) };
+    },
   });
 
   defineRoute(app, services, {
@@ -111,6 +118,7 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
       const roomId = roomIdParam(ctx.params.roomId!);
       const body = ctx.body as { user_id?: string; reason?: string };
       if (typeof body.user_id !== "string") throw new MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported yet");
+      await accountModeration.assertNotSuspended(me.userId);
       limits.invitesPerRoom.take(roomId);
       limits.invitesPerUser.take(body.user_id);
       await membership.invite(roomId, me.userId, body.user_id, { reason: body.reason });

@@ -1,9 +1,9 @@
-/** Server discovery and negotiation: /versions, /.well-known/matrix/{client,server}, /capabilities. */
+/** Server discovery and negotiation: /versions, /.well-known/matrix/{client,server,support}, /capabilities. */
 import type { FastifyInstance } from "fastify";
 import { ROOM_VERSIONS } from "../../core/rooms/versions.js";
 import { notFound } from "../../errors.js";
 import type { Services } from "../../services/services.js";
-import { clientPaths, defineRoute } from "../http/routes.js";
+import { clientPaths, defineRoute, requester } from "../http/routes.js";
 
 /** Spec versions whose client-server API Myelin implements (the list grows as features land). */
 export const SUPPORTED_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"];
@@ -56,8 +56,8 @@ export function registerVersionRoutes(app: FastifyInstance, services: Services):
       "m.set_avatar_url": { enabled: config.enableSetAvatarUrl },
       // Synapse's enable_3pid_changes: there are no 3PID endpoints yet.
       "m.3pid_changes": { enabled: false },
-      // No POST /login/get_token yet.
-      "m.get_login_token": { enabled: false },
+      // Synapse's login_via_existing_session.enabled: POST /login/get_token.
+      "m.get_login_token": { enabled: config.loginViaExistingSession.enabled },
       // The spec: a server whose profile_fields cover displayname/avatar_url must agree with the two above (as Synapse, via `disallowed`).
       "m.profile_fields": profileFieldsCapability(config.enableSetDisplayname, config.enableSetAvatarUrl),
     },
@@ -66,9 +66,22 @@ export function registerVersionRoutes(app: FastifyInstance, services: Services):
     method: "GET",
     paths: clientPaths("/capabilities"),
     allowGuest: true,
-    handler: () => capabilities,
+    // Spec: m.account_moderation is omitted unless the user may suspend or lock, i.e. for server admins.
+    handler: (ctx) => (requester(ctx).isAdmin ? { capabilities: { ...capabilities.capabilities, ...ADMIN_CAPABILITIES } } : capabilities),
+  });
+
+  defineRoute(app, services, {
+    method: "GET",
+    paths: ["/.well-known/matrix/support"],
+    auth: "none",
+    handler: () => {
+      if (!config.support) throw notFound("No support information configured");
+      return config.support;
+    },
   });
 }
+
+const ADMIN_CAPABILITIES = { "m.account_moderation": { suspend: true, lock: true } };
 
 function profileFieldsCapability(displayname: boolean, avatarUrl: boolean): { enabled: boolean; disallowed?: string[] } {
   const disallowed = [...(displayname ? [] : ["displayname"]), ...(avatarUrl ? [] : ["avatar_url"])];

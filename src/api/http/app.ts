@@ -15,6 +15,7 @@ import { registerStaticPages } from "./static.js";
 import { registerMetrics } from "./metrics.js";
 import { CORS_HEADERS, HTTP_SERVER_OPTIONS, answerClientError } from "./door.js";
 import { registerFederationApi, registerKeyApi } from "../federation/index.js";
+import { registerLegacyUrlPreviewRoutes } from "../client/url_preview.js";
 
 /** Request ids for logs: a per-process prefix and a counter (cheaper than random bytes per request). */
 const REQ_PREFIX = randomBytes(3).toString("hex") + "-";
@@ -150,6 +151,8 @@ export async function buildApp(services: Services, listener: Pick<ListenerConfig
   // As Synapse: the key endpoints come with either resource.
   if (resources.has("keys") || resources.has("federation")) registerKeyApi(app, services);
   if (resources.has("federation")) registerFederationApi(app, services);
+  // With the rest of the content repository: on a listener with the client or the media resource.
+  if (resources.has("client") || resources.has("media")) registerLegacyUrlPreviewRoutes(app, services);
   options.routes?.(app, services);
   await app.ready();
   return app;

@@ -42,6 +42,8 @@ export interface RouteDef<S extends TSchema | undefined> {
   allowGuest?: boolean;
   /** An expired (soft-logged-out) access token is still accepted, as for /logout. */
   allowExpired?: boolean;
+  /** A locked account's token is still accepted (spec "Account locking": /logout and /logout/all only). */
+  allowLocked?: boolean;
   handler: (ctx: RouteContext<S extends TSchema ? Static<S> : Record<string, unknown>>) => Promise<unknown> | unknown;
 }
 
@@ -66,7 +68,7 @@ export function defineRoute<S extends TSchema | undefined = undefined>(app: Fast
           if (token === undefined) {
             if (auth === "required") throw new MatrixError(401, "M_MISSING_TOKEN", "Missing access token");
           } else {
-            requester = await services.tokens.authenticate(token, { allowExpired: def.allowExpired ?? false });
+            requester = await services.tokens.authenticate(token, { allowExpired: def.allowExpired ?? false, allowLocked: def.allowLocked ?? false });
             if (requester.isGuest && !def.allowGuest) throw new MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");
             if (requester.deviceId) services.devices.noteSeen(requester.userId, requester.deviceId, req.ip, req.headers["user-agent"] ?? null);
           }

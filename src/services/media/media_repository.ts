@@ -31,6 +31,9 @@ const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 /** How many thumbnails are made at once (decoding images is CPU work; the machine has other things to do). */
 const THUMBNAIL_CONCURRENCY = 1;
 const ACCESS_FLUSH_MS = 10_000;
+/** How often `media_retention` runs (Synapse: daily), and how many media it deletes per query. */
+const RETENTION_PERIOD_MS = 24 * 3600_000;
+const RETENTION_BATCH = 500;
 
 /** A file to serve: the original media or a thumbnail. */
 export interface MediaContent {
@@ -69,7 +72,8 @@ export type RemoteMediaFetcher = (serverName: string, mediaId: string, request: 
 export interface UploadInput {
   userId: string;
   contentType: string;
-  filename: string | null;
+  /** The uploader's name for the file, if any. */
+  filename?: string | null;
   source: Readable | Buffer;
   /** The request's Content-Length, when it sent one: refused up front when already too large. */
   contentLength?: number;
@@ -109,6 +113,7 @@ export class MediaRepository {
   private readonly exactThumbnails = new Map<string, LocalThumbnailRow>();
   private readonly accessed = new Set<string>();
   private accessTimer: NodeJS.Timeout | undefined;
+  private retentionTimer: NodeJS.Timeout | undefined;
   private thumbnailSlots = THUMBNAIL_CONCURRENCY;
   private readonly thumbnailQueue: (() => void)[] = [];
   private closed = false;
@@ -127,12 +132,44 @@ export class MediaRepository {
     await this.files.start();
     this.accessTimer = setInterval(() => void this.flushAccessTimes(), ACCESS_FLUSH_MS);
     this.accessTimer.unref();
+    this.retentionTimer = setInterval(() => {
+      this.applyRetention().catch((err: unknown) => this.log.warn({ err }, "media: applying media_retention failed"));
+    }, RETENTION_PERIOD_MS);
+    this.retentionTimer.unref();
+  }
+
+  /**
+   * `media_retention`: deletes local media not accessed within `local_media_lifetime` and cached remote media not
+   * accessed within `remote_media_lifetime` (quarantined and protected media stay, as in Synapse), and forgets
+   * /create media ids that expired unused. Runs daily; how many of each went.
+   */
+  async applyRetention(): Promise<{ local: number; remote: number; expiredPending: number }> {
+    await this.flushAccessTimes();
+    const now = this.now();
+    let local = 0;
+    let remote = 0;
+    if (this.config.localMediaLifetimeMs !== undefined) {
+      for (let batch; (batch = await this.store.localNotAccessedSince(now - this.config.localMediaLifetimeMs, RETENTION_BATCH)).length > 0 && !this.closed; ) {
+        for (const mediaId of batch) await this.deleteLocal(mediaId);
+        local += batch.length;
+      }
+    }
+    if (this.config.remoteMediaLifetimeMs !== undefined) {
+      for (let batch; (batch = await this.store.remoteNotAccessedSince(now - this.config.remoteMediaLifetimeMs, RETENTION_BATCH)).length > 0 && !this.closed; ) {
+        for (const m of batch) await this.deleteRemote(m.media_origin, m.media_id);
+        remote += batch.length;
+      }
+    }
+    const expiredPending = await this.store.deleteExpiredPending(now);
+    if (local + remote + expiredPending > 0) this.log.info({ local, remote, expiredPending }, "media: media_retention deleted media");
+    return { local, remote, expiredPending };
   }
 
   /** Releases waiting downloads (they answer at once) and records access times. */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.accessTimer);
+    clearInterval(this.retentionTimer);
     for (const set of this.waiters.values()) for (const wake of set) wake();
     this.waiters.clear();
     await Promise.allSettled([...this.generating.values()]);
@@ -157,7 +194,7 @@ export class MediaRepository {
       media_id: mediaId,
       user_id: input.userId,
       media_type: input.contentType,
-      upload_name: input.filename,
+      upload_name: input.filename ?? null,
       media_length: written.size,
       created_ts: now,
       unused_expires_at: null,
@@ -208,7 +245,7 @@ export class MediaRepository {
       const written = await this.writeContent(mediaId, input);
       const stored = await this.store.setUploaded(mediaId, {
         media_type: input.contentType,
-        upload_name: input.filename,
+        upload_name: input.filename ?? null,
         media_length: written.size,
         uploaded_ts: this.now(),
         sha256: written.sha256,
@@ -286,19 +323,8 @@ export class MediaRepository {
   /** Deletes media: its files (and thumbnails) and its rows. */
   async delete(serverName: string, mediaId: string): Promise<void> {
     checkIds(serverName, mediaId);
-    if (serverName === this.serverName) {
-      if (!(await this.store.getLocal(mediaId))) return;
-      await this.store.deleteLocal(mediaId);
-      await this.files.remove(this.files.localContent(mediaId));
-      await this.files.remove(this.files.localThumbnailDir(mediaId));
-      for (const key of this.exactThumbnails.keys()) if (key.startsWith(`${mediaId}/`)) this.exactThumbnails.delete(key);
-      return;
-    }
-    const row = await this.store.getRemote(serverName, mediaId);
-    if (!row) return;
-    await this.store.deleteRemote(serverName, mediaId);
-    await this.files.remove(this.files.remoteContent(serverName, row.filesystem_id));
-    await this.files.remove(this.files.remoteThumbnailDir(serverName, row.filesystem_id));
+    if (serverName === this.serverName) await this.deleteLocal(mediaId);
+    else await this.deleteRemote(serverName, mediaId);
   }
 
   /** How many downloads wait for the upload of `mediaId` (tests and metrics). */
@@ -309,6 +335,30 @@ export class MediaRepository {
   /** Resolves when the background thumbnails of `mediaId` are done (tests and the admin API). */
   async thumbnailsSettled(mediaId: string): Promise<void> {
     await this.generating.get(mediaId);
+  }
+
+  /** The rows go first: a file whose row is gone is never served, while a row without its file would be a 404 forever. */
+  private async deleteLocal(mediaId: string): Promise<void> {
+    await this.store.deleteLocal(mediaId);
+    for (const key of this.exactThumbnails.keys()) if (key.startsWith(`${mediaId}/`)) this.exactThumbnails.delete(key);
+    try {
+      await this.files.remove(this.files.localContent(mediaId));
+      await this.files.remove(this.files.localThumbnailDir(mediaId));
+    } catch (err) {
+      this.log.warn({ err, mediaId }, "media: removing the files of deleted media failed");
+    }
+  }
+
+  private async deleteRemote(origin: string, mediaId: string): Promise<void> {
+    const row = await this.store.getRemote(origin, mediaId);
+    if (!row) return;
+    await this.store.deleteRemote(origin, mediaId);
+    try {
+      await this.files.remove(this.files.remoteContent(origin, row.filesystem_id));
+      await this.files.remove(this.files.remoteThumbnailDir(origin, row.filesystem_id));
+    } catch (err) {
+      this.log.warn({ err, origin, mediaId }, "media: removing the files of deleted remote media failed");
+    }
   }
 
   private mxc(mediaId: string): string {

@@ -13,17 +13,19 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, type ReadStream } from "node:fs";
-import { mkdir, open, rename, rm } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { PassThrough, Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { tooLarge } from "../../errors.js";
+import { MatrixError, tooLarge } from "../../errors.js";
 
 /** The ids Myelin generates for media and remote files: Synapse's `random_string(24)` alphabet. */
 const GENERATED_ID = /^[A-Za-z0-9]{5,255}$/;
 /** A server name as a directory: host name, IPv4 or bracketed IPv6 literal, optional port; never `.` or `..`. */
 const SERVER_DIR = /^(?!\.)[A-Za-z0-9.\-:[\]]{1,255}$/;
 const CONTENT_TYPE_PART = /^[a-z0-9][a-z0-9.+-]{0,126}$/;
+/** A temp file untouched this long belongs to no live upload (uploads write continuously). */
+const STALE_TEMP_MS = 3600_000;
 
 /** The written file's length and SHA-256 (hex). */
 export interface WrittenFile {
@@ -38,10 +40,18 @@ export class MediaFileStore {
     this.tmpDir = join(root, "tmp");
   }
 
-  /** Creates the store's directory; temp files a crash left behind are removed. */
+  /**
+   * Creates the store's directory and removes temp files a crash left behind: those older than an hour, since
+   * another process sharing the store may be writing the newer ones.
+   */
   async start(): Promise<void> {
-    await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
+    const cutoff = Date.now() - STALE_TEMP_MS;
+    for (const name of await readdir(this.tmpDir)) {
+      const path = join(this.tmpDir, name);
+      const st = await stat(path).catch(() => undefined);
+      if (st && st.mtimeMs < cutoff) await rm(path, { recursive: true, force: true });
+    }
   }
 
   localContent(mediaId: string): string {
@@ -176,7 +186,8 @@ function detach(source: Readable): PassThrough {
   source.once("end", () => (ended = true));
   source.once("error", (e: Error) => pass.destroy(e));
   source.once("close", () => {
-    if (!ended) pass.destroy(new Error("upload ended before its body did"));
+    // The client went away mid-upload: nobody will read the answer, but it is a client error, not ours.
+    if (!ended) pass.destroy(new MatrixError(400, "M_UNKNOWN", "The upload ended before its body did"));
   });
   pass.once("close", () => source.unpipe(pass));
   source.pipe(pass);

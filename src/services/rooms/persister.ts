@@ -427,6 +427,9 @@ export class EventPersister {
     // 5. consumers' rows, for events clients will see as new
     const staged: NewEvent | undefined = live ? { event, version, streamOrdering: item.streamOrdering, local: false, stateBefore: before.state, stateChanges: current?.delta ?? NO_CHANGES, outOfBand: false } : undefined;
     if (staged) await this.stageConsumers(item, staged);
+    else if (backfilled && !rejected) {
+      await this.stageConsumers(item, { event, version, streamOrdering: item.streamOrdering, local: false, stateBefore: before.state, stateChanges: NO_CHANGES, outOfBand: false }, "stageBackfilled");
+    }
     if (after.node) this.state.remember(after.node, after.state);
     const stored: StoredEvent = { ...storedEvent(event, version, item), rejected: rejected !== undefined, softFailed, redactedBy: redaction.redactedBy ?? null };
     if (current && extremities) {
@@ -514,11 +517,13 @@ export class EventPersister {
   // ---- Stage 5 and the commit ---------------------------------------------------------------------------------
 
   /** Collects the consumers' rows into the item. A failing consumer is logged and skipped, never the event. */
-  private async stageConsumers(item: PersistItem, e: NewEvent): Promise<void> {
+  private async stageConsumers(item: PersistItem, event: NewEvent, which: "stage" | "stageBackfilled" = "stage"): Promise<void> {
+    const e: NewEvent = item.applyRedactionTo || item.redactedBy ? { ...event, appliesRedactionTo: item.applyRedactionTo, redactedBy: item.redactedBy } : event;
     for (const c of this.consumers) {
-      if (!c.stage) continue;
+      const stage = c[which]?.bind(c);
+      if (!stage) continue;
       try {
-        const rows = await c.stage(e);
+        const rows = await stage(e);
         if (rows && rows.length > 0) (item.consumerRows ??= []).push(...rows);
       } catch (err) {
         this.log.error({ err, consumer: c.name, eventId: e.event.event_id }, "event consumer failed to stage; the event is stored without its rows");

@@ -15,6 +15,9 @@ import { m008_e2e_keys } from "./008_e2e_keys.js";
 import { m009_key_backup } from "./009_key_backup.js";
 import { m010_dehydrated_devices } from "./010_dehydrated_devices.js";
 import { m011_media } from "./011_media.js";
+import { m012_url_previews } from "./012_url_previews.js";
+import { m015_reports } from "./015_reports.js";
+import { m013_search } from "./013_search.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -34,6 +37,9 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["009_key_backup", m009_key_backup],
   ["010_dehydrated_devices", m010_dehydrated_devices],
   ["011_media", m011_media],
+  ["012_url_previews", m012_url_previews],
+  ["013_search", m013_search],
+  ["015_reports", m015_reports],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {

@@ -1,6 +1,6 @@
 /**
  * Stage 5, "after the write": the per-event consumers. Every event that reaches clients feeds features beyond the
- * room itself (push rule evaluation and notification counts; later the search index, application-service queues,
+ * room itself (push rule evaluation and notification counts, the search index; later application-service queues,
  * Sliding Sync bump stamps). Each is an EventConsumer in its own module, registered with the persister at start-up:
  * `stage` adds rows that must commit atomically with the event, `committed` runs after the commit (wake-ups, queues).
  */
@@ -24,6 +24,10 @@ export interface NewEvent {
   /** How the event changes the room's current state (state key → event id, null: removed); empty if it does not. */
   readonly stateChanges: ReadonlyMap<string, string | null>;
   readonly outOfBand: boolean;
+  /** A redaction that applies now: the event it redacts. */
+  readonly appliesRedactionTo?: string;
+  /** Set when a redaction that arrived first already applies to this event. */
+  readonly redactedBy?: string;
 }
 
 export interface EventConsumer {
@@ -35,6 +39,11 @@ export interface EventConsumer {
    * written.
    */
   stage?(e: NewEvent): Promise<Staged[] | undefined> | Staged[] | undefined;
+  /**
+   * As `stage`, for accepted history fetched from other servers (backfill), which clients do not see as new: only
+   * consumers that index history (search) want these.
+   */
+  stageBackfilled?(e: NewEvent): Promise<Staged[] | undefined> | Staged[] | undefined;
   /** Called once the event is durable. Must not throw or block: queue work and return. */
   committed?(e: StoredEvent, local: boolean): void;
   /** The event failed to write (and the room's queued events after it): drop what `stage` assumed about the room. */
