@@ -91,6 +91,7 @@ import { LoginTokens } from "./services/login_tokens.js";
 import type { Metrics } from "./services/metrics.js";
 import { MediaRepository } from "./services/media/media_repository.js";
 import { MediaFileStore } from "./services/media/media_store.js";
+import { RemoteMedia } from "./services/media/remote_media.js";
 import type { Thumbnailer } from "./services/media/thumbnailer.js";
 import { createThumbnailer } from "./services/media/thumbnailer_factory.js";
 import { openDatabase } from "./storage/database.js";
@@ -484,6 +485,12 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
   return { federationClient, keys, keyServer, outbound, previewHttp };
 }
 
+/** Other servers' media come through the federation media client. */
+function withRemoteMedia(media: MediaRepository, remote: RemoteMedia): MediaRepository {
+  media.remote = remote.fetch;
+  return media;
+}
+
 /** The metrics module, imported only when `enable_metrics` is on: prom-client alone takes ~4 MB. */
 type MetricsModule = typeof import("./services/metrics.js");
 
@@ -507,6 +514,7 @@ export function buildServices(
   const profile = new ProfileService(storage, config);
   const accountData = new AccountDataService(storage);
   const rl = config.rateLimits;
+  const mediaFiles = new MediaFileStore(config.mediaStorePath);
 
   const caches = new CacheRegistry(config.caches);
   const notifier = new Notifier();
@@ -608,16 +616,29 @@ export function buildServices(
   const roomUpgrades = new RoomUpgradeService(rooms, roomCreation, log, { accountData, pushRules: push.pushRules });
   membership.onRemoteJoin = (roomId) => roomUpgrades.afterRemoteJoin(roomId).catch((err: unknown) => log.warn({ err, roomId }, "room upgrade: carrying state over after a remote join failed"));
   const metrics = metricsModule ? buildMetrics(metricsModule, storage, caches, persister, notifier, federationSender, passwords, push.pusherPool) : undefined;
-  const media = new MediaRepository({
-    serverName: config.serverName,
-    config: config.media,
-    maxUploadSize: config.maxUploadSize,
-    store: storage.media,
-    files: new MediaFileStore(config.mediaStorePath),
-    thumbnailer,
-    createLimiter: new RateLimiter(rl.mediaCreate),
-    log,
-  });
+  const media = withRemoteMedia(
+    new MediaRepository({
+      serverName: config.serverName,
+      config: config.media,
+      maxUploadSize: config.maxUploadSize,
+      store: storage.media,
+      files: mediaFiles,
+      thumbnailer,
+      createLimiter: new RateLimiter(rl.mediaCreate),
+      log,
+    }),
+    new RemoteMedia({
+      serverName: config.serverName,
+      config: config.media,
+      maxUploadSize: config.maxUploadSize,
+      store: storage.media,
+      files: mediaFiles,
+      thumbnailer,
+      federation: fed.federationClient,
+      outbound: fed.outbound,
+      log,
+    }),
+  );
   const urlPreviews = new UrlPreviewService({ config: config.urlPreview, http: fed.previewHttp, store: storage.urlPreviews, caches, log });
   // Previews store their page's image as local media.
   urlPreviews.media = media;

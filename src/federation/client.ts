@@ -9,8 +9,8 @@ import { signRequest } from "../core/federation/xmatrix.js";
 import { JsonSyntaxError, parseJson } from "../core/json/parse.js";
 import { isJsonObject, type JsonObject } from "../core/json/types.js";
 import { FederationError } from "./errors.js";
-import type { ServerDiscovery } from "./discovery.js";
-import type { Transport } from "./transport.js";
+import type { ServerDiscovery, ServerTarget } from "./discovery.js";
+import type { StreamingResponse, Transport, TransportRequest } from "./transport.js";
 
 export type QueryValue = string | number | boolean | readonly (string | number | boolean)[] | undefined;
 
@@ -72,47 +72,69 @@ export class FederationClient {
     return parsed[1];
   }
 
+  /**
+   * Sends a signed request and hands over a 2xx (or 3xx: the caller follows `Location`) answer's body unread (media
+   * downloads); `maxResponseBytes` applies
+   * to a declared Content-Length only, the caller bounds the rest. A non-2xx answer is read (bounded) and thrown as
+   * FederationError "http", as `request` does. Throws FederationError.
+   */
+  async requestStream(req: FederationRequestOptions & { accept?: string }): Promise<StreamingResponse> {
+    const { destination, targets, transportReq } = await this.prepare(req, req.accept ?? "*/*");
+    const res = await this.opts.transport.stream(destination, targets, transportReq);
+    if (res.status >= 200 && res.status < 400) return res;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > ERROR_BODY_MAX_BYTES) break;
+        chunks.push(chunk);
+      }
+    } catch {
+      // an error answer cut short: its status is what matters
+    } finally {
+      res.body.destroy();
+    }
+    throw httpError(req, res.status, parseJsonOrUndefined(Buffer.concat(chunks)));
+  }
+
   /** Sends a signed request and returns the parsed JSON answered (any JSON value). Throws FederationError. */
   private async requestJson(req: FederationRequestOptions): Promise<unknown> {
+    const { destination, targets, transportReq } = await this.prepare(req, "application/json");
+    const res = await this.opts.transport.send(destination, targets, transportReq);
+    const parsed = parseJsonOrUndefined(res.body);
+    if (res.status < 200 || res.status >= 300) throw httpError(req, res.status, parsed);
+    return parsed;
+  }
+
+  /** Discovery and the X-Matrix signature: where to send `req`, and what. */
+  private async prepare(req: FederationRequestOptions, accept: string): Promise<{ destination: string; targets: readonly ServerTarget[]; transportReq: TransportRequest }> {
     const { destination } = req;
     if (!this.isDomainAllowed(destination)) throw new FederationError("denied", destination, "not in federation_domain_whitelist");
     const resolved = await this.opts.discovery.resolve(destination);
     const uri = req.path + queryString(req.query);
     const content = req.method === "PUT" || req.method === "POST" ? (req.body ?? {}) : req.body;
     const authorization = signRequest({ method: req.method, uri, origin: this.opts.serverName, destination, content }, this.opts.signingKey);
-    const headers: Record<string, string> = { authorization, "user-agent": "Myelin", accept: "application/json" };
+    const headers: Record<string, string> = { authorization, "user-agent": "Myelin", accept };
     let body: Buffer | undefined;
     if (content !== undefined) {
       body = Buffer.from(JSON.stringify(content), "utf8");
       headers["content-type"] = "application/json";
     }
-    const res = await this.opts.transport.send(destination, resolved.targets, {
-      method: req.method,
-      path: uri,
-      hostHeader: resolved.hostHeader,
-      servername: resolved.tlsServername,
-      headers,
-      body,
-      timeoutMs: req.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-      maxResponseBytes: req.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
-    });
-    let parsed: unknown;
-    try {
-      parsed = parseJson(res.body.toString("utf8")).value;
-    } catch (e) {
-      if (!(e instanceof JsonSyntaxError)) throw e;
-      parsed = undefined;
-    }
-    if (res.status < 200 || res.status >= 300) {
-      const errcode = isJsonObject(parsed) && typeof parsed.errcode === "string" ? parsed.errcode : undefined;
-      const detail = isJsonObject(parsed) && typeof parsed.error === "string" ? `: ${parsed.error}` : "";
-      throw new FederationError("http", destination, `${req.method} ${req.path} answered ${res.status}${errcode ? ` ${errcode}` : ""}${detail}`, {
-        status: res.status,
-        errcode,
-        body: parsed,
-      });
-    }
-    return parsed;
+    return {
+      destination,
+      targets: resolved.targets,
+      transportReq: {
+        method: req.method,
+        path: uri,
+        hostHeader: resolved.hostHeader,
+        servername: resolved.tlsServername,
+        headers,
+        body,
+        timeoutMs: req.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        maxResponseBytes: req.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+      },
+    };
   }
 
   get(destination: string, path: string, query?: Record<string, QueryValue>, opts: Partial<FederationRequestOptions> = {}): Promise<JsonObject> {
@@ -130,6 +152,28 @@ export class FederationClient {
   close(): void {
     this.opts.transport.close();
   }
+}
+
+/** How much of an error answer is read. */
+const ERROR_BODY_MAX_BYTES = 64 * 1024;
+
+function parseJsonOrUndefined(body: Buffer): unknown {
+  try {
+    return parseJson(body.toString("utf8")).value;
+  } catch (e) {
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    return undefined;
+  }
+}
+
+function httpError(req: FederationRequestOptions, status: number, parsed: unknown): FederationError {
+  const errcode = isJsonObject(parsed) && typeof parsed.errcode === "string" ? parsed.errcode : undefined;
+  const detail = isJsonObject(parsed) && typeof parsed.error === "string" ? `: ${parsed.error}` : "";
+  return new FederationError("http", req.destination, `${req.method} ${req.path} answered ${status}${errcode ? ` ${errcode}` : ""}${detail}`, {
+    status,
+    errcode,
+    body: parsed,
+  });
 }
 
 /** A tagged template that percent-encodes its values: encodePath`/_matrix/federation/v1/event/${eventId}`. */

@@ -9,7 +9,7 @@
  * for host names matching `federation_certificate_verification_whitelist`.
  */
 import { Agent, request as httpsRequest } from "node:https";
-import type { IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import { createSecureContext, type SecureContext } from "node:tls";
@@ -86,6 +86,13 @@ export interface TransportResponse {
   body: Buffer;
 }
 
+/** An answer whose body is read by the caller (media): `body` must be consumed or destroyed. */
+export interface StreamingResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: IncomingMessage;
+}
+
 export class Transport {
   /** Keep-alive connections, pooled per address, port, SNI and verification setting by node:https. */
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 16, maxFreeSockets: 4, timeout: 60_000 });
@@ -108,6 +115,25 @@ export class Transport {
    * FederationError: "blocked", "unreachable", "tls", "timeout" or "invalid_response" (too large).
    */
   async send(destination: string, targets: readonly ServerTarget[], req: TransportRequest): Promise<TransportResponse> {
+    return this.tryTargets(destination, targets, req, (address, port, r) => this.sendTo(destination, address, port, r));
+  }
+
+  /**
+   * As `send`, but resolves once the response headers are in (within `timeoutMs`); the body is the caller's to read,
+   * bound and time (`maxResponseBytes` applies only to a declared Content-Length).
+   */
+  async stream(destination: string, targets: readonly ServerTarget[], req: TransportRequest): Promise<StreamingResponse> {
+    return this.tryTargets(destination, targets, req, async (address, port, r) => {
+      try {
+        return await this.open(destination, address, port, r);
+      } catch (e) {
+        if (!(e instanceof StaleSocketError)) throw e;
+        return this.open(destination, address, port, r);
+      }
+    });
+  }
+
+  private async tryTargets<T>(destination: string, targets: readonly ServerTarget[], req: TransportRequest, fn: (address: string, port: number, req: TransportRequest) => Promise<T>): Promise<T> {
     let firstError: FederationError | undefined;
     let blocked = 0;
     let candidates = 0;
@@ -129,7 +155,7 @@ export class Transport {
         const remaining = deadline - Date.now();
         if (remaining <= 0) throw new FederationError("timeout", destination, `no response within ${req.timeoutMs} ms`);
         try {
-          return await this.sendTo(destination, address, target.port, { ...req, timeoutMs: remaining });
+          return await fn(address, target.port, { ...req, timeoutMs: remaining });
         } catch (e) {
           // Only "this address did not work" moves on; a certificate or timeout problem is the server's answer.
           const err = e as FederationError;
@@ -155,6 +181,59 @@ export class Transport {
     }
   }
 
+  /** One request whose response body is handed over unread once its headers are in. */
+  private open(destination: string, address: string, port: number, req: TransportRequest): Promise<StreamingResponse> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        request.destroy();
+        reject(err);
+      };
+      const request = this.clientRequest(address, port, req);
+      const timer = setTimeout(() => fail(new FederationError("timeout", destination, `no response within ${req.timeoutMs} ms`)), req.timeoutMs);
+      request.on("error", (e: NodeJS.ErrnoException) => {
+        if (request.reusedSocket && e.code === "ECONNRESET" && !settled) return fail(new StaleSocketError());
+        fail(classify(destination, address, port, e));
+      });
+      request.on("response", (res) => {
+        const declared = Number(res.headers["content-length"]);
+        if (Number.isFinite(declared) && declared > req.maxResponseBytes) {
+          fail(new FederationError("invalid_response", destination, `response of ${declared} bytes exceeds the ${req.maxResponseBytes} byte limit`));
+          return;
+        }
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        // Errors after this point surface on the body stream.
+        res.on("error", () => request.destroy());
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
+      });
+      request.end(req.body);
+    });
+  }
+
+  private clientRequest(address: string, port: number, req: TransportRequest) {
+    const headers: Record<string, string> = { ...req.headers, host: req.hostHeader };
+    if (req.body !== undefined) headers["content-length"] = String(req.body.length);
+    return httpsRequest({
+      host: address,
+      port,
+      method: req.method,
+      path: req.path,
+      headers,
+      agent: this.agent,
+      // An empty servername tells node not to send SNI (its default would derive one from the Host header).
+      servername: req.servername ?? "",
+      // The agent pools connections per servername and rejectUnauthorized, so a whitelisted host never shares
+      // a connection with a verified one; the secure context is the same for all of them.
+      rejectUnauthorized: this.verifies(req.servername ?? address),
+      ...(this.secureContext ? { secureContext: this.secureContext } : {}),
+    });
+  }
+
   private attempt(destination: string, address: string, port: number, req: TransportRequest): Promise<TransportResponse> {
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -165,22 +244,7 @@ export class Transport {
         request.destroy();
         reject(err);
       };
-      const headers: Record<string, string> = { ...req.headers, host: req.hostHeader };
-      if (req.body !== undefined) headers["content-length"] = String(req.body.length);
-      const request = httpsRequest({
-        host: address,
-        port,
-        method: req.method,
-        path: req.path,
-        headers,
-        agent: this.agent,
-        // An empty servername tells node not to send SNI (its default would derive one from the Host header).
-        servername: req.servername ?? "",
-        // The agent pools connections per servername and rejectUnauthorized, so a whitelisted host never shares
-        // a connection with a verified one; the secure context is the same for all of them.
-        rejectUnauthorized: this.verifies(req.servername ?? address),
-        ...(this.secureContext ? { secureContext: this.secureContext } : {}),
-      });
+      const request = this.clientRequest(address, port, req);
       const timer = setTimeout(() => fail(new FederationError("timeout", destination, `no response within ${req.timeoutMs} ms`)), req.timeoutMs);
       request.on("error", (e: NodeJS.ErrnoException) => {
         if (request.reusedSocket && e.code === "ECONNRESET" && !settled) {

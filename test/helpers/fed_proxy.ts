@@ -28,6 +28,8 @@ export interface ProxyAnswer {
   status: number;
   /** A JSON value, or a string sent as it is (e.g. "" for an empty body). */
   body: unknown;
+  /** The real server's answer as it came (bytes and headers), for `passRaw`. */
+  raw?: { headers: IncomingHttpHeaders; bytes: Buffer };
 }
 
 /** What a hook returns: an answer of its own, or undefined to pass the request through. */
@@ -40,6 +42,8 @@ export class FederationProxy {
   readonly seen: ProxiedRequest[] = [];
   intercept: Intercept | undefined;
   rewrite: Rewrite | undefined;
+  /** Pass the real server's answers on byte for byte with their headers (binary bodies: media) unless rewritten. */
+  passRaw = false;
   port = 0;
   private server!: Server;
   private dir = "";
@@ -68,8 +72,14 @@ export class FederationProxy {
         void (async () => {
           let answer = this.intercept ? await this.intercept(r) : undefined;
           if (!answer) {
-            answer = await this.forward(req.method ?? "GET", req.url ?? "/", req.headers, raw);
-            answer = this.rewrite?.(r, answer) ?? answer;
+            const real = await this.forward(req.method ?? "GET", req.url ?? "/", req.headers, raw);
+            answer = this.rewrite?.(r, real);
+            if (!answer && this.passRaw && real.raw) {
+              const { connection: _c, "transfer-encoding": _t, "keep-alive": _k, ...headers } = real.raw.headers;
+              res.writeHead(real.status, headers).end(real.raw.bytes);
+              return;
+            }
+            answer ??= real;
           }
           const text = typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body);
           res.writeHead(answer.status, text === "" ? {} : { "content-type": "application/json" }).end(text);
@@ -97,14 +107,15 @@ export class FederationProxy {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
           res.on("end", () => {
-            const text = Buffer.concat(chunks).toString("utf8");
+            const bytes = Buffer.concat(chunks);
+            const text = bytes.toString("utf8");
             let parsed: unknown = text;
             try {
               parsed = text ? JSON.parse(text) : "";
             } catch {
               // not JSON: passed on as text
             }
-            resolve({ status: res.statusCode ?? 502, body: parsed });
+            resolve({ status: res.statusCode ?? 502, body: parsed, raw: { headers: res.headers, bytes } });
           });
           res.on("error", reject);
         },

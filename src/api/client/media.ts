@@ -125,7 +125,7 @@ function accessOf(ctx: Ctx, authenticated: boolean): MediaAccess {
   };
 }
 
-function thumbnailRequestOf(q: Ctx["query"]): ThumbnailRequest {
+export function thumbnailRequestOf(q: Ctx["query"]): ThumbnailRequest {
   const width = intParam(q, "width", undefined, 1, MAX_THUMBNAIL_SIDE);
   const height = intParam(q, "height", undefined, 1, MAX_THUMBNAIL_SIDE);
   if (width === undefined || height === undefined) throw new MatrixError(400, "M_MISSING_PARAM", "Missing width or height query parameter");

@@ -7,6 +7,7 @@ import { defineFederationRoute } from "./auth.js";
 import { registerFederationMembership } from "./membership.js";
 import { registerFederationEventReads } from "./events.js";
 import { registerFederationQueries } from "./queries.js";
+import { registerFederationMedia } from "./media.js";
 
 export { registerKeyApi } from "./keys.js";
 
@@ -21,4 +22,5 @@ export function registerFederationApi(app: FastifyInstance, services: Services):
   registerFederationMembership(app, services);
   registerFederationEventReads(app, services);
   registerFederationQueries(app, services);
+  registerFederationMedia(app, services);
 }
