@@ -91,6 +91,11 @@ export async function startServer({ db = "sqlite", port = 18008, tlsPort, config
     dbName,
     serverName: config.server_name,
     tlsPort,
+    /** The server's database, as dist/storage/database.js openDatabase takes it (to bulk-load data directly). */
+    storageConfig:
+      db === "postgres"
+        ? { engine: "postgres", host: database.args.host, port: database.args.port, user: database.args.user, password: new URL(pgUrl).password || undefined, database: dbName, cpMin: 1, cpMax: 2 }
+        : { engine: "sqlite", path: database.args.database },
     /** Whether the process is still running (a crash shows here). */
     alive: () => !exited,
     /** PostgreSQL only: refresh planner statistics, as autovacuum would within a minute of a bulk load. */

@@ -84,6 +84,7 @@ import { UrlPreviewService } from "./services/media/url_preview.js";
 import { UserRooms } from "./services/rooms/user_rooms.js";
 import { RoomChanges } from "./services/rooms/room_changes.js";
 import { RecentEvents } from "./services/rooms/recent_events.js";
+import { UserDirectoryService } from "./services/user_directory.js";
 import { CacheRegistry } from "./util/cache.js";
 import { AccountModeration } from "./services/account_moderation.js";
 import { ReportService } from "./services/reports.js";
@@ -258,6 +259,7 @@ export async function startServices(s: Services): Promise<void> {
   await s.roomCore.persister.start();
   s.roomCore.userRooms.start(s.roomCore.persister.position());
   s.roomChanges.start(s.roomCore.persister.position());
+  s.userDirectory.start();
   s.unread.start();
   await s.pushRules.start();
   await s.receipts.start();
@@ -540,8 +542,19 @@ export function buildServices(
   const receipts = new ReceiptService(storage, events, accountData, notifier);
   const presence = new PresenceService(storage, notifier, config.presenceEnabled);
   accountData.hooks.onChange = (userId) => notifier.notify({ users: [userId] });
-  profile.hooks.onProfileChanged = (userId) => membership.propagateProfile(userId);
-  accounts.hooks.onDeactivate = (userId) => membership.leaveAll(userId);
+  // The user directory (services/user_directory.ts): its failures are logged, never the caller's.
+  const userDirectory = new UserDirectoryService({ storage, config: config.userDirectory, serverName: config.serverName, position: () => persister.position(), log });
+  persister.use(userDirectory);
+  const directoryWarn = (what: string, userId: string) => (err: unknown) => log.warn({ err, userId }, `user directory: ${what} failed`);
+  profile.hooks.onProfileChanged = async (userId) => {
+    await userDirectory.localProfileChanged(userId).catch(directoryWarn("a profile update", userId));
+    await membership.propagateProfile(userId);
+  };
+  accounts.hooks.onRegistered = (userId) => userDirectory.localProfileChanged(userId).catch(directoryWarn("adding a user", userId));
+  accounts.hooks.onDeactivate = async (userId) => {
+    await userDirectory.deactivated(userId).catch(directoryWarn("removing a deactivated user", userId));
+    await membership.leaveAll(userId);
+  };
   persister.use(guestAccessConsumer(membership, log));
   if (config.enableSearch) persister.use(new SearchIndexer(storage));
 
@@ -600,6 +613,7 @@ export function buildServices(
   });
   membership.remote = federationMembership;
   profile.remote = (userId, field) => federationMembership.queryProfile(userId, field);
+  userDirectory.remoteProfile = (userId) => federationMembership.queryProfile(userId);
   wireOutboundFederation(config.serverName, storage, persister, federationSender, typing, receipts, presence, log);
   persister.use(
     joinPresenceConsumer({
@@ -695,6 +709,7 @@ export function buildServices(
     urlPreviews,
     media,
     search: new SearchService({ storage, events, state, visibility, formatter, messages, enabled: config.enableSearch }),
+    userDirectory,
     limits: {
       registration: new RateLimiter(rl.registration),
       registrationTokenValidity: new RateLimiter(rl.registrationTokenValidity),

@@ -166,6 +166,8 @@ export interface Config {
   caches: CacheConfig;
   /** Synapse's `enable_metrics`: the `metrics` listeners serve Prometheus metrics. */
   enableMetrics: boolean;
+  /** Synapse's `user_directory` section: who POST /user_directory/search finds (docs/user_directory.md). */
+  userDirectory: UserDirectoryConfig;
   /** Synapse's `push` section: notifications sent to push gateways. */
   push: PushConfig;
   /** Synapse's `turn_*` keys: the TURN server handed to clients by GET /voip/turnServer. */
@@ -208,6 +210,20 @@ export interface MediaConfig {
   /** `media_retention.local_media_lifetime` / `remote_media_lifetime` (ms): parsed; not yet applied. */
   localMediaLifetimeMs?: number;
   remoteMediaLifetimeMs?: number;
+}
+
+/** Synapse's `user_directory` keys. */
+export interface UserDirectoryConfig {
+  /** `enabled`: false answers every search with no results. */
+  enabled: boolean;
+  /** `search_all_users`: every local user (and every known remote one), not only those sharing a room. */
+  searchAllUsers: boolean;
+  /** `prefer_local_users`: local users rank above remote ones. */
+  preferLocalUsers: boolean;
+  /** `exclude_remote_users`: only local users are returned. */
+  excludeRemoteUsers: boolean;
+  /** `show_locked_users`: locked users are found too. */
+  showLockedUsers: boolean;
 }
 
 export interface PushConfig {
@@ -429,6 +445,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     caches: readCaches(r),
     enableMetrics: r.bool("enable_metrics", false),
     push: readPush(r),
+    userDirectory: readUserDirectory(r),
     turn: readTurn(r),
     loginViaExistingSession: readLoginViaExistingSession(r),
     ...readSupport(r),
@@ -658,6 +675,20 @@ function readMedia(r: ConfigReader): MediaConfig {
   if (remote !== undefined) media.remoteMediaLifetimeMs = remote;
   warnUnknown(retention);
   return media;
+}
+
+function readUserDirectory(r: ConfigReader): UserDirectoryConfig {
+  const d = r.has("user_directory") ? r.section("user_directory") : undefined;
+  if (!d) r.accept("user_directory");
+  const out: UserDirectoryConfig = {
+    enabled: d?.bool("enabled", true) ?? true,
+    searchAllUsers: d?.bool("search_all_users", false) ?? false,
+    preferLocalUsers: d?.bool("prefer_local_users", false) ?? false,
+    excludeRemoteUsers: d?.bool("exclude_remote_users", false) ?? false,
+    showLockedUsers: d?.bool("show_locked_users", false) ?? false,
+  };
+  if (d) warnUnknown(d);
+  return out;
 }
 
 function readPresence(r: ConfigReader): boolean {

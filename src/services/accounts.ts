@@ -42,6 +42,8 @@ export interface RegisterResult extends Partial<IssuedTokens> {
 /** Hooks other services attach to account lifecycle events (e.g. leaving rooms on deactivation). */
 export interface AccountHooks {
   onDeactivate?: (userId: string) => Promise<void>;
+  /** A full (non-guest) account now exists: registered, or upgraded from a guest. */
+  onRegistered?: (userId: string) => Promise<void>;
 }
 
 const MAX_USER_ID_LENGTH = 255;
@@ -105,6 +107,7 @@ export class AccountService {
     if (!(await this.storage.users.upgradeGuest(userId, opts.passwordHash ?? null))) throw forbidden("Cannot register taken user ID without valid guest credentials for that user.");
     // Its tokens (the guest's among them) now belong to a full user.
     this.tokens.invalidateUser(userId);
+    await this.hooks.onRegistered?.(userId);
     if (opts.inhibitLogin) return { userId };
     return this.login(userId, { deviceId: opts.deviceId, initialDeviceDisplayName: opts.initialDeviceDisplayName, refreshToken: opts.refreshToken });
   }
@@ -142,6 +145,7 @@ export class AccountService {
       return { userId, deviceId, ...issued };
     });
     if (result.deviceId) await this.devices.changed(userId, [result.deviceId], false);
+    if (!opts.guest) await this.hooks.onRegistered?.(userId);
     return result;
   }
 

@@ -59,6 +59,7 @@ import type { LoginTokens } from "./login_tokens.js";
 import type { UrlPreviewService } from "./media/url_preview.js";
 import type { MediaRepository } from "./media/media_repository.js";
 import type { SearchService } from "./search.js";
+import type { UserDirectoryService } from "./user_directory.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -169,4 +170,6 @@ export interface Services {
   media: MediaRepository;
   /** POST /search. */
   search: SearchService;
+  /** POST /user_directory/search and the tables behind it. */
+  userDirectory: UserDirectoryService;
 }

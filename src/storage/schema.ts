@@ -448,6 +448,32 @@ export interface LoginTokensTable {
   auth_provider_session_id: string | null;
 }
 
+/** The user directory (migration 014). */
+export interface UserDirectoryTable {
+  user_id: string;
+  display_name: string | null;
+  avatar_url: string | null;
+}
+export interface UserDirectoryTokensTable {
+  token: string;
+  user_id: string;
+  /** Which part of the user the word comes from (storage/user_directory.ts TokenKind). */
+  kind: number;
+}
+export interface UsersInPublicRoomsTable {
+  user_id: string;
+  room_id: string;
+}
+export interface UsersWhoSharePrivateRoomsTable {
+  user_id: string;
+  other_user_id: string;
+  room_id: string;
+}
+export interface UserDirectoryStreamPosTable {
+  id: number;
+  stream_id: number;
+}
+
 export interface Schema {
   event_reports: EventReportsTable;
   room_reports: RoomReportsTable;
@@ -505,6 +531,11 @@ export interface Schema {
   local_media_repository_thumbnails: LocalMediaThumbnailsTable;
   remote_media_cache: RemoteMediaTable;
   remote_media_cache_thumbnails: RemoteMediaThumbnailsTable;
+  user_directory: UserDirectoryTable;
+  user_directory_tokens: UserDirectoryTokensTable;
+  users_in_public_rooms: UsersInPublicRoomsTable;
+  users_who_share_private_rooms: UsersWhoSharePrivateRoomsTable;
+  user_directory_stream_pos: UserDirectoryStreamPosTable;
 }
 
 /** Local media (migration 011). `media_length` is null until the upload of a /create media id. */

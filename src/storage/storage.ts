@@ -29,6 +29,7 @@ import { LoginTokenStore } from "./login_tokens.js";
 import { UrlPreviewStore } from "./url_previews.js";
 import { MediaStore } from "./media.js";
 import { SearchStore } from "./search.js";
+import { UserDirectoryStore } from "./user_directory.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -56,6 +57,7 @@ export class Stores {
   readonly urlPreviews: UrlPreviewStore;
   readonly media: MediaStore;
   readonly search: SearchStore;
+  readonly userDirectory: UserDirectoryStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -83,6 +85,7 @@ export class Stores {
     this.urlPreviews = new UrlPreviewStore(db);
     this.media = new MediaStore(db);
     this.search = new SearchStore(db);
+    this.userDirectory = new UserDirectoryStore(db);
   }
 }
 

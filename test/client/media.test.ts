@@ -146,10 +146,16 @@ describe("authentication and malformed requests", () => {
     ["an encoded traversal as the server name", "..%2F..%2Fetc/passwd"],
     ["an invalid server name", "bad_server!/AAAAAAAAAAAAAAAAAAAAAAAA"],
     ["a media id too long", `test.local/${"a".repeat(300)}`],
-    ["another server's media (no federation media yet)", "other.example/AAAAAAAAAAAAAAAAAAAAAAAA"],
   ])("%s is 404 M_NOT_FOUND", async (_what, path) => {
     expectMatrixError(await get(`${CLIENT_MEDIA}/download/${path}`, bob), 404, "M_NOT_FOUND");
     expectMatrixError(await get(`${CLIENT_MEDIA}/thumbnail/${path}?width=32&height=32`, bob), 404, "M_NOT_FOUND");
+  });
+
+  it("media of a server that cannot be reached is 502, as Synapse answers", async () => {
+    // Test servers resolve no names, so other.example is unreachable (test/federation/media.test.ts covers real peers).
+    const path = "other.example/AAAAAAAAAAAAAAAAAAAAAAAA";
+    expectMatrixError(await get(`${CLIENT_MEDIA}/download/${path}`, bob), 502, "M_UNKNOWN");
+    expectMatrixError(await get(`${CLIENT_MEDIA}/thumbnail/${path}?width=32&height=32`, bob), 502, "M_UNKNOWN");
   });
 
   it("allow_remote=false never asks another server; bad query values are 400", async () => {

@@ -33,6 +33,7 @@ import { registerAccountModerationRoutes } from "./account_moderation.js";
 import { registerUrlPreviewRoutes } from "./url_preview.js";
 import { registerSearchRoutes } from "./search.js";
 import { registerSpaceRoutes } from "./spaces.js";
+import { registerUserDirectoryRoutes } from "./user_directory.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -67,4 +68,5 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerUrlPreviewRoutes(app, services);
   registerSearchRoutes(app, services);
   registerSpaceRoutes(app, services);
+  registerUserDirectoryRoutes(app, services);
 }

@@ -18,6 +18,7 @@ import { m011_media } from "./011_media.js";
 import { m012_url_previews } from "./012_url_previews.js";
 import { m015_reports } from "./015_reports.js";
 import { m013_search } from "./013_search.js";
+import { m014_user_directory } from "./014_user_directory.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -39,6 +40,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["011_media", m011_media],
   ["012_url_previews", m012_url_previews],
   ["013_search", m013_search],
+  ["014_user_directory", m014_user_directory],
   ["015_reports", m015_reports],
 ];
 
