@@ -103,6 +103,10 @@ export interface Config {
   enableRegistrationWithoutVerification: boolean;
   registrationSharedSecret?: string;
   registrationRequiresToken: boolean;
+  /** Synapse's `enable_registration_captcha`: registration flows start with m.login.recaptcha. */
+  enableRegistrationCaptcha: boolean;
+  /** Synapse's `recaptcha_*` keys; the m.login.recaptcha stage exists when a private key is set. */
+  recaptcha?: { publicKey?: string; privateKey: string; siteverifyApi: string };
   allowGuestAccess: boolean;
   inhibitUserInUseError: boolean;
   password: { enabled: boolean; localdbEnabled: boolean; pepper: string; policy: PasswordPolicy };
@@ -410,6 +414,8 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     enableRegistration: r.bool("enable_registration", false),
     enableRegistrationWithoutVerification: r.bool("enable_registration_without_verification", false),
     registrationRequiresToken: r.bool("registration_requires_token", false),
+    enableRegistrationCaptcha: r.bool("enable_registration_captcha", false),
+    recaptcha: readRecaptcha(r),
     allowGuestAccess: r.bool("allow_guest_access", false),
     inhibitUserInUseError: r.bool("inhibit_user_in_use_error", false),
     password,
@@ -634,6 +640,17 @@ function readPush(r: ConfigReader): PushConfig {
   };
   warnUnknown(p);
   return out;
+}
+
+function readRecaptcha(r: ConfigReader): Config["recaptcha"] {
+  const privateKey = r.string("recaptcha_private_key");
+  const publicKey = r.string("recaptcha_public_key");
+  const siteverifyApi = r.string("recaptcha_siteverify_api", "https://www.recaptcha.net/recaptcha/api/siteverify");
+  if (privateKey === undefined) {
+    if (r.bool("enable_registration_captcha", false)) throw new ConfigError('config key "enable_registration_captcha": needs recaptcha_private_key (and recaptcha_public_key)');
+    return undefined;
+  }
+  return { privateKey, siteverifyApi, ...(publicKey !== undefined ? { publicKey } : {}) };
 }
 
 /** The media repository's keys, with Synapse's defaults. */
