@@ -33,6 +33,7 @@ import { VisibilityService } from "./services/rooms/visibility.js";
 import { guestAccessConsumer } from "./services/rooms/guest_access.js";
 import { RoomAccess, type RoomCore } from "./services/rooms/rooms.js";
 import { RoomCreationService } from "./services/rooms/create.js";
+import { PeekService } from "./services/rooms/peeks.js";
 import { MembershipService } from "./services/rooms/membership.js";
 import { MessageService } from "./services/rooms/messages.js";
 import { RelationsService } from "./services/rooms/relations.js";
@@ -260,6 +261,7 @@ export async function startServices(s: Services): Promise<void> {
   s.roomCore.userRooms.start(s.roomCore.persister.position());
   s.roomChanges.start(s.roomCore.persister.position());
   s.userDirectory.start();
+  await s.peeks.start();
   s.unread.start();
   await s.pushRules.start();
   await s.receipts.start();
@@ -536,6 +538,7 @@ export function buildServices(
   const roomCore = { config, storage, persister, events, state, formatter, visibility, notifier, userRooms };
   const rooms = new RoomAccess(roomCore);
   const membership = new MembershipService(rooms);
+  const peeks = new PeekService({ storage, rooms, notifier: roomCore.notifier, resolveRoom: (r) => membership.resolveRoom(r) });
   const roomCreation = new RoomCreationService(rooms, membership);
   const messages = new MessageService(rooms);
   const typing = new TypingService(notifier);
@@ -679,7 +682,8 @@ export function buildServices(
     typing,
     receipts,
     presence,
-    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules, userRooms, roomChanges, recent, keyCounts: (u, d) => e2eKeys.syncFields(u, d) }),
+    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules, userRooms, roomChanges, recent, peeks, keyCounts: (u, d) => e2eKeys.syncFields(u, d) }),
+    peeks,
     toDevice,
     deviceLists,
     e2eKeys,

@@ -60,6 +60,7 @@ import type { UrlPreviewService } from "./media/url_preview.js";
 import type { MediaRepository } from "./media/media_repository.js";
 import type { SearchService } from "./search.js";
 import type { UserDirectoryService } from "./user_directory.js";
+import type { PeekService } from "./rooms/peeks.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -170,6 +171,8 @@ export interface Services {
   media: MediaRepository;
   /** POST /search. */
   search: SearchService;
+  /** Peeking into world-readable rooms (MSC2753 /peek, `rooms.peek` in /sync). */
+  peeks: PeekService;
   /** POST /user_directory/search and the tables behind it. */
   userDirectory: UserDirectoryService;
 }

@@ -448,6 +448,14 @@ export interface LoginTokensTable {
   auth_provider_session_id: string | null;
 }
 
+/** Rooms a device peeks into (migration 016). */
+export interface RoomPeeksTable {
+  id: Generated<number>;
+  user_id: string;
+  device_id: string;
+  room_id: string;
+}
+
 /** The user directory (migration 014). */
 export interface UserDirectoryTable {
   user_id: string;
@@ -532,6 +540,7 @@ export interface Schema {
   remote_media_cache: RemoteMediaTable;
   remote_media_cache_thumbnails: RemoteMediaThumbnailsTable;
   user_directory: UserDirectoryTable;
+  room_peeks: RoomPeeksTable;
   user_directory_tokens: UserDirectoryTokensTable;
   users_in_public_rooms: UsersInPublicRoomsTable;
   users_who_share_private_rooms: UsersWhoSharePrivateRoomsTable;

@@ -30,6 +30,7 @@ import { UrlPreviewStore } from "./url_previews.js";
 import { MediaStore } from "./media.js";
 import { SearchStore } from "./search.js";
 import { UserDirectoryStore } from "./user_directory.js";
+import { PeekStore } from "./peeks.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -58,6 +59,7 @@ export class Stores {
   readonly media: MediaStore;
   readonly search: SearchStore;
   readonly userDirectory: UserDirectoryStore;
+  readonly peeks: PeekStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -86,6 +88,7 @@ export class Stores {
     this.media = new MediaStore(db);
     this.search = new SearchStore(db);
     this.userDirectory = new UserDirectoryStore(db);
+    this.peeks = new PeekStore(db);
   }
 }
 
