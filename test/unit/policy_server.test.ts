@@ -1,5 +1,7 @@
 /** Policy Servers, the pure part (spec v1.18 "Policy Servers"): core/rooms/policy_server.ts. */
 import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config/config.js";
+import { ConfigError } from "../../src/config/reader.js";
 import { signingKeyFromSeed } from "../../src/core/crypto/ed25519.js";
 import { signJson } from "../../src/core/crypto/signing.js";
 import { stateMapKey, type PDU } from "../../src/core/events/event.js";
@@ -192,5 +194,26 @@ describe("recommendedForInclusion", () => {
     expect(recommendedForInclusion(V12, { ...event, pdu: withPolicyServerSignature(pdu, PS, psAnswer(V12, pdu))! }, PS)).toBe(true);
     expect(recommendedForInclusion(V12, { type: "m.room.policy", state_key: "", pdu }, PS)).toBe(true);
     expect(recommendedForInclusion(V12, { type: "m.room.policy", state_key: "other", pdu }, PS)).toBe(false);
+  });
+});
+
+describe("config: policy_server (served at /.well-known/matrix/policy_server)", () => {
+  const doc = (extra: Record<string, unknown> = {}) => ({ server_name: "example.org", listeners: [{ port: 8008 }], ...extra });
+
+  it("is absent by default", () => {
+    expect(parseConfig(doc(), "/etc/myelin").config.policyServer).toBeUndefined();
+  });
+
+  it("holds the public keys as the endpoint serves them", () => {
+    const parsed = parseConfig(doc({ policy_server: { public_keys: { ed25519: PS_KEY.publicKeyBase64, other: "xyz" } } }), "/etc/myelin");
+    expect(parsed.config.policyServer).toEqual({ public_keys: { ed25519: PS_KEY.publicKeyBase64, other: "xyz" } });
+    expect(parsed.warnings).toEqual([]);
+  });
+
+  it("needs an ed25519 key of 32 bytes", () => {
+    expect(() => parseConfig(doc({ policy_server: {} }), "/etc/myelin")).toThrow(ConfigError);
+    expect(() => parseConfig(doc({ policy_server: { public_keys: { other: "xyz" } } }), "/etc/myelin")).toThrow(/needs an "ed25519" key/);
+    expect(() => parseConfig(doc({ policy_server: { public_keys: { ed25519: "AAAA" } } }), "/etc/myelin")).toThrow(/32 bytes/);
+    expect(() => parseConfig(doc({ policy_server: { public_keys: { ed25519: 5 } } }), "/etc/myelin")).toThrow(ConfigError);
   });
 });
