@@ -277,6 +277,14 @@ describe("Policy Servers", () => {
     const msg = await buildPdu(room, { type: "m.room.message", sender: "@x:gone.test", content: text("unsigned, unaskable") }, gone);
     expect(await pushFromPs([msg.pdu])).toEqual({ pdus: { [msg.eventId]: {} } });
     expect((await events().get(msg.eventId))!.softFailed).toBe(true);
+
+    // While it keeps failing, received events are not sent to it again (each would wait for the request to fail).
+    const lookups = () => network.log.filter((l) => l.includes("gone.test")).length;
+    const before = lookups();
+    const again = await buildPdu(room, { type: "m.room.message", sender: "@x:gone.test", content: text("still unaskable") }, gone);
+    expect(await pushFromPs([again.pdu])).toEqual({ pdus: { [again.eventId]: {} } });
+    expect((await events().get(again.eventId))!.softFailed).toBe(true);
+    expect(lookups()).toBe(before);
   });
 
   it("GET /.well-known/matrix/policy_server: the configured keys, else 404 M_NOT_FOUND", async () => {

@@ -21,12 +21,21 @@ export type AskPolicyServer = (ps: PolicyServer, version: RoomVersion, event: Ev
 
 /** At most this many (state group, server) answers to "has a joined user" are kept. */
 const JOINED_CACHE_MAX = 4096;
+/**
+ * After a Policy Server failed to answer (5xx, unreachable, a bad signature), received events are not sent to it
+ * again for this long: each would wait out the request's timeout, holding up the rest of their transaction. They
+ * are soft-failed meanwhile, as they would be after the failed request. Local sends always ask (their client hears
+ * why at once).
+ */
+const RECEIVED_RETRY_MS = 30_000;
 
 export class PolicyServerStage {
   /** Set at start-up once the federation client exists; without it, nothing is asked (tests of the core alone). */
   ask?: AskPolicyServer;
   /** `${stateGroup} ${server}` → whether that server has a joined user in that state. State groups never change. */
   private readonly joined = new Map<string, boolean>();
+  /** Policy Server → until when received events are not sent to it (see RECEIVED_RETRY_MS). */
+  private readonly failing = new Map<string, number>();
 
   constructor(
     private readonly serverName: string,
@@ -71,9 +80,15 @@ export class PolicyServerStage {
     if (!this.ask || !head || !needsPolicyServerSignature(event)) return event;
     const ps = await this.policyServerOf(head);
     if (!ps || hasValidPolicyServerSignature(version, event.pdu, ps)) return event;
+    if ((this.failing.get(ps.serverName) ?? 0) > Date.now()) return event;
     try {
-      return await this.ask(ps, version, event);
+      const signed = await this.ask(ps, version, event);
+      this.failing.delete(ps.serverName);
+      return signed;
     } catch (err) {
+      // A refusal (4xx) is an answer; anything else says the Policy Server is not answering properly.
+      const status = (err as { status?: unknown }).status;
+      if (!(typeof status === "number" && status >= 400 && status < 500)) this.failing.set(ps.serverName, Date.now() + RECEIVED_RETRY_MS);
       this.log.info({ err: (err as Error).message, eventId: event.event_id, policyServer: ps.serverName }, "the Policy Server did not sign a received event");
       return event;
     }
