@@ -208,6 +208,9 @@ describe("config: policy_server (served at /.well-known/matrix/policy_server)", 
     const parsed = parseConfig(doc({ policy_server: { public_keys: { ed25519: PS_KEY.publicKeyBase64, other: "xyz" } } }), "/etc/myelin");
     expect(parsed.config.policyServer).toEqual({ public_keys: { ed25519: PS_KEY.publicKeyBase64, other: "xyz" } });
     expect(parsed.warnings).toEqual([]);
+    // The spec's example key is URL-safe base64.
+    const example = "6yhHGKhCiXTSEN2ksjV7kX_N6rBQZ3Xb-M7LlC6NS-s";
+    expect(parseConfig(doc({ policy_server: { public_keys: { ed25519: example } } }), "/etc/myelin").config.policyServer).toEqual({ public_keys: { ed25519: example } });
   });
 
   it("needs an ed25519 key of 32 bytes", () => {
