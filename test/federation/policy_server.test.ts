@@ -156,6 +156,17 @@ describe("Policy Servers", () => {
     expect(hasValidPolicyServerSignature(v, onPs.event.pdu, PS)).toBe(true);
   });
 
+  it("an invite to the Policy Server's own server keeps its signature when the invitee's server signs it too", async () => {
+    const invitee = await registerUser(cps);
+    const r = await c1.post(`${V3}/rooms/${enc(roomId)}/invite`, { user_id: invitee.userId }, { token: alice.accessToken });
+    expect(r.status, r.text).toBe(200);
+    const inviteId = (await hs1.server.services.roomCore.persister.head(roomId))!.state.get(stateMapKey("m.room.member", invitee.userId))!;
+    const sigs = (await events().get(inviteId))!.event.pdu.signatures as Signatures;
+    expect(hasValidPolicyServerSignature(await version(roomId), (await events().get(inviteId))!.event.pdu, PS)).toBe(true);
+    // ps.test's own signature as the invitee's server, beside the Policy Server's.
+    expect(Object.keys(sigs["ps.test"]!).sort()).toEqual([ps.signingKey.keyId, POLICY_SERVER_KEY_ID].sort());
+  });
+
   it("a refusal fails the send with the Policy Server's error, and the event goes nowhere", async () => {
     const before = signRequests.length;
     const res = await c1.put(`${V3}/rooms/${enc(roomId)}/send/m.room.message/${nextTxn()}`, text("buy cheap spam"), { token: alice.accessToken });
