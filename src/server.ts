@@ -57,6 +57,7 @@ import { userIdDomain } from "./core/ids/ids.js";
 import { FederationSender } from "./services/federation/sender.js";
 import { joinPresenceConsumer } from "./services/federation/presence.js";
 import { FederationPdus } from "./services/federation/pdus.js";
+import { PolicyServerClient } from "./services/federation/policy_server.js";
 import { FederationMembership } from "./services/federation/membership.js";
 import { FederationTransactions } from "./services/federation/transactions.js";
 import { KeyServer } from "./services/key_server.js";
@@ -575,6 +576,9 @@ export function buildServices(
     earliestEventIds: async (roomId, limit) => (await storage.events.earliestEvents(roomId, limit)).map((r) => r.event_id),
     caches,
   });
+  // Rooms with a Policy Server: our events are signed by it, received ones without its signature are soft-failed.
+  const policyServerClient = new PolicyServerClient(fed.federationClient, log);
+  persister.policyServers.ask = (ps, version, event) => policyServerClient.sign(ps, version, event);
   messages.backfill = (roomId, limit) => federationPdus.backfill(roomId, limit);
   messages.fillGaps = (roomId, events, limit) => federationPdus.fillGaps(roomId, events, limit);
   const federationMembership = new FederationMembership({

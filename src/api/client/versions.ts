@@ -1,4 +1,4 @@
-/** Server discovery and negotiation: /versions, /.well-known/matrix/{client,server,support}, /capabilities. */
+/** Server discovery and negotiation: /versions, /.well-known/matrix/{client,server,support,policy_server}, /capabilities. */
 import type { FastifyInstance } from "fastify";
 import { ROOM_VERSIONS } from "../../core/rooms/versions.js";
 import { notFound } from "../../errors.js";
@@ -88,6 +88,18 @@ export function registerVersionRoutes(app: FastifyInstance, services: Services):
     handler: () => {
       if (!config.support) throw notFound("No support information configured");
       return config.support;
+    },
+  });
+
+  // Spec v1.18 "Policy Servers": the keys a client can copy into m.room.policy. Myelin only publishes them (for a
+  // Policy Server run at this server name); it does not act as one.
+  defineRoute(app, services, {
+    method: "GET",
+    paths: ["/.well-known/matrix/policy_server"],
+    auth: "none",
+    handler: () => {
+      if (!config.policyServer) throw notFound("No policy server information configured");
+      return config.policyServer;
     },
   });
 }
