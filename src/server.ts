@@ -487,7 +487,9 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
     verifyCertificates: !config.useInsecureSslClientJustForTesting,
     refuseIfAnyAddressBlocked: true,
   });
-  return { federationClient, keys, keyServer, outbound, previewHttp };
+  // URLs the admin configured (the CAPTCHA's siteverify API) are theirs to point anywhere, private ranges included.
+  const configuredHttp = new OutboundHttp({ resolver, ipFilter: new IpRangeFilter([]), verifyCertificates: !config.useInsecureSslClientJustForTesting });
+  return { federationClient, keys, keyServer, outbound, previewHttp, configuredHttp };
 }
 
 /** Other servers' media come through the federation media client. */

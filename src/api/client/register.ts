@@ -8,6 +8,7 @@ import type { Config } from "../../config/config.js";
 import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import type { StageHandler } from "../../services/uia.js";
+import type { OutboundHttp } from "../../outbound/http_client.js";
 import { clientPaths, clientV1, defineRoute } from "../http/routes.js";
 import { requireStringParam, stringParam } from "../http/params.js";
 
@@ -64,7 +65,7 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
     return token;
   });
 
-  if (config.recaptcha) uia.registerStage("m.login.recaptcha", recaptchaStage(config.recaptcha), { outsideFlows: true });
+  if (config.recaptcha) uia.registerStage("m.login.recaptcha", recaptchaStage(config.recaptcha, services.configuredHttp), { outsideFlows: true });
 
   defineRoute(app, services, {
     method: "POST",
@@ -168,18 +169,23 @@ async function isTokenValid(services: Services, token: string): Promise<boolean>
 
 /**
  * m.login.recaptcha (spec "Google ReCaptcha"): the widget's `response` is checked with the configured siteverify
- * API. That URL is the admin's own setting, so it is fetched directly, not through the outbound IP blocklist (as
- * Synapse does).
+ * API. That URL is the admin's own setting, so the outbound IP blocklist does not apply to it (as in Synapse).
  */
-function recaptchaStage(recaptcha: NonNullable<Config["recaptcha"]>): StageHandler {
+function recaptchaStage(recaptcha: NonNullable<Config["recaptcha"]>, http: OutboundHttp): StageHandler {
   return async (auth, { request }) => {
     const response = auth.response;
     if (typeof response !== "string" || response === "") throw new MatrixError(400, "M_CAPTCHA_NEEDED", "Captcha response is required");
     const form = new URLSearchParams({ secret: recaptcha.privateKey, response, remoteip: request.ip });
     let verdict: unknown;
     try {
-      const res = await fetch(recaptcha.siteverifyApi, { method: "POST", body: form, signal: AbortSignal.timeout(10_000) });
-      verdict = res.ok ? await res.json() : undefined;
+      const res = await http.request(recaptcha.siteverifyApi, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: Buffer.from(form.toString()),
+        timeoutMs: 10_000,
+        maxResponseBytes: 64 * 1024,
+      });
+      verdict = res.status === 200 ? JSON.parse(res.body.toString("utf8")) : undefined;
     } catch {
       verdict = undefined;
     }
