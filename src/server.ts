@@ -258,6 +258,7 @@ const CLOSE_GRACE_MS = 10_000;
 export async function startServices(s: Services): Promise<void> {
   await s.accountData.start();
   await s.roomCore.state.start();
+  await s.roomCore.visibility.start();
   await s.roomCore.persister.start();
   s.roomCore.userRooms.start(s.roomCore.persister.position());
   s.roomChanges.start(s.roomCore.persister.position());
@@ -557,6 +558,7 @@ export function buildServices(
     await membership.propagateProfile(userId);
   };
   accounts.hooks.onRegistered = (userId) => userDirectory.localProfileChanged(userId).catch(directoryWarn("adding a user", userId));
+  accounts.hooks.onErased = (userId) => visibility.markErased(userId);
   accounts.hooks.onDeactivate = async (userId) => {
     await userDirectory.deactivated(userId).catch(directoryWarn("removing a deactivated user", userId));
     await membership.leaveAll(userId);

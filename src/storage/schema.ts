@@ -448,6 +448,11 @@ export interface LoginTokensTable {
   auth_provider_session_id: string | null;
 }
 
+/** Users erased at deactivation (migration 017). */
+export interface ErasedUsersTable {
+  user_id: string;
+}
+
 /** Rooms a device peeks into (migration 016). */
 export interface RoomPeeksTable {
   id: Generated<number>;
@@ -541,6 +546,7 @@ export interface Schema {
   remote_media_cache_thumbnails: RemoteMediaThumbnailsTable;
   user_directory: UserDirectoryTable;
   room_peeks: RoomPeeksTable;
+  erased_users: ErasedUsersTable;
   user_directory_tokens: UserDirectoryTokensTable;
   users_in_public_rooms: UsersInPublicRoomsTable;
   users_who_share_private_rooms: UsersWhoSharePrivateRoomsTable;

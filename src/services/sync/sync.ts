@@ -478,8 +478,9 @@ export class SyncService {
       const visible = await this.core.visibility.filter(req.userId, candidates);
       if (!keepCurrentState || visible.length === candidates.length || !candidates.some((e) => e.event.state_key !== undefined)) return visible;
       if (!current) current = new Set((await this.deps.rooms.headIfKnown(roomId))?.state.values() ?? []);
-      const ok = new Set(visible.map((e) => e.event.event_id));
-      return candidates.filter((e) => ok.has(e.event.event_id) || (current!.has(e.event.event_id) && !e.outlier && !e.rejected && !e.softFailed));
+      // The visible events as visibility gave them (an erased sender's come redacted), with hidden current state.
+      const ok = new Map(visible.map((e) => [e.event.event_id, e]));
+      return candidates.flatMap((e) => ok.get(e.event.event_id) ?? (current!.has(e.event.event_id) && !e.outlier && !e.rejected && !e.softFailed ? [e] : []));
     };
     const out = await keep(newest);
     let exhausted = newest.length < want;

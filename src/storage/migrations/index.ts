@@ -20,6 +20,7 @@ import { m015_reports } from "./015_reports.js";
 import { m013_search } from "./013_search.js";
 import { m014_user_directory } from "./014_user_directory.js";
 import { m016_room_peeks } from "./016_room_peeks.js";
+import { m017_erased_users } from "./017_erased_users.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -44,6 +45,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["014_user_directory", m014_user_directory],
   ["015_reports", m015_reports],
   ["016_room_peeks", m016_room_peeks],
+  ["017_erased_users", m017_erased_users],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {
