@@ -1,0 +1,112 @@
+/**
+ * Sliding Sync connection state (migration 016): connections, the positions (`pos` tokens) handed out on each, and
+ * per room what was sent. A position's rows hold only the rooms its response changed; the state at a position is
+ * the newest row per room at or before it, so each response writes little.
+ */
+import type { Kysely, Selectable } from "kysely";
+import type { Schema, SlidingSyncConnectionsTable, SlidingSyncPositionsTable, SlidingSyncRoomsTable } from "./schema.js";
+
+export type SlidingConnectionRow = Selectable<SlidingSyncConnectionsTable>;
+export type SlidingPositionRow = Selectable<SlidingSyncPositionsTable>;
+export type SlidingRoomRow = Omit<Selectable<SlidingSyncRoomsTable>, "connection_id" | "position_id">;
+
+export class SlidingSyncStore {
+  constructor(private readonly db: Kysely<Schema>) {}
+
+  async connection(userId: string, deviceId: string, connId: string): Promise<SlidingConnectionRow | undefined> {
+    return this.db.selectFrom("sliding_sync_connections").selectAll().where("user_id", "=", userId).where("device_id", "=", deviceId).where("conn_id", "=", connId).executeTakeFirst();
+  }
+
+  async connectionById(id: number): Promise<SlidingConnectionRow | undefined> {
+    return this.db.selectFrom("sliding_sync_connections").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  /** The device's connections, oldest use first. */
+  async connectionsOf(userId: string, deviceId: string): Promise<SlidingConnectionRow[]> {
+    return this.db.selectFrom("sliding_sync_connections").selectAll().where("user_id", "=", userId).where("device_id", "=", deviceId).orderBy("last_used_ts").orderBy("id").execute();
+  }
+
+  async createConnection(userId: string, deviceId: string, connId: string, now: number): Promise<number> {
+    const r = await this.db.insertInto("sliding_sync_connections").values({ user_id: userId, device_id: deviceId, conn_id: connId, base_position: 0, created_ts: now, last_used_ts: now }).returning("id").executeTakeFirstOrThrow();
+    return Number(r.id);
+  }
+
+  /** Drops a connection with all its positions and rooms. */
+  async deleteConnection(id: number): Promise<void> {
+    await this.db.deleteFrom("sliding_sync_rooms").where("connection_id", "=", id).execute();
+    await this.db.deleteFrom("sliding_sync_positions").where("connection_id", "=", id).execute();
+    await this.db.deleteFrom("sliding_sync_connections").where("id", "=", id).execute();
+  }
+
+  async deleteConnectionsOfDevice(userId: string, deviceId: string): Promise<void> {
+    for (const c of await this.connectionsOf(userId, deviceId)) await this.deleteConnection(c.id);
+  }
+
+  async position(id: number): Promise<SlidingPositionRow | undefined> {
+    return this.db.selectFrom("sliding_sync_positions").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  /**
+   * A request used position `positionId` (the base or a child of it): it becomes the base. Positions before it and
+   * its siblings (responses the client did not use) go; room rows before it fold into one per room.
+   */
+  async accept(connectionId: number, positionId: number, now: number): Promise<void> {
+    await this.db.updateTable("sliding_sync_connections").set({ base_position: positionId, last_used_ts: now }).where("id", "=", connectionId).execute();
+    await this.db
+      .deleteFrom("sliding_sync_positions")
+      .where("connection_id", "=", connectionId)
+      .where((eb) => eb.or([eb("id", "<", positionId), eb.and([eb("id", ">", positionId), eb("parent_id", "!=", positionId)])]))
+      .execute();
+    // Rows of positions that no longer exist after the base (abandoned responses).
+    await this.db
+      .deleteFrom("sliding_sync_rooms")
+      .where("connection_id", "=", connectionId)
+      .where("position_id", ">", positionId)
+      .where((eb) => eb.not(eb.exists(eb.selectFrom("sliding_sync_positions as p").select("p.id").whereRef("p.id", "=", "sliding_sync_rooms.position_id"))))
+      .execute();
+    // Rows superseded by a newer one of the same room at or before the base.
+    await this.db
+      .deleteFrom("sliding_sync_rooms")
+      .where("connection_id", "=", connectionId)
+      .where("position_id", "<", positionId)
+      .where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom("sliding_sync_rooms as r2")
+            .select("r2.position_id")
+            .whereRef("r2.connection_id", "=", "sliding_sync_rooms.connection_id")
+            .whereRef("r2.room_id", "=", "sliding_sync_rooms.room_id")
+            .whereRef("r2.position_id", ">", "sliding_sync_rooms.position_id")
+            .where("r2.position_id", "<=", positionId),
+        ),
+      )
+      .execute();
+  }
+
+  /** Per room, what was sent as of a position: the newest row at or before it among the base's and its own. */
+  async roomsAt(connectionId: number, baseId: number, positionId: number): Promise<Map<string, SlidingRoomRow>> {
+    const rows = await this.db
+      .selectFrom("sliding_sync_rooms")
+      .select(["room_id", "position_id", "membership", "sent_stream", "timeline_limit", "required_state"])
+      .where("connection_id", "=", connectionId)
+      .where((eb) => eb.or([eb("position_id", "<=", baseId), eb("position_id", "=", positionId)]))
+      .orderBy("position_id")
+      .execute();
+    const out = new Map<string, SlidingRoomRow>();
+    for (const { position_id: _, ...r } of rows) out.set(r.room_id, r);
+    return out;
+  }
+
+  /** Records a new position (a child of `parentId`) and the rooms its response sent. */
+  async addPosition(connectionId: number, parentId: number, token: string, config: string, rooms: readonly SlidingRoomRow[], now: number): Promise<number> {
+    const r = await this.db.insertInto("sliding_sync_positions").values({ connection_id: connectionId, parent_id: parentId, token, config, created_ts: now }).returning("id").executeTakeFirstOrThrow();
+    const id = Number(r.id);
+    for (let i = 0; i < rooms.length; i += 200) {
+      await this.db
+        .insertInto("sliding_sync_rooms")
+        .values(rooms.slice(i, i + 200).map((room) => ({ ...room, connection_id: connectionId, position_id: id })))
+        .execute();
+    }
+    return id;
+  }
+}
