@@ -47,24 +47,26 @@ export class SlidingSyncStore {
   }
 
   /**
-   * A request used position `positionId` (the base or a child of it): it becomes the base. Positions before it and
-   * its siblings (responses the client did not use) go; room rows before it fold into one per room.
+   * A request used position `positionId`, a child of the base `oldBase`: it becomes the base. Its siblings (responses
+   * the client did not use) and the positions before it go; room rows before it fold into one per room. A no-op when
+   * another request moved the base meanwhile.
    */
-  async accept(connectionId: number, positionId: number, now: number): Promise<void> {
-    await this.db.updateTable("sliding_sync_connections").set({ base_position: positionId, last_used_ts: now }).where("id", "=", connectionId).execute();
+  async accept(connectionId: number, oldBase: number, positionId: number, now: number): Promise<void> {
+    const moved = await this.db
+      .updateTable("sliding_sync_connections")
+      .set({ base_position: positionId, last_used_ts: now })
+      .where("id", "=", connectionId)
+      .where("base_position", "=", oldBase)
+      .executeTakeFirst();
+    if (Number(moved.numUpdatedRows) === 0) return;
+    // The siblings' rooms: every row after the old base but the new base's own.
+    await this.db.deleteFrom("sliding_sync_rooms").where("connection_id", "=", connectionId).where("position_id", ">", oldBase).where("position_id", "!=", positionId).execute();
     await this.db
       .deleteFrom("sliding_sync_positions")
       .where("connection_id", "=", connectionId)
       .where((eb) => eb.or([eb("id", "<", positionId), eb.and([eb("id", ">", positionId), eb("parent_id", "!=", positionId)])]))
       .execute();
-    // Rows of positions that no longer exist after the base (abandoned responses).
-    await this.db
-      .deleteFrom("sliding_sync_rooms")
-      .where("connection_id", "=", connectionId)
-      .where("position_id", ">", positionId)
-      .where((eb) => eb.not(eb.exists(eb.selectFrom("sliding_sync_positions as p").select("p.id").whereRef("p.id", "=", "sliding_sync_rooms.position_id"))))
-      .execute();
-    // Rows superseded by a newer one of the same room at or before the base.
+    // Rows superseded by a newer one of the same room at or before the new base.
     await this.db
       .deleteFrom("sliding_sync_rooms")
       .where("connection_id", "=", connectionId)
@@ -83,13 +85,18 @@ export class SlidingSyncStore {
       .execute();
   }
 
-  /** Per room, what was sent as of a position: the newest row at or before it among the base's and its own. */
-  async roomsAt(connectionId: number, baseId: number, positionId: number): Promise<Map<string, SlidingRoomRow>> {
+  /** Touches a connection (a request continued from its base). */
+  async touch(connectionId: number, now: number): Promise<void> {
+    await this.db.updateTable("sliding_sync_connections").set({ last_used_ts: now }).where("id", "=", connectionId).execute();
+  }
+
+  /** Per room, what was sent as of the base position: the newest row at or before it. */
+  async roomsAt(connectionId: number, baseId: number): Promise<Map<string, SlidingRoomRow>> {
     const rows = await this.db
       .selectFrom("sliding_sync_rooms")
       .select(["room_id", "position_id", "membership", "sent_stream", "timeline_limit", "required_state"])
       .where("connection_id", "=", connectionId)
-      .where((eb) => eb.or([eb("position_id", "<=", baseId), eb("position_id", "=", positionId)]))
+      .where("position_id", "<=", baseId)
       .orderBy("position_id")
       .execute();
     const out = new Map<string, SlidingRoomRow>();

@@ -24,7 +24,7 @@ describe("GET /_matrix/client/versions", () => {
     const versions = res.body.versions as string[];
     expect(versions).toContain("v1.1");
     for (const v of versions) expect(v).toMatch(/^(r0\.\d+\.\d+|v1\.\d+)$/);
-    expect(res.body.unstable_features).toEqual({ "org.matrix.msc3814": true, "im.nheko.summary": true, "uk.half-shot.msc2666.query_mutual_rooms": true });
+    expect(res.body.unstable_features).toEqual({ "org.matrix.msc3814": true, "im.nheko.summary": true, "uk.half-shot.msc2666.query_mutual_rooms": true, "org.matrix.simplified_msc3575": true });
   });
 
   it("also answers with a valid access token", async () => {
