@@ -50,14 +50,18 @@ export class SlidingConnections {
     const now = Date.now();
     if (pos === undefined) {
       // A request without pos starts the connection over (MSC4186: the first request of a connection).
-      const existing = await store.connection(userId, deviceId, connId);
-      const all = await store.connectionsOf(userId, deviceId);
-      await this.storage.transaction(async (tx) => {
-        if (existing) await tx.slidingSync.deleteConnection(existing.id);
-        const others = all.filter((c) => c.id !== existing?.id);
-        for (const old of others.slice(0, Math.max(0, others.length - (MAX_CONNECTIONS_PER_DEVICE - 1)))) await tx.slidingSync.deleteConnection(old.id);
-      });
-      const id = await store.createConnection(userId, deviceId, connId, now);
+      const start = async () => {
+        const all = await store.connectionsOf(userId, deviceId);
+        return this.storage.transaction(async (tx) => {
+          const existing = all.find((c) => c.conn_id === connId);
+          if (existing) await tx.slidingSync.deleteConnection(existing.id);
+          const others = all.filter((c) => c.id !== existing?.id);
+          for (const old of others.slice(0, Math.max(0, others.length - (MAX_CONNECTIONS_PER_DEVICE - 1)))) await tx.slidingSync.deleteConnection(old.id);
+          return tx.slidingSync.createConnection(userId, deviceId, connId, now);
+        });
+      };
+      // Two fresh starts of one conn_id at once (a cancelled request still running): the later one wins.
+      const id = await start().catch(() => start());
       return { id, positionId: 0, since: undefined, sticky: undefined, rooms: new Map() };
     }
     const m = /^(s[\d_-]+)~(\d{1,15})$/.exec(pos);

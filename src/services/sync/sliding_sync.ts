@@ -94,8 +94,12 @@ interface Computed {
 const MEMBER = "m.room.member";
 /** Heroes shown for a room without a name (as the spec's m.heroes). */
 const MAX_HEROES = 5;
+const DIRECT_CACHE_MAX = 10_000;
 
 export class SlidingSyncService {
+  /** m.direct rooms per user, with the account data position they were read at. */
+  private readonly direct = new Map<string, { at: number; rooms: Set<string> }>();
+
   constructor(private readonly deps: SlidingSyncDeps) {}
 
   private get core() {
@@ -139,10 +143,23 @@ export class SlidingSyncService {
 
   private async userContext(userId: string): Promise<{ ignored: ReadonlySet<string>; dmRooms: Set<string> }> {
     const ignored = await this.deps.accountData.ignoredUsers(userId);
+    return { ignored, dmRooms: await this.dmRooms(userId) };
+  }
+
+  /** The rooms of the user's m.direct account data, read again only after it changed. */
+  private async dmRooms(userId: string): Promise<Set<string>> {
+    const at = this.deps.accountData.position();
+    const hit = this.direct.get(userId);
+    if (hit && (hit.at === at || !(await this.deps.accountData.changedSince(userId, hit.at, at)).some((a) => a.roomId === "" && a.type === "m.direct"))) {
+      hit.at = at;
+      return hit.rooms;
+    }
     const direct = await this.core.storage.accountData.get(userId, "", "m.direct");
-    const dmRooms = new Set<string>();
-    for (const v of Object.values(direct ?? {})) if (Array.isArray(v)) for (const r of v) if (typeof r === "string") dmRooms.add(r);
-    return { ignored, dmRooms };
+    const rooms = new Set<string>();
+    for (const v of Object.values(direct ?? {})) if (Array.isArray(v)) for (const r of v) if (typeof r === "string") rooms.add(r);
+    if (this.direct.size >= DIRECT_CACHE_MAX) this.direct.clear();
+    this.direct.set(userId, { at, rooms });
+    return rooms;
   }
 
   private async compute(p: Pass): Promise<Computed> {
@@ -256,7 +273,8 @@ export class SlidingSyncService {
     const to = joined ? p.now.events : c.memberStream;
     // Initial: never sent on this connection, or last sent while not a member (an invite, a knock, a leave).
     const initial = !prev || (prev.membership !== "join" && prev.membership !== c.membership);
-    const newest = joined ? latestStream : c.memberStream;
+    // Events committed after this response's token wait for the next one.
+    const newest = joined ? Math.min(latestStream, to) : c.memberStream;
     const hasNews = initial || newest > prev!.sentStream || prev!.membership !== c.membership;
     const expandTimeline = !initial && config.timelineLimit > prev!.timelineLimit;
     const specChanged = !initial && !sameSpec(config.requiredState, prev!.requiredState);
