@@ -206,6 +206,23 @@ describe("room results", () => {
     expect(stateTypes(grown.rooms[roomId])).toEqual(["m.room.topic|"]);
   });
 
+  it("a larger timeline_limit re-sends the newest events as an expanded timeline; limit 0 sends none", async () => {
+    const alice = await user();
+    const roomId = await createRoom(c, alice, {});
+    for (let i = 0; i < 4; i++) await send(c, alice, roomId, `e${i}`);
+    const r0 = await ss(alice, { lists: { all: list({ timeline_limit: 0 }) } });
+    expect(r0.rooms[roomId]!.timeline).toEqual([]);
+    expect(r0.rooms[roomId]!.limited).toBe(true);
+    const r1 = await ss(alice, { lists: { all: list({ timeline_limit: 1 }) } }, { pos: r0.pos });
+    expect(bodiesOf(r1.rooms[roomId])).toEqual(["e3"]);
+    expect((r1.rooms[roomId] as Json).expanded_timeline).toBe(true);
+    const r3 = await ss(alice, { lists: { all: list({ timeline_limit: 3 }) } }, { pos: r1.pos });
+    expect(bodiesOf(r3.rooms[roomId])).toEqual(["e1", "e2", "e3"]);
+    // Back to a smaller limit: nothing new to send.
+    const small = await ss(alice, { lists: { all: list({ timeline_limit: 1 }) } }, { pos: r3.pos });
+    expect(small.rooms).toEqual({});
+  });
+
   it("room_subscriptions: a room outside every list, with its own config; unknown rooms are ignored", async () => {
     const alice = await user();
     const sub = await createRoom(c, alice, { name: "Sub" });
@@ -282,6 +299,38 @@ describe("connections", () => {
     await ss(alice, { lists: { all: list() } }, { pos: a2.pos });
     expectError(await raw(alice, { lists: { all: list() } }, { pos: r.pos }), 400, "M_UNKNOWN_POS");
     expectError(await raw(alice, { lists: { all: list() } }, { pos: a1.pos }), 400, "M_UNKNOWN_POS");
+  });
+
+  it("an abandoned answer's rooms do not count as sent once its sibling is used", async () => {
+    const alice = await user();
+    const second = await createRoom(c, alice, { name: "second" });
+    const top = await createRoom(c, alice, { name: "top" });
+    const r = await ss(alice, { lists: { all: list({ ranges: [[0, 0]] }) } });
+    expect(Object.keys(r.rooms)).toEqual([top]);
+    // This answer (sending `second`) is lost; the client retries from the same pos with the narrower range.
+    const lost = await ss(alice, { lists: { all: list({ ranges: [[0, 1]] }) } }, { pos: r.pos });
+    expect(Object.keys(lost.rooms)).toEqual([second]);
+    const retried = await ss(alice, { lists: { all: list({ ranges: [[0, 0]] }) } }, { pos: r.pos });
+    expect(retried.rooms).toEqual({});
+    const next = await ss(alice, { lists: { all: list({ ranges: [[0, 1]] }) } }, { pos: retried.pos });
+    expect(Object.keys(next.rooms)).toEqual([second]);
+    expect(next.rooms[second]!.initial).toBe(true);
+    // Once the client continues past the retried pos, the lost answer's pos is gone.
+    await ss(alice, { lists: { all: list({ ranges: [[0, 1]] }) } }, { pos: next.pos });
+    expectError(await raw(alice, { lists: { all: list() } }, { pos: lost.pos }), 400, "M_UNKNOWN_POS");
+  });
+
+  it("a request without pos starts the connection over; conn_ids are separate connections", async () => {
+    const alice = await user();
+    const roomId = await createRoom(c, alice, { name: "again" });
+    const a = await ss(alice, { conn_id: "a", lists: { all: list() } });
+    const b = await ss(alice, { conn_id: "b", lists: { all: list() } });
+    expect(a.rooms[roomId]!.initial).toBe(true);
+    expect(b.rooms[roomId]!.initial).toBe(true);
+    const fresh = await ss(alice, { conn_id: "a", lists: { all: list() } });
+    expect(fresh.rooms[roomId]!.initial).toBe(true);
+    expectError(await raw(alice, { conn_id: "a", lists: { all: list() } }, { pos: a.pos }), 400, "M_UNKNOWN_POS");
+    expect((await raw(alice, { conn_id: "b", lists: { all: list() } }, { pos: b.pos })).status).toBe(200);
   });
 
   it("rejects malformed bodies with 400 and never resets the connection", async () => {
