@@ -16,7 +16,7 @@ import type { TypingService } from "../ephemeral/typing.js";
 import type { UnreadCounts } from "../push/counts.js";
 import type { PushRuleService } from "../push/rules.js";
 import type { StoredEvent } from "../rooms/event_cache.js";
-import type { ClientEvent, FormatContext } from "../rooms/format.js";
+import { BUNDLED_RELATIONS, type ClientEvent, type FormatContext, type RelationRow } from "../rooms/format.js";
 import type { RecentEvents } from "../rooms/recent_events.js";
 import type { RoomChanges } from "../rooms/room_changes.js";
 import type { RoomAccess } from "../rooms/rooms.js";
@@ -69,6 +69,27 @@ interface Candidate {
   memberStream: number;
   /** Sort key: the bump stamp of a joined room, the membership's position otherwise. */
   stamp: number;
+}
+
+/** A room to send, decided before its timeline is read (see SlidingSyncService.plan). */
+interface RoomPlan {
+  c: Candidate;
+  config: RoomConfig;
+  prev: SentRoom | undefined;
+  initial: boolean;
+  hasNews: boolean;
+  expandTimeline: boolean;
+  /** The room's state at `to` (current state when joined). */
+  state: StateMap;
+  /** State keys matched by a grown config and not by what was sent. */
+  expandedKeys: string[];
+  /** The timeline's range (from, to]. */
+  from: number;
+  to: number;
+  /** Whether the timeline is read at all. */
+  timeline: boolean;
+  /** Counts and heroes are sent. */
+  membersChanged: boolean;
 }
 
 /** One response being computed. */
@@ -195,17 +216,38 @@ export class SlidingSyncService {
     const latest = await this.core.persister.latestStreams([...wanted.keys()].filter((r) => byId.get(r)!.membership === "join"));
     const joinedOut: string[] = [];
     const initialRooms = new Set<string>();
-    for (const [roomId, { config, lists: names }] of wanted) {
-      const c = byId.get(roomId)!;
-      const built = await this.room(p, c, config, latest.get(roomId) ?? 0, facts);
-      if (!built) continue;
+    const add = (roomId: string, built: { result?: JsonObject; sent: SentRoom }) => {
       sent.set(roomId, built.sent);
-      if (!built.result) continue;
+      if (!built.result) return;
+      const names = wanted.get(roomId)!.lists;
       if (names.length > 0) built.result.lists = names;
       rooms[roomId] = built.result;
       if (built.result.initial === true) initialRooms.add(roomId);
-      if (c.membership === "join") joinedOut.push(roomId);
+      if (byId.get(roomId)!.membership === "join") joinedOut.push(roomId);
+    };
+    const plans: RoomPlan[] = [];
+    for (const [roomId, { config }] of wanted) {
+      const planned = await this.plan(p, byId.get(roomId)!, config, latest.get(roomId) ?? 0);
+      if (!planned) continue;
+      if ("c" in planned) plans.push(planned);
+      else add(roomId, planned);
     }
+    // Prefetch for all planned rooms at once (as /sync v2): timelines, bundled relations, member counts.
+    const shown = await this.shownTimelines(p, plans);
+    const timelineIds = plans.flatMap((plan) => {
+      const list = (shown.get(plan.c.roomId) ?? []).slice(0, plan.config.timelineLimit);
+      const oldest = list[list.length - 1]?.streamOrdering;
+      return oldest !== undefined && this.deps.roomChanges.relationsSince(plan.c.roomId, oldest) ? list.map((e) => e.event.event_id) : [];
+    });
+    const relationRows = new Map<string, RelationRow[]>();
+    for (const row of await this.core.storage.events.relationsTo(timelineIds, BUNDLED_RELATIONS)) {
+      let l = relationRows.get(row.relates_to_id);
+      if (!l) relationRows.set(row.relates_to_id, (l = []));
+      l.push(row);
+    }
+    const counts = await this.core.storage.rooms.memberCountsMany(plans.filter((plan) => plan.membersChanged).map((plan) => plan.c.roomId));
+    const fmt: FormatContext = { userId: p.userId, deviceId: p.deviceId, relationRows };
+    for (const plan of plans) add(plan.c.roomId, await this.build(p, plan, shown.get(plan.c.roomId) ?? [], counts.get(plan.c.roomId), fmt, facts));
     // Notification counts of the joined rooms in the answer.
     for (const [roomId, counts] of await this.deps.unread.forRooms(p.userId, joinedOut)) {
       const r = rooms[roomId] as JsonObject;
@@ -254,14 +296,16 @@ export class SlidingSyncService {
     return out;
   }
 
-  /** One room's result, or undefined when the connection already has everything about it. */
-  private async room(p: Pass, c: Candidate, config: RoomConfig, latestStream: number, facts: RoomFacts): Promise<{ result?: JsonObject; sent: SentRoom } | undefined> {
+  /**
+   * What to send of one room: undefined when the connection already has everything about it; a finished result for
+   * an invite or knock; only a new `sent` record when just the config changed; otherwise a plan for build().
+   */
+  private async plan(p: Pass, c: Candidate, config: RoomConfig, latestStream: number): Promise<RoomPlan | { result?: JsonObject; sent: SentRoom } | undefined> {
     const prev = p.conn.rooms.get(c.roomId);
-    const isDm = p.dmRooms.has(c.roomId);
     if (c.membership === "invite" || c.membership === "knock") {
       if (prev && prev.membership === c.membership && prev.sentStream === c.memberStream) return undefined;
       const stripped = await this.deps.strippedState(c.roomId, c.eventId);
-      const result: JsonObject = { initial: true, membership: c.membership, bump_stamp: c.stamp, invite_state: stripped, is_dm: isDm };
+      const result: JsonObject = { initial: true, membership: c.membership, bump_stamp: c.stamp, invite_state: stripped, is_dm: p.dmRooms.has(c.roomId) };
       if (c.membership === "knock") result.knock_state = stripped;
       const name = stripped.find((e) => e.type === "m.room.name" && e.state_key === "");
       if (isJsonObject(name?.content) && typeof name.content.name === "string" && name.content.name) result.name = name.content.name;
@@ -288,11 +332,16 @@ export class SlidingSyncService {
       // Nothing to send, but remember the new config: what the client has is judged against it from now on.
       return { sent: { ...prev!, requiredState: config.requiredState, lazyMembers: config.requiredState.lazy && prev!.requiredState.lazy ? prev!.lazyMembers : [] } };
     }
-
     // Timeline: the newest events, or those after what was sent (all of the newest with an expanded limit).
     const from = initial || expandTimeline ? Number.MIN_SAFE_INTEGER : prev!.sentStream;
+    const membersChanged = initial || this.deps.roomChanges.membersChangedSince(c.roomId, prev!.sentStream);
+    return { c, config, prev, initial, hasNews, expandTimeline, state, expandedKeys, from, to, timeline: hasNews || expandTimeline, membersChanged };
+  }
+
+  /** A planned room's result, from its shown timeline (newest first, up to limit + 1) and prefetched counts. */
+  private async build(p: Pass, plan: RoomPlan, shown: StoredEvent[], counts: { joined: number; invited: number } | undefined, fmt: FormatContext, facts: RoomFacts): Promise<{ result: JsonObject; sent: SentRoom }> {
+    const { c, config, prev, initial, hasNews, expandTimeline, state, expandedKeys, to } = plan;
     const limit = config.timelineLimit;
-    const shown = hasNews || expandTimeline ? await this.shownNewest(p, c.roomId, from, to, limit + 1) : [];
     const timeline = shown.slice(0, limit).reverse();
     const limited = shown.length > limit;
 
@@ -329,7 +378,6 @@ export class SlidingSyncService {
     }
     const ids = [...keys].map((k) => state.get(k)).filter((id): id is string => id !== undefined);
     const stateEvents = [...(await this.core.events.getMany(ids)).values()];
-    const fmt: FormatContext = { userId: p.userId, deviceId: p.deviceId };
 
     const result: JsonObject = {};
     if (initial) result.initial = true;
@@ -357,11 +405,10 @@ export class SlidingSyncService {
       const avatar = await facts.stateContent(state, "m.room.avatar");
       if (typeof avatar?.url === "string" && avatar.url) result.avatar = avatar.url;
     }
-    const membersChanged = initial || this.deps.roomChanges.membersChangedSince(c.roomId, prev!.sentStream);
-    if (membersChanged) {
-      const counts = await this.core.storage.rooms.memberCounts(c.roomId);
-      result.joined_count = counts.joined;
-      result.invited_count = counts.invited;
+    if (plan.membersChanged) {
+      const n = counts ?? (await this.core.storage.rooms.memberCounts(c.roomId));
+      result.joined_count = n.joined;
+      result.invited_count = n.invited;
       if (!hasName) result.heroes = await this.heroes(c.roomId, p.userId);
     }
 
@@ -373,11 +420,10 @@ export class SlidingSyncService {
    * The events of (from, to] the user is shown, newest first, at most `want`: history visibility applies and
    * ignored users' messages are left out; reads further back, a few chunks at most, when some were dropped.
    */
-  private async shownNewest(p: Pass, roomId: string, from: number, to: number, want: number): Promise<StoredEvent[]> {
+  private async shownNewest(p: Pass, roomId: string, from: number, to: number, want: number, prefetched?: StoredEvent[]): Promise<StoredEvent[]> {
     if (want <= 0) return [];
     const keep = async (list: StoredEvent[]) => this.core.visibility.filter(p.userId, list.filter((e) => e.event.state_key !== undefined || !p.ignored.has(e.event.sender)));
-    const cached = to === p.now.events && from > Number.MIN_SAFE_INTEGER ? this.deps.recent.between(roomId, from, to, want) : undefined;
-    const first = cached ?? (await this.core.events.fromRows(await this.core.storage.events.roomTimeline(roomId, from, to, want)));
+    const first = prefetched ?? (await this.core.events.fromRows(await this.core.storage.events.roomTimeline(roomId, from, to, want)));
     const out = await keep(first);
     let exhausted = first.length < want;
     let oldest = first[first.length - 1]?.streamOrdering;
@@ -389,6 +435,43 @@ export class SlidingSyncService {
       oldest = older[older.length - 1]?.streamOrdering;
     }
     return out.slice(0, want);
+  }
+
+  /**
+   * The shown timelines of the planned rooms (newest first, up to each limit + 1): the newest events of an
+   * incremental one from memory when it has them, the others read together per (from, to, limit).
+   */
+  private async shownTimelines(p: Pass, plans: RoomPlan[]): Promise<Map<string, StoredEvent[]>> {
+    const firstChunks = new Map<string, StoredEvent[]>();
+    const groups = new Map<string, { from: number; to: number; want: number; rooms: string[] }>();
+    for (const plan of plans) {
+      const want = plan.config.timelineLimit + 1;
+      if (!plan.timeline || plan.config.timelineLimit === 0) continue;
+      const cached = plan.to === p.now.events && plan.from > Number.MIN_SAFE_INTEGER ? this.deps.recent.between(plan.c.roomId, plan.from, plan.to, want) : undefined;
+      if (cached) {
+        firstChunks.set(plan.c.roomId, cached);
+        continue;
+      }
+      const key = `${plan.from}|${plan.to}|${want}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { from: plan.from, to: plan.to, want, rooms: [] }));
+      g.rooms.push(plan.c.roomId);
+    }
+    for (const g of groups.values()) {
+      const rows = await this.core.storage.events.timelines(g.rooms, g.from, g.to, g.want);
+      for (const roomId of g.rooms) firstChunks.set(roomId, await this.core.events.fromRows(rows.get(roomId) ?? []));
+    }
+    const out = new Map<string, StoredEvent[]>();
+    for (const plan of plans) {
+      const first = firstChunks.get(plan.c.roomId);
+      if (first) out.set(plan.c.roomId, await this.shownNewest(p, plan.c.roomId, plan.from, plan.to, plan.config.timelineLimit + 1, first));
+      else if (plan.timeline && plan.config.timelineLimit === 0) {
+        // Limit 0: nothing shown, but `limited` tells whether there is anything.
+        const any = await this.shownNewest(p, plan.c.roomId, plan.from, plan.to, 1);
+        out.set(plan.c.roomId, any);
+      }
+    }
+    return out;
   }
 
   /** The room state after the last event at or before a stream position. */
