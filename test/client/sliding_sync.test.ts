@@ -262,6 +262,13 @@ describe("room results", () => {
     expect(r.lists.spaces!.count).toBe(1);
     expect(r.lists.rooms!.count).toBe(2);
     expect(r.rooms[dm]!.is_dm).toBe(true);
+    // Tags: tags and not_tags (which wins).
+    expect((await c.put(`${V3}/user/${enc(alice.userId)}/rooms/${enc(encrypted)}/tags/m.favourite`, { order: 0.5 }, { token: alice.accessToken })).status).toBe(200);
+    expect((await c.put(`${V3}/user/${enc(alice.userId)}/rooms/${enc(space)}/tags/m.favourite`, {}, { token: alice.accessToken })).status).toBe(200);
+    expect((await c.put(`${V3}/user/${enc(alice.userId)}/rooms/${enc(space)}/tags/m.lowpriority`, {}, { token: alice.accessToken })).status).toBe(200);
+    const tagged = await ss(alice, { conn_id: "tags", lists: { fav: list({ filters: { tags: ["m.favourite"] } }), notlow: list({ filters: { tags: ["m.favourite"], not_tags: ["m.lowpriority"] } }) } });
+    expect(tagged.lists.fav!.count).toBe(2);
+    expect(tagged.lists.notlow!.count).toBe(1);
     expect(r.rooms[encrypted]!.is_dm).toBe(false);
     expect(r.rooms[space]).toBeDefined();
     // An invite: stripped state only.

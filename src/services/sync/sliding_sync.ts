@@ -622,6 +622,7 @@ class RoomFacts {
   private readonly createType = new Map<string, string | null>();
   private readonly encrypted = new Map<string, boolean>();
   private spaceChildren?: Map<string, Set<string>>;
+  private tags?: Map<string, Record<string, unknown>>;
 
   constructor(
     private readonly rooms: RoomAccess,
@@ -641,7 +642,23 @@ class RoomFacts {
       const children = await this.childrenOf(f.spaces);
       if (!children.has(c.roomId)) return false;
     }
+    if (f.tags || f.notTags) {
+      const tags = Object.keys((await this.tagsOf()).get(c.roomId) ?? {});
+      // not_tags wins over tags (MSC4186).
+      if (f.notTags && tags.some((t) => f.notTags!.includes(t))) return false;
+      if (f.tags && !tags.some((t) => f.tags!.includes(t))) return false;
+    }
     return true;
+  }
+
+  /** The user's tags per room (m.tag room account data), read once per response. */
+  private async tagsOf(): Promise<Map<string, Record<string, unknown>>> {
+    if (!this.tags) {
+      const out = new Map<string, Record<string, unknown>>();
+      for (const [roomId, content] of await this.rooms.core.storage.accountData.roomsOfType(this.p.userId, "m.tag")) if (isJsonObject(content.tags)) out.set(roomId, content.tags);
+      this.tags = out;
+    }
+    return this.tags;
   }
 
   async stateContent(state: StateMap, type: string): Promise<JsonObject | undefined> {
