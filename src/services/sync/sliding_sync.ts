@@ -159,7 +159,11 @@ export class SlidingSyncService {
       result.empty && conn.since && call.pos !== undefined && JSON.stringify(req.sticky) === JSON.stringify(conn.sticky)
         ? call.pos
         : await this.deps.connections.commit(conn, result.empty && conn.since ? conn.since : now, req.sticky, result.sent);
-    return { pos, lists: result.lists, rooms: result.rooms, extensions: result.extensions };
+    const out: JsonObject = { pos, lists: result.lists, rooms: result.rooms, extensions: result.extensions };
+    // MSC3575's txn_id, echoed: matrix-js-sdk resolves its list updates by it.
+    const txnId = (call.body as JsonObject).txn_id;
+    if (typeof txnId === "string") out.txn_id = txnId;
+    return out;
   }
 
   private async userContext(userId: string): Promise<{ ignored: ReadonlySet<string>; dmRooms: Set<string> }> {
