@@ -131,6 +131,23 @@ describe("room list", () => {
     const fresh = await ss(bob, { lists: { all: list() } });
     expect(Object.keys(fresh.rooms)).toEqual([kicked]);
   });
+
+  it("a withdrawn invite shows as a leave with nothing of the room", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await createRoom(c, alice, { name: "Secret", topic: "hidden" });
+    await send(c, alice, roomId, "private");
+    await inviteUser(c, alice, roomId, bob.userId);
+    const r1 = await ss(bob, { lists: { all: list({ timeline_limit: 5, required_state: [["*", "*"]] }) } });
+    expect(r1.rooms[roomId]!.membership).toBe("invite");
+    expect((await c.post(`${V3}/rooms/${enc(roomId)}/kick`, { user_id: bob.userId }, { token: alice.accessToken })).status).toBe(200);
+    const r2 = await ss(bob, { lists: { all: list({ timeline_limit: 5, required_state: [["*", "*"]] }) } }, { pos: r1.pos });
+    const room = r2.rooms[roomId]!;
+    expect(room.membership).toBe("leave");
+    expect(room.required_state).toEqual([]);
+    expect(room.timeline).toEqual([]);
+    expect(room.name).toBeUndefined();
+  });
 });
 
 describe("room results", () => {

@@ -69,6 +69,8 @@ interface Candidate {
   memberStream: number;
   /** Sort key: the bump stamp of a joined room, the membership's position otherwise. */
   stamp: number;
+  /** Left without ever having joined (a rejected or withdrawn invite or knock). */
+  neverJoined?: boolean;
 }
 
 /** A room to send, decided before its timeline is read (see SlidingSyncService.plan). */
@@ -291,13 +293,20 @@ export class SlidingSyncService {
       if (r.membership === "leave" && ev.event.sender === p.userId && !(p.since && ev.streamOrdering > p.since.events)) continue;
       out.push({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, memberStream: ev.streamOrdering, stamp: ev.streamOrdering });
     }
+    // A user who was never joined sees nothing of a room but their membership (MSC4186: nor a ban from it).
+    const gone = out.filter((c) => c.membership === "leave" || c.membership === "ban");
+    if (gone.length > 0) {
+      const everJoined = await this.core.storage.rooms.everJoinedOf(p.userId, gone.map((c) => c.roomId));
+      for (const c of gone) if (!everJoined.has(c.roomId)) c.neverJoined = true;
+    }
     const joined = out.filter((c) => c.membership === "join").map((c) => c.roomId);
     const stamps = await this.deps.bumpStamps.of(joined);
     // A joined room without a bump event (its create event not held as timeline): its newest event orders it.
     const fallback = await this.core.persister.latestStreams(joined.filter((r) => !stamps.has(r)));
     for (const c of out) if (c.membership === "join") c.stamp = stamps.get(c.roomId) ?? fallback.get(c.roomId) ?? 0;
-    out.sort((a, b) => b.stamp - a.stamp || (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
-    return out;
+    const listed = out.filter((c) => !(c.neverJoined && c.membership === "ban"));
+    listed.sort((a, b) => b.stamp - a.stamp || (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
+    return listed;
   }
 
   /**
@@ -316,6 +325,12 @@ export class SlidingSyncService {
       return { result, sent: { membership: c.membership, sentStream: c.memberStream, timelineLimit: 0, requiredState: { include: [], exclude: [], lazy: false }, lazyMembers: [] } };
     }
 
+    if (c.neverJoined) {
+      // Only the membership: the user never saw the room's state or timeline.
+      if (prev && prev.membership === c.membership && prev.sentStream === c.memberStream) return undefined;
+      const result: JsonObject = { initial: true, membership: c.membership, bump_stamp: c.stamp, is_dm: p.dmRooms.has(c.roomId), required_state: [], timeline: [] };
+      return { result, sent: { membership: c.membership, sentStream: c.memberStream, timelineLimit: 0, requiredState: { include: [], exclude: [], lazy: false }, lazyMembers: [] } };
+    }
     const joined = c.membership === "join";
     // A room left (or banned from) is shown as of the membership event.
     const to = joined ? p.now.events : c.memberStream;
