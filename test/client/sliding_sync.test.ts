@@ -211,6 +211,11 @@ describe("room results", () => {
     await send(c, carol, roomId, "from carol");
     const lazy3 = await ss(alice, { conn_id: "lazy", lists: { all: list({ timeline_limit: 1, required_state: [["m.room.member", "$LAZY"]] }) } }, { pos: lazy2.pos });
     expect(stateTypes(lazy3.rooms[roomId])).toEqual([`m.room.member|${carol.userId}`]);
+    // Without a gap, a membership change comes too (dave joins, nobody speaks).
+    const dave = await user();
+    await joinRoom(c, dave, roomId);
+    const lazy4 = await ss(alice, { conn_id: "lazy", lists: { all: list({ timeline_limit: 1, required_state: [["m.room.member", "$LAZY"]] }) } }, { pos: lazy3.pos });
+    expect(stateTypes(lazy4.rooms[roomId])).toEqual([`m.room.member|${dave.userId}`]);
 
     await setState(c, alice, roomId, "m.room.name", "", { name: "Renamed" });
     await setState(c, alice, roomId, "m.room.topic", "", { topic: "not asked for" });

@@ -369,6 +369,7 @@ export class SlidingSyncService {
     const wasLazy = !initial && prev!.requiredState.lazy;
     const knownMembers = new Set(wasLazy ? prev!.lazyMembers : []);
     const keys = new Set<string>();
+    const lazySent: string[] = [];
     if (initial) {
       for (const key of keysWanted(spec, state)) keys.add(key);
     } else {
@@ -377,13 +378,22 @@ export class SlidingSyncService {
         for (const [key, id] of changed) {
           if (id === null) continue;
           if (keyWanted(spec, key)) keys.add(key);
-          else if (spec.lazy && key.startsWith(MEMBER_PREFIX) && knownMembers.has(key.slice(MEMBER_PREFIX.length))) keys.add(key);
+          else if (spec.lazy && key.startsWith(MEMBER_PREFIX)) {
+            // Lazy members: changes of those sent, and without a gap every membership change (MSC4186), so the
+            // client's cached member list stays current.
+            const u = key.slice(MEMBER_PREFIX.length);
+            if (knownMembers.has(u)) keys.add(key);
+            else if (!limited) {
+              keys.add(key);
+              knownMembers.add(u);
+              lazySent.push(u);
+            }
+          }
         }
       }
       for (const key of expandedKeys) keys.add(key);
     }
     // $LAZY: the members of the timeline's senders the client was not sent yet (MSC4186 "Lazy loaded memberships").
-    const lazySent: string[] = [];
     if (spec.lazy) {
       for (const e of timeline) {
         const u = e.event.sender;
