@@ -4,7 +4,7 @@
  * positions (M_UNKNOWN_POS, retries, a restart), long-polling, and the extensions.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Client, expectError, registerUser, type Response, type TestUser } from "../helpers/http.js";
+import { Client, expectError, login, registerUser, type Response, type TestUser } from "../helpers/http.js";
 import { V3, createRoom, enc, inviteUser, joinRoom, leaveRoom, messages, nextTxn, roomWith, send, setState, type Json } from "../helpers/rooms.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 import { makeDevice, signedOtks } from "../helpers/e2e.js";
@@ -360,6 +360,19 @@ describe("connections", () => {
     expect(fresh.rooms[roomId]!.initial).toBe(true);
     expectError(await raw(alice, { conn_id: "a", lists: { all: list() } }, { pos: a.pos }), 400, "M_UNKNOWN_POS");
     expect((await raw(alice, { conn_id: "b", lists: { all: list() } }, { pos: b.pos })).status).toBe(200);
+  });
+
+  it("deleting a device drops its connections", async () => {
+    const alice = await user();
+    const second = await login(c, alice.userId, alice.password);
+    const device = { ...alice, accessToken: second.body.access_token as string, deviceId: second.body.device_id as string };
+    await ss(device, { conn_id: "x", lists: { all: list() } });
+    const store = ts.server.services.storage.slidingSync;
+    expect(await store.connectionsOf(alice.userId, device.deviceId)).toHaveLength(1);
+    let res = await c.delete(`${V3}/devices/${enc(device.deviceId)}`, {}, { token: alice.accessToken });
+    res = await c.delete(`${V3}/devices/${enc(device.deviceId)}`, { auth: { type: "m.login.password", identifier: { type: "m.id.user", user: alice.userId }, password: alice.password, session: res.body.session } }, { token: alice.accessToken });
+    expect(res.status, res.text).toBe(200);
+    expect(await store.connectionsOf(alice.userId, device.deviceId)).toEqual([]);
   });
 
   it("rejects malformed bodies with 400 and never resets the connection", async () => {
