@@ -362,6 +362,20 @@ describe("connections", () => {
     expect((await raw(alice, { conn_id: "b", lists: { all: list() } }, { pos: b.pos })).status).toBe(200);
   });
 
+  it("sticky settings: a list of only ranges keeps the rest; a complete list replaces it", async () => {
+    const alice = await user();
+    const enc1 = await createRoom(c, alice, { name: "E", initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }] });
+    const plain = await createRoom(c, alice, { name: "P" });
+    const r1 = await ss(alice, { lists: { l: list({ ranges: [[0, 0]], timeline_limit: 2, required_state: [["m.room.name", ""]], filters: { is_encrypted: true } }) } });
+    expect(r1.lists.l!.count).toBe(1);
+    const r2 = await ss(alice, { lists: { l: { ranges: [[0, 5]] } } }, { pos: r1.pos });
+    expect(r2.lists.l!.count).toBe(1);
+    const r3 = await ss(alice, { lists: { l: list({ ranges: [[0, 5]] }) } }, { pos: r2.pos });
+    expect(r3.lists.l!.count).toBe(2);
+    expect(Object.keys(r3.rooms)).toEqual([plain]);
+    expect(r1.rooms[enc1]!.name).toBe("E");
+  });
+
   it("deleting a device drops its connections", async () => {
     const alice = await user();
     const second = await login(c, alice.userId, alice.password);

@@ -5,7 +5,7 @@
  * as {include, exclude, lazy_members}, `is_invited`) are read too.
  *
  * List and extension settings are sticky per connection (as the MSC3575 proxy, which matrix-js-sdk relies on): a
- * field a request leaves out keeps its value from the previous request.
+ * list sent with only its ranges keeps its other settings, and an extension field left out keeps its value.
  */
 import { MatrixError } from "../../errors.js";
 import { isJsonObject, type JsonObject, type JsonValue } from "../../core/json/types.js";
@@ -89,9 +89,11 @@ export function parseSlidingRequest(body: unknown, userId: string, previous: Jso
   for (const [name, raw] of Object.entries(listsIn)) {
     if (!isJsonObject(raw)) throw bad(`lists.${name} must be an object`);
     if (name.length === 0 || name.length > 255) throw invalid("List names must be 1 to 255 characters");
+    // A list of only ranges (matrix-js-sdk's form once a list was sent) keeps its other settings; a list with any of
+    // them is complete as sent (Element X sends everything each time, and a filter left out is gone).
     const prev = prevLists[name];
-    const merged: JsonObject = { ...(isJsonObject(prev) ? prev : {}), ...raw };
-    // Ranges are not sticky: a list without them covers every room.
+    const rangesOnly = Object.keys(raw).every((k) => k === "ranges" || k === "range");
+    const merged: JsonObject = rangesOnly && isJsonObject(prev) ? { ...prev, ...raw } : raw;
     if (raw.ranges === undefined && raw.range === undefined) {
       delete merged.ranges;
       delete merged.range;
