@@ -284,6 +284,13 @@ describe("room results", () => {
     expect(r.lists.spaces!.count).toBe(1);
     expect(r.lists.rooms!.count).toBe(2);
     expect(r.rooms[dm]!.is_dm).toBe(true);
+    const r0 = await ss(alice, { conn_id: "dm", lists: { enc: list({ filters: { is_encrypted: true } }) } });
+    expect(r0.rooms[encrypted]!.is_dm).toBe(false);
+    // Marking a room as a DM sends it again with is_dm, even without news in it.
+    await c.put(`${V3}/user/${enc(alice.userId)}/account_data/m.direct`, { [bob.userId]: [dm, encrypted] }, { token: alice.accessToken });
+    const dmChange = await ss(alice, { conn_id: "dm", lists: { enc: list({ filters: { is_encrypted: true } }) } }, { pos: r0.pos });
+    expect(dmChange.rooms[encrypted]?.is_dm).toBe(true);
+    await c.put(`${V3}/user/${enc(alice.userId)}/account_data/m.direct`, { [bob.userId]: [dm] }, { token: alice.accessToken });
     // Tags: tags and not_tags (which wins).
     expect((await c.put(`${V3}/user/${enc(alice.userId)}/rooms/${enc(encrypted)}/tags/m.favourite`, { order: 0.5 }, { token: alice.accessToken })).status).toBe(200);
     expect((await c.put(`${V3}/user/${enc(alice.userId)}/rooms/${enc(space)}/tags/m.favourite`, {}, { token: alice.accessToken })).status).toBe(200);

@@ -28,6 +28,8 @@ export interface SentRoom {
   requiredState: StateSpec;
   /** Member events sent because of `$LAZY` (user ids): their changes are sent as state deltas. */
   lazyMembers: string[];
+  /** Sent as a DM (is_dm). */
+  isDm?: boolean;
 }
 
 export interface OpenConnection {
@@ -100,6 +102,7 @@ interface StoredSpec {
   x?: [string, string][];
   l?: boolean;
   m?: string[];
+  d?: 1;
 }
 
 function toRow(roomId: string, s: SentRoom): SlidingRoomRow {
@@ -107,6 +110,7 @@ function toRow(roomId: string, s: SentRoom): SlidingRoomRow {
   if (s.requiredState.exclude.length > 0) spec.x = s.requiredState.exclude;
   if (s.requiredState.lazy) spec.l = true;
   if (s.lazyMembers.length > 0) spec.m = s.lazyMembers.slice(-MAX_REMEMBERED_MEMBERS);
+  if (s.isDm) spec.d = 1;
   return { room_id: roomId, membership: s.membership, sent_stream: s.sentStream, timeline_limit: s.timelineLimit, required_state: JSON.stringify(spec) };
 }
 
@@ -118,5 +122,6 @@ function fromRow(r: SlidingRoomRow): SentRoom {
     timelineLimit: Number(r.timeline_limit),
     requiredState: { include: spec.i ?? [], exclude: spec.x ?? [], lazy: spec.l === true },
     lazyMembers: spec.m ?? [],
+    isDm: spec.d === 1,
   };
 }

@@ -223,7 +223,7 @@ export class SlidingSyncService {
     const joinedOut: string[] = [];
     const initialRooms = new Set<string>();
     const add = (roomId: string, built: { result?: JsonObject; sent: SentRoom }) => {
-      sent.set(roomId, built.sent);
+      sent.set(roomId, built.result ? { ...built.sent, isDm: p.dmRooms.has(roomId) } : built.sent);
       if (!built.result) return;
       const names = wanted.get(roomId)!.lists;
       if (names.length > 0) built.result.lists = names;
@@ -315,8 +315,10 @@ export class SlidingSyncService {
    */
   private async plan(p: Pass, c: Candidate, config: RoomConfig, latestStream: number): Promise<RoomPlan | { result?: JsonObject; sent: SentRoom } | undefined> {
     const prev = p.conn.rooms.get(c.roomId);
+    // is_dm must come again when the DM state changes (MSC4186).
+    const dmChanged = prev !== undefined && (prev.isDm ?? false) !== p.dmRooms.has(c.roomId);
     if (c.membership === "invite" || c.membership === "knock") {
-      if (prev && prev.membership === c.membership && prev.sentStream === c.memberStream) return undefined;
+      if (prev && prev.membership === c.membership && prev.sentStream === c.memberStream && !dmChanged) return undefined;
       const stripped = await this.deps.strippedState(c.roomId, c.eventId);
       const result: JsonObject = { initial: true, membership: c.membership, bump_stamp: c.stamp, invite_state: stripped, is_dm: p.dmRooms.has(c.roomId) };
       if (c.membership === "knock") result.knock_state = stripped;
@@ -327,7 +329,7 @@ export class SlidingSyncService {
 
     if (c.neverJoined) {
       // Only the membership: the user never saw the room's state or timeline.
-      if (prev && prev.membership === c.membership && prev.sentStream === c.memberStream) return undefined;
+      if (prev && prev.membership === c.membership && prev.sentStream === c.memberStream && !dmChanged) return undefined;
       const result: JsonObject = { initial: true, membership: c.membership, bump_stamp: c.stamp, is_dm: p.dmRooms.has(c.roomId), required_state: [], timeline: [] };
       return { result, sent: { membership: c.membership, sentStream: c.memberStream, timelineLimit: 0, requiredState: { include: [], exclude: [], lazy: false }, lazyMembers: [] } };
     }
@@ -341,15 +343,16 @@ export class SlidingSyncService {
     const hasNews = initial || newest > prev!.sentStream || prev!.membership !== c.membership;
     const expandTimeline = !initial && config.timelineLimit > prev!.timelineLimit;
     const specChanged = !initial && !sameSpec(config.requiredState, prev!.requiredState);
-    if (!hasNews && !expandTimeline && !specChanged) return undefined;
+    if (!hasNews && !expandTimeline && !specChanged && !dmChanged) return undefined;
 
     const state = joined ? ((await this.deps.rooms.headIfKnown(c.roomId))?.state ?? new Map<string, string>()) : await this.stateAtStream(c.roomId, to);
     // State the client lacks because the config grew: matched now, not by what was sent.
     const expandedKeys: string[] = [];
     if (specChanged) for (const key of state.keys()) if (keyWanted(config.requiredState, key) && !keyWanted(prev!.requiredState, key)) expandedKeys.push(key);
     if (!hasNews && !expandTimeline && expandedKeys.length === 0) {
-      // Nothing to send, but remember the new config: what the client has is judged against it from now on.
-      return { sent: { ...prev!, requiredState: config.requiredState, lazyMembers: config.requiredState.lazy && prev!.requiredState.lazy ? prev!.lazyMembers : [] } };
+      // Nothing else to send, but remember the new config: what the client has is judged against it from now on.
+      const sent = { ...prev!, requiredState: config.requiredState, lazyMembers: config.requiredState.lazy && prev!.requiredState.lazy ? prev!.lazyMembers : [] };
+      return dmChanged ? { result: { membership: c.membership, bump_stamp: c.stamp, is_dm: p.dmRooms.has(c.roomId) }, sent } : { sent };
     }
     // Timeline: the newest events, or those after what was sent (all of the newest with an expanded limit).
     const from = initial || expandTimeline ? Number.MIN_SAFE_INTEGER : prev!.sentStream;
