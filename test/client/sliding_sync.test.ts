@@ -180,6 +180,22 @@ describe("room results", () => {
     expect(after.chunk.map((e) => (e.content as Json).body)).toEqual(["m5"]);
   });
 
+  it("notification counts: a room whose counts a receipt cleared comes again with just the counts", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await roomWith(c, alice, [bob]);
+    const r1 = await ss(alice, { lists: { all: list() } });
+    const eventId = await send(c, bob, roomId, "unread");
+    const r2 = await ss(alice, { lists: { all: list() } }, { pos: r1.pos });
+    expect(r2.rooms[roomId]!.notification_count).toBe(1);
+    expect((await c.post(`${V3}/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {}, { token: alice.accessToken })).status).toBe(200);
+    const r3 = await ss(alice, { lists: { all: list() } }, { pos: r2.pos, timeout: 2000 });
+    expect(r3.rooms[roomId]!.notification_count).toBe(0);
+    expect(r3.rooms[roomId]!.timeline).toBeUndefined();
+    const r4 = await ss(alice, { lists: { all: list() } }, { pos: r3.pos });
+    expect(r4.rooms).toEqual({});
+  });
+
   it("required_state: exact pairs, wildcards, $ME, $LAZY, and only deltas later", async () => {
     const alice = await user();
     const bob = await user();

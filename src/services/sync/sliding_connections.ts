@@ -30,6 +30,8 @@ export interface SentRoom {
   lazyMembers: string[];
   /** Sent as a DM (is_dm). */
   isDm?: boolean;
+  /** The notification and highlight counts sent. */
+  counts?: [number, number];
 }
 
 export interface OpenConnection {
@@ -103,6 +105,7 @@ interface StoredSpec {
   l?: boolean;
   m?: string[];
   d?: 1;
+  c?: [number, number];
 }
 
 function toRow(roomId: string, s: SentRoom): SlidingRoomRow {
@@ -111,6 +114,7 @@ function toRow(roomId: string, s: SentRoom): SlidingRoomRow {
   if (s.requiredState.lazy) spec.l = true;
   if (s.lazyMembers.length > 0) spec.m = s.lazyMembers.slice(-MAX_REMEMBERED_MEMBERS);
   if (s.isDm) spec.d = 1;
+  if (s.counts && (s.counts[0] > 0 || s.counts[1] > 0)) spec.c = s.counts;
   return { room_id: roomId, membership: s.membership, sent_stream: s.sentStream, timeline_limit: s.timelineLimit, required_state: JSON.stringify(spec) };
 }
 
@@ -123,5 +127,6 @@ function fromRow(r: SlidingRoomRow): SentRoom {
     requiredState: { include: spec.i ?? [], exclude: spec.x ?? [], lazy: spec.l === true },
     lazyMembers: spec.m ?? [],
     isDm: spec.d === 1,
+    counts: spec.c,
   };
 }

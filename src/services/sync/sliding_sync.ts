@@ -220,7 +220,6 @@ export class SlidingSyncService {
     const sent = new Map<string, SentRoom>();
     const rooms: JsonObject = {};
     const latest = await this.core.persister.latestStreams([...wanted.keys()].filter((r) => byId.get(r)!.membership === "join"));
-    const joinedOut: string[] = [];
     const initialRooms = new Set<string>();
     const add = (roomId: string, built: { result?: JsonObject; sent: SentRoom }) => {
       sent.set(roomId, built.result ? { ...built.sent, isDm: p.dmRooms.has(roomId) } : built.sent);
@@ -229,7 +228,6 @@ export class SlidingSyncService {
       if (names.length > 0) built.result.lists = names;
       rooms[roomId] = built.result;
       if (built.result.initial === true) initialRooms.add(roomId);
-      if (byId.get(roomId)!.membership === "join") joinedOut.push(roomId);
     };
     const plans: RoomPlan[] = [];
     for (const [roomId, { config }] of wanted) {
@@ -254,11 +252,23 @@ export class SlidingSyncService {
     const counts = await this.core.storage.rooms.memberCountsMany(plans.filter((plan) => plan.membersChanged).map((plan) => plan.c.roomId));
     const fmt: FormatContext = { userId: p.userId, deviceId: p.deviceId, relationRows };
     for (const plan of plans) add(plan.c.roomId, await this.build(p, plan, shown.get(plan.c.roomId) ?? [], counts.get(plan.c.roomId), fmt, facts));
-    // Notification counts of the joined rooms in the answer.
-    for (const [roomId, counts] of await this.deps.unread.forRooms(p.userId, joinedOut)) {
-      const r = rooms[roomId] as JsonObject;
-      r.notification_count = counts.total.notification_count;
-      r.highlight_count = counts.total.highlight_count;
+    // Notification counts of the joined rooms in the answer, and of those in the lists whose counts changed since
+    // they were sent (a read receipt elsewhere cleared them): those come with just the counts.
+    const joinedWanted = [...wanted.keys()].filter((r) => byId.get(r)!.membership === "join");
+    for (const [roomId, counts] of await this.deps.unread.forRooms(p.userId, joinedWanted)) {
+      const n = counts.total.notification_count;
+      const h = counts.total.highlight_count;
+      let r = rooms[roomId] as JsonObject | undefined;
+      const was = sent.get(roomId) ?? p.conn.rooms.get(roomId);
+      if (!r) {
+        if (!was || ((was.counts?.[0] ?? 0) === n && (was.counts?.[1] ?? 0) === h)) continue;
+        r = rooms[roomId] = { membership: "join", bump_stamp: byId.get(roomId)!.stamp };
+        const names = wanted.get(roomId)!.lists;
+        if (names.length > 0) r.lists = names;
+      }
+      r.notification_count = n;
+      r.highlight_count = h;
+      if (was) sent.set(roomId, { ...was, counts: [n, h] });
     }
 
     const relevant = (scope: ExtensionScope) => {
