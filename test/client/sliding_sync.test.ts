@@ -331,6 +331,44 @@ describe("room results", () => {
   });
 });
 
+describe("client shapes", () => {
+  it("answers Element X's two connections (room list, encryption) as it sends them", async () => {
+    const alice = await user();
+    const bob = await user();
+    const roomId = await roomWith(c, alice, [bob], { name: "EX" });
+    await send(c, bob, roomId, "hello EX");
+    const roomList = {
+      conn_id: "room-list",
+      lists: {
+        all_rooms: {
+          ranges: [[0, 19]],
+          timeline_limit: 1,
+          include_heroes: true,
+          filters: { not_room_types: ["m.space"] },
+          required_state: [
+            ["m.room.encryption", ""], ["m.room.member", "$LAZY"], ["m.room.member", "$ME"], ["m.room.name", ""], ["m.room.canonical_alias", ""],
+            ["m.room.power_levels", ""], ["org.matrix.msc3401.call.member", "*"], ["m.room.join_rules", ""], ["m.room.tombstone", ""], ["m.room.create", ""],
+            ["m.room.history_visibility", ""], ["m.room.pinned_events", ""], ["m.room.topic", ""], ["m.room.avatar", ""],
+          ],
+        },
+      },
+      room_subscriptions: {},
+      extensions: { account_data: { enabled: true }, receipts: { enabled: true, rooms: ["*"] }, typing: { enabled: true } },
+    };
+    const r = await ss(alice, roomList, { timeout: 0 });
+    const room = r.rooms[roomId]!;
+    expect(room.name).toBe("EX");
+    expect(bodiesOf(room)).toEqual(["hello EX"]);
+    expect(stateTypes(room)).toEqual(expect.arrayContaining(["m.room.create|", "m.room.name|", `m.room.member|${alice.userId}`, `m.room.member|${bob.userId}`]));
+    const encryption = { conn_id: "encryption", extensions: { to_device: { enabled: true }, e2ee: { enabled: true } } };
+    const e = await ss(alice, encryption, { timeout: 0 });
+    expect(e.rooms).toEqual({});
+    expect(e.extensions.to_device).toEqual({ next_batch: expect.any(String), events: [] });
+    const again = await ss(alice, { ...encryption, extensions: { to_device: { enabled: true, since: (e.extensions.to_device as Json).next_batch }, e2ee: { enabled: true } } }, { pos: e.pos, timeout: 0 });
+    expect(again.extensions.e2ee).toMatchObject({ device_lists: { changed: [], left: [] } });
+  });
+});
+
 describe("connections", () => {
   it("an unknown, foreign or malformed pos is M_UNKNOWN_POS; a retried pos works", async () => {
     const alice = await user();
