@@ -287,7 +287,10 @@ export function stopServices(s: Services): void {
   clearInterval(housekeeping.get(s));
 }
 
-/** Periodic clean-up: UIA sessions, sendToDevice transaction ids and received to-device message ids older than a day. */
+/**
+ * Periodic clean-up: UIA sessions, sendToDevice transaction ids and received to-device message ids older than a day;
+ * push outcomes, login tokens, idle Sliding Sync connections.
+ */
 function startHousekeeping(s: Services): void {
   const timer = setInterval(() => {
     s.storage.uia.deleteOlderThan(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "UIA session clean-up failed"));
@@ -295,6 +298,8 @@ function startHousekeeping(s: Services): void {
     // Synapse keeps a month of notifications (GET /notifications); older push outcomes go.
     s.storage.push.deleteOutcomesBefore(Date.now() - 30 * 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "push outcome clean-up failed"));
     s.loginTokens.deleteExpired().catch((e: unknown) => s.log.warn({ err: e }, "login token clean-up failed"));
+    // Sliding Sync connections idle for a week (their client starts over on M_UNKNOWN_POS).
+    s.storage.slidingSync.deleteIdleBefore(Date.now() - 7 * 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "sliding sync connection clean-up failed"));
   }, 3600_000);
   timer.unref();
   housekeeping.set(s, timer);

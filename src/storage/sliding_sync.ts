@@ -38,6 +38,13 @@ export class SlidingSyncStore {
     await this.db.deleteFrom("sliding_sync_connections").where("id", "=", id).execute();
   }
 
+  /** Drops connections unused since `ts` (housekeeping); returns how many. */
+  async deleteIdleBefore(ts: number): Promise<number> {
+    const idle = await this.db.selectFrom("sliding_sync_connections").select("id").where("last_used_ts", "<", ts).limit(1000).execute();
+    for (const c of idle) await this.deleteConnection(c.id);
+    return idle.length;
+  }
+
   async deleteConnectionsOfDevice(userId: string, deviceId: string): Promise<void> {
     for (const c of await this.connectionsOf(userId, deviceId)) await this.deleteConnection(c.id);
   }

@@ -450,6 +450,18 @@ describe("connections", () => {
     expect(await store.connectionsOf(alice.userId, device.deviceId)).toEqual([]);
   });
 
+  it("housekeeping drops idle connections: their pos is then unknown", async () => {
+    const alice = await user();
+    const r = await ss(alice, { conn_id: "idle", lists: { all: list() } });
+    const store = ts.server.services.storage.slidingSync;
+    const [conn] = (await store.connectionsOf(alice.userId, alice.deviceId)).filter((x) => x.conn_id === "idle");
+    // Only connections last used before the cut-off go.
+    await store.deleteIdleBefore(conn!.last_used_ts);
+    expect((await raw(alice, { conn_id: "idle", lists: { all: list() } }, { pos: r.pos })).status).toBe(200);
+    await store.deleteIdleBefore(Date.now() + 60_000);
+    expectError(await raw(alice, { conn_id: "idle", lists: { all: list() } }, { pos: r.pos }), 400, "M_UNKNOWN_POS");
+  });
+
   it("rejects malformed bodies with 400 and never resets the connection", async () => {
     const alice = await user();
     const bad: [Json | string, string][] = [
