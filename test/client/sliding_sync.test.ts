@@ -64,12 +64,11 @@ const list = (extra: Json = {}) => ({ ranges: [[0, 19]], timeline_limit: 1, requ
 const bodiesOf = (r: SsRoom | undefined) => (r?.timeline ?? []).filter((e) => e.type === "m.room.message").map((e) => (e.content as Json).body);
 const stateTypes = (r: SsRoom | undefined) => (r?.required_state ?? []).map((e) => `${e.type as string}|${e.state_key as string}`).sort();
 
-/** The room ids of a list in order, through a subscription-free request with a big range and timeline_limit 0. */
-async function order(u: TestUser): Promise<string[]> {
-  const r = await ss(u, { lists: { all: list({ timeline_limit: 0 }) } });
-  return Object.entries(r.rooms)
-    .sort(([, a], [, b]) => (b.bump_stamp ?? 0) - (a.bump_stamp ?? 0))
-    .map(([id]) => id);
+/** The first `n` room ids of the user's list in order, one single-room range at a time (fresh connections). */
+async function order(u: TestUser, n = 2): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(...Object.keys((await ss(u, { conn_id: "order", lists: { all: list({ ranges: [[i, i]], timeline_limit: 0 }) } })).rooms));
+  return out;
 }
 
 describe("room list", () => {
@@ -83,14 +82,35 @@ describe("room list", () => {
     expect(r.rooms[rooms[4]!]!.initial).toBe(true);
     expect(r.rooms[rooms[4]!]!.name).toBe("R4");
 
-    // A message bumps the oldest room to the top.
+    // A message moves the oldest room to the top.
     await send(c, alice, rooms[0]!, "bump");
-    expect((await order(alice))[0]).toBe(rooms[0]);
-    // State events do not bump.
+    expect(await order(alice)).toEqual([rooms[0], rooms[4]]);
+    // Any event orders the list (MSC4186 "Activity ordering"); only the bump types move bump_stamp.
+    const before = await ss(alice, { lists: { all: list() } });
     await setState(c, alice, rooms[1]!, "m.room.topic", "", { topic: "t" });
-    expect((await order(alice))[0]).toBe(rooms[0]);
+    expect(await order(alice)).toEqual([rooms[1], rooms[0]]);
+    const after = await ss(alice, { lists: { all: list() } });
+    expect(after.rooms[rooms[1]!]!.bump_stamp).toBe(before.rooms[rooms[1]!]!.bump_stamp);
+    expect(after.rooms[rooms[1]!]!.bump_stamp).toBeLessThan(after.rooms[rooms[0]!]!.bump_stamp!);
     await send(c, alice, rooms[1]!, "bump2");
-    expect((await order(alice)).slice(0, 2)).toEqual([rooms[1], rooms[0]]);
+    const last = await ss(alice, { lists: { all: list() } });
+    expect(last.rooms[rooms[1]!]!.bump_stamp).toBeGreaterThan(last.rooms[rooms[0]!]!.bump_stamp!);
+  });
+
+  it("a room just joined comes to the top though its last message is older", async () => {
+    const alice = await user();
+    const bob = await user();
+    const old = await createRoom(c, bob, { preset: "public_chat" });
+    await send(c, bob, old, "long ago");
+    const mine = await createRoom(c, alice, {});
+    await send(c, alice, mine, "recent");
+    const r1 = await ss(alice, { lists: { all: list({ ranges: [[0, 0]] }) } });
+    expect(Object.keys(r1.rooms)).toEqual([mine]);
+    await joinRoom(c, alice, old);
+    const r2 = await ss(alice, { lists: { all: list({ ranges: [[0, 0]] }) } }, { pos: r1.pos });
+    expect(Object.keys(r2.rooms)).toEqual([old]);
+    expect(bodiesOf(r2.rooms[old])).toEqual([]);
+    expect(r2.rooms[old]!.timeline!.at(-1)!.type).toBe("m.room.member");
   });
 
   it("incremental: a room moving into the range is sent; rooms without news are left out", async () => {

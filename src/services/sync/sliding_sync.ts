@@ -67,8 +67,13 @@ interface Candidate {
   eventId: string;
   /** Stream ordering of the membership event (0 when unknown). */
   memberStream: number;
-  /** Sort key: the bump stamp of a joined room, the membership's position otherwise. */
-  stamp: number;
+  /**
+   * The list's order: the room's newest event (any type: MSC4186 "Activity ordering", as Synapse sorts), or for a
+   * room the user is not joined to, the membership's position.
+   */
+  activity: number;
+  /** `bump_stamp`: the newest event of the bump types (joined), the membership's position otherwise. */
+  bump: number;
   /** Left without ever having joined (a rejected or withdrawn invite or knock). */
   neverJoined?: boolean;
 }
@@ -262,7 +267,7 @@ export class SlidingSyncService {
       const was = sent.get(roomId) ?? p.conn.rooms.get(roomId);
       if (!r) {
         if (!was || ((was.counts?.[0] ?? 0) === n && (was.counts?.[1] ?? 0) === h)) continue;
-        r = rooms[roomId] = { membership: "join", bump_stamp: byId.get(roomId)!.stamp };
+        r = rooms[roomId] = { membership: "join", bump_stamp: byId.get(roomId)!.bump };
         const names = wanted.get(roomId)!.lists;
         if (names.length > 0) r.lists = names;
       }
@@ -283,7 +288,7 @@ export class SlidingSyncService {
   }
 
   /**
-   * The user's room list, newest activity first: rooms joined, invited, knocked or banned from, left when someone
+   * The user's room list, newest activity first (the newest event; `bump_stamp` is a field, not the order): rooms joined, invited, knocked or banned from, left when someone
    * else removed them (a kick), and rooms they left themselves since the connection's token (shown once).
    */
   private async roomList(p: Pass): Promise<Candidate[]> {
@@ -294,14 +299,14 @@ export class SlidingSyncService {
     for (const r of rooms) {
       if (forgotten.has(r.room_id)) continue;
       if (r.membership === "join") {
-        out.push({ roomId: r.room_id, membership: "join", eventId: r.event_id, memberStream: 0, stamp: 0 });
+        out.push({ roomId: r.room_id, membership: "join", eventId: r.event_id, memberStream: 0, activity: 0, bump: 0 });
         continue;
       }
       const ev = memberEvents.get(r.event_id);
       if (!ev) continue;
       if (r.membership === "invite" && p.ignored.has(ev.event.sender)) continue;
       if (r.membership === "leave" && ev.event.sender === p.userId && !(p.since && ev.streamOrdering > p.since.events)) continue;
-      out.push({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, memberStream: ev.streamOrdering, stamp: ev.streamOrdering });
+      out.push({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, memberStream: ev.streamOrdering, activity: ev.streamOrdering, bump: ev.streamOrdering });
     }
     // A user who was never joined sees nothing of a room but their membership (MSC4186: nor a ban from it).
     const gone = out.filter((c) => c.membership === "leave" || c.membership === "ban");
@@ -311,11 +316,15 @@ export class SlidingSyncService {
     }
     const joined = out.filter((c) => c.membership === "join").map((c) => c.roomId);
     const stamps = await this.deps.bumpStamps.of(joined);
-    // A joined room without a bump event (its create event not held as timeline): its newest event orders it.
-    const fallback = await this.core.persister.latestStreams(joined.filter((r) => !stamps.has(r)));
-    for (const c of out) if (c.membership === "join") c.stamp = stamps.get(c.roomId) ?? fallback.get(c.roomId) ?? 0;
+    const latest = await this.core.persister.latestStreams(joined);
+    for (const c of out) {
+      if (c.membership !== "join") continue;
+      c.activity = latest.get(c.roomId) ?? 0;
+      // A joined room without a bump event (its create event not held as timeline): its newest event instead.
+      c.bump = stamps.get(c.roomId) ?? c.activity;
+    }
     const listed = out.filter((c) => !(c.neverJoined && c.membership === "ban"));
-    listed.sort((a, b) => b.stamp - a.stamp || (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
+    listed.sort((a, b) => b.activity - a.activity || (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
     return listed;
   }
 
@@ -330,7 +339,7 @@ export class SlidingSyncService {
     if (c.membership === "invite" || c.membership === "knock") {
       if (prev && prev.membership === c.membership && prev.sentStream === c.memberStream && !dmChanged) return undefined;
       const stripped = await this.deps.strippedState(c.roomId, c.eventId);
-      const result: JsonObject = { initial: true, membership: c.membership, bump_stamp: c.stamp, invite_state: stripped, is_dm: p.dmRooms.has(c.roomId) };
+      const result: JsonObject = { initial: true, membership: c.membership, bump_stamp: c.bump, invite_state: stripped, is_dm: p.dmRooms.has(c.roomId) };
       if (c.membership === "knock") result.knock_state = stripped;
       const name = stripped.find((e) => e.type === "m.room.name" && e.state_key === "");
       if (isJsonObject(name?.content) && typeof name.content.name === "string" && name.content.name) result.name = name.content.name;
@@ -340,7 +349,7 @@ export class SlidingSyncService {
     if (c.neverJoined) {
       // Only the membership: the user never saw the room's state or timeline.
       if (prev && prev.membership === c.membership && prev.sentStream === c.memberStream && !dmChanged) return undefined;
-      const result: JsonObject = { initial: true, membership: c.membership, bump_stamp: c.stamp, is_dm: p.dmRooms.has(c.roomId), required_state: [], timeline: [] };
+      const result: JsonObject = { initial: true, membership: c.membership, bump_stamp: c.bump, is_dm: p.dmRooms.has(c.roomId), required_state: [], timeline: [] };
       return { result, sent: { membership: c.membership, sentStream: c.memberStream, timelineLimit: 0, requiredState: { include: [], exclude: [], lazy: false }, lazyMembers: [] } };
     }
     const joined = c.membership === "join";
@@ -362,7 +371,7 @@ export class SlidingSyncService {
     if (!hasNews && !expandTimeline && expandedKeys.length === 0) {
       // Nothing else to send, but remember the new config: what the client has is judged against it from now on.
       const sent = { ...prev!, requiredState: config.requiredState, lazyMembers: config.requiredState.lazy && prev!.requiredState.lazy ? prev!.lazyMembers : [] };
-      return dmChanged ? { result: { membership: c.membership, bump_stamp: c.stamp, is_dm: p.dmRooms.has(c.roomId) }, sent } : { sent };
+      return dmChanged ? { result: { membership: c.membership, bump_stamp: c.bump, is_dm: p.dmRooms.has(c.roomId) }, sent } : { sent };
     }
     // Timeline: the newest events, or those after what was sent (all of the newest with an expanded limit).
     const from = initial || expandTimeline ? Number.MIN_SAFE_INTEGER : prev!.sentStream;
@@ -424,7 +433,7 @@ export class SlidingSyncService {
     const result: JsonObject = {};
     if (initial) result.initial = true;
     result.membership = c.membership;
-    result.bump_stamp = c.stamp;
+    result.bump_stamp = c.bump;
     result.is_dm = p.dmRooms.has(c.roomId);
     if (expandTimeline && shown.some((e) => e.streamOrdering <= prev!.sentStream)) {
       result.expanded_timeline = true;
