@@ -443,7 +443,7 @@ export class EventStore {
 
   /**
    * Per room, the newest timeline event's stream ordering among `types` (Sliding Sync's bump stamps). `types` are
-   * inlined as literals so both engines can use the partial index `events_bump` (migration 016), which lists them.
+   * inlined as literals so both engines can use the partial index `events_bump` (migration 018), which lists them.
    */
   async latestOfTypesPerRoom(roomIds: readonly string[], types: readonly string[]): Promise<Map<string, number>> {
     const out = new Map<string, number>();

@@ -474,7 +474,7 @@ export interface UserDirectoryStreamPosTable {
   stream_id: number;
 }
 
-/** Sliding Sync connections (migration 016). */
+/** Sliding Sync connections (migration 018). */
 export interface SlidingSyncConnectionsTable {
   id: Generated<number>;
   user_id: string;

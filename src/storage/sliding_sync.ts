@@ -1,5 +1,5 @@
 /**
- * Sliding Sync connection state (migration 016): connections, the positions (`pos` tokens) handed out on each, and
+ * Sliding Sync connection state (migration 018): connections, the positions (`pos` tokens) handed out on each, and
  * per room what was sent. A position's rows hold only the rooms its response changed; the state at a position is
  * the newest row per room at or before it, so each response writes little.
  */

@@ -2,7 +2,7 @@
  * Sliding Sync's `bump_stamp` per room: the stream ordering of the room's newest event of the "bump" types (as
  * Synapse: messages, encrypted events, stickers, calls, polls, live locations and the create event), which orders the
  * room list. Kept in memory, moved as events commit (an EventConsumer); a room not yet known is read with one indexed
- * query (EventStore.latestOfTypesPerRoom over the partial index of migration 016).
+ * query (EventStore.latestOfTypesPerRoom over the partial index of migration 018).
  */
 import type { Storage } from "../../storage/storage.js";
 import type { StoredEvent } from "../rooms/event_cache.js";

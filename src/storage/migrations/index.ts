@@ -19,7 +19,7 @@ import { m012_url_previews } from "./012_url_previews.js";
 import { m015_reports } from "./015_reports.js";
 import { m013_search } from "./013_search.js";
 import { m014_user_directory } from "./014_user_directory.js";
-import { m016_sliding_sync } from "./016_sliding_sync.js";
+import { m018_sliding_sync } from "./018_sliding_sync.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -43,7 +43,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["013_search", m013_search],
   ["014_user_directory", m014_user_directory],
   ["015_reports", m015_reports],
-  ["016_sliding_sync", m016_sliding_sync],
+  ["018_sliding_sync", m018_sliding_sync],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {

@@ -10,7 +10,7 @@ import type { SqlMigration } from "./index.js";
  *   with which timeline limit and required_state; a position holds rows only for the rooms its response changed.
  * - `events_bump`: the newest event of the bump types per room (the room list's order).
  */
-export const m016_sliding_sync: SqlMigration = () => [
+export const m018_sliding_sync: SqlMigration = () => [
   `CREATE TABLE sliding_sync_connections (
     id {{id}},
     user_id TEXT NOT NULL,
