@@ -33,6 +33,7 @@ import { VisibilityService } from "./services/rooms/visibility.js";
 import { guestAccessConsumer } from "./services/rooms/guest_access.js";
 import { RoomAccess, type RoomCore } from "./services/rooms/rooms.js";
 import { RoomCreationService } from "./services/rooms/create.js";
+import { PeekService } from "./services/rooms/peeks.js";
 import { MembershipService } from "./services/rooms/membership.js";
 import { MessageService } from "./services/rooms/messages.js";
 import { RelationsService } from "./services/rooms/relations.js";
@@ -59,6 +60,7 @@ import { userIdDomain } from "./core/ids/ids.js";
 import { FederationSender } from "./services/federation/sender.js";
 import { joinPresenceConsumer } from "./services/federation/presence.js";
 import { FederationPdus } from "./services/federation/pdus.js";
+import { PolicyServerClient } from "./services/federation/policy_server.js";
 import { FederationMembership } from "./services/federation/membership.js";
 import { FederationTransactions } from "./services/federation/transactions.js";
 import { KeyServer } from "./services/key_server.js";
@@ -259,10 +261,12 @@ const CLOSE_GRACE_MS = 10_000;
 export async function startServices(s: Services): Promise<void> {
   await s.accountData.start();
   await s.roomCore.state.start();
+  await s.roomCore.visibility.start();
   await s.roomCore.persister.start();
   s.roomCore.userRooms.start(s.roomCore.persister.position());
   s.roomChanges.start(s.roomCore.persister.position());
   s.userDirectory.start();
+  await s.peeks.start();
   s.unread.start();
   await s.pushRules.start();
   await s.receipts.start();
@@ -492,7 +496,9 @@ function buildFederation(config: Config, log: Logger, storage: Storage, signingK
     verifyCertificates: !config.useInsecureSslClientJustForTesting,
     refuseIfAnyAddressBlocked: true,
   });
-  return { federationClient, keys, keyServer, outbound, previewHttp };
+  // URLs the admin configured (the CAPTCHA's siteverify API) are theirs to point anywhere, private ranges included.
+  const configuredHttp = new OutboundHttp({ resolver, ipFilter: new IpRangeFilter([]), verifyCertificates: !config.useInsecureSslClientJustForTesting });
+  return { federationClient, keys, keyServer, outbound, previewHttp, configuredHttp };
 }
 
 /** Other servers' media come through the federation media client. */
@@ -547,6 +553,7 @@ export function buildServices(
   const roomCore = { config, storage, persister, events, state, formatter, visibility, notifier, userRooms };
   const rooms = new RoomAccess(roomCore);
   const membership = new MembershipService(rooms);
+  const peeks = new PeekService({ storage, rooms, notifier: roomCore.notifier, resolveRoom: (r) => membership.resolveRoom(r) });
   const roomCreation = new RoomCreationService(rooms, membership);
   const messages = new MessageService(rooms);
   const typing = new TypingService(notifier);
@@ -562,6 +569,7 @@ export function buildServices(
     await membership.propagateProfile(userId);
   };
   accounts.hooks.onRegistered = (userId) => userDirectory.localProfileChanged(userId).catch(directoryWarn("adding a user", userId));
+  accounts.hooks.onErased = (userId) => visibility.markErased(userId);
   accounts.hooks.onDeactivate = async (userId) => {
     await userDirectory.deactivated(userId).catch(directoryWarn("removing a deactivated user", userId));
     await membership.leaveAll(userId);
@@ -583,6 +591,9 @@ export function buildServices(
     earliestEventIds: async (roomId, limit) => (await storage.events.earliestEvents(roomId, limit)).map((r) => r.event_id),
     caches,
   });
+  // Rooms with a Policy Server: our events are signed by it, received ones without its signature are soft-failed.
+  const policyServerClient = new PolicyServerClient(fed.federationClient, log);
+  persister.policyServers.ask = (ps, version, event) => policyServerClient.sign(ps, version, event);
   messages.backfill = (roomId, limit) => federationPdus.backfill(roomId, limit);
   messages.fillGaps = (roomId, events, limit) => federationPdus.fillGaps(roomId, events, limit);
   const federationMembership = new FederationMembership({
@@ -671,7 +682,7 @@ export function buildServices(
   const urlPreviews = new UrlPreviewService({ config: config.urlPreview, http: fed.previewHttp, store: storage.urlPreviews, caches, log });
   // Previews store their page's image as local media.
   urlPreviews.media = media;
-  const sync = new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules, userRooms, roomChanges, recent, keyCounts: (u, d) => e2eKeys.syncFields(u, d) });
+  const sync = new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules, userRooms, roomChanges, recent, peeks, keyCounts: (u, d) => e2eKeys.syncFields(u, d) });
   return {
     config,
     log,
@@ -715,6 +726,7 @@ export function buildServices(
       strippedState: (roomId, eventId) => sync.strippedState(roomId, eventId),
       keyCounts: (u, d) => e2eKeys.syncFields(u, d),
     }),
+    peeks,
     toDevice,
     deviceLists,
     e2eKeys,

@@ -73,6 +73,15 @@ export interface SupportContact {
   email_address?: string;
 }
 
+/**
+ * Myelin's `policy_server` section (Synapse has no such key): the public keys a Policy Server at this server name
+ * publishes for rooms' `m.room.policy` events, served as they are by `/.well-known/matrix/policy_server`.
+ */
+export interface PolicyServerWellKnown {
+  /** Unpadded base64 public keys by algorithm; `ed25519` always present. */
+  public_keys: { ed25519: string } & Record<string, string>;
+}
+
 /** Myelin's `support` section (Synapse has no such key): what `/.well-known/matrix/support` serves. */
 export interface SupportConfig {
   contacts?: SupportContact[];
@@ -103,6 +112,10 @@ export interface Config {
   enableRegistrationWithoutVerification: boolean;
   registrationSharedSecret?: string;
   registrationRequiresToken: boolean;
+  /** Synapse's `enable_registration_captcha`: registration flows start with m.login.recaptcha. */
+  enableRegistrationCaptcha: boolean;
+  /** Synapse's `recaptcha_*` keys; the m.login.recaptcha stage exists when a private key is set. */
+  recaptcha?: { publicKey?: string; privateKey: string; siteverifyApi: string };
   allowGuestAccess: boolean;
   inhibitUserInUseError: boolean;
   password: { enabled: boolean; localdbEnabled: boolean; pepper: string; policy: PasswordPolicy };
@@ -175,6 +188,8 @@ export interface Config {
   loginViaExistingSession: LoginViaExistingSession;
   /** Served at /.well-known/matrix/support; undefined → 404 there. */
   support?: SupportConfig;
+  /** Served at /.well-known/matrix/policy_server; undefined → 404 there. */
+  policyServer?: PolicyServerWellKnown;
   /** The media repository's keys (Synapse's names; see docs/media.md). */
   media: MediaConfig;
   /** Absolute directory of the config file, for resolving relative paths. */
@@ -410,6 +425,8 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     enableRegistration: r.bool("enable_registration", false),
     enableRegistrationWithoutVerification: r.bool("enable_registration_without_verification", false),
     registrationRequiresToken: r.bool("registration_requires_token", false),
+    enableRegistrationCaptcha: r.bool("enable_registration_captcha", false),
+    recaptcha: readRecaptcha(r),
     allowGuestAccess: r.bool("allow_guest_access", false),
     inhibitUserInUseError: r.bool("inhibit_user_in_use_error", false),
     password,
@@ -449,6 +466,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     turn: readTurn(r),
     loginViaExistingSession: readLoginViaExistingSession(r),
     ...readSupport(r),
+    ...readPolicyServer(r),
     urlPreview: readUrlPreview(r),
     media: readMedia(r),
     adminContact: r.string("admin_contact"),
@@ -562,6 +580,21 @@ function readSupport(r: ConfigReader): { support?: SupportConfig } {
   return { support };
 }
 
+/** `policy_server: {public_keys: {ed25519: <unpadded base64>, …}}`; the ed25519 key must be 32 bytes of base64. */
+function readPolicyServer(r: ConfigReader): { policyServer?: PolicyServerWellKnown } {
+  if (!r.has("policy_server")) {
+    r.accept("policy_server");
+    return {};
+  }
+  const s = r.section("policy_server");
+  const keys = s.stringMap("public_keys");
+  const ed25519 = keys?.ed25519;
+  if (ed25519 === undefined) throw new ConfigError('config key "policy_server.public_keys": needs an "ed25519" key');
+  if (decodeBase64(ed25519)?.length !== 32) throw new ConfigError('config key "policy_server.public_keys.ed25519": not an unpadded base64 ed25519 public key (32 bytes)');
+  warnUnknown(s);
+  return { policyServer: { public_keys: { ...keys, ed25519 } } };
+}
+
 function readTurn(r: ConfigReader): TurnConfig {
   const turn: TurnConfig = {
     uris: r.stringList("turn_uris"),
@@ -634,6 +667,17 @@ function readPush(r: ConfigReader): PushConfig {
   };
   warnUnknown(p);
   return out;
+}
+
+function readRecaptcha(r: ConfigReader): Config["recaptcha"] {
+  const privateKey = r.string("recaptcha_private_key");
+  const publicKey = r.string("recaptcha_public_key");
+  const siteverifyApi = r.string("recaptcha_siteverify_api", "https://www.recaptcha.net/recaptcha/api/siteverify");
+  if (privateKey === undefined) {
+    if (r.bool("enable_registration_captcha", false)) throw new ConfigError('config key "enable_registration_captcha": needs recaptcha_private_key (and recaptcha_public_key)');
+    return undefined;
+  }
+  return { privateKey, siteverifyApi, ...(publicKey !== undefined ? { publicKey } : {}) };
 }
 
 /** The media repository's keys, with Synapse's defaults. */

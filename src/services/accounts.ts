@@ -42,6 +42,8 @@ export interface RegisterResult extends Partial<IssuedTokens> {
 /** Hooks other services attach to account lifecycle events (e.g. leaving rooms on deactivation). */
 export interface AccountHooks {
   onDeactivate?: (userId: string) => Promise<void>;
+  /** Deactivated with `erase: true` (recorded before the hook runs). */
+  onErased?: (userId: string) => void;
   /** A full (non-guest) account now exists: registered, or upgraded from a guest. */
   onRegistered?: (userId: string) => Promise<void>;
 }
@@ -254,8 +256,12 @@ export class AccountService {
       // As Synapse: a deactivated account keeps no key backup.
       await tx.keyBackup.deleteAll(userId);
       await tx.dehydratedDevices.delete(userId);
-      if (opts.erase) await tx.profiles.deleteAll(userId);
+      if (opts.erase) {
+        await tx.profiles.deleteAll(userId);
+        await tx.erasedUsers.add(userId);
+      }
     });
+    if (opts.erase) this.hooks.onErased?.(userId);
     this.tokens.invalidateUser(userId);
     await this.devices.changed(userId, devices, true);
     await this.hooks.onDeactivate?.(userId);

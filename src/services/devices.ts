@@ -74,6 +74,7 @@ export class DeviceService {
     const hashes = await tx.tokens.deleteAccessTokens(userId, { deviceIds });
     await tx.devices.delete(userId, deviceIds);
     await tx.deviceInbox.deleteForDevices(userId, deviceIds);
+    await tx.peeks.removeDevices(userId, deviceIds);
     // A device's pushers go with it (Synapse removes them when the device logs out).
     await tx.push.deletePushersOfDevices(userId, deviceIds);
     await tx.e2eKeys.deleteDevices(userId, deviceIds);

@@ -61,6 +61,8 @@ import type { UrlPreviewService } from "./media/url_preview.js";
 import type { MediaRepository } from "./media/media_repository.js";
 import type { SearchService } from "./search.js";
 import type { UserDirectoryService } from "./user_directory.js";
+import type { PeekService } from "./rooms/peeks.js";
+import type { OutboundHttp } from "../outbound/http_client.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -173,6 +175,10 @@ export interface Services {
   media: MediaRepository;
   /** POST /search. */
   search: SearchService;
+  /** HTTP to URLs the admin configured (CAPTCHA siteverify): no IP range filter. */
+  configuredHttp: OutboundHttp;
+  /** Peeking into world-readable rooms (MSC2753 /peek, `rooms.peek` in /sync). */
+  peeks: PeekService;
   /** POST /user_directory/search and the tables behind it. */
   userDirectory: UserDirectoryService;
 }

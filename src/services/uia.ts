@@ -44,13 +44,16 @@ const SESSION_LIFETIME_MS = 24 * 3600_000;
 
 export class UiaService {
   private readonly stages = new Map<string, StageHandler>();
+  /** Stages a client may complete even where no flow lists them (as Synapse validates any enabled stage). */
+  private readonly anyFlow = new Set<string>();
 
   constructor(private readonly storage: Storage) {
     this.stages.set("m.login.dummy", async () => true);
   }
 
-  registerStage(type: string, handler: StageHandler): void {
+  registerStage(type: string, handler: StageHandler, opts: { outsideFlows?: boolean } = {}): void {
     this.stages.set(type, handler);
+    if (opts.outsideFlows) this.anyFlow.add(type);
   }
 
   /** Runs UIA for a request; resolves when a flow is complete, throws the 401 response otherwise. */
@@ -96,7 +99,7 @@ export class UiaService {
     const type = auth?.type;
     if (auth && type !== undefined) {
       const handler = typeof type === "string" ? this.stages.get(type) : undefined;
-      const allowed = typeof type === "string" && flows.some((f) => f.includes(type));
+      const allowed = typeof type === "string" && (this.anyFlow.has(type) || flows.some((f) => f.includes(type)));
       if (!handler || !allowed) {
         stageError = new MatrixError(400, "M_UNRECOGNIZED", `Unrecognised authentication stage: ${String(type)}`);
       } else {

@@ -448,6 +448,19 @@ export interface LoginTokensTable {
   auth_provider_session_id: string | null;
 }
 
+/** Users erased at deactivation (migration 017). */
+export interface ErasedUsersTable {
+  user_id: string;
+}
+
+/** Rooms a device peeks into (migration 016). */
+export interface RoomPeeksTable {
+  id: Generated<number>;
+  user_id: string;
+  device_id: string;
+  room_id: string;
+}
+
 /** The user directory (migration 014). */
 export interface UserDirectoryTable {
   user_id: string;
@@ -568,6 +581,8 @@ export interface Schema {
   remote_media_cache: RemoteMediaTable;
   remote_media_cache_thumbnails: RemoteMediaThumbnailsTable;
   user_directory: UserDirectoryTable;
+  room_peeks: RoomPeeksTable;
+  erased_users: ErasedUsersTable;
   user_directory_tokens: UserDirectoryTokensTable;
   users_in_public_rooms: UsersInPublicRoomsTable;
   users_who_share_private_rooms: UsersWhoSharePrivateRoomsTable;

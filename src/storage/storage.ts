@@ -31,6 +31,8 @@ import { UrlPreviewStore } from "./url_previews.js";
 import { MediaStore } from "./media.js";
 import { SearchStore } from "./search.js";
 import { UserDirectoryStore } from "./user_directory.js";
+import { PeekStore } from "./peeks.js";
+import { ErasedUserStore } from "./erased_users.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -60,6 +62,8 @@ export class Stores {
   readonly media: MediaStore;
   readonly search: SearchStore;
   readonly userDirectory: UserDirectoryStore;
+  readonly peeks: PeekStore;
+  readonly erasedUsers: ErasedUserStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -89,6 +93,8 @@ export class Stores {
     this.media = new MediaStore(db);
     this.search = new SearchStore(db);
     this.userDirectory = new UserDirectoryStore(db);
+    this.peeks = new PeekStore(db);
+    this.erasedUsers = new ErasedUserStore(db);
   }
 }
 

@@ -228,14 +228,20 @@ export class UserDirectoryStore {
 
   /** The display name and avatar of the user's current member event in the room. */
   async memberProfile(roomId: string, userId: string): Promise<{ displayname: string | null; avatar_url: string | null } | undefined> {
-    return this.db
+    // From the event itself: member events that came as a joined room's state (send_join) are outliers, which have
+    // no room_memberships row.
+    const row = await this.db
       .selectFrom("current_state_events as c")
-      .innerJoin("room_memberships as m", "m.event_id", "c.event_id")
-      .select(["m.displayname", "m.avatar_url"])
+      .innerJoin("events as e", "e.event_id", "c.event_id")
+      .select("e.json")
       .where("c.room_id", "=", roomId)
       .where("c.type", "=", "m.room.member")
       .where("c.state_key", "=", userId)
       .executeTakeFirst();
+    if (!row) return undefined;
+    const content = (JSON.parse(row.json) as { content?: Record<string, unknown> }).content ?? {};
+    const str = (v: unknown) => (typeof v === "string" ? v : null);
+    return { displayname: str(content.displayname), avatar_url: str(content.avatar_url) };
   }
 
   /** Which of these local users belong in the directory: accounts that exist and are neither deactivated nor guests. */

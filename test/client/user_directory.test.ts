@@ -415,6 +415,22 @@ describe("remote users (two servers)", () => {
     expect(await hs1.server.services.storage.userDirectory.get(bob.userId)).toBeUndefined();
   });
 
+  it("joining a remote public room by invite: its members are found at once; after leaving, they are gone (SyTest)", async () => {
+    const tag = uniqueName("h").replace(/_/g, "");
+    const creator = await registerUser(c1);
+    await setName(creator, `Creator ${tag}`, c1);
+    const remote = await registerUser(c2);
+    const roomId = await createRoom(c1, creator, { preset: "public_chat", invite: [remote.userId] });
+    await poll(async () => {
+      const r = await c2.post(`${V3}/join/${enc(roomId)}?server_name=hs1.test`, {}, { token: remote.accessToken });
+      return r.status === 200 ? true : undefined;
+    });
+    // No polling: once the join has answered and the directory's worker is idle, the room's members are in.
+    expect(await ids(remote, `creator ${tag}`, undefined, c2, hs2)).toEqual([creator.userId]);
+    expect((await c2.post(`${V3}/rooms/${enc(roomId)}/leave`, {}, { token: remote.accessToken })).status).toBe(200);
+    expect(await ids(remote, `creator ${tag}`, undefined, c2, hs2)).toEqual([]);
+  });
+
   it("prefer_local_users ranks local users first; exclude_remote_users drops remote ones", async () => {
     const tag = uniqueName("g").replace(/_/g, "");
     // The remote user's id sorts first ("@a…" < "@z…"), so only the preference puts the local one ahead.

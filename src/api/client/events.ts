@@ -86,10 +86,11 @@ export function registerLegacyEventRoutes(app: FastifyInstance, services: Servic
     handler: async (ctx) => {
       const me = requester(ctx);
       const core = services.roomCore;
-      const e = await core.events.get(ctx.params.eventId!);
-      if (!e || e.outlier || e.rejected) throw notFound("Event not found.");
+      const found = await core.events.get(ctx.params.eventId!);
+      if (!found || found.outlier || found.rejected) throw notFound("Event not found.");
       // As Synapse: an event that exists but is hidden from the user by history visibility is 403.
-      if (!(await core.visibility.canSee(me.userId, e))) throw forbidden("You don't have permission to access that event.");
+      const e = await core.visibility.asSeenBy(me.userId, found);
+      if (!e) throw forbidden("You don't have permission to access that event.");
       return legacyEvent(await core.formatter.formatOne(e, { userId: me.userId, deviceId: me.deviceId }));
     },
   });

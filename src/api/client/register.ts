@@ -7,6 +7,8 @@ import type { FastifyInstance } from "fastify";
 import type { Config } from "../../config/config.js";
 import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
+import type { StageHandler } from "../../services/uia.js";
+import type { OutboundHttp } from "../../outbound/http_client.js";
 import { clientPaths, clientV1, defineRoute } from "../http/routes.js";
 import { requireStringParam, stringParam } from "../http/params.js";
 
@@ -31,11 +33,20 @@ function loginFields(r: { accessToken?: string; deviceId?: string; refreshToken?
   return out;
 }
 
-/** Synapse's flows: a dummy stage for open registration, with a registration token stage before it when required. */
+/**
+ * Synapse's flows: a dummy stage for open registration, with a registration token stage before it when required,
+ * and the CAPTCHA first when enabled.
+ */
 export function registrationFlows(config: Config): string[][] {
   const flow = ["m.login.dummy"];
   if (config.registrationRequiresToken) flow.unshift("m.login.registration_token");
+  if (config.enableRegistrationCaptcha) flow.unshift("m.login.recaptcha");
   return [flow];
+}
+
+/** The UIA `params` of registration: the CAPTCHA's site key for the client's widget. */
+function registrationParams(config: Config): Record<string, unknown> {
+  return config.enableRegistrationCaptcha && config.recaptcha?.publicKey !== undefined ? { "m.login.recaptcha": { public_key: config.recaptcha.publicKey } } : {};
 }
 
 export function registerRegistrationRoutes(app: FastifyInstance, services: Services): void {
@@ -53,6 +64,8 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
     if (typeof previous === "string") await storage.registrationTokens.addPending(previous, -1);
     return token;
   });
+
+  if (config.recaptcha) uia.registerStage("m.login.recaptcha", recaptchaStage(config.recaptcha, services.configuredHttp), { outsideFlows: true });
 
   defineRoute(app, services, {
     method: "POST",
@@ -89,7 +102,7 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
       // A client-sent `password_hash` is dropped so that only the server's own hash can ever be used.
       const { auth, password, password_hash: _ignored, ...rest } = body as typeof body & { password_hash?: unknown };
       const uiaBody: Record<string, unknown> = password !== undefined ? { ...rest, password_hash: await accounts.hashPassword(password) } : rest;
-      const outcome = await uia.authenticate({ auth, body: uiaBody, uri: "/register", method: "POST", ip: req.ip }, registrationFlows(config));
+      const outcome = await uia.authenticate({ auth, body: uiaBody, uri: "/register", method: "POST", ip: req.ip }, registrationFlows(config), registrationParams(config));
       const params = outcome.body as typeof rest & { password_hash?: unknown };
       const registered = outcome.results[REGISTERED_USER_ID];
       if (typeof registered === "string") {
@@ -152,4 +165,33 @@ async function isTokenValid(services: Services, token: string): Promise<boolean>
   if (row.expiry_time !== null && row.expiry_time <= Date.now()) return false;
   if (row.uses_allowed !== null && row.pending + row.completed >= row.uses_allowed) return false;
   return true;
+}
+
+/**
+ * m.login.recaptcha (spec "Google ReCaptcha"): the widget's `response` is checked with the configured siteverify
+ * API. That URL is the admin's own setting, so the outbound IP blocklist does not apply to it (as in Synapse).
+ */
+function recaptchaStage(recaptcha: NonNullable<Config["recaptcha"]>, http: OutboundHttp): StageHandler {
+  return async (auth, { request }) => {
+    const response = auth.response;
+    if (typeof response !== "string" || response === "") throw new MatrixError(400, "M_CAPTCHA_NEEDED", "Captcha response is required");
+    const form = new URLSearchParams({ secret: recaptcha.privateKey, response, remoteip: request.ip });
+    let verdict: unknown;
+    try {
+      const res = await http.request(recaptcha.siteverifyApi, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: Buffer.from(form.toString()),
+        timeoutMs: 10_000,
+        maxResponseBytes: 64 * 1024,
+      });
+      verdict = res.status === 200 ? JSON.parse(res.body.toString("utf8")) : undefined;
+    } catch {
+      verdict = undefined;
+    }
+    if (typeof verdict !== "object" || verdict === null || (verdict as { success?: unknown }).success !== true) {
+      throw new MatrixError(401, "M_UNAUTHORIZED", "Captcha authentication failed");
+    }
+    return true;
+  };
 }

@@ -85,6 +85,30 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     },
   });
 
+  // Peeking (MSC2753): follow a world-readable room in /sync without joining it.
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/peek/:roomIdOrAlias"),
+    body: Type.Object({}, { additionalProperties: true }),
+    allowGuest: true,
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      return { room_id: await services.peeks.peek(me.userId, me.deviceId, ctx.params.roomIdOrAlias!) };
+    },
+  });
+
+  defineRoute(app, services, {
+    method: "POST",
+    paths: clientPaths("/rooms/:roomId/unpeek"),
+    body: Type.Object({}, { additionalProperties: true }),
+    allowGuest: true,
+    handler: async (ctx) => {
+      const me = requester(ctx);
+      await services.peeks.unpeek(me.userId, me.deviceId, roomIdParam(ctx.params.roomId!));
+      return {};
+    },
+  });
+
   defineRoute(app, services, {
     method: "POST",
     paths: clientPaths("/rooms/:roomId/join"),

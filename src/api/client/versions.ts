@@ -1,12 +1,20 @@
-/** Server discovery and negotiation: /versions, /.well-known/matrix/{client,server,support}, /capabilities. */
+/** Server discovery and negotiation: /versions, /.well-known/matrix/{client,server,support,policy_server}, /capabilities. */
 import type { FastifyInstance } from "fastify";
 import { ROOM_VERSIONS } from "../../core/rooms/versions.js";
 import { notFound } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
 
-/** Spec versions whose client-server API Myelin implements (the list grows as features land). */
-export const SUPPORTED_VERSIONS = ["r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"];
+/**
+ * Spec versions whose client-server API Myelin implements (the list grows as features land). Through v1.12:
+ * asynchronous uploads and get_token (v1.7), authenticated media and first cross-signing upload without UIA (v1.11),
+ * `via` on join/knock and account locking (v1.12). MSC4115's `unsigned.membership` (v1.11) is a SHOULD that servers
+ * MAY omit, and is not populated yet.
+ */
+export const SUPPORTED_VERSIONS = [
+  "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
+  "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
+];
 
 /** Unstable features served, by their MSC's name. */
 export const UNSTABLE_FEATURES: Record<string, boolean> = {
@@ -82,6 +90,18 @@ export function registerVersionRoutes(app: FastifyInstance, services: Services):
     handler: () => {
       if (!config.support) throw notFound("No support information configured");
       return config.support;
+    },
+  });
+
+  // Spec v1.18 "Policy Servers": the keys a client can copy into m.room.policy. Myelin only publishes them (for a
+  // Policy Server run at this server name); it does not act as one.
+  defineRoute(app, services, {
+    method: "GET",
+    paths: ["/.well-known/matrix/policy_server"],
+    auth: "none",
+    handler: () => {
+      if (!config.policyServer) throw notFound("No policy server information configured");
+      return config.policyServer;
     },
   });
 }

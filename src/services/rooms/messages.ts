@@ -193,8 +193,9 @@ export class MessageService {
   }
 
   async event(roomId: string, r: Requester, eventId: string): Promise<ClientEvent> {
-    const e = await this.core.events.get(eventId);
-    if (!e || e.event.room_id !== roomId || !(await this.core.visibility.canSee(r.userId, e))) throw notFound("Event not found.");
+    const found = await this.core.events.get(eventId);
+    const e = found && found.event.room_id === roomId ? await this.core.visibility.asSeenBy(r.userId, found) : undefined;
+    if (!e) throw notFound("Event not found.");
     return this.core.formatter.formatOne(e, this.fmt(r));
   }
 
@@ -309,8 +310,9 @@ export class MessageService {
 
   /** GET /context/{eventId}. */
   async context(roomId: string, r: Requester, eventId: string, limit: number, selection?: EventSelection): Promise<JsonObject> {
-    const target = await this.core.events.get(eventId);
-    if (!target || target.event.room_id !== roomId || !(await this.core.visibility.canSee(r.userId, target))) throw notFound("Event not found.");
+    const found = await this.core.events.get(eventId);
+    const target = found && found.event.room_id === roomId ? await this.core.visibility.asSeenBy(r.userId, found) : undefined;
+    if (!target) throw notFound("Event not found.");
     const pos = { depth: target.depth, stream: target.streamOrdering };
     const beforeLimit = Math.floor(limit / 2);
     const afterLimit = limit - beforeLimit;

@@ -4,6 +4,8 @@
  *
  *   1. build       (local events)  pipeline/build.ts      PDU on the head, hashed and signed
  *   2. authorise                   pipeline/authorise.ts  auth events, state before, current state (soft fail)
+ *      policy server               pipeline/policy.ts     the room's Policy Server signs local events; received
+ *                                                         ones without its signature are soft-failed
  *   3. compute state               pipeline/state.ts      state before/after, the room's new current state
  *   4. write                       pipeline/write.ts      one PersistItem, made durable by the group-commit writer
  *   5. consumers                   pipeline/consumers.ts  rows staged into the same transaction; work after commit
@@ -31,6 +33,7 @@ import { RedactionRules } from "./redactions.js";
 import type { StateService } from "./state.js";
 import { EventBuilder, type EventDraft, type RoomHead } from "./pipeline/build.js";
 import { EventAuthoriser } from "./pipeline/authorise.js";
+import { PolicyServerStage } from "./pipeline/policy.js";
 import { StateStage, type CurrentStateChange, type StateAfter } from "./pipeline/state.js";
 import { GroupCommitWriter, persistItem } from "./pipeline/write.js";
 import type { EventConsumer, NewEvent } from "./pipeline/consumers.js";
@@ -73,6 +76,8 @@ export class EventPersister {
   private stream!: StreamIdGenerator;
   private readonly builder: EventBuilder;
   private readonly authoriser: EventAuthoriser;
+  /** The Policy Server step; its `ask` is wired to the federation client at start-up. */
+  readonly policyServers: PolicyServerStage;
   private readonly stateStage: StateStage;
   private readonly writer: GroupCommitWriter;
   private readonly consumers: EventConsumer[] = [];
@@ -105,6 +110,7 @@ export class EventPersister {
     this.txns = caches.create("transaction_ids", (v, k) => STRING_BYTES(k) + STRING_BYTES(v) + ENTRY_BYTES);
     this.builder = new EventBuilder(serverName, signingKey, events);
     this.authoriser = new EventAuthoriser(events);
+    this.policyServers = new PolicyServerStage(serverName, events, log);
     this.stateStage = new StateStage(events, state);
     this.writer = new GroupCommitWriter(storage, log);
     this.redactions = new RedactionRules(events, state);
@@ -259,7 +265,9 @@ export class EventPersister {
       // 2. authorise (a local event is built on current state, so that is the state before it)
       const reason = await this.authoriser.againstState(head.version, event, head.state);
       if (reason !== undefined) throw forbidden(`Event not allowed: ${reason}`);
-      const final = opts.exchange ? await opts.exchange(event, head) : event;
+      // The Policy Server signs under the lock: the event is built on the head, which must not move meanwhile.
+      const signed = await this.policyServers.signLocal(head, event);
+      const final = opts.exchange ? await opts.exchange(signed, head) : signed;
       return this.persistOnHead(head, final, opts);
     });
     return (await queued).committed;
@@ -339,7 +347,8 @@ export class EventPersister {
    * Persists an event received from another server (or fetched from one), whose format, signatures and content hash
    * were already checked ("Checks performed on receipt of a PDU", steps 1-3). Here, under the room lock:
    * 4. authorise it against its auth events; 5. against the state before it (from its prev events, resolved when
-   * they fork, or `stateBefore` when the caller fetched the state at a gap); 6. against current state (soft fail).
+   * they fork, or `stateBefore` when the caller fetched the state at a gap); 6. against current state (soft fail);
+   * 7. by the room's Policy Server, if it uses one (soft fail; a missing signature is asked for first, unlocked).
    * A rejected event is stored but never applied; a soft-failed one joins the DAG without reaching clients or
    * becoming a forward extremity. An accepted one may change current state: a linear extension replaces it, a fork
    * is resolved against it.
@@ -358,8 +367,11 @@ export class EventPersister {
     const version = await this.events.roomVersion(event.room_id);
     if (!version) throw new MatrixError(404, "M_NOT_FOUND", `Unknown room ${event.room_id}`);
     const replaceOutlier = existing?.outlier === true;
+    // Step 7 applies where step 6 does: to live events checked against current state.
+    const live = !opts.outlier && !opts.backfilled && !opts.ownJoin;
+    const checked = live ? await this.policyServers.refreshReceived(await this.head(event.room_id), version, event) : event;
     const queued = this.lock.run(event.room_id, () =>
-      opts.outlier ? this.queueOutlier(version, event) : this.queueReceived(version, event, opts.stateBefore, replaceOutlier, opts.backfilled ?? false, opts.ownJoin ?? false),
+      opts.outlier ? this.queueOutlier(version, checked) : this.queueReceived(version, checked, opts.stateBefore, replaceOutlier, opts.backfilled ?? false, opts.ownJoin ?? false),
     );
     const { committed, status } = await queued;
     return { stored: await committed, status };
@@ -397,9 +409,14 @@ export class EventPersister {
     const before = await this.stateStage.beforeReceived(head, version, event, given);
     const planned: StateGroupNode[] = [...before.planned];
 
-    // 2. authorise: steps 4 and 5 reject, step 6 soft-fails.
+    // 2. authorise: steps 4 and 5 reject, steps 6 (current state) and 7 (the Policy Server) soft-fail.
     const rejected = (await this.authoriser.againstAuthEvents(version, event)) ?? (await this.authoriser.againstState(version, event, before.state));
-    const softFailed = !rejected && head !== undefined && !stale && !backfilled && (await this.authoriser.againstState(version, event, head.state)) !== undefined;
+    const softFailed =
+      !rejected &&
+      head !== undefined &&
+      !stale &&
+      !backfilled &&
+      ((await this.authoriser.againstState(version, event, head.state)) !== undefined || !(await this.policyServers.recommended(head, version, event)));
     const redaction = rejected ? {} : await this.receivedRedaction(version, event, before.state);
 
     // 3b. the state after it, and current state (which moves only for an accepted, live event).

@@ -2,6 +2,9 @@
  * History visibility (spec "Room History Visibility", server behaviour): whether a user may see an event depends on
  * the room's state at that event. Applied wherever events leave the server for clients, and (filterForServer) for
  * other servers. Client reads also leave out redactions that do not apply (see redactions.ts).
+ *
+ * Events of erased users (deactivated with `erase: true`) are shown redacted, as Synapse does, to users who were not
+ * joined to the room when they were sent, and to every other server.
  */
 import { splitStateMapKey, stateMapKey, type StateMap } from "../../core/events/event.js";
 import { redactPdu } from "../../core/events/redaction.js";
@@ -20,6 +23,8 @@ const MEMBER_PREFIX = stateMapKey("m.room.member", "");
 
 export class VisibilityService {
   private readonly redactions: RedactionRules;
+  /** Erased users (few: kept in memory, loaded at start). */
+  private readonly erased = new Set<string>();
 
   constructor(
     private readonly storage: Storage,
@@ -29,7 +34,16 @@ export class VisibilityService {
     this.redactions = new RedactionRules(events, state);
   }
 
-  /** The events (in the given order) that `userId` may see. */
+  async start(): Promise<void> {
+    for (const u of await this.storage.erasedUsers.all()) this.erased.add(u);
+  }
+
+  /** A user was erased (the storage row is written by deactivation). */
+  markErased(userId: string): void {
+    this.erased.add(userId);
+  }
+
+  /** The events (in the given order) that `userId` may see; erased senders' events redacted where they must be. */
   async filter(userId: string | null, list: StoredEvent[]): Promise<StoredEvent[]> {
     if (list.length === 0) return list;
     // The user's membership history per room, for rule 3 ("joined the room at any point after the event").
@@ -41,13 +55,27 @@ export class VisibilityService {
       // As Synapse: a redaction that does not apply (unknown target, another room's event, the create event, a
       // foreign server's redaction without the power) is withheld from clients.
       if (e.event.type === "m.room.redaction" && !(await this.redactions.servable(e))) continue;
-      if (await this.allowed(userId, e, joinsByRoom, memo)) out.push(e);
+      if (!(await this.allowed(userId, e, joinsByRoom, memo))) continue;
+      out.push(this.erased.has(e.event.sender) && !(await this.joinedAt(userId, e, memo)) ? prunedCopy(e) : e);
     }
     return out;
   }
 
+  /** Whether the user was joined to the room in the state before the event (an erased sender's original audience). */
+  private async joinedAt(userId: string | null, e: StoredEvent, memo: Map<string, { visibility: Visibility; membership: string | undefined }>): Promise<boolean> {
+    if (userId === null || e.stateGroup === null) return false;
+    const after = await this.state.stateOf(e.stateGroup);
+    const before = e.event.state_key !== undefined ? stateBefore(after, stateMapKey(e.event.type, e.event.state_key), e.replacesState) : after;
+    return (await this.facts(userId, before, memo)).membership === "join";
+  }
+
   async canSee(userId: string | null, e: StoredEvent): Promise<boolean> {
     return (await this.filter(userId, [e])).length === 1;
+  }
+
+  /** The event as `userId` may see it (redacted when its sender was erased), or undefined when hidden. */
+  async asSeenBy(userId: string | null, e: StoredEvent): Promise<StoredEvent | undefined> {
+    return (await this.filter(userId, [e]))[0];
   }
 
   /**
@@ -62,7 +90,7 @@ export class VisibilityService {
   async filterForServer(serverName: string, list: StoredEvent[]): Promise<StoredEvent[]> {
     const memo = new Map<number, boolean>();
     const out: StoredEvent[] = [];
-    for (const e of list) out.push((await this.serverMaySee(serverName, e, memo)) ? e : prunedCopy(e));
+    for (const e of list) out.push(!this.erased.has(e.event.sender) && (await this.serverMaySee(serverName, e, memo)) ? e : prunedCopy(e));
     return out;
   }
 

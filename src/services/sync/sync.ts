@@ -19,6 +19,7 @@ import type { RoomChanges } from "../rooms/room_changes.js";
 import type { RecentEvents } from "../rooms/recent_events.js";
 import { BUNDLED_RELATIONS, type ClientEvent, type FormatContext, type RelationRow } from "../rooms/format.js";
 import type { RoomAccess } from "../rooms/rooms.js";
+import type { PeekService } from "../rooms/peeks.js";
 import { before, formatTopo } from "../rooms/tokens.js";
 import { diffStates } from "../../storage/state_deltas.js";
 import { LazyMemberCache } from "./lazy_members.js";
@@ -72,6 +73,8 @@ export interface SyncDeps {
   userRooms: UserRooms;
   roomChanges: RoomChanges;
   recent: RecentEvents;
+  /** Rooms the syncing device peeks into (MSC2753). */
+  peeks?: PeekService;
   /** One-time and fallback key state of the syncing device (e2e_keys.ts). */
   keyCounts?: (userId: string, deviceId: string) => Promise<{ device_one_time_keys_count: Record<string, number>; device_unused_fallback_key_types: string[] }>;
 }
@@ -98,6 +101,7 @@ export class SyncService {
       presence: this.deps.presence.position(),
       toDevice: this.deps.toDevice.position(),
       deviceLists: this.deps.deviceLists.position(),
+      peeks: this.deps.peeks?.position() ?? 0,
     };
   }
 
@@ -111,6 +115,7 @@ export class SyncService {
       // Wake on anything touching the user's rooms (any membership) or the user; recompute; repeat until the deadline.
       while (Date.now() < deadline) {
         const rooms = await this.deps.userRooms.roomIds(req.userId, ["join", "invite", "knock"]);
+        if (req.deviceId && this.deps.peeks) for (const p of await this.deps.peeks.forDevice(req.userId, req.deviceId)) rooms.push(p.roomId);
         if (!tokenAdvanced(since, this.currentToken())) {
           const woken = await this.core.notifier.wait({ rooms, users: [req.userId] }, deadline - Date.now(), req.signal);
           if (!woken) break;
@@ -266,6 +271,8 @@ export class SyncService {
       }
     }
 
+    const peek = await this.peekSections(req, since, now, new Set(current.filter((r) => r.membership === "join").map((r) => r.room_id)), fmt);
+
     // Send-to-device messages for this device (none for a device-less token); the token moves only past those sent.
     const toDevice = req.deviceId ? await this.deps.toDevice.forSync(req.userId, req.deviceId, since?.toDevice ?? 0, now.toDevice) : { events: [], position: now.toDevice };
     const globalAccount: { type: string; content: unknown }[] = roomAccount.filter((a) => a.roomId === "" && req.filter.accountData(a.type)).map((a) => ({ type: a.type, content: a.content }));
@@ -301,8 +308,32 @@ export class SyncService {
       device_lists: deviceLists,
       // On every response for a device, `signed_curve25519: 0` included: clients top up their keys from these.
       ...(req.deviceId && this.deps.keyCounts ? await this.deps.keyCounts(req.userId, req.deviceId) : { device_one_time_keys_count: {} }),
-      rooms: { join, invite, leave, knock },
+      rooms: { join, invite, leave, knock, ...(Object.keys(peek).length > 0 ? { peek } : {}) },
     };
+  }
+
+  /**
+   * `rooms.peek` (MSC2753): the rooms this device peeks into, in full when the peek is newer than the token, else
+   * with what is new. A peek ends when the user joins (the room is then in `join`) or the room stops being
+   * world-readable.
+   */
+  private async peekSections(req: SyncRequest, since: SyncToken | undefined, now: SyncToken, joined: Set<string>, fmt: FormatContext): Promise<JsonObject> {
+    const out: JsonObject = {};
+    const peeks = req.deviceId && this.deps.peeks ? await this.deps.peeks.forDevice(req.userId, req.deviceId) : [];
+    if (peeks.length === 0) return out;
+    const latest = since ? await this.core.persister.latestStreams(peeks.map((p) => p.roomId)) : new Map<string, number>();
+    for (const p of peeks) {
+      if (joined.has(p.roomId) || !(await this.deps.peeks!.worldReadable(p.roomId))) {
+        await this.deps.peeks!.stop(req.userId, req.deviceId!, p.roomId);
+        continue;
+      }
+      const full = !since || req.fullState || p.id > since.peeks;
+      if (!full && (latest.get(p.roomId) ?? 0) <= since!.events) continue;
+      const section = await this.roomSection(req, p.roomId, full ? undefined : since, now, full, undefined, fmt);
+      if (!full && (section.timeline.events as unknown[]).length === 0 && (section.state.events as unknown[]).length === 0) continue;
+      out[p.roomId] = { ...section, ephemeral: { events: [] }, account_data: { events: [] } };
+    }
+    return out;
   }
 
   /**
@@ -447,8 +478,9 @@ export class SyncService {
       const visible = await this.core.visibility.filter(req.userId, candidates);
       if (!keepCurrentState || visible.length === candidates.length || !candidates.some((e) => e.event.state_key !== undefined)) return visible;
       if (!current) current = new Set((await this.deps.rooms.headIfKnown(roomId))?.state.values() ?? []);
-      const ok = new Set(visible.map((e) => e.event.event_id));
-      return candidates.filter((e) => ok.has(e.event.event_id) || (current!.has(e.event.event_id) && !e.outlier && !e.rejected && !e.softFailed));
+      // The visible events as visibility gave them (an erased sender's come redacted), with hidden current state.
+      const ok = new Map(visible.map((e) => [e.event.event_id, e]));
+      return candidates.flatMap((e) => ok.get(e.event.event_id) ?? (current!.has(e.event.event_id) && !e.outlier && !e.rejected && !e.softFailed ? [e] : []));
     };
     const out = await keep(newest);
     let exhausted = newest.length < want;

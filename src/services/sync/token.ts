@@ -1,5 +1,6 @@
 /**
- * Sync tokens: one position per stream, `s<events>_<account_data>_<receipts>_<typing>_<presence>_<to_device>_<device_lists>`.
+ * Sync tokens: one position per stream,
+ * `s<events>_<account_data>_<receipts>_<typing>_<presence>_<to_device>_<device_lists>_<peeks>`.
  * Opaque to clients; new streams append a field (older tokens then read 0 for it).
  */
 import { MatrixError } from "../../errors.js";
@@ -12,11 +13,13 @@ export interface SyncToken {
   presence: number;
   toDevice: number;
   deviceLists: number;
+  /** Peeks (MSC2753): those newer than the token come in full. */
+  peeks: number;
 }
 
-const FIELDS: (keyof SyncToken)[] = ["events", "accountData", "receipts", "typing", "presence", "toDevice", "deviceLists"];
+const FIELDS: (keyof SyncToken)[] = ["events", "accountData", "receipts", "typing", "presence", "toDevice", "deviceLists", "peeks"];
 
-export const ZERO_TOKEN: SyncToken = { events: 0, accountData: 0, receipts: 0, typing: 0, presence: 0, toDevice: 0, deviceLists: 0 };
+export const ZERO_TOKEN: SyncToken = { events: 0, accountData: 0, receipts: 0, typing: 0, presence: 0, toDevice: 0, deviceLists: 0, peeks: 0 };
 
 export function formatSyncToken(t: SyncToken): string {
   return `s${FIELDS.map((f) => t[f]).join("_")}`;

@@ -19,6 +19,8 @@ import { m012_url_previews } from "./012_url_previews.js";
 import { m015_reports } from "./015_reports.js";
 import { m013_search } from "./013_search.js";
 import { m014_user_directory } from "./014_user_directory.js";
+import { m016_room_peeks } from "./016_room_peeks.js";
+import { m017_erased_users } from "./017_erased_users.js";
 import { m018_sliding_sync } from "./018_sliding_sync.js";
 
 /**
@@ -43,6 +45,8 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["013_search", m013_search],
   ["014_user_directory", m014_user_directory],
   ["015_reports", m015_reports],
+  ["016_room_peeks", m016_room_peeks],
+  ["017_erased_users", m017_erased_users],
   ["018_sliding_sync", m018_sliding_sync],
 ];
 
