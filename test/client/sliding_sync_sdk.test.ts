@@ -4,6 +4,7 @@
  */
 import * as sdk from "matrix-js-sdk";
 import { SlidingSync } from "matrix-js-sdk/lib/sliding-sync.js";
+import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, registerUser } from "../helpers/http.js";
 import { V3, nextTxn, poll, roomWith, send } from "../helpers/rooms.js";
@@ -13,6 +14,8 @@ let ts: TestServer;
 let c: Client;
 
 beforeAll(async () => {
+  // The SDK's sliding-sync code logs through its global logger: keep the output to errors.
+  sdkLogger.setLevel("error", false);
   ts = await startTestServer();
   c = new Client(ts.baseUrl);
 });
