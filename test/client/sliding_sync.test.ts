@@ -411,6 +411,23 @@ describe("connections", () => {
     expectError(await raw(alice, { lists: { all: list() } }, { pos: a1.pos }), 400, "M_UNKNOWN_POS");
   });
 
+  it("concurrent requests (a cancelled one still running) both answer; either pos continues", async () => {
+    const alice = await user();
+    const roomId = await createRoom(c, alice, { name: "race" });
+    const fresh = await Promise.all([raw(alice, { conn_id: "race", lists: { all: list() } }), raw(alice, { conn_id: "race", lists: { all: list() } })]);
+    expect(fresh.map((r) => r.status)).toEqual([200, 200]);
+    // The later start won: its pos works.
+    const ok = (await Promise.all(fresh.map((r) => raw(alice, { conn_id: "race", lists: { all: list() } }, { pos: (r.body as unknown as SsResponse).pos })))).map((r) => r.status);
+    expect(ok).toContain(200);
+    const base = await ss(alice, { conn_id: "race2", lists: { all: list() } });
+    await send(c, alice, roomId, "both see this");
+    const [a, b] = await Promise.all([ss(alice, { conn_id: "race2", lists: { all: list() } }, { pos: base.pos }), ss(alice, { conn_id: "race2", lists: { all: list() } }, { pos: base.pos })]);
+    expect(bodiesOf(a.rooms[roomId])).toEqual(["both see this"]);
+    expect(bodiesOf(b.rooms[roomId])).toEqual(["both see this"]);
+    const next = await ss(alice, { conn_id: "race2", lists: { all: list() } }, { pos: b.pos });
+    expect(next.rooms).toEqual({});
+  });
+
   it("an abandoned answer's rooms do not count as sent once its sibling is used", async () => {
     const alice = await user();
     const second = await createRoom(c, alice, { name: "second" });
