@@ -13,10 +13,6 @@ export type SlidingRoomRow = Omit<Selectable<SlidingSyncRoomsTable>, "connection
 export class SlidingSyncStore {
   constructor(private readonly db: Kysely<Schema>) {}
 
-  async connection(userId: string, deviceId: string, connId: string): Promise<SlidingConnectionRow | undefined> {
-    return this.db.selectFrom("sliding_sync_connections").selectAll().where("user_id", "=", userId).where("device_id", "=", deviceId).where("conn_id", "=", connId).executeTakeFirst();
-  }
-
   async connectionById(id: number): Promise<SlidingConnectionRow | undefined> {
     return this.db.selectFrom("sliding_sync_connections").selectAll().where("id", "=", id).executeTakeFirst();
   }

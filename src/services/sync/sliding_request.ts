@@ -287,8 +287,3 @@ const pairMatches = ([t, k]: [string, string], type: string, key: string) => (t 
 export function stateWanted(spec: StateSpec, type: string, key: string): boolean {
   return spec.include.some((p) => pairMatches(p, type, key)) && !spec.exclude.some((p) => pairMatches(p, type, key));
 }
-
-/** Whether the spec can match only state of these (type, state_key)s: lets a response read just those. */
-export function wantsEverything(spec: StateSpec): boolean {
-  return spec.include.some(([t]) => t === "*");
-}

@@ -16,7 +16,7 @@ import type { TypingService } from "../ephemeral/typing.js";
 import type { UnreadCounts } from "../push/counts.js";
 import type { PushRuleService } from "../push/rules.js";
 import type { StoredEvent } from "../rooms/event_cache.js";
-import { BUNDLED_RELATIONS, type ClientEvent, type FormatContext, type RelationRow } from "../rooms/format.js";
+import { BUNDLED_RELATIONS, type FormatContext, type RelationRow } from "../rooms/format.js";
 import type { RecentEvents } from "../rooms/recent_events.js";
 import type { RoomChanges } from "../rooms/room_changes.js";
 import type { RoomAccess } from "../rooms/rooms.js";
@@ -767,4 +767,3 @@ class RoomFacts {
   }
 }
 
-export type { ClientEvent };
