@@ -16,7 +16,9 @@ const MAX_TIMEOUT_MS = 10 * 60_000;
 export function registerSlidingSyncRoutes(app: FastifyInstance, services: Services): void {
   defineRoute(app, services, {
     method: "POST",
-    paths: ["/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"],
+    // MSC4186's path (as Synapse), and MSC3575's, where matrix-js-sdk's SlidingSync (Element Web) posts the same
+    // requests: served by the same engine, so that client needs no proxy.
+    paths: ["/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "/_matrix/client/unstable/org.matrix.msc3575/sync"],
     body: Type.Object({}, { additionalProperties: true }),
     handler: async (ctx) => {
       const me = requester(ctx);
