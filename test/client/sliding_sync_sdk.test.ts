@@ -94,8 +94,10 @@ describe("matrix-js-sdk SlidingSync", () => {
     const slidingSync = new SlidingSync(ts.baseUrl, lists, { timeline_limit: 1, required_state: [["*", "*"]] }, client, 1000);
     // What the SDK was told of each room's recency (bump_stamp), as Element sorts its room list by it.
     const bump = new Map<string, number>();
-    slidingSync.on(SlidingSyncEvent.RoomData, (roomId: string, data: { bump_stamp?: number }) => {
-      if (typeof data.bump_stamp === "number") bump.set(roomId, data.bump_stamp);
+    slidingSync.on(SlidingSyncEvent.RoomData, (roomId, data) => {
+      // MSC4186's field, which this SDK's MSC3575 typings do not list.
+      const stamp = (data as { bump_stamp?: unknown }).bump_stamp;
+      if (typeof stamp === "number") bump.set(roomId, stamp);
     });
     const order = () => [...rooms].sort((a, b) => (bump.get(b) ?? 0) - (bump.get(a) ?? 0));
     await client.startClient({ slidingSync });

@@ -211,8 +211,12 @@ export class SlidingSyncService {
     };
     const inList = new Map<string, Set<string>>();
     for (const [name, list] of p.req.lists) {
-      const matching: Candidate[] = [];
-      for (const c of candidates) if (await facts.matches(c, list.filters)) matching.push(c);
+      // Without filters every room matches: no await per room (a user may be in thousands).
+      let matching: Candidate[] = candidates;
+      if (Object.values(list.filters).some((v) => v !== undefined)) {
+        matching = [];
+        for (const c of candidates) if (await facts.matches(c, list.filters)) matching.push(c);
+      }
       lists[name] = { count: matching.length };
       const members = new Set<string>();
       const ranges = list.ranges ?? [[0, Number.MAX_SAFE_INTEGER]];
