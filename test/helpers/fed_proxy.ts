@@ -71,6 +71,11 @@ export class FederationProxy {
         this.seen.push(r);
         void (async () => {
           let answer = this.intercept ? await this.intercept(r) : undefined;
+          // An intercept's own raw answer (binary bodies, other content types) goes out as it is.
+          if (answer?.raw) {
+            res.writeHead(answer.status, answer.raw.headers).end(answer.raw.bytes);
+            return;
+          }
           if (!answer) {
             const real = await this.forward(req.method ?? "GET", req.url ?? "/", req.headers, raw);
             answer = this.rewrite?.(r, real);
@@ -80,10 +85,6 @@ export class FederationProxy {
               return;
             }
             answer ??= real;
-          }
-          if (answer.raw) {
-            res.writeHead(answer.status, answer.raw.headers).end(answer.raw.bytes);
-            return;
           }
           const text = typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body);
           res.writeHead(answer.status, text === "" ? {} : { "content-type": "application/json" }).end(text);
