@@ -62,6 +62,7 @@ import type { SearchService } from "./search.js";
 import type { UserDirectoryService } from "./user_directory.js";
 import type { PeekService } from "./rooms/peeks.js";
 import type { OutboundHttp } from "../outbound/http_client.js";
+import type { ThreepidService } from "./threepid/threepids.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -156,6 +157,8 @@ export interface Services {
   unread: UnreadCounts;
   /** TURN credentials for VoIP. */
   turn: TurnService;
+  /** Accounts' 3PIDs (email): validation sessions, bindings here and at identity servers. */
+  threepids: ThreepidService;
   /** Third-party protocols and lookups (from application services). */
   thirdParty: ThirdPartyService;
   /** Server-side key backups (/room_keys). */

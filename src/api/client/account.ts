@@ -1,10 +1,11 @@
-/** Account management: password change, deactivation, 3PIDs (none yet) (spec "Account registration and management"). */
+/** Account management: password change, deactivation, (3PIDs are in threepid.ts) (spec "Account registration and management"). */
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
 import { passwordFlows } from "./uia_flows.js";
+import { IdentityServerClient } from "../../services/threepid/identity_server.js";
 
 export function registerAccountRoutes(app: FastifyInstance, services: Services): void {
   const { accounts, uia, config } = services;
@@ -49,16 +50,12 @@ export function registerAccountRoutes(app: FastifyInstance, services: Services):
       const { auth, ...rest } = ctx.body;
       const outcome = await uia.authenticate({ auth, body: rest, uri: "/account/deactivate", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
       const params = outcome.body as typeof rest;
+      // As Synapse: 3PIDs are unbound from identity servers first, so a failure there leaves the account as it was.
+      const idServer = params.id_server !== undefined ? IdentityServerClient.checkIdServer(params.id_server) : undefined;
+      const unbound = await services.threepids.removeAll(me.userId, idServer);
       await accounts.deactivate(me.userId, { erase: params.erase ?? false });
       await uia.finish(outcome.sessionId);
-      // No identity server bindings exist here, so nothing was unbound.
-      return { id_server_unbind_result: "no-support" };
+      return { id_server_unbind_result: unbound ? "success" : "no-support" };
     },
-  });
-
-  defineRoute(app, services, {
-    method: "GET",
-    paths: clientPaths("/account/3pid"),
-    handler: () => ({ threepids: [] }),
   });
 }
