@@ -102,6 +102,7 @@ import { Mailer } from "./services/email/mailer.js";
 import { ThreepidValidation } from "./services/threepid/validation.js";
 import { IdentityServerClient } from "./services/threepid/identity_server.js";
 import { ThreepidService } from "./services/threepid/threepids.js";
+import { ThirdPartyInvites } from "./services/threepid/invites.js";
 import { Storage } from "./storage/storage.js";
 
 export interface RunningServer {
@@ -573,6 +574,8 @@ export function buildServices(
   if (config.enableSearch) persister.use(new SearchIndexer(storage));
 
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
+  // The client names the identity server: requests to it go through the IP-range-filtered client.
+  const identityServers = new IdentityServerClient(fed.outbound, config.serverName, signingKey);
   const serverRoomAccess = new ServerRoomAccess(rooms);
   const federationSender = new FederationSender({ serverName: config.serverName, storage, client: fed.federationClient, events, log, caches });
   const federationPdus = new FederationPdus({
@@ -723,8 +726,9 @@ export function buildServices(
     threepids: new ThreepidService(
       storage,
       new ThreepidValidation(config, storage, config.email ? new Mailer(config.email) : undefined, new RateLimiter(rl.threepidValidation)),
-      new IdentityServerClient(fed.outbound, config.serverName, signingKey),
+      identityServers,
     ),
+    thirdPartyInvites: new ThirdPartyInvites({ config, rooms, membership, identityServers, http: fed.outbound, federation: fed.federationClient }),
     keyBackup: new KeyBackupService(storage),
     accountModeration: new AccountModeration(config.serverName, storage, tokens, events),
     reports: new ReportService(config.serverName, storage, rooms, new RateLimiter(rl.reports)),

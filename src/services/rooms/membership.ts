@@ -238,6 +238,29 @@ export class MembershipService {
     );
   }
 
+  /**
+   * An invite redeeming an m.room.third_party_invite (spec auth rule 5.4.1): sent as the third-party invite's sender,
+   * who need not be in the room any more; the auth rules check the signed proof.
+   */
+  async inviteByThirdParty(roomId: string, sender: string, target: string, thirdPartyInvite: JsonObject): Promise<void> {
+    if (!isHistoricalUserId(target)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid user ID");
+    const content: JsonObject = { ...(await this.profileContent(target)), third_party_invite: thirdPartyInvite };
+    const remote = userIdDomain(target) !== this.core.config.serverName ? this.remote : undefined;
+    await this.sendMember(
+      roomId,
+      sender,
+      target,
+      "invite",
+      content,
+      async (h) => {
+        const current = await this.rooms.membership(h, target);
+        if (current === "join") throw forbidden(`${target} is already in the room.`);
+        if (current === "ban") throw forbidden(`${target} is banned from the room`);
+      },
+      remote ? async (event, head) => remote.inviteRemote(event, head.version, await remote.strippedState(head.roomId)) : undefined,
+    );
+  }
+
   async leave(roomId: string, userId: string, opts: MembershipOptions = {}): Promise<void> {
     const content: JsonObject = {};
     if (opts.reason !== undefined) content.reason = opts.reason;
