@@ -8,6 +8,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SMTPServer } from "smtp-server";
+import { generateSigningKey, type SigningKey } from "../../src/core/crypto/ed25519.js";
+import { signJson } from "../../src/core/crypto/signing.js";
 import { selfSignedCertificate } from "./tls.js";
 
 export interface ReceivedMail {
@@ -93,12 +95,21 @@ export class FakeIdentityServer {
   readonly bindings = new Map<string, string>();
   private readonly sessions = new Map<string, { medium: string; address: string }>();
   readonly invites: Record<string, unknown>[] = [];
+  /** The key store-invite publishes and `sign` signs with; `revoked` keys answer isvalid with false. */
+  key: SigningKey = generateSigningKey();
+  readonly revoked = new Set<string>();
   private server!: Server;
+  private query = "";
   private dir = "";
   port = 0;
 
   get name(): string {
     return `127.0.0.1:${this.port}`;
+  }
+
+  /** Signs as this identity server (key id ed25519:0, as SyTest's). */
+  sign<T extends Record<string, unknown>>(obj: T, key: SigningKey = this.key): T {
+    return signJson(obj as never, this.name, { ...key, keyId: "ed25519:0" } as SigningKey) as T;
   }
 
   validate(sid: string, medium: string, address: string): void {
@@ -114,7 +125,8 @@ export class FakeIdentityServer {
       req.on("end", () => {
         const text = Buffer.concat(chunks).toString("utf8");
         const body = text ? (JSON.parse(text) as Record<string, unknown>) : undefined;
-        const path = (req.url ?? "").split("?")[0]!;
+        const [path, query] = (req.url ?? "").split("?") as [string, string | undefined];
+        this.query = query ?? "";
         this.requests.push({ method: req.method ?? "", path, headers: req.headers, body });
         const [status, answer] = this.answer(req.method ?? "", path, req.headers, body);
         res.writeHead(status, { "content-type": "application/json" });
@@ -161,7 +173,11 @@ export class FakeIdentityServer {
     if (method === "POST" && path === "/_matrix/identity/v2/store-invite") {
       if (!bearer) return unauthorized;
       this.invites.push(body ?? {});
-      return [200, { token: `invite-token-${this.invites.length}`, public_keys: [{ public_key: PUBLIC_KEY, key_validity_url: `https://${this.name}/_matrix/identity/v2/pubkey/isvalid` }], display_name: "i...@e..." }];
+      return [200, { token: `invite-token-${this.invites.length}`, public_keys: [{ public_key: this.key.publicKeyBase64, key_validity_url: `https://${this.name}/_matrix/identity/v2/pubkey/isvalid` }], display_name: "i...@e..." }];
+    }
+    if (method === "GET" && path === "/_matrix/identity/v2/pubkey/isvalid") {
+      const pk = new URLSearchParams(this.query).get("public_key") ?? "";
+      return [200, { valid: pk === this.key.publicKeyBase64 && !this.revoked.has(pk) }];
     }
     return [404, { errcode: "M_UNRECOGNIZED", error: "Unrecognized" }];
   }
@@ -171,6 +187,3 @@ export class FakeIdentityServer {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
-
-/** Any ed25519 public key (unpadded base64) for store-invite answers. */
-const PUBLIC_KEY = "Ru4vv7gPqjjFk7wUJYzaR0PYWTzLcqNMpvLPLU+GDUc";

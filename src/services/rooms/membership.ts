@@ -26,7 +26,8 @@ export interface RemoteMembership {
   queryAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
   knockRemote(roomId: string, userId: string, servers: string[], content: JsonObject): Promise<void>;
   inviteRemote(event: Event, version: RoomVersion, strippedState: JsonObject[]): Promise<Event>;
-  strippedState(roomId: string): Promise<JsonObject[]>;
+  /** The stripped state sent with an invite; with `sender`, the inviter's m.room.member event too. */
+  strippedState(roomId: string, sender?: string): Promise<JsonObject[]>;
 }
 
 export class MembershipService {
@@ -234,7 +235,7 @@ export class MembershipService {
         if (current === "ban") throw forbidden(`${target} is banned from the room`);
       },
       // Spec "Inviting to a room": an invitee on another server gets the invite first and signs it.
-      remote ? async (event, head) => remote.inviteRemote(event, head.version, await remote.strippedState(head.roomId)) : undefined,
+      remote ? async (event, head) => remote.inviteRemote(event, head.version, await remote.strippedState(head.roomId, event.sender)) : undefined,
     );
   }
 
@@ -257,7 +258,7 @@ export class MembershipService {
         if (current === "join") throw forbidden(`${target} is already in the room.`);
         if (current === "ban") throw forbidden(`${target} is banned from the room`);
       },
-      remote ? async (event, head) => remote.inviteRemote(event, head.version, await remote.strippedState(head.roomId)) : undefined,
+      remote ? async (event, head) => remote.inviteRemote(event, head.version, await remote.strippedState(head.roomId, event.sender)) : undefined,
     );
   }
 

@@ -3,7 +3,7 @@
  * email address. An address the identity server knows is invited as its user; otherwise the identity server stores
  * the invite and we send an m.room.third_party_invite. When the address is bound later, the identity server calls
  * the invitee's server (onbind) with a signed proof, which becomes the invite's m.room.member event — sent by us if
- * we are in the room, or asked of the inviter's server (exchange_third_party_invite) otherwise.
+ * the inviter is ours, or asked of the inviter's server (exchange_third_party_invite) otherwise.
  */
 import type { Config } from "../../config/config.js";
 import { userIdDomain } from "../../core/ids/ids.js";
@@ -100,15 +100,19 @@ export class ThirdPartyInvites {
     if (last !== undefined) throw last;
   }
 
+  /**
+   * The inviter's server makes the invite: its user sends the member event, so only it can sign it as the sender's
+   * server. That is us when the inviter is ours; otherwise we ask it (even when we are in the room too).
+   */
   private async redeem(invite: BoundInvite): Promise<void> {
     const { config, federation } = this.deps;
-    if (await this.inRoom(invite.roomId)) {
+    const destination = userIdDomain(invite.sender);
+    if (destination === config.serverName) {
+      if (!(await this.inRoom(invite.roomId))) throw forbidden("This server is no longer in the room of the invite");
       await this.exchange(invite.roomId, invite.sender, invite.mxid, invite.signed);
       return;
     }
-    // The inviter's server is in the room (it sent the m.room.third_party_invite); it makes the invite.
-    const destination = userIdDomain(invite.sender);
-    if (destination === null || destination === config.serverName) throw forbidden("This server is no longer in the room of the invite");
+    if (destination === null) throw badJson("The invite's sender is not a user ID");
     await federation.put(destination, encodePath`/_matrix/federation/v1/exchange_third_party_invite/${invite.roomId}`, {
       type: "m.room.member",
       room_id: invite.roomId,
