@@ -379,3 +379,24 @@ async function strictUser(server: TestServer): Promise<string> {
   expect(res.status, res.text).toBe(200);
   return res.body.access_token as string;
 }
+
+describe("password reset by email", () => {
+  it("resets the password of the account the validated email belongs to, logging its devices out", async () => {
+    const u = await registerUser(c);
+    const address = email();
+    await addEmail(u, address);
+    const { sid, clientSecret } = await validated("/account/password/email/requestToken", address);
+    const first = await c.post(`${V3}/account/password`, { new_password: "brand new pw" });
+    expect(first.status).toBe(401);
+    expect(first.body.flows).toEqual([{ stages: ["m.login.email.identity"] }]);
+    // A wrong secret fails the stage.
+    const wrong = await c.post(`${V3}/account/password`, { auth: { type: "m.login.email.identity", session: first.body.session, threepid_creds: { sid, client_secret: "nope" } } });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.errcode).toBe("M_UNAUTHORIZED");
+    const res = await c.post(`${V3}/account/password`, { auth: { type: "m.login.email.identity", session: first.body.session, threepid_creds: { sid, client_secret: clientSecret } } });
+    expect(res.status, res.text).toBe(200);
+    expectError(await c.get(`${V3}/account/whoami`, { token: u.accessToken }), 401, "M_UNKNOWN_TOKEN");
+    const login = await c.post(`${V3}/login`, { type: "m.login.password", identifier: { type: "m.id.thirdparty", medium: "email", address }, password: "brand new pw" });
+    expect(login.status).toBe(200);
+  });
+});
