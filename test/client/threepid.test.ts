@@ -360,6 +360,8 @@ describe("without an email section, and with registrations_require_3pid", () => 
     expect((await s.post(`${V3}/register/email/requestToken`, { client_secret: clientSecret, email: address, send_attempt: 1 })).status).toBe(200);
     await smtp.next(address.toLowerCase());
     expectError(await s.post(`${V3}/register/email/requestToken`, { client_secret: clientSecret, email: address, send_attempt: 2 }), 429, "M_LIMIT_EXCEEDED");
+    // Per client too: another address from the same client.
+    expectError(await s.post(`${V3}/register/email/requestToken`, { client_secret: secret(), email: email(), send_attempt: 1 }), 429, "M_LIMIT_EXCEEDED");
     expectError(await s.post(`${V3}/account/3pid/email/requestToken`, { client_secret: secret(), email: email(), send_attempt: 1 }), 400, "M_FORBIDDEN");
     const u = await strictUser(strict);
     const caps = (await s.get(`${V3}/capabilities`, { token: u })).body.capabilities as Record<string, unknown>;

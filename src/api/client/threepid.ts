@@ -64,7 +64,7 @@ export function registerThreepidRoutes(app: FastifyInstance, services: Services)
       paths,
       body: RequestTokenBody,
       auth: "none",
-      handler: async ({ body }) => {
+      handler: async ({ body, req }) => {
         precheck?.();
         const clientSecret = need(body.client_secret, "client_secret");
         assertValidClientSecret(clientSecret);
@@ -82,7 +82,7 @@ export function registerThreepidRoutes(app: FastifyInstance, services: Services)
           if (config.threepids.requestTokenInhibit3pidErrors) return { sid: validation.fakeSessionId() };
           throw refused;
         }
-        const sid = await validation.requestEmailToken({ purpose, clientSecret, email, sendAttempt, ...(body.next_link !== undefined ? { nextLink: body.next_link } : {}) });
+        const sid = await validation.requestEmailToken({ purpose, clientSecret, email, sendAttempt, ip: req.ip, ...(body.next_link !== undefined ? { nextLink: body.next_link } : {}) });
         return { sid };
       },
     });

@@ -55,6 +55,8 @@ export interface RequestTokenInput {
   email: string;
   sendAttempt: number;
   nextLink?: string;
+  /** The requesting client's address: sending is limited per address and per client (as Synapse). */
+  ip: string;
 }
 
 export class ThreepidValidation {
@@ -101,8 +103,10 @@ export class ThreepidValidation {
     let session = await this.storage.threepids.sessionBySecret("email", input.email, secretHash);
     if (session && now - session.created_ts > SESSION_LIFETIME_MS) session = undefined;
     if (session && input.sendAttempt <= session.last_send_attempt) return session.session_id;
-    // Per address, so nobody can flood an inbox; a repeat of the same attempt (above) is free.
+    // Per address, so nobody can flood an inbox, and per client; a repeat of the same attempt (above) is free.
+    this.limiter.check(`ip:${input.ip}`);
     this.limiter.take(`email:${input.email}`);
+    this.limiter.take(`ip:${input.ip}`);
     let sessionId: string;
     if (session) {
       sessionId = session.session_id;
