@@ -516,6 +516,13 @@ describe("parseConfig: email and 3PIDs", () => {
     expect(() => parseConfig(minimal({ email: { notif_from: "a@b.c", force_tls: true, require_transport_security: true } }), DIR)).toThrow(/mutually exclusive/);
   });
 
+  it("open registration that requires an email passes the registration safety check", () => {
+    const open = parseConfig(minimal({ enable_registration: true }), DIR).config;
+    expect(() => checkRegistrationSafety(open)).toThrow(/without any verification/);
+    const withEmail = parseConfig(minimal({ enable_registration: true, email: { notif_from: "a@b.c" }, registrations_require_3pid: ["email"] }), DIR).config;
+    expect(() => checkRegistrationSafety(withEmail)).not.toThrow();
+  });
+
   it("reads the 3PID keys; requiring an email needs the email section", () => {
     const t = parseConfig(
       minimal({
