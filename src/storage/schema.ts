@@ -448,7 +448,7 @@ export interface LoginTokensTable {
   auth_provider_session_id: string | null;
 }
 
-/** 3PID validation sessions (migration 018). */
+/** 3PID validation sessions (migration 019). */
 export interface ThreepidValidationSessionsTable {
   session_id: string;
   medium: string;

@@ -21,7 +21,7 @@ import { m013_search } from "./013_search.js";
 import { m014_user_directory } from "./014_user_directory.js";
 import { m016_room_peeks } from "./016_room_peeks.js";
 import { m017_erased_users } from "./017_erased_users.js";
-import { m018_threepids } from "./018_threepids.js";
+import { m019_threepids } from "./019_threepids.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -47,7 +47,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["015_reports", m015_reports],
   ["016_room_peeks", m016_room_peeks],
   ["017_erased_users", m017_erased_users],
-  ["018_threepids", m018_threepids],
+  ["019_threepids", m019_threepids],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {

@@ -5,7 +5,7 @@ import type { SqlMigration } from "./index.js";
  * the requestToken endpoints and their emailed tokens (both secrets kept only as SHA-256 hashes), the addresses bound
  * to accounts, and which identity servers each was bound to through us (so deletion and deactivation can unbind).
  */
-export const m018_threepids: SqlMigration = () => [
+export const m019_threepids: SqlMigration = () => [
   `CREATE TABLE threepid_validation_sessions (
     session_id TEXT NOT NULL PRIMARY KEY,
     medium TEXT NOT NULL,
