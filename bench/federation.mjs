@@ -20,6 +20,9 @@
 //            /keys/query for all of them, first asked over federation, then answered from the device-list cache;
 //            and to-device fan-out of one olm-sized message to each of the 1,000 remote devices (sharing a megolm
 //            session), timed until every fake server has every message.
+//   media    a local user downloads another server's media through the authenticated client API: the first fetch
+//            (over federation, multipart/mixed), 20 clients asking at once for a file not yet cached (one fetch),
+//            then the time to first byte and to the last byte of the cached copy.
 //
 // --scale multiplies member counts, chain length and message counts (--scale 0.05 is a quick check).
 import { randomBytes } from "node:crypto";
@@ -55,7 +58,7 @@ const arg = (name, def) => {
 const scale = Number(arg("scale", "1"));
 if (!(scale > 0 && scale <= 10)) fatal("--scale must be a number in (0, 10]");
 const db = arg("db", "sqlite");
-const only = new Set(arg("only", "inbound,join,fanout,e2ee").split(","));
+const only = new Set(arg("only", "inbound,join,fanout,e2ee,media").split(","));
 const roomVersionId = arg("room-version", "12");
 const ROOM_VERSION = getRoomVersion(roomVersionId);
 if (!ROOM_VERSION || ROOM_VERSION.eventIdFormat === "v1") fatal(`--room-version ${roomVersionId}: use a room version of 3 or later (10 or 12)`);
@@ -212,6 +215,10 @@ class FakeServer {
           return send(200, { pdus: {} });
         }
         const answer = await this.hooks.route?.(req.method, path, url.searchParams, body, raw);
+        if (answer?.raw) {
+          res.writeHead(answer.status ?? 200, { ...answer.raw.headers, "content-length": answer.raw.body.length });
+          return res.end(answer.raw.body);
+        }
         if (answer) return send(answer.status ?? 200, answer.body);
         const k = `${req.method} ${path.replace(/\/(?:[!$@]|%21|%24|%40)[^/]*/g, "/…")}`;
         this.unhandled.set(k, (this.unhandled.get(k) ?? 0) + 1);
@@ -852,6 +859,71 @@ async function benchE2ee() {
   }
 }
 
+async function benchMedia() {
+  const B = "media";
+  const ROUNDS = 20;
+  console.log("\n## media: another server's files, fetched over federation and served from the cache");
+  const myelin = await startMyelin();
+  const files = new Map([
+    ["one_mb", randomBytes(1024 * 1024)],
+    ["ten_mb", randomBytes(10 * 1024 * 1024)],
+    ["shared", randomBytes(1024 * 1024)],
+  ]);
+  const fetches = new Map();
+  const boundary = "benchboundary7d1f";
+  const f = await FakeServer.start({
+    route: (method, path) => {
+      const m = /^\/_matrix\/federation\/v1\/media\/download\/(.+)$/.exec(path);
+      const bytes = m ? files.get(m[1]) : undefined;
+      if (method !== "GET" || !bytes) return undefined;
+      fetches.set(m[1], (fetches.get(m[1]) ?? 0) + 1);
+      const head = Buffer.from(`--${boundary}\r\nContent-Type: application/json\r\n\r\n{}\r\n--${boundary}\r\nContent-Type: application/octet-stream\r\n\r\n`);
+      return { raw: { headers: { "content-type": `multipart/mixed; boundary=${boundary}` }, body: Buffer.concat([head, bytes, Buffer.from(`\r\n--${boundary}--\r\n`)]) } };
+    },
+  });
+  try {
+    const alice = await register(myelin.base);
+    const url = (id) => `${myelin.base}/_matrix/client/v1/media/download/${f.name}/${id}`;
+    /** One download: time to the response headers and first body byte, and to the last byte. */
+    const download = async (id) => {
+      const t = performance.now();
+      const res = await fetch(url(id), { headers: { authorization: `Bearer ${alice.token}` } });
+      if (res.status !== 200) throw new Error(`download ${id}: HTTP ${res.status} ${await res.text()}`);
+      const reader = res.body.getReader();
+      let first;
+      let n = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        first ??= performance.now() - t;
+        n += value.length;
+      }
+      if (n !== files.get(id).length) throw new Error(`download ${id}: ${n} bytes, expected ${files.get(id).length}`);
+      return { ttfb: first ?? performance.now() - t, total: performance.now() - t };
+    };
+    for (const id of ["one_mb", "ten_mb"]) {
+      const cold = await download(id);
+      report(B, `${id === "one_mb" ? "1 MB" : "10 MB"} remote file, first download (fetched over federation)`, cold.total, "ms");
+    }
+    const t = performance.now();
+    await Promise.all(Array.from({ length: 20 }, () => download("shared")));
+    report(B, "20 clients at once for a 1 MB remote file not yet cached", performance.now() - t, "ms", `(${fetches.get("shared")} federation fetch)`);
+    for (const id of ["one_mb", "ten_mb"]) {
+      const runs = [];
+      for (let i = 0; i < ROUNDS; i++) runs.push(await download(id));
+      const ttfb = runs.map((r) => r.ttfb).sort((a, b) => a - b);
+      const total = runs.map((r) => r.total).sort((a, b) => a - b);
+      const label = id === "one_mb" ? "1 MB" : "10 MB";
+      report(B, `${label} cached remote file: time to first byte, p50 (p99) of ${ROUNDS}`, percentile(ttfb, 50), "ms", `(${percentile(ttfb, 99).toFixed(1)} ms)`);
+      report(B, `${label} cached remote file: whole download, p50 of ${ROUNDS}`, percentile(total, 50), "ms", `(${fetches.get(id)} federation fetch in all)`);
+    }
+    report(B, "media: Myelin peak RSS", myelin.rssPeakMb(), "MB");
+  } finally {
+    f.close();
+    await stopMyelin(myelin);
+  }
+}
+
 // --- Main ----------------------------------------------------------------------------------------------------------
 
 console.log(`Myelin federation benchmarks: scale ${scale}, ${db}, room version ${ROOM_VERSION.id}, sizes ${JSON.stringify(SIZES)}`);
@@ -861,6 +933,7 @@ try {
   if (only.has("join")) await benchJoin();
   if (only.has("fanout")) await benchFanout();
   if (only.has("e2ee")) await benchE2ee();
+  if (only.has("media")) await benchMedia();
 } catch (e) {
   failed = true;
   console.error(`\nfederation bench FAILED: ${e.stack ?? e}`);

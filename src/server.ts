@@ -43,6 +43,9 @@ import { TypingService } from "./services/ephemeral/typing.js";
 import { ReceiptService } from "./services/ephemeral/receipts.js";
 import { PresenceService } from "./services/ephemeral/presence.js";
 import { SyncService } from "./services/sync/sync.js";
+import { SlidingSyncService } from "./services/sync/sliding_sync.js";
+import { SlidingConnections } from "./services/sync/sliding_connections.js";
+import { BumpStamps } from "./services/sync/bump_stamps.js";
 import { ToDeviceService } from "./services/to_device.js";
 import { DeviceListService } from "./services/device_lists.js";
 import { E2eKeyService } from "./services/e2e_keys.js";
@@ -294,7 +297,10 @@ export function stopServices(s: Services): void {
   clearInterval(housekeeping.get(s));
 }
 
-/** Periodic clean-up: UIA sessions, sendToDevice transaction ids and received to-device message ids older than a day. */
+/**
+ * Periodic clean-up: UIA sessions, sendToDevice transaction ids and received to-device message ids older than a day;
+ * push outcomes, login tokens, idle Sliding Sync connections.
+ */
 function startHousekeeping(s: Services): void {
   const timer = setInterval(() => {
     s.storage.uia.deleteOlderThan(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "UIA session clean-up failed"));
@@ -303,6 +309,8 @@ function startHousekeeping(s: Services): void {
     s.storage.push.deleteOutcomesBefore(Date.now() - 30 * 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "push outcome clean-up failed"));
     s.storage.threepids.deleteOlderThan(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "3PID validation session clean-up failed"));
     s.loginTokens.deleteExpired().catch((e: unknown) => s.log.warn({ err: e }, "login token clean-up failed"));
+    // Sliding Sync connections idle for a week (their client starts over on M_UNKNOWN_POS).
+    s.storage.slidingSync.deleteIdleBefore(Date.now() - 7 * 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "sliding sync connection clean-up failed"));
   }, 3600_000);
   timer.unref();
   housekeeping.set(s, timer);
@@ -544,6 +552,9 @@ export function buildServices(
   persister.use(userRooms);
   persister.use(roomChanges);
   persister.use(recent);
+  // Sliding Sync's room-list order.
+  const bumpStamps = new BumpStamps(storage);
+  persister.use(bumpStamps);
   const visibility = new VisibilityService(storage, events, state);
   formatter.visibleTo = (userId, list) => visibility.filter(userId, list);
   const roomCore = { config, storage, persister, events, state, formatter, visibility, notifier, userRooms };
@@ -613,7 +624,11 @@ export function buildServices(
   const toDevice = new ToDeviceService({ serverName: config.serverName, storage, notifier, sender: federationSender, log });
   const deviceLists = new DeviceListService({ serverName: config.serverName, storage, notifier, sender: federationSender, log });
   // A local device appeared, was renamed or deleted: the user's device list changed (for /sync and other servers).
-  devices.hooks.onChanged = (userId, deviceIds, deleted) => deviceLists.localChanged(userId, deviceIds, deleted).catch((e: unknown) => log.warn({ err: e, userId }, "recording a device-list change failed"));
+  devices.hooks.onChanged = async (userId, deviceIds, deleted) => {
+    await deviceLists.localChanged(userId, deviceIds, deleted).catch((e: unknown) => log.warn({ err: e, userId }, "recording a device-list change failed"));
+    // A deleted device's Sliding Sync connections go with it.
+    if (deleted) for (const d of deviceIds) await storage.slidingSync.deleteConnectionsOfDevice(userId, d).catch((e: unknown) => log.warn({ err: e, userId }, "deleting sliding sync connections failed"));
+  };
   const crossSigning = new CrossSigningService(storage, deviceLists);
   const remoteDeviceLists = new RemoteDeviceLists({ storage, federation: fed.federationClient, deviceLists, crossSigning, log });
   const e2eKeys = new E2eKeyService({ serverName: config.serverName, storage, deviceLists, crossSigning, remote: remoteDeviceLists, federation: fed.federationClient, log });
@@ -676,6 +691,7 @@ export function buildServices(
   const urlPreviews = new UrlPreviewService({ config: config.urlPreview, http: fed.previewHttp, store: storage.urlPreviews, caches, log });
   // Previews store their page's image as local media.
   urlPreviews.media = media;
+  const sync = new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules, userRooms, roomChanges, recent, peeks, keyCounts: (u, d) => e2eKeys.syncFields(u, d) });
   return {
     config,
     log,
@@ -699,7 +715,26 @@ export function buildServices(
     typing,
     receipts,
     presence,
-    sync: new SyncService({ rooms, accountData, receipts, typing, presence, toDevice, deviceLists, unread: push.unread, pushRules: push.pushRules, userRooms, roomChanges, recent, peeks, keyCounts: (u, d) => e2eKeys.syncFields(u, d) }),
+    sync,
+    slidingSync: new SlidingSyncService({
+      rooms,
+      accountData,
+      receipts,
+      typing,
+      presence,
+      toDevice,
+      deviceLists,
+      unread: push.unread,
+      pushRules: push.pushRules,
+      userRooms,
+      roomChanges,
+      recent,
+      bumpStamps,
+      connections: new SlidingConnections(storage),
+      currentToken: () => sync.currentToken(),
+      strippedState: (roomId, eventId) => sync.strippedState(roomId, eventId),
+      keyCounts: (u, d) => e2eKeys.syncFields(u, d),
+    }),
     peeks,
     toDevice,
     deviceLists,

@@ -4,6 +4,7 @@
  * unless `ip_range_whitelist`) are never contacted, and we connect to the very address we checked, so a DNS answer
  * cannot change between the check and the connection. Responses are bounded in size and time.
  */
+import type { Readable } from "node:stream";
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { isIP } from "node:net";
@@ -34,6 +35,13 @@ export interface OutboundResponse {
   body: Buffer;
 }
 
+/** A response whose body is read as it arrives (the caller bounds its size and must consume or destroy it). */
+export interface OutboundStreamResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Readable;
+}
+
 export interface OutboundHttpOptions {
   resolver: Resolver;
   ipFilter: IpRangeFilter;
@@ -52,6 +60,18 @@ export class OutboundHttp {
   constructor(private readonly opts: OutboundHttpOptions) {}
 
   async request(url: string, req: OutboundRequest): Promise<OutboundResponse> {
+    return (await this.send(url, req, false)) as OutboundResponse;
+  }
+
+  /**
+   * As request(), but resolves once the headers are in, with the body as a stream (media fetched from a `Location`
+   * goes to disk as it arrives). `timeoutMs` bounds the wait for headers, then each pause in the body.
+   */
+  async requestStream(url: string, req: Omit<OutboundRequest, "maxResponseBytes">): Promise<OutboundStreamResponse> {
+    return (await this.send(url, { ...req, maxResponseBytes: Number.MAX_SAFE_INTEGER }, true)) as OutboundStreamResponse;
+  }
+
+  private async send(url: string, req: OutboundRequest, stream: boolean): Promise<OutboundResponse | OutboundStreamResponse> {
     let u: URL;
     try {
       u = new URL(url);
@@ -77,7 +97,7 @@ export class OutboundHttp {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
       try {
-        return await this.attempt(u, host, address, { ...req, timeoutMs: remaining });
+        return await this.attempt(u, host, address, { ...req, timeoutMs: remaining }, stream);
       } catch (e) {
         if (!(e instanceof OutboundError) || e.reason !== "unreachable") throw e;
         first ??= e;
@@ -86,7 +106,7 @@ export class OutboundHttp {
     throw first ?? new OutboundError("timeout", `no response from ${host} within ${req.timeoutMs} ms`);
   }
 
-  private attempt(u: URL, host: string, address: string, req: OutboundRequest): Promise<OutboundResponse> {
+  private attempt(u: URL, host: string, address: string, req: OutboundRequest, stream: boolean): Promise<OutboundResponse | OutboundStreamResponse> {
     const tls = u.protocol === "https:";
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -112,6 +132,13 @@ export class OutboundHttp {
       const timer = setTimeout(() => fail(new OutboundError("timeout", `no response from ${host} within ${req.timeoutMs} ms`)), req.timeoutMs);
       request.on("error", (e) => fail(new OutboundError("unreachable", `request to ${host} failed: ${e.message}`, { cause: e })));
       request.on("response", (res) => {
+        if (stream) {
+          settled = true;
+          clearTimeout(timer);
+          res.setTimeout(req.timeoutMs, () => res.destroy(new Error(`response from ${host} stalled for ${req.timeoutMs} ms`)));
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
+          return;
+        }
         const chunks: Buffer[] = [];
         let size = 0;
         res.on("data", (chunk: Buffer) => {

@@ -3,7 +3,6 @@
  * user table can be imported. The optional pepper is Synapse's `password_config.pepper`, appended before hashing.
  */
 import argon2 from "argon2";
-import bcrypt from "bcryptjs";
 import type { Config, PasswordPolicy } from "../config/config.js";
 import { MatrixError } from "../errors.js";
 
@@ -30,7 +29,11 @@ export class PasswordHasher {
     const peppered = password + this.cfg.password.pepper;
     try {
       if (hash.startsWith("$argon2")) return await this.queued(() => argon2.verify(hash, peppered));
-      if (/^\$2[aby]\$/.test(hash)) return await this.queued(() => bcrypt.compare(peppered, hash));
+      // bcryptjs is loaded only by a server holding imported Synapse hashes.
+      if (/^\$2[aby]\$/.test(hash)) {
+        const { default: bcrypt } = await import("bcryptjs");
+        return await this.queued(() => bcrypt.compare(peppered, hash));
+      }
     } catch {
       return false;
     }

@@ -22,6 +22,7 @@ import type { TypingService } from "./ephemeral/typing.js";
 import type { ReceiptService } from "./ephemeral/receipts.js";
 import type { PresenceService } from "./ephemeral/presence.js";
 import type { SyncService } from "./sync/sync.js";
+import type { SlidingSyncService } from "./sync/sliding_sync.js";
 import type { ToDeviceService } from "./to_device.js";
 import type { DeviceListService } from "./device_lists.js";
 import type { E2eKeyService } from "./e2e_keys.js";
@@ -105,6 +106,8 @@ export interface Services {
   receipts: ReceiptService;
   presence: PresenceService;
   sync: SyncService;
+  /** Simplified Sliding Sync (MSC4186). */
+  slidingSync: SlidingSyncService;
   /** Send-to-device messages: device inboxes and m.direct_to_device. */
   toDevice: ToDeviceService;
   /** The device-list stream and m.device_list_update. */

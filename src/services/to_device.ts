@@ -111,15 +111,15 @@ export class ToDeviceService {
 
   /**
    * /sync's `to_device.events` for a device: acknowledges (deletes) what the client received up to its token, then
-   * returns the next messages after it, at most TO_DEVICE_SYNC_LIMIT; `position` is the token's new to-device
+   * returns the next messages after it, at most `limit` (Sliding Sync's to_device extension sets it); `position` is the token's new to-device
    * position (the last message returned, when the backlog is longer).
    */
-  async forSync(userId: string, deviceId: string, since: number, to: number): Promise<{ events: JsonObject[]; position: number }> {
+  async forSync(userId: string, deviceId: string, since: number, to: number, limit = TO_DEVICE_SYNC_LIMIT): Promise<{ events: JsonObject[]; position: number }> {
     const inbox = this.deps.storage.deviceInbox;
     if (since > 0 && (await inbox.hasUpTo(userId, deviceId, since))) await inbox.deleteUpTo(userId, deviceId, since);
     // Nothing new on the stream since the token: no read (as presence does).
-    const rows = to > since ? await inbox.since(userId, deviceId, since, to, TO_DEVICE_SYNC_LIMIT) : [];
-    const position = rows.length === TO_DEVICE_SYNC_LIMIT ? rows.at(-1)!.stream_id : Math.max(since, to);
+    const rows = to > since ? await inbox.since(userId, deviceId, since, to, limit) : [];
+    const position = rows.length === limit ? rows.at(-1)!.stream_id : Math.max(since, to);
     return { events: rows.map((r) => JSON.parse(r.message) as JsonObject), position };
   }
 

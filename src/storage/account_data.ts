@@ -43,6 +43,12 @@ export class AccountDataStore {
     return rows.map((r) => ({ roomId: r.room_id, type: r.type, content: JSON.parse(r.content) as Record<string, unknown>, streamId: r.stream_id }));
   }
 
+  /** Per room, the user's room account data of one type (e.g. m.tag for Sliding Sync's tag filters). */
+  async roomsOfType(userId: string, type: string): Promise<Map<string, Record<string, unknown>>> {
+    const rows = await this.db.selectFrom("account_data").select(["room_id", "content"]).where("user_id", "=", userId).where("type", "=", type).where("room_id", "!=", "").execute();
+    return new Map(rows.map((r) => [r.room_id, JSON.parse(r.content) as Record<string, unknown>]));
+  }
+
   async deleteAll(userId: string): Promise<void> {
     await this.db.deleteFrom("account_data").where("user_id", "=", userId).execute();
   }

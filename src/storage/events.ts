@@ -441,6 +441,24 @@ export class EventStore {
     return out;
   }
 
+  /**
+   * Per room, the newest timeline event's stream ordering among `types` (Sliding Sync's bump stamps). `types` are
+   * inlined as literals so both engines can use the partial index `events_bump` (migration 018), which lists them.
+   */
+  async latestOfTypesPerRoom(roomIds: readonly string[], types: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const list = sql.raw(types.map((t) => `'${t.replaceAll("'", "''")}'`).join(", "));
+    for (const part of chunks([...roomIds], 200)) {
+      if (part.length === 0) continue;
+      const rows = await inTimeline(this.db.selectFrom("events").select(["room_id", (eb) => eb.fn.max("stream_ordering").as("m")]).where("room_id", "in", part))
+        .where(sql<boolean>`type IN (${list})`)
+        .groupBy("room_id")
+        .execute();
+      for (const r of rows) out.set(r.room_id, Number(r.m));
+    }
+    return out;
+  }
+
   /** Children of an event via m.relates_to, newest first unless dir is "f". */
   async relations(
     roomId: string,

@@ -153,6 +153,17 @@ export class RoomStore {
     return (await this.db.selectFrom("room_memberships").select("room_id").distinct().where("user_id", "=", userId).execute()).map((r) => r.room_id);
   }
 
+  /** Of these rooms, those the user was ever joined to. */
+  async everJoinedOf(userId: string, roomIds: readonly string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (let i = 0; i < roomIds.length; i += 200) {
+      const part = roomIds.slice(i, i + 200);
+      const rows = await this.db.selectFrom("room_memberships").select("room_id").distinct().where("user_id", "=", userId).where("room_id", "in", part).where("membership", "=", "join").execute();
+      for (const r of rows) out.add(r.room_id);
+    }
+    return out;
+  }
+
   // Aliases
 
   async aliasRoom(alias: string): Promise<{ room_id: string; creator: string } | undefined> {

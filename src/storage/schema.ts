@@ -520,7 +520,43 @@ export interface UserDirectoryStreamPosTable {
   stream_id: number;
 }
 
+/** Sliding Sync connections (migration 018). */
+export interface SlidingSyncConnectionsTable {
+  id: Generated<number>;
+  user_id: string;
+  /** "" for a requester without a device. */
+  device_id: string;
+  conn_id: string;
+  base_position: number;
+  created_ts: number;
+  last_used_ts: number;
+}
+export interface SlidingSyncPositionsTable {
+  id: Generated<number>;
+  connection_id: number;
+  parent_id: number;
+  /** The sync token (services/sync/token.ts) the response was computed at. */
+  token: string;
+  /** JSON: the sticky request config the response was computed with. */
+  config: string;
+  created_ts: number;
+}
+export interface SlidingSyncRoomsTable {
+  connection_id: number;
+  room_id: string;
+  position_id: number;
+  membership: string;
+  /** Events stream position the room was sent up to. */
+  sent_stream: number;
+  timeline_limit: number;
+  /** JSON: the required_state the room was sent with (services/sync/sliding_connections.ts). */
+  required_state: string;
+}
+
 export interface Schema {
+  sliding_sync_connections: SlidingSyncConnectionsTable;
+  sliding_sync_positions: SlidingSyncPositionsTable;
+  sliding_sync_rooms: SlidingSyncRoomsTable;
   event_reports: EventReportsTable;
   room_reports: RoomReportsTable;
   user_reports: UserReportsTable;

@@ -25,6 +25,7 @@ import { KeyBackupStore } from "./key_backup.js";
 import { E2eKeyStore } from "./e2e_keys.js";
 import { DehydratedDeviceStore } from "./dehydrated_devices.js";
 import { ReportStore } from "./reports.js";
+import { SlidingSyncStore } from "./sliding_sync.js";
 import { LoginTokenStore } from "./login_tokens.js";
 import { UrlPreviewStore } from "./url_previews.js";
 import { MediaStore } from "./media.js";
@@ -56,6 +57,7 @@ export class Stores {
   readonly e2eKeys: E2eKeyStore;
   readonly dehydratedDevices: DehydratedDeviceStore;
   readonly reports: ReportStore;
+  readonly slidingSync: SlidingSyncStore;
   readonly loginTokens: LoginTokenStore;
   readonly urlPreviews: UrlPreviewStore;
   readonly media: MediaStore;
@@ -87,6 +89,7 @@ export class Stores {
     this.e2eKeys = new E2eKeyStore(db);
     this.dehydratedDevices = new DehydratedDeviceStore(db);
     this.reports = new ReportStore(db);
+    this.slidingSync = new SlidingSyncStore(db);
     this.loginTokens = new LoginTokenStore(db);
     this.urlPreviews = new UrlPreviewStore(db);
     this.media = new MediaStore(db);

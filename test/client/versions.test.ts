@@ -25,7 +25,7 @@ describe("GET /_matrix/client/versions", () => {
     // Clients switch to authenticated media (/_matrix/client/v1/media) once v1.11 is advertised.
     for (const v of ["v1.1", "v1.7", "v1.11", "v1.12"]) expect(versions).toContain(v);
     for (const v of versions) expect(v).toMatch(/^(r0\.\d+\.\d+|v1\.\d+)$/);
-    expect(res.body.unstable_features).toEqual({ "org.matrix.msc3814": true, "im.nheko.summary": true, "uk.half-shot.msc2666.query_mutual_rooms": true });
+    expect(res.body.unstable_features).toEqual({ "org.matrix.msc3814": true, "im.nheko.summary": true, "uk.half-shot.msc2666.query_mutual_rooms": true, "org.matrix.simplified_msc3575": true });
   });
 
   it("also answers with a valid access token", async () => {

@@ -34,7 +34,8 @@ beforeAll(async () => {
     // hs1 also serves the legacy /_matrix/media endpoints on its federation listener (for the fallback), and its
     // media stays servable by them.
     hs1: { tlsResources: ["federation", "keys", "media"], config: { enable_authenticated_media: false } },
-    hs2: { config: { max_upload_size: HS2_MAX_UPLOAD } },
+    // hs2 may follow a `Location` to 127.0.0.1 (the proxy, with its self-signed certificate).
+    hs2: { config: { max_upload_size: HS2_MAX_UPLOAD, ip_range_whitelist: ["127.0.0.1/32"], use_insecure_ssl_client_just_for_testing_do_not_use: true } },
   });
   ({ hs1, hs2 } = pair);
   proxy = await new FederationProxy(hs1.tlsPort!).start(pair.network, "hs1.test");
@@ -122,6 +123,34 @@ describe("downloading remote media", () => {
     expect(seen.map((r) => r.path)).toEqual([`${FED_MEDIA}/download/${up.mediaId}`, `${MEDIA_V3}/download/hs1.test/${up.mediaId}`]);
     expect(seen[1]!.query.get("allow_remote")).toBe("false");
     expect(seen[1]!.query.get("allow_redirect")).toBe("true");
+  });
+
+  it("follows a Location part: the file is fetched from there (streamed to disk) and served", async () => {
+    const bytes = randomBytes(300_000);
+    const mediaId = `loc${randomBytes(8).toString("hex")}`;
+    const boundary = "locboundary42";
+    proxy.intercept = (r) => {
+      if (r.path === `${FED_MEDIA}/download/${mediaId}`) {
+        const body = Buffer.from(
+          `--${boundary}\r\nContent-Type: application/json\r\n\r\n{}\r\n--${boundary}\r\nLocation: https://127.0.0.1:${proxy.port}/elsewhere/${mediaId}\r\n\r\n\r\n--${boundary}--\r\n`,
+        );
+        return { status: 200, body: undefined, raw: { headers: { "content-type": `multipart/mixed; boundary=${boundary}` }, bytes: body } };
+      }
+      if (r.path === `/elsewhere/${mediaId}`) return { status: 200, body: undefined, raw: { headers: { "content-type": "image/png", "content-disposition": 'attachment; filename="far.png"' }, bytes } };
+      return undefined;
+    };
+    try {
+      const res = await download(mediaId);
+      expect(res.status, res.bytes.toString().slice(0, 200)).toBe(200);
+      expect(res.bytes.equals(bytes)).toBe(true);
+      expect(res.headers.get("content-type")).toBe("image/png");
+      // From the cache afterwards: neither the origin nor the Location is asked again.
+      const again = await download(mediaId);
+      expect(again.bytes.equals(bytes)).toBe(true);
+    } finally {
+      proxy.intercept = undefined;
+    }
+    expect(originRequests(mediaId).map((r) => r.path)).toEqual([`${FED_MEDIA}/download/${mediaId}`, `/elsewhere/${mediaId}`]);
   });
 
   it("refuses a remote file over max_upload_size with 502 M_TOO_LARGE, storing nothing", async () => {

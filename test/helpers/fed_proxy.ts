@@ -28,7 +28,7 @@ export interface ProxyAnswer {
   status: number;
   /** A JSON value, or a string sent as it is (e.g. "" for an empty body). */
   body: unknown;
-  /** The real server's answer as it came (bytes and headers), for `passRaw`. */
+  /** The real server's answer as it came (bytes and headers), for `passRaw`; from an intercept, sent as it is. */
   raw?: { headers: IncomingHttpHeaders; bytes: Buffer };
 }
 
@@ -80,6 +80,10 @@ export class FederationProxy {
               return;
             }
             answer ??= real;
+          }
+          if (answer.raw) {
+            res.writeHead(answer.status, answer.raw.headers).end(answer.raw.bytes);
+            return;
           }
           const text = typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body);
           res.writeHead(answer.status, text === "" ? {} : { "content-type": "application/json" }).end(text);

@@ -3,8 +3,10 @@
  * cards under them, the title/image/description fallbacks, relative image URLs, the document's charset, malformed and
  * huge documents.
  */
-import { describe, expect, it } from "vitest";
-import { decodeHtml, htmlToOpenGraph, oEmbedToOpenGraph, parseHtmlPage, summarize } from "../../src/services/media/html_preview.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { decodeHtml, htmlToOpenGraph, loadHtmlParser, oEmbedToOpenGraph, parseHtmlPage, summarize } from "../../src/services/media/html_preview.js";
+
+beforeAll(loadHtmlParser);
 
 const PAGE = "https://example.org/articles/one.html";
 

@@ -12,6 +12,7 @@ import { registerVersionRoutes } from "./versions.js";
 import { registerRoomRoutes } from "./rooms.js";
 import { registerRoomEventRoutes } from "./room_events.js";
 import { registerSyncRoutes } from "./sync.js";
+import { registerSlidingSyncRoutes } from "./sliding_sync.js";
 import { registerEphemeralRoutes } from "./ephemeral.js";
 import { registerDirectoryRoutes } from "./directory.js";
 import { registerPublicRoomsRoutes } from "./public_rooms.js";
@@ -49,6 +50,7 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerRoomRoutes(app, services);
   registerRoomEventRoutes(app, services);
   registerSyncRoutes(app, services);
+  registerSlidingSyncRoutes(app, services);
   registerEphemeralRoutes(app, services);
   registerDirectoryRoutes(app, services);
   registerAdminRoutes(app, services);

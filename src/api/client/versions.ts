@@ -23,6 +23,8 @@ export const UNSTABLE_FEATURES: Record<string, boolean> = {
   // Room summaries and mutual rooms, on their unstable paths too (spaces.ts), as Synapse names them.
   "im.nheko.summary": true,
   "uk.half-shot.msc2666.query_mutual_rooms": true,
+  // Simplified Sliding Sync (sliding_sync.ts).
+  "org.matrix.simplified_msc3575": true,
 };
 
 export function registerVersionRoutes(app: FastifyInstance, services: Services): void {

@@ -5,7 +5,19 @@
  * title/h1/h2/h3 for the title, microdata or the largest `<img>` (or the favicon) for the image, the meta description
  * or the page's visible text for the description. Parsed with htmlparser2's streaming callbacks, so no DOM is built.
  */
-import { Parser } from "htmlparser2";
+import type { Parser as ParserClass } from "htmlparser2";
+
+/** htmlparser2 and its entity tables (~9 MB of RSS) are loaded at the first preview, not at start-up. */
+let Parser: typeof ParserClass | undefined;
+let loading: Promise<void> | undefined;
+
+/** Loads the parser; parseHtmlPage needs it (URL previews await this first). */
+export function loadHtmlParser(): Promise<void> {
+  loading ??= import("htmlparser2").then((m) => {
+    Parser = m.Parser;
+  });
+  return loading;
+}
 
 /** The preview's keys (`og:title`, `og:image`, `matrix:image:size`…), as the spec's response object. */
 export type OpenGraph = Record<string, string | number | null>;
@@ -109,6 +121,7 @@ export function htmlToOpenGraph(html: string, pageUrl: string): OpenGraph {
 
 /** The page's Open Graph data and its oEmbed link (`<link rel=alternate type=application/json+oembed>`), if any. */
 export function parseHtmlPage(html: string, pageUrl: string): { og: OpenGraph; oembedUrl: string | null } {
+  if (!Parser) throw new Error("parseHtmlPage: loadHtmlParser() has not completed");
   const byPrefix: Record<"og" | "article" | "profile" | "twitter", Map<string, string>> = {
     og: new Map(),
     article: new Map(),

@@ -22,7 +22,7 @@ import { MatrixError, notFound } from "../../errors.js";
 import { encodePath, type FederationClient } from "../../federation/client.js";
 import { FederationError, isUnknownEndpoint } from "../../federation/errors.js";
 import type { StreamingResponse } from "../../federation/transport.js";
-import { OutboundError, type OutboundHttp } from "../../outbound/http_client.js";
+import type { OutboundHttp } from "../../outbound/http_client.js";
 import type { MediaStore, RemoteMediaRow, RemoteThumbnailRow } from "../../storage/media.js";
 import { randomMediaId, type MediaContent, type RemoteMediaRequest, type ThumbnailRequest } from "./media_repository.js";
 import type { MediaFileStore } from "./media_store.js";
@@ -257,16 +257,17 @@ export class RemoteMedia {
   private async followLocation(location: string | undefined, target: string): Promise<Fetched> {
     if (location === undefined || !/^https:\/\//i.test(location)) throw new MultipartError("Location is not an https URL");
     const { outbound, maxUploadSize } = this.deps;
-    let res;
+    // Streamed to disk as it arrives, as the multipart body is: never held whole in memory.
+    const res = await outbound.requestStream(location, { method: "GET", headers: { "user-agent": "Myelin" }, timeoutMs: IDLE_TIMEOUT_MS });
     try {
-      res = await outbound.request(location, { method: "GET", headers: { "user-agent": "Myelin" }, timeoutMs: IDLE_TIMEOUT_MS, maxResponseBytes: maxUploadSize });
-    } catch (e) {
-      if (e instanceof OutboundError && e.reason === "too_large") throw tooLargeRemote(maxUploadSize);
-      throw e;
+      if (res.status === 404) throw notFound("Not found");
+      if (res.status !== 200) throw new MultipartError(`Location answered ${res.status}`);
+      const declared = Number(header(res.headers["content-length"]));
+      if (Number.isFinite(declared) && declared > maxUploadSize) throw tooLargeRemote(maxUploadSize);
+      return await this.writeFile(res.body, target, header(res.headers["content-type"]), fileNameOfDisposition(header(res.headers["content-disposition"])));
+    } finally {
+      res.body.destroy();
     }
-    if (res.status === 404) throw notFound("Not found");
-    if (res.status !== 200) throw new MultipartError(`Location answered ${res.status}`);
-    return this.writeFile(res.body, target, header(res.headers["content-type"]), fileNameOfDisposition(header(res.headers["content-disposition"])));
   }
 
   private async writeFile(source: Readable | Buffer, target: string, contentType: string | undefined, uploadName: string | null): Promise<Fetched> {

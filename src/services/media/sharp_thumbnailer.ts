@@ -7,7 +7,7 @@
  */
 import { open, unlink } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import sharp, { type Metadata } from "sharp";
+import type { Metadata, Sharp, SharpOptions } from "sharp";
 import {
   ImageRejected,
   ImageTooLarge,
@@ -44,18 +44,22 @@ interface Source {
   hasAlpha: boolean;
 }
 
-let sharpConfigured = false;
+type SharpFactory = (input: string, options: SharpOptions) => Sharp;
+let sharpLoaded: Promise<SharpFactory> | undefined;
 
 /**
- * Process-wide sharp settings. No operation cache: thumbnails are made once per size, so a cache would only hold
- * memory. One libvips thread per image: parallelism comes from running `maxConcurrent` images at once, each on one
- * libuv threadpool thread, which leaves the rest of that pool (4 by default) to file I/O and password hashing.
+ * sharp (libvips, ~20 MB of RSS once loaded) is loaded at the first image, so a server that never thumbnails never
+ * pays for it. Process-wide settings: no operation cache (thumbnails are made once per size, so a cache would only
+ * hold memory); one libvips thread per image: parallelism comes from running `maxConcurrent` images at once, each on
+ * one libuv threadpool thread, which leaves the rest of that pool (4 by default) to file I/O and password hashing.
  */
-function configureSharp(): void {
-  if (sharpConfigured) return;
-  sharpConfigured = true;
-  sharp.cache(false);
-  sharp.concurrency(1);
+function loadSharp(): Promise<SharpFactory> {
+  sharpLoaded ??= import("sharp").then(({ default: sharp }) => {
+    sharp.cache(false);
+    sharp.concurrency(1);
+    return sharp;
+  });
+  return sharpLoaded;
 }
 
 export class SharpThumbnailer implements Thumbnailer {
@@ -63,7 +67,6 @@ export class SharpThumbnailer implements Thumbnailer {
   private readonly queue: JobQueue;
 
   constructor(opts: SharpThumbnailerOptions) {
-    configureSharp();
     this.maxImagePixels = opts.maxImagePixels;
     this.queue = new JobQueue(Math.max(1, opts.maxConcurrent ?? Math.min(2, availableParallelism())));
   }
@@ -87,6 +90,7 @@ export class SharpThumbnailer implements Thumbnailer {
       // The spec: when the media cannot be animated, `animated` is treated as false.
       const animated = opts.animated && src.frames > 1;
       // limitInputPixels again as a backstop; with `animated` libvips counts all frames, as the check above did.
+      const sharp = await loadSharp();
       let image = sharp(file, { failOn: "error", limitInputPixels: this.maxImagePixels, animated });
       // Animated GIF/WebP carry no EXIF orientation, and libvips rotates only single images.
       if (!animated) image = image.autoOrient();
@@ -118,6 +122,7 @@ export class SharpThumbnailer implements Thumbnailer {
     let meta: Metadata;
     try {
       // Header only; the pixel limit is checked below, with frames counted, so it can be told apart from bad data.
+      const sharp = await loadSharp();
       meta = await sharp(file, { limitInputPixels: false }).metadata();
     } catch (err) {
       throw rejection(err);

@@ -18,7 +18,7 @@ import { MatrixError } from "../../errors.js";
 import { OutboundError, type OutboundHttp, type OutboundResponse } from "../../outbound/http_client.js";
 import type { UrlPreviewStore } from "../../storage/url_previews.js";
 import type { Cache, CacheRegistry } from "../../util/cache.js";
-import { decodeHtml, oEmbedToOpenGraph, parseHtmlPage, type OpenGraph } from "./html_preview.js";
+import { decodeHtml, loadHtmlParser, oEmbedToOpenGraph, parseHtmlPage, type OpenGraph } from "./html_preview.js";
 
 /** What previews need of the media repository: storing a fetched image as local media. */
 export interface LocalMediaStore {
@@ -130,6 +130,7 @@ export class UrlPreviewService {
     } else if (type.startsWith("text/html") || type.startsWith("application/xhtml")) {
       if (page.res.body.length === 0) og = {};
       else {
+        await loadHtmlParser();
         const parsed = parseHtmlPage(decodeHtml(page.res.body, contentType), page.url);
         og = parsed.og;
         const oembed = parsed.oembedUrl ? await this.fetchOEmbed(url, parsed.oembedUrl) : null;
@@ -161,6 +162,7 @@ export class UrlPreviewService {
       this.checkUrlBlacklist(u);
       const { url: finalUrl, res } = await this.fetch(oembedUrl);
       if (!(header(res, "content-type") ?? "").toLowerCase().startsWith("application/json")) return null;
+      await loadHtmlParser();
       return oEmbedToOpenGraph(res.body.toString("utf8"), url, finalUrl);
     } catch (e) {
       this.deps.log.info({ err: e, oembed: oembedUrl }, "URL preview: the page's oEmbed document could not be fetched");

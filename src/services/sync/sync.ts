@@ -521,8 +521,8 @@ export class SyncService {
     return out;
   }
 
-  /** Stripped state events for an invite or knock: the room's basic state plus the user's own member event. */
-  private async strippedState(roomId: string, memberEventId: string): Promise<JsonObject[]> {
+  /** Stripped state events for an invite or knock: the room's basic state plus the user's own member event (Sliding Sync's invite_state too). */
+  async strippedState(roomId: string, memberEventId: string): Promise<JsonObject[]> {
     const head = await this.deps.rooms.headIfKnown(roomId);
     if (!head) {
       // A room this server is not in (an invite over federation): the stripped state that came with the invite.

@@ -21,6 +21,7 @@ import { m013_search } from "./013_search.js";
 import { m014_user_directory } from "./014_user_directory.js";
 import { m016_room_peeks } from "./016_room_peeks.js";
 import { m017_erased_users } from "./017_erased_users.js";
+import { m018_sliding_sync } from "./018_sliding_sync.js";
 import { m019_threepids } from "./019_threepids.js";
 
 /**
@@ -47,6 +48,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["015_reports", m015_reports],
   ["016_room_peeks", m016_room_peeks],
   ["017_erased_users", m017_erased_users],
+  ["018_sliding_sync", m018_sliding_sync],
   ["019_threepids", m019_threepids],
 ];
 
