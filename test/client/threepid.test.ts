@@ -52,7 +52,8 @@ async function validated(path: string, address: string): Promise<{ sid: string; 
   const res = await c.post(`${V3}${path}`, { client_secret: clientSecret, email: address, send_attempt: 1 });
   expect(res.status, res.text).toBe(200);
   const link = await emailedLink(address);
-  const page = await fetch(link);
+  // A password reset link shows a confirmation form, which posts back to it.
+  const page = await fetch(link, { method: path.startsWith("/account/password") ? "POST" : "GET" });
   expect(page.status).toBe(200);
   return { sid: res.body.sid as string, clientSecret };
 }
@@ -246,6 +247,17 @@ describe("/account/3pid", () => {
     expect(res.status).toBe(200);
     const link = await emailedLink(address);
     expect(link.pathname).toBe("/_synapse/client/password_reset/email/submit_token");
+    // Opening the link only asks for confirmation (mail scanners open links): the session is not validated yet.
+    const form = await fetch(link);
+    expect(form.status).toBe(200);
+    const html = await form.text();
+    expect(html).toContain('<form method="post"');
+    const sid = res.body.sid as string;
+    expect(await ts.server.services.threepids.validation.validatedSession(sid, link.searchParams.get("client_secret"))).toBeUndefined();
+    const confirmed = await fetch(link, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "" });
+    expect(confirmed.status).toBe(200);
+    expect(await ts.server.services.threepids.validation.validatedSession(sid, link.searchParams.get("client_secret"))).toMatchObject({ medium: "email" });
+    expect((await fetch(link, { method: "POST" })).status).toBe(400);
   });
 
   it("refuses an expired session", async () => {

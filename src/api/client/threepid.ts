@@ -99,26 +99,40 @@ export function registerThreepidRoutes(app: FastifyInstance, services: Services)
   });
 
   // The pages the emailed links open (plain HTML, as Synapse's): the session is validated, then next_link if given.
-  for (const path of Object.values(SUBMIT_TOKEN_PATHS)) {
+  const submit = async (query: Record<string, string | string[] | undefined>, reply: FastifyReply) => {
+    try {
+      const { sid, clientSecret, token } = submitParams(query);
+      const { nextLink } = await validation.submitToken(sid, clientSecret, token);
+      if (nextLink !== undefined) return reply.redirect(nextLink, 302);
+      return page(reply, 200, "Your email has now been validated, please return to your client.");
+    } catch (e) {
+      if (e instanceof ThreepidValidationError || e instanceof MatrixError) return page(reply, 400, `The link could not be used: ${e.message}.`);
+      throw e;
+    }
+  };
+  for (const [purpose, path] of Object.entries(SUBMIT_TOKEN_PATHS)) {
+    if (purpose !== "password_reset") {
+      defineRoute(app, services, { method: "GET", paths: [path], auth: "none", handler: ({ query, reply }) => submit(query, reply) });
+      continue;
+    }
+    // A password reset is confirmed with a button (a POST), as Synapse's: mail scanners that open every link must
+    // not validate a session that someone else may have requested for this address.
     defineRoute(app, services, {
       method: "GET",
       paths: [path],
       auth: "none",
-      handler: async ({ query, reply }) => {
+      handler: ({ query, reply }) => {
         try {
-          const sid = requireStringParam(query, "sid");
-          const clientSecret = requireStringParam(query, "client_secret");
-          const token = requireStringParam(query, "token");
-          assertValidClientSecret(clientSecret);
-          const { nextLink } = await validation.submitToken(sid, clientSecret, token);
-          if (nextLink !== undefined) return reply.redirect(nextLink, 302);
-          return page(reply, 200, "Your email has now been validated, please return to your client.");
+          submitParams(query);
         } catch (e) {
-          if (e instanceof ThreepidValidationError || e instanceof MatrixError) return page(reply, 400, `The link could not be used: ${e.message}.`);
+          if (e instanceof MatrixError) return page(reply, 400, `The link could not be used: ${e.message}.`);
           throw e;
         }
+        const action = `?${new URLSearchParams(query as Record<string, string>).toString()}`;
+        return page(reply, 200, "Confirm that you want to reset your password.", `<form method="post" action="${escapeHtml(action)}"><button type="submit">Reset password</button></form>`);
       },
     });
+    defineRoute(app, services, { method: "POST", paths: [path], auth: "none", handler: ({ query, reply }) => submit(query, reply) });
   }
 
   defineRoute(app, services, {
@@ -222,9 +236,19 @@ export function registerThreepidRoutes(app: FastifyInstance, services: Services)
   });
 }
 
-function page(reply: FastifyReply, status: number, message: string): FastifyReply {
+/** A submit_token link's query: sid, client_secret and token. */
+function submitParams(query: Record<string, string | string[] | undefined>): { sid: string; clientSecret: string; token: string } {
+  const sid = requireStringParam(query, "sid");
+  const clientSecret = requireStringParam(query, "client_secret");
+  const token = requireStringParam(query, "token");
+  assertValidClientSecret(clientSecret);
+  return { sid, clientSecret, token };
+}
+
+/** `extraHtml` is trusted markup of ours; the message is escaped. */
+function page(reply: FastifyReply, status: number, message: string, extraHtml = ""): FastifyReply {
   return reply
     .code(status)
     .header("content-type", "text/html; charset=utf-8")
-    .send(`<!DOCTYPE html><html><head><meta charset="utf-8"><title>Email validation</title></head><body><p>${escapeHtml(message)}</p></body></html>`);
+    .send(`<!DOCTYPE html><html><head><meta charset="utf-8"><title>Email validation</title></head><body><p>${escapeHtml(message)}</p>${extraHtml}</body></html>`);
 }
