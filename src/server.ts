@@ -101,6 +101,11 @@ import { RemoteMedia } from "./services/media/remote_media.js";
 import type { Thumbnailer } from "./services/media/thumbnailer.js";
 import { createThumbnailer } from "./services/media/thumbnailer_factory.js";
 import { openDatabase } from "./storage/database.js";
+import { Mailer } from "./services/email/mailer.js";
+import { ThreepidValidation } from "./services/threepid/validation.js";
+import { IdentityServerClient } from "./services/threepid/identity_server.js";
+import { ThreepidService } from "./services/threepid/threepids.js";
+import { ThirdPartyInvites } from "./services/threepid/invites.js";
 import { Storage } from "./storage/storage.js";
 
 export interface RunningServer {
@@ -129,10 +134,10 @@ export interface FederationDeps {
 
 /** Synapse refuses open registration without verification unless explicitly allowed; so do we. */
 export function checkRegistrationSafety(config: Config): void {
-  if (config.enableRegistration && !config.enableRegistrationWithoutVerification && !config.registrationRequiresToken) {
+  if (config.enableRegistration && !config.enableRegistrationWithoutVerification && !config.registrationRequiresToken && config.threepids.registrationsRequire3pid.length === 0) {
     throw new ConfigError(
       "You have enabled open registration without any verification. This is a known vector for spam and abuse. " +
-        "Set registration_requires_token: true, or set enable_registration_without_verification: true if you really want open registration.",
+        "Set registration_requires_token: true or registrations_require_3pid: [email], or set enable_registration_without_verification: true if you really want open registration.",
     );
   }
 }
@@ -288,6 +293,7 @@ export function stopServices(s: Services): void {
   s.federationClient.close();
   s.pusherPool.close();
   s.urlPreviews.close();
+  s.threepids.validation.close();
   clearInterval(housekeeping.get(s));
 }
 
@@ -301,6 +307,7 @@ function startHousekeeping(s: Services): void {
     s.storage.deviceInbox.deleteIdsBefore(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "to-device id clean-up failed"));
     // Synapse keeps a month of notifications (GET /notifications); older push outcomes go.
     s.storage.push.deleteOutcomesBefore(Date.now() - 30 * 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "push outcome clean-up failed"));
+    s.storage.threepids.deleteOlderThan(Date.now() - 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "3PID validation session clean-up failed"));
     s.loginTokens.deleteExpired().catch((e: unknown) => s.log.warn({ err: e }, "login token clean-up failed"));
     // Sliding Sync connections idle for a week (their client starts over on M_UNKNOWN_POS).
     s.storage.slidingSync.deleteIdleBefore(Date.now() - 7 * 24 * 3600_000).catch((e: unknown) => s.log.warn({ err: e }, "sliding sync connection clean-up failed"));
@@ -578,6 +585,8 @@ export function buildServices(
   if (config.enableSearch) persister.use(new SearchIndexer(storage));
 
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
+  // The client names the identity server: requests to it go through the IP-range-filtered client.
+  const identityServers = new IdentityServerClient(fed.outbound, config.serverName, signingKey);
   const serverRoomAccess = new ServerRoomAccess(rooms);
   const federationSender = new FederationSender({ serverName: config.serverName, storage, client: fed.federationClient, events, log, caches });
   const federationPdus = new FederationPdus({
@@ -749,6 +758,12 @@ export function buildServices(
     turn: new TurnService(config.turn),
     // No sources until application services arrive.
     thirdParty: new ThirdPartyService(),
+    threepids: new ThreepidService(
+      storage,
+      new ThreepidValidation(config, storage, config.email ? new Mailer(config.email) : undefined, new RateLimiter(rl.threepidValidation)),
+      identityServers,
+    ),
+    thirdPartyInvites: new ThirdPartyInvites({ config, rooms, membership, identityServers, http: fed.outbound, federation: fed.federationClient }),
     keyBackup: new KeyBackupService(storage),
     accountModeration: new AccountModeration(config.serverName, storage, tokens, events),
     reports: new ReportService(config.serverName, storage, rooms, new RateLimiter(rl.reports)),

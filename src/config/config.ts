@@ -57,6 +57,8 @@ export interface RateLimits {
   mediaCreate: RateLimit;
   /** Synapse `rc_reports`: content reports per user. */
   reports: RateLimit;
+  /** Synapse `rc_3pid_validation`: validation emails sent, per address. */
+  threepidValidation: RateLimit;
 }
 
 /** Synapse's `login_via_existing_session`: POST /login/get_token issues `m.login.token` tokens to logged-in users. */
@@ -192,6 +194,10 @@ export interface Config {
   policyServer?: PolicyServerWellKnown;
   /** The media repository's keys (Synapse's names; see docs/media.md). */
   media: MediaConfig;
+  /** Synapse's `email` section: undefined when absent (no email is sent, email 3PIDs cannot be validated). */
+  email?: EmailConfig;
+  /** Synapse's 3PID keys (docs/threepid.md). */
+  threepids: ThreepidConfig;
   /** Absolute directory of the config file, for resolving relative paths. */
   configDir: string;
 }
@@ -225,6 +231,43 @@ export interface MediaConfig {
   /** `media_retention.local_media_lifetime` / `remote_media_lifetime` (ms): parsed; not yet applied. */
   localMediaLifetimeMs?: number;
   remoteMediaLifetimeMs?: number;
+}
+
+/** Synapse's `email` keys that Myelin uses: the SMTP server, the sender, and validation emails. */
+export interface EmailConfig {
+  smtpHost: string;
+  smtpPort: number;
+  smtpUser?: string;
+  smtpPass?: string;
+  /** `require_transport_security`: refuse to send unless STARTTLS succeeds. */
+  requireTransportSecurity: boolean;
+  /** `enable_tls` (default true): use STARTTLS when the server offers it. */
+  enableTls: boolean;
+  /** `force_tls`: TLS from the start of the connection (SMTPS, port 465 by default). */
+  forceTls: boolean;
+  /** `tlsname`: the name the server's certificate is checked against (default: smtp_host). */
+  tlsName?: string;
+  /** `notif_from`, with `%(app)s` replaced by app_name. */
+  notifFrom: string;
+  appName: string;
+  /** `validation_token_lifetime` (default 1h): how long a link in a validation email works. */
+  validationTokenLifetimeMs: number;
+  /** `subjects.email_validation` / `subjects.password_reset`, with `%(server_name)s` and `%(app)s` replaced. */
+  subjects: { emailValidation: string; passwordReset: string };
+}
+
+/** Synapse's top-level 3PID keys. */
+export interface ThreepidConfig {
+  /** `registrations_require_3pid`: registration flows all include these media (only "email" is supported). */
+  registrationsRequire3pid: string[];
+  /** `enable_3pid_changes` (default true): users may add and remove 3PIDs (the `m.3pid_changes` capability). */
+  enable3pidChanges: boolean;
+  /** `allowed_local_3pids`: when set, only addresses matching one entry's regex may be added or registered. */
+  allowedLocal3pids?: { medium: string; pattern: RegExp }[];
+  /** `request_token_inhibit_3pid_errors`: requestToken never says whether an address is in use. */
+  requestTokenInhibit3pidErrors: boolean;
+  /** `next_link_domain_whitelist`: when set, the only hosts a requestToken `next_link` may point to. */
+  nextLinkDomainWhitelist?: string[];
 }
 
 /** Synapse's `user_directory` keys. */
@@ -364,6 +407,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     roomCreation: rate(r, "rc_room_creation", { perSecond: 0.016, burstCount: 10 }),
     reports: rate(r, "rc_reports", { perSecond: 1, burstCount: 5 }),
     mediaCreate: rate(r, "rc_media_create", { perSecond: 10, burstCount: 50 }),
+    threepidValidation: rate(r, "rc_3pid_validation", { perSecond: 0.003, burstCount: 5 }),
   };
   warnUnknown(login);
   warnUnknown(joins);
@@ -469,6 +513,8 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     ...readPolicyServer(r),
     urlPreview: readUrlPreview(r),
     media: readMedia(r),
+    ...readEmail(r, serverName),
+    threepids: readThreepids(r),
     adminContact: r.string("admin_contact"),
     configDir,
   };
@@ -678,6 +724,89 @@ function readRecaptcha(r: ConfigReader): Config["recaptcha"] {
     return undefined;
   }
   return { privateKey, siteverifyApi, ...(publicKey !== undefined ? { publicKey } : {}) };
+}
+
+/**
+ * Synapse's `email` section. Only what validation emails need is used; the notification-email keys are accepted
+ * (Myelin sends no notification emails yet) and the template keys are refused with a warning (its emails are plain).
+ */
+function readEmail(r: ConfigReader, serverName: string): { email?: EmailConfig } {
+  if (!r.has("email")) {
+    r.accept("email");
+    return {};
+  }
+  const e = r.section("email");
+  const appName = e.string("app_name", "Matrix");
+  const notifFrom = e.string("notif_from");
+  if (notifFrom === undefined) throw new ConfigError('config key "email.notif_from" is required when the email section is present (the sender of emails, e.g. "Your Server <noreply@example.org>")');
+  const forceTls = e.bool("force_tls", false);
+  const fill = (t: string) => t.replaceAll("%(app)s", appName).replaceAll("%(server_name)s", serverName);
+  const subjects = e.section("subjects");
+  const email: EmailConfig = {
+    smtpHost: e.string("smtp_host", "localhost"),
+    smtpPort: e.int("smtp_port", forceTls ? 465 : 25, 1, 65535),
+    requireTransportSecurity: e.bool("require_transport_security", false),
+    enableTls: e.bool("enable_tls", true),
+    forceTls,
+    notifFrom: fill(notifFrom),
+    appName,
+    validationTokenLifetimeMs: e.duration("validation_token_lifetime", 3600_000),
+    subjects: {
+      emailValidation: fill(subjects.string("email_validation", "[%(server_name)s] Validate your email")),
+      passwordReset: fill(subjects.string("password_reset", "[%(server_name)s] Password reset")),
+    },
+  };
+  if (email.forceTls && email.requireTransportSecurity) throw new ConfigError('config keys "email.force_tls" and "email.require_transport_security" are mutually exclusive');
+  if (!email.enableTls && email.requireTransportSecurity) throw new ConfigError('config key "email.require_transport_security" needs enable_tls: true');
+  const user = e.string("smtp_user");
+  const pass = e.string("smtp_pass");
+  const tlsName = e.string("tlsname");
+  if (user !== undefined) email.smtpUser = user;
+  if (pass !== undefined) email.smtpPass = pass;
+  if (tlsName !== undefined) email.tlsName = tlsName;
+  if (e.bool("enable_notifs", false)) pendingWarnings.push('"email.enable_notifs": Myelin sends no notification emails yet; ignored');
+  e.accept("notif_for_new_users", "client_base_url", "riot_base_url", "invite_client_location", "can_verify_email");
+  // Other subjects belong to emails Myelin does not send.
+  subjects.accept("message_from_person_in_room", "message_from_person", "messages_from_person", "messages_in_room", "messages_in_room_and_others", "messages_from_person_and_others", "invite_from_person", "invite_from_person_to_room", "invite_from_person_to_space", "password_reset", "email_already_in_use");
+  warnUnknown(subjects);
+  warnUnknown(e);
+  return { email };
+}
+
+function readThreepids(r: ConfigReader): ThreepidConfig {
+  const registrationsRequire3pid = r.stringList("registrations_require_3pid");
+  for (const m of registrationsRequire3pid) {
+    if (m !== "email") throw new ConfigError(`config key "registrations_require_3pid": only "email" is supported, not "${m}"`);
+  }
+  if (registrationsRequire3pid.includes("email") && !r.has("email")) {
+    throw new ConfigError('config key "registrations_require_3pid": requiring an email address needs the "email" section (an SMTP server to send validation emails)');
+  }
+  const out: ThreepidConfig = {
+    registrationsRequire3pid,
+    enable3pidChanges: r.bool("enable_3pid_changes", true),
+    requestTokenInhibit3pidErrors: r.bool("request_token_inhibit_3pid_errors", false),
+  };
+  if (r.has("allowed_local_3pids")) {
+    out.allowedLocal3pids = (r.list("allowed_local_3pids") ?? []).map((a) => {
+      const medium = a.requireString("medium");
+      const pattern = a.requireString("pattern");
+      let re: RegExp;
+      try {
+        re = new RegExp(pattern);
+      } catch (err) {
+        throw new ConfigError(`config key "${a.path}.pattern": "${pattern}" is not a valid regular expression (${(err as Error).message})`);
+      }
+      warnUnknown(a);
+      return { medium, pattern: re };
+    });
+  } else r.accept("allowed_local_3pids");
+  if (r.has("next_link_domain_whitelist")) out.nextLinkDomainWhitelist = r.stringList("next_link_domain_whitelist");
+  else r.accept("next_link_domain_whitelist");
+  // Identity servers are always chosen by the client (id_server); lookups through the homeserver are not offered.
+  r.accept("enable_3pid_lookup", "disable_msisdn_registration");
+  if (r.has("account_threepid_delegates")) pendingWarnings.push('"account_threepid_delegates": Myelin validates email addresses itself and sends no SMS; ignored');
+  r.accept("account_threepid_delegates");
+  return out;
 }
 
 /** The media repository's keys, with Synapse's defaults. */

@@ -165,6 +165,18 @@ export class AccountService {
    * Resolves a login identifier (spec "Identifier types") to a local user id. `m.id.user` takes a localpart or a
    * full user id; the legacy top-level `user` field is accepted too.
    */
+  /**
+   * The 3PID a login (or UIA password stage) names: `identifier: {type: "m.id.thirdparty", medium, address}`, or the
+   * deprecated top-level `medium` and `address`. Undefined when it names a user instead.
+   */
+  thirdPartyIdentifier(body: Record<string, unknown>): { medium: string; address: string } | undefined {
+    const id = body.identifier;
+    const src = id !== undefined ? (typeof id === "object" && id !== null && !Array.isArray(id) && (id as Record<string, unknown>).type === "m.id.thirdparty" ? (id as Record<string, unknown>) : undefined) : body.medium !== undefined || body.address !== undefined ? body : undefined;
+    if (src === undefined) return undefined;
+    if (typeof src.medium !== "string" || typeof src.address !== "string") throw badJson("a third-party identifier needs 'medium' and 'address' strings");
+    return { medium: src.medium, address: src.address };
+  }
+
   resolveIdentifier(body: Record<string, unknown>): string {
     let user: unknown;
     const identifier = body.identifier;

@@ -63,6 +63,8 @@ import type { SearchService } from "./search.js";
 import type { UserDirectoryService } from "./user_directory.js";
 import type { PeekService } from "./rooms/peeks.js";
 import type { OutboundHttp } from "../outbound/http_client.js";
+import type { ThreepidService } from "./threepid/threepids.js";
+import type { ThirdPartyInvites } from "./threepid/invites.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -159,6 +161,10 @@ export interface Services {
   unread: UnreadCounts;
   /** TURN credentials for VoIP. */
   turn: TurnService;
+  /** Accounts' 3PIDs (email): validation sessions, bindings here and at identity servers. */
+  threepids: ThreepidService;
+  /** Inviting email addresses: m.room.third_party_invite, onbind and exchange_third_party_invite. */
+  thirdPartyInvites: ThirdPartyInvites;
   /** Third-party protocols and lookups (from application services). */
   thirdParty: ThirdPartyService;
   /** Server-side key backups (/room_keys). */

@@ -448,6 +448,39 @@ export interface LoginTokensTable {
   auth_provider_session_id: string | null;
 }
 
+/** 3PID validation sessions (migration 019). */
+export interface ThreepidValidationSessionsTable {
+  session_id: string;
+  medium: string;
+  address: string;
+  client_secret_hash: string;
+  last_send_attempt: number;
+  created_ts: number;
+  validated_at: number | null;
+}
+
+export interface ThreepidValidationTokensTable {
+  token_hash: string;
+  session_id: string;
+  next_link: string | null;
+  expires_ts: number;
+}
+
+export interface UserThreepidsTable {
+  user_id: string;
+  medium: string;
+  address: string;
+  validated_at: number;
+  added_at: number;
+}
+
+export interface UserThreepidIdServerTable {
+  user_id: string;
+  medium: string;
+  address: string;
+  id_server: string;
+}
+
 /** Users erased at deactivation (migration 017). */
 export interface ErasedUsersTable {
   user_id: string;
@@ -583,6 +616,10 @@ export interface Schema {
   user_directory: UserDirectoryTable;
   room_peeks: RoomPeeksTable;
   erased_users: ErasedUsersTable;
+  threepid_validation_sessions: ThreepidValidationSessionsTable;
+  threepid_validation_tokens: ThreepidValidationTokensTable;
+  user_threepids: UserThreepidsTable;
+  user_threepid_id_server: UserThreepidIdServerTable;
   user_directory_tokens: UserDirectoryTokensTable;
   users_in_public_rooms: UsersInPublicRoomsTable;
   users_who_share_private_rooms: UsersWhoSharePrivateRoomsTable;

@@ -33,6 +33,7 @@ import { SearchStore } from "./search.js";
 import { UserDirectoryStore } from "./user_directory.js";
 import { PeekStore } from "./peeks.js";
 import { ErasedUserStore } from "./erased_users.js";
+import { ThreepidStore } from "./threepids.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -64,6 +65,7 @@ export class Stores {
   readonly userDirectory: UserDirectoryStore;
   readonly peeks: PeekStore;
   readonly erasedUsers: ErasedUserStore;
+  readonly threepids: ThreepidStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -95,6 +97,7 @@ export class Stores {
     this.userDirectory = new UserDirectoryStore(db);
     this.peeks = new PeekStore(db);
     this.erasedUsers = new ErasedUserStore(db);
+    this.threepids = new ThreepidStore(db);
   }
 }
 

@@ -285,7 +285,7 @@ describe("/capabilities says what is enabled", () => {
     expect(caps["m.change_password"]).toEqual({ enabled: true });
     expect(caps["m.set_displayname"]).toEqual({ enabled: true });
     expect(caps["m.set_avatar_url"]).toEqual({ enabled: true });
-    expect(caps["m.3pid_changes"]).toEqual({ enabled: false });
+    expect(caps["m.3pid_changes"]).toEqual({ enabled: true });
     expect(caps["m.get_login_token"]).toEqual({ enabled: false });
     expect(caps["m.profile_fields"]).toEqual({ enabled: true });
     const rv = caps["m.room_versions"] as { default: string; available: Record<string, string> };

@@ -239,7 +239,7 @@ describe("devices, keys, OpenID and third-party invites", () => {
     expectError(await new Client(hs1.baseUrl).get(`${V1}/openid/userinfo`), 401, "M_UNKNOWN_TOKEN");
   });
 
-  it("PUT /exchange_third_party_invite is unsupported: 404 M_UNRECOGNIZED", async () => {
-    expectErr(await asHs2("PUT", `${V1}/exchange_third_party_invite/${enc("!r:hs1.test")}`, undefined, { type: "m.room.member" }), 404, "M_UNRECOGNIZED");
+  it("PUT /exchange_third_party_invite refuses what is not a third-party invite event: 400 M_BAD_JSON", async () => {
+    expectErr(await asHs2("PUT", `${V1}/exchange_third_party_invite/${enc("!r:hs1.test")}`, undefined, { type: "m.room.member" }), 400, "M_BAD_JSON");
   });
 });

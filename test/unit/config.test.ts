@@ -192,6 +192,7 @@ describe("parseConfig: rate limits", () => {
         rc_room_creation: { per_second: 9, burst_count: 14 },
         rc_reports: { per_second: 10, burst_count: 15 },
         rc_media_create: { per_second: 10, burst_count: 15 },
+        rc_3pid_validation: { per_second: 11, burst_count: 16 },
       }),
       DIR,
     );
@@ -210,6 +211,7 @@ describe("parseConfig: rate limits", () => {
       roomCreation: { perSecond: 9, burstCount: 14 },
       reports: { perSecond: 10, burstCount: 15 },
       mediaCreate: { perSecond: 10, burstCount: 15 },
+      threepidValidation: { perSecond: 11, burstCount: 16 },
     });
   });
 
@@ -480,5 +482,65 @@ describe("checkRegistrationSafety", () => {
     expect(() => checkRegistrationSafety(parse({ enable_registration: true, enable_registration_without_verification: true }))).not.toThrow();
     expect(() => checkRegistrationSafety(parse({ enable_registration: true, registration_requires_token: true }))).not.toThrow();
     expect(() => checkRegistrationSafety(parse({ enable_registration: false }))).not.toThrow();
+  });
+});
+
+describe("parseConfig: email and 3PIDs", () => {
+  it("reads Synapse's email keys with its defaults", () => {
+    const { config, warnings } = parseConfig(minimal({ email: { smtp_host: "mail.example.org", notif_from: "%(app)s <noreply@example.org>", app_name: "Chat" } }), DIR);
+    expect(warnings).toEqual([]);
+    expect(config.email).toEqual({
+      smtpHost: "mail.example.org",
+      smtpPort: 25,
+      requireTransportSecurity: false,
+      enableTls: true,
+      forceTls: false,
+      notifFrom: "Chat <noreply@example.org>",
+      appName: "Chat",
+      validationTokenLifetimeMs: 3600_000,
+      subjects: { emailValidation: "[example.org] Validate your email", passwordReset: "[example.org] Password reset" },
+    });
+    expect(config.threepids).toEqual({ registrationsRequire3pid: [], enable3pidChanges: true, requestTokenInhibit3pidErrors: false });
+  });
+
+  it("reads the SMTP credentials, TLS settings and token lifetime", () => {
+    const email = parseConfig(
+      minimal({ email: { smtp_user: "u", smtp_pass: "p", force_tls: true, tlsname: "smtp.example.org", notif_from: "a@b.c", validation_token_lifetime: "15m" } }),
+      DIR,
+    ).config.email!;
+    expect(email).toMatchObject({ smtpUser: "u", smtpPass: "p", forceTls: true, smtpPort: 465, tlsName: "smtp.example.org", validationTokenLifetimeMs: 900_000 });
+  });
+
+  it("refuses an email section without notif_from, and contradictory TLS settings", () => {
+    expect(() => parseConfig(minimal({ email: { smtp_host: "x" } }), DIR)).toThrow(/notif_from/);
+    expect(() => parseConfig(minimal({ email: { notif_from: "a@b.c", force_tls: true, require_transport_security: true } }), DIR)).toThrow(/mutually exclusive/);
+  });
+
+  it("open registration that requires an email passes the registration safety check", () => {
+    const open = parseConfig(minimal({ enable_registration: true }), DIR).config;
+    expect(() => checkRegistrationSafety(open)).toThrow(/without any verification/);
+    const withEmail = parseConfig(minimal({ enable_registration: true, email: { notif_from: "a@b.c" }, registrations_require_3pid: ["email"] }), DIR).config;
+    expect(() => checkRegistrationSafety(withEmail)).not.toThrow();
+  });
+
+  it("reads the 3PID keys; requiring an email needs the email section", () => {
+    const t = parseConfig(
+      minimal({
+        email: { notif_from: "a@b.c" },
+        registrations_require_3pid: ["email"],
+        enable_3pid_changes: false,
+        request_token_inhibit_3pid_errors: true,
+        allowed_local_3pids: [{ medium: "email", pattern: "^[^@]+@example\\.org$" }],
+        next_link_domain_whitelist: ["app.example.org"],
+      }),
+      DIR,
+    ).config.threepids;
+    expect(t.registrationsRequire3pid).toEqual(["email"]);
+    expect(t.enable3pidChanges).toBe(false);
+    expect(t.requestTokenInhibit3pidErrors).toBe(true);
+    expect(t.allowedLocal3pids![0]!.pattern.test("a@example.org")).toBe(true);
+    expect(t.nextLinkDomainWhitelist).toEqual(["app.example.org"]);
+    expect(() => parseConfig(minimal({ registrations_require_3pid: ["email"] }), DIR)).toThrow(/email/);
+    expect(() => parseConfig(minimal({ email: { notif_from: "a@b.c" }, registrations_require_3pid: ["msisdn"] }), DIR)).toThrow(/only "email"/);
   });
 });

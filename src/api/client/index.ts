@@ -35,6 +35,7 @@ import { registerUrlPreviewRoutes } from "./url_preview.js";
 import { registerSearchRoutes } from "./search.js";
 import { registerSpaceRoutes } from "./spaces.js";
 import { registerUserDirectoryRoutes } from "./user_directory.js";
+import { registerThreepidRoutes } from "./threepid.js";
 
 export function registerClientApi(app: FastifyInstance, services: Services): void {
   registerPasswordStage(services);
@@ -42,6 +43,7 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerRegistrationRoutes(app, services);
   registerLoginRoutes(app, services);
   registerAccountRoutes(app, services);
+  registerThreepidRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerProfileRoutes(app, services);
   registerAccountDataRoutes(app, services);

@@ -8,11 +8,14 @@ import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { clientPaths, clientV1, defineRoute, requester } from "../http/routes.js";
 import { passwordFlows } from "./uia_flows.js";
+import { resolveLoginUser } from "./identifiers.js";
 
 const LoginBody = Type.Object({
   type: Type.String(),
   identifier: Type.Optional(Type.Unknown()),
   user: Type.Optional(Type.String()),
+  medium: Type.Optional(Type.String()),
+  address: Type.Optional(Type.String()),
   password: Type.Optional(Type.Unknown()),
   token: Type.Optional(Type.String()),
   device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
@@ -39,7 +42,7 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
 
   /** m.login.password: the user the identifier names, once the password matches. */
   const passwordLogin = async (body: Record<string, unknown>): Promise<string> => {
-    const userId = accounts.resolveIdentifier(body);
+    const userId = await resolveLoginUser(services, body);
     // Failed attempts per account are limited separately, so guessing is slow even across many addresses.
     limits.loginFailedAttempts.check(userId);
     try {

@@ -11,6 +11,7 @@ import type { StageHandler } from "../../services/uia.js";
 import type { OutboundHttp } from "../../outbound/http_client.js";
 import { clientPaths, clientV1, defineRoute } from "../http/routes.js";
 import { requireStringParam, stringParam } from "../http/params.js";
+import type { ValidatedThreepid } from "../../services/threepid/validation.js";
 
 const RegisterBody = Type.Object({
   auth: Type.Optional(Type.Unknown()),
@@ -34,14 +35,19 @@ function loginFields(r: { accessToken?: string; deviceId?: string; refreshToken?
 }
 
 /**
- * Synapse's flows: a dummy stage for open registration, with a registration token stage before it when required,
- * and the CAPTCHA first when enabled.
+ * Synapse's flows: a dummy stage for open registration (unless `registrations_require_3pid` asks for an email), an
+ * email stage when emails can be sent, each with a registration token stage before it when required, and the
+ * CAPTCHA first when enabled.
  */
 export function registrationFlows(config: Config): string[][] {
-  const flow = ["m.login.dummy"];
-  if (config.registrationRequiresToken) flow.unshift("m.login.registration_token");
-  if (config.enableRegistrationCaptcha) flow.unshift("m.login.recaptcha");
-  return [flow];
+  const flows: string[][] = [];
+  if (!config.threepids.registrationsRequire3pid.includes("email")) flows.push(["m.login.dummy"]);
+  if (config.email !== undefined) flows.push(["m.login.email.identity"]);
+  for (const flow of flows) {
+    if (config.registrationRequiresToken) flow.unshift("m.login.registration_token");
+    if (config.enableRegistrationCaptcha) flow.unshift("m.login.recaptcha");
+  }
+  return flows;
 }
 
 /** The UIA `params` of registration: the CAPTCHA's site key for the client's widget. */
@@ -112,6 +118,10 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
         return { ...res, ...loginFields(login) };
       }
       if (typeof params.password_hash !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing password.");
+      const email = outcome.results["m.login.email.identity"] as ValidatedThreepid | undefined;
+      if (email !== undefined && (await services.threepids.userFor(email.medium, email.address)) !== undefined) {
+        throw new MatrixError(400, "M_THREEPID_IN_USE", `${email.address} is already in use`);
+      }
       limits.registration.take(req.ip);
       const common = {
         passwordHash: params.password_hash,
@@ -124,6 +134,8 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
         typeof params.guest_access_token === "string" && typeof params.username === "string"
           ? await accounts.upgradeGuest(params.username, params.guest_access_token, common)
           : await accounts.register({ username: params.username, ...common });
+      // The validated email becomes the account's (login, password reset), as in Synapse.
+      if (email !== undefined) await services.threepids.add(r.userId, email);
       const usedToken = outcome.results["m.login.registration_token"];
       if (typeof usedToken === "string") await storage.registrationTokens.complete(usedToken);
       // The session is kept (it expires as any other) and remembers the user, for replays (above).

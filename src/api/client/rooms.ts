@@ -7,6 +7,8 @@ import { MatrixError } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import type { CreateRoomRequest } from "../../services/rooms/create.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
+import { IdentityServerClient } from "../../services/threepid/identity_server.js";
+import type { ThirdPartyInviteRequest } from "../../services/threepid/invites.js";
 
 const Reason = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 4096 })) });
 const TargetUser = Type.Object({ user_id: Type.String({ maxLength: 255 }), reason: Type.Optional(Type.String({ maxLength: 4096 })) });
@@ -49,6 +51,17 @@ function viaServers(query: Record<string, string | string[] | undefined>): strin
   return [...list(query.via), ...list(query.server_name)].filter((s) => isValidServerName(s));
 }
 
+/** A 3PID invite's fields (POST /invite's alternative body, an invite_3pid entry). */
+function thirdPartyInviteRequest(v: unknown): ThirdPartyInviteRequest {
+  const o = (typeof v === "object" && v !== null && !Array.isArray(v) ? v : {}) as Record<string, unknown>;
+  for (const k of ["id_server", "medium", "address"]) {
+    if (typeof o[k] !== "string") throw new MatrixError(400, "M_MISSING_PARAM", `A third-party invite needs '${k}'`);
+  }
+  // Spec v1.x: identity servers need an access token; without one there is nothing we can ask them (as Synapse).
+  if (typeof o.id_access_token !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "A third-party invite needs 'id_access_token'");
+  return { idServer: IdentityServerClient.checkIdServer(o.id_server), idAccessToken: o.id_access_token, medium: o.medium as string, address: o.address as string };
+}
+
 export function roomIdParam(roomId: string): string {
   if (!isValidRoomId(roomId)) throw new MatrixError(400, "M_INVALID_PARAM", `Invalid room ID: ${roomId}`);
   return roomId;
@@ -63,10 +76,13 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     body: CreateRoomBody,
     handler: async (ctx) => {
       const me = requester(ctx);
-      if (ctx.body.invite_3pid && ctx.body.invite_3pid.length > 0) throw new MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported yet");
+      // Checked before the room exists, so that a malformed entry creates nothing.
+      const invites3pid = (ctx.body.invite_3pid ?? []).map(thirdPartyInviteRequest);
       await accountModeration.assertNotSuspended(me.userId);
       limits.roomCreation.take(me.userId);
       const r = await roomCreation.createRoom(me.userId, ctx.body as CreateRoomRequest);
+      // As Synapse: after the room's other invites, one by one.
+      for (const req of invites3pid) await services.thirdPartyInvites.invite(r.roomId, me.userId, req);
       return r.alias !== undefined ? { room_id: r.roomId, room_alias: r.alias } : { room_id: r.roomId };
     },
   });
@@ -81,6 +97,9 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
       await accountModeration.assertNotSuspended(me.userId);
       limits.joinsLocal.take(me.userId);
       // `via` (v1.12) and the older `server_name`: servers to join through when the room is not on this server.
+      if (ctx.body.third_party_signed !== undefined) {
+        await services.thirdPartyInvites.joinWithProof(await membership.resolveRoom(ctx.params.roomIdOrAlias!), me.userId, ctx.body.third_party_signed);
+      }
       return { room_id: await membership.join(ctx.params.roomIdOrAlias!, me.userId, { ...joinOptions(ctx.body, me.isGuest), servers: viaServers(ctx.query) }) };
     },
   });
@@ -118,7 +137,9 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
       const me = requester(ctx);
       await accountModeration.assertNotSuspended(me.userId);
       limits.joinsLocal.take(me.userId);
-      return { room_id: await membership.join(roomIdParam(ctx.params.roomId!), me.userId, joinOptions(ctx.body, me.isGuest)) };
+      const roomId = roomIdParam(ctx.params.roomId!);
+      if (ctx.body.third_party_signed !== undefined) await services.thirdPartyInvites.joinWithProof(roomId, me.userId, ctx.body.third_party_signed);
+      return { room_id: await membership.join(roomId, me.userId, joinOptions(ctx.body, me.isGuest)) };
     },
   });
 
@@ -136,12 +157,18 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
   defineRoute(app, services, {
     method: "POST",
     paths: clientPaths("/rooms/:roomId/invite"),
-    body: Type.Union([TargetUser, Type.Object({ id_server: Type.String(), medium: Type.String(), address: Type.String() })]),
+    body: Type.Union([TargetUser, Type.Object({ id_server: Type.String(), id_access_token: Type.Optional(Type.String()), medium: Type.String(), address: Type.String() })]),
     handler: async (ctx) => {
       const me = requester(ctx);
       const roomId = roomIdParam(ctx.params.roomId!);
       const body = ctx.body as { user_id?: string; reason?: string };
-      if (typeof body.user_id !== "string") throw new MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported yet");
+      if (typeof body.user_id !== "string") {
+        const req = thirdPartyInviteRequest(ctx.body);
+        await accountModeration.assertNotSuspended(me.userId);
+        limits.invitesPerRoom.take(roomId);
+        await services.thirdPartyInvites.invite(roomId, me.userId, req);
+        return {};
+      }
       await accountModeration.assertNotSuspended(me.userId);
       limits.invitesPerRoom.take(roomId);
       limits.invitesPerUser.take(body.user_id);

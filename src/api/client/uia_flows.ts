@@ -4,6 +4,7 @@
  */
 import type { Services } from "../../services/services.js";
 import { UiaRefusal } from "../../services/uia.js";
+import { resolveLoginUser } from "./identifiers.js";
 
 export function passwordFlows(): string[][] {
   return [["m.login.password"]];
@@ -15,7 +16,7 @@ export function passwordFlows(): string[][] {
  */
 export function registerPasswordStage(services: Services): void {
   services.uia.registerStage("m.login.password", async (auth, { request }) => {
-    const userId = services.accounts.resolveIdentifier(auth);
+    const userId = await resolveLoginUser(services, auth);
     services.limits.loginFailedAttempts.check(userId);
     try {
       await services.accounts.checkPassword(userId, auth.password);

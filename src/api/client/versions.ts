@@ -67,8 +67,8 @@ export function registerVersionRoutes(app: FastifyInstance, services: Services):
       },
       "m.set_displayname": { enabled: config.enableSetDisplayname },
       "m.set_avatar_url": { enabled: config.enableSetAvatarUrl },
-      // Synapse's enable_3pid_changes: there are no 3PID endpoints yet.
-      "m.3pid_changes": { enabled: false },
+      // Synapse's enable_3pid_changes (default true): /account/3pid/add, /delete and the 3PID requestToken.
+      "m.3pid_changes": { enabled: config.threepids.enable3pidChanges },
       // Synapse's login_via_existing_session.enabled: POST /login/get_token.
       "m.get_login_token": { enabled: config.loginViaExistingSession.enabled },
       // The spec: a server whose profile_fields cover displayname/avatar_url must agree with the two above (as Synapse, via `disallowed`).

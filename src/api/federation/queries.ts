@@ -4,7 +4,8 @@
  */
 import type { FastifyInstance } from "fastify";
 import { isValidRoomAlias, userIdDomain } from "../../core/ids/ids.js";
-import { MatrixError, forbidden, invalidParam, notFound, unrecognized } from "../../errors.js";
+import { MatrixError, forbidden, invalidParam, notFound } from "../../errors.js";
+import type { JsonObject } from "../../core/json/types.js";
 import { OpenIdTokens } from "../../services/openid.js";
 import { MAX_CLAIM_DEVICES, MAX_QUERY_USERS, parseClaimRequest, parseQueryRequest } from "../../services/e2e_keys.js";
 import type { PublicRoomsRequest } from "../../services/rooms/directory.js";
@@ -153,12 +154,28 @@ export function registerFederationQueries(app: FastifyInstance, services: Servic
     },
   });
 
-  // Third-party (3PID) invites are not supported yet: the spec's answer for an unsupported endpoint.
+  // Third-party invites (spec "Third-party invites"): the invitee's server asks the inviter's for the invite.
   defineFederationRoute(app, services, {
     method: "PUT",
     paths: [`${V1}/exchange_third_party_invite/:roomId`],
-    handler: () => {
-      throw unrecognized("Third-party invites are not supported by this server");
+    handler: async ({ params, body }) => {
+      await services.thirdPartyInvites.onExchange(params.roomId!, body as JsonObject);
+      return {};
     },
   });
+
+  // Called by identity servers, which have no server signature to give (as Synapse: no X-Matrix needed); the invites
+  // it carries are proven by the identity server's signatures instead. The spec says PUT; identity servers (Sydent,
+  // SyTest's) send POST.
+  for (const method of ["PUT", "POST"] as const) {
+    defineFederationRoute(app, services, {
+      method,
+      paths: [`${V1}/3pid/onbind`],
+      auth: "optional",
+      handler: async ({ body }) => {
+        await services.thirdPartyInvites.onBind(body as JsonObject);
+        return {};
+      },
+    });
+  }
 }

@@ -9,9 +9,9 @@
  */
 import type { Event } from "../events/event.js";
 import { stateMapKey } from "../events/event.js";
-import { verifyJsonSignature } from "../crypto/signing.js";
+import { invitePublicKeys, verifyingKey } from "./third_party_invite.js";
 import { idDomain, isHistoricalUserId, userIdDomain } from "../ids/ids.js";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json/types.js";
+import { isJsonObject } from "../json/types.js";
 import { authEventsSelectionKeys } from "./auth_selection.js";
 import {
   MalformedPowerLevelsError,
@@ -316,31 +316,7 @@ function checkThirdPartyInvite(
   // 5.4.1.6
   if (invite.sender !== event.sender) return reject("sender did not send the m.room.third_party_invite");
   // 5.4.1.7, 5.4.1.8
-  return signedByAnyKey(signed, publicKeysOf(invite.content)) ? ALLOW : reject("no valid signature on third_party_invite.signed");
-}
-
-function publicKeysOf(content: JsonObject): string[] {
-  const keys: string[] = [];
-  if (typeof content.public_key === "string") keys.push(content.public_key);
-  const list: JsonValue | undefined = content.public_keys;
-  if (Array.isArray(list)) {
-    for (const k of list) if (isJsonObject(k) && typeof k.public_key === "string") keys.push(k.public_key);
-  }
-  return keys;
-}
-
-/** "If any signature in signed matches any public key": every ed25519 signature against every key. */
-function signedByAnyKey(signed: JsonObject, publicKeys: string[]): boolean {
-  const sigs = signed.signatures;
-  if (!isJsonObject(sigs) || publicKeys.length === 0) return false;
-  for (const [entity, byKey] of Object.entries(sigs)) {
-    if (!isJsonObject(byKey)) continue;
-    for (const keyId of Object.keys(byKey)) {
-      if (!keyId.startsWith("ed25519:")) continue;
-      for (const pk of publicKeys) if (verifyJsonSignature(signed, entity, keyId, pk)) return true;
-    }
-  }
-  return false;
+  return verifyingKey(signed, invitePublicKeys(invite.content)) ? ALLOW : reject("no valid signature on third_party_invite.signed");
 }
 
 /** Rule 10: m.room.power_levels. */

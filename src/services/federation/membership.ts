@@ -156,11 +156,14 @@ export class FederationMembership {
   }
 
   /** Stripped state for a knock (and invites): the room's basic state events, as {type, state_key, sender, content}. */
-  async strippedState(roomId: string): Promise<JsonObject[]> {
+  async strippedState(roomId: string, sender?: string): Promise<JsonObject[]> {
     const head = await this.deps.persister.head(roomId);
     if (!head) return [];
     const types = ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
-    const ids = types.map((t) => head.state.get(stateMapKey(t, ""))).filter((x): x is string => x !== undefined);
+    const keys = types.map((t) => stateMapKey(t, ""));
+    // As Synapse: the inviter's own membership too, so the invitee's client can show who invited them.
+    if (sender !== undefined) keys.push(stateMapKey("m.room.member", sender));
+    const ids = keys.map((k) => head.state.get(k)).filter((x): x is string => x !== undefined);
     const events = await this.deps.events.getMany(ids);
     return [...events.values()].map((e) => ({ type: e.event.type, state_key: e.event.state_key ?? "", sender: e.event.sender, content: e.event.content }));
   }

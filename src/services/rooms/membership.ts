@@ -26,7 +26,8 @@ export interface RemoteMembership {
   queryAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
   knockRemote(roomId: string, userId: string, servers: string[], content: JsonObject): Promise<void>;
   inviteRemote(event: Event, version: RoomVersion, strippedState: JsonObject[]): Promise<Event>;
-  strippedState(roomId: string): Promise<JsonObject[]>;
+  /** The stripped state sent with an invite; with `sender`, the inviter's m.room.member event too. */
+  strippedState(roomId: string, sender?: string): Promise<JsonObject[]>;
 }
 
 export class MembershipService {
@@ -234,7 +235,30 @@ export class MembershipService {
         if (current === "ban") throw forbidden(`${target} is banned from the room`);
       },
       // Spec "Inviting to a room": an invitee on another server gets the invite first and signs it.
-      remote ? async (event, head) => remote.inviteRemote(event, head.version, await remote.strippedState(head.roomId)) : undefined,
+      remote ? async (event, head) => remote.inviteRemote(event, head.version, await remote.strippedState(head.roomId, event.sender)) : undefined,
+    );
+  }
+
+  /**
+   * An invite redeeming an m.room.third_party_invite (spec auth rule 5.4.1): sent as the third-party invite's sender,
+   * who need not be in the room any more; the auth rules check the signed proof.
+   */
+  async inviteByThirdParty(roomId: string, sender: string, target: string, thirdPartyInvite: JsonObject): Promise<void> {
+    if (!isHistoricalUserId(target)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid user ID");
+    const content: JsonObject = { ...(await this.profileContent(target)), third_party_invite: thirdPartyInvite };
+    const remote = userIdDomain(target) !== this.core.config.serverName ? this.remote : undefined;
+    await this.sendMember(
+      roomId,
+      sender,
+      target,
+      "invite",
+      content,
+      async (h) => {
+        const current = await this.rooms.membership(h, target);
+        if (current === "join") throw forbidden(`${target} is already in the room.`);
+        if (current === "ban") throw forbidden(`${target} is banned from the room`);
+      },
+      remote ? async (event, head) => remote.inviteRemote(event, head.version, await remote.strippedState(head.roomId, event.sender)) : undefined,
     );
   }
 

@@ -22,6 +22,7 @@ import { m014_user_directory } from "./014_user_directory.js";
 import { m016_room_peeks } from "./016_room_peeks.js";
 import { m017_erased_users } from "./017_erased_users.js";
 import { m018_sliding_sync } from "./018_sliding_sync.js";
+import { m019_threepids } from "./019_threepids.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -48,6 +49,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["016_room_peeks", m016_room_peeks],
   ["017_erased_users", m017_erased_users],
   ["018_sliding_sync", m018_sliding_sync],
+  ["019_threepids", m019_threepids],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {
