@@ -204,6 +204,21 @@ describe("through matrix-js-sdk (what Element calls)", () => {
   });
 });
 
+describe("after a restart", () => {
+  it("what was indexed is found again, and new messages are indexed", async () => {
+    const u = await registerUser(c);
+    const room = await createRoom(c, u);
+    const w = word("r");
+    const before = await send(c, u, room, `kept ${w} across restarts`);
+    expect(ids(await search(u, { search_term: w }))).toEqual([before]);
+    ts = await ts.restart();
+    c = new Client(ts.baseUrl);
+    expect(ids(await search(u, { search_term: w }))).toEqual([before]);
+    const after = await send(c, u, room, `and ${w} once more`);
+    expect(ids(await search(u, { search_term: w, order_by: "recent" }))).toEqual([after, before]);
+  });
+});
+
 describe("pagination", () => {
   it("recent: pages of `limit` newest first, with next_batch until the results run out (SyTest: back-paginate)", async () => {
     const u = await registerUser(c);
