@@ -235,13 +235,16 @@ async function benchMessages(base, server) {
 }
 
 /**
- * POST /search over 100,000 indexed messages (one room; 200 distinct words, a rare word in 1 of 1,000): query
- * latency for a rare and a common word, both orderings, paging on, and the size of the index.
+ * POST /search over indexed messages (default 100,000 in one room; --search-messages N --search-rooms R spreads N over
+ * R rooms; 200 distinct words, a rare word in 1 of 1,000): query latency for a rare and a common word, both
+ * orderings, paging on, and the size of the index.
  */
 async function benchSearch(base, server) {
   const u = await register(base);
-  const room = await createRoom(base, u.token);
-  const total = 100_000;
+  const total = Math.min(2_000_000, Number(arg("search-messages", "100000")));
+  const nRooms = Math.max(1, Math.min(5000, Number(arg("search-rooms", "1"))));
+  const rooms = [];
+  for (let i = 0; i < nRooms; i++) rooms.push(await createRoom(base, u.token));
   const vocab = Array.from({ length: 200 }, (_, i) => `v${i}x`);
   let next = 0;
   const t0 = performance.now();
@@ -250,18 +253,19 @@ async function benchSearch(base, server) {
       while (next < total) {
         const i = next++;
         const body = `message ${i} ${vocab[i % 200]} ${vocab[(i * 7) % 200]} ${vocab[(i * 13) % 200]}${i % 1000 === 0 ? " zebracrossing" : ""} and some more ordinary text`;
-        await must(request(base, "PUT", `/_matrix/client/v3/rooms/${enc(room)}/send/m.room.message/s${i}`, { token: u.token, body: { msgtype: "m.text", body } }));
+        await must(request(base, "PUT", `/_matrix/client/v3/rooms/${enc(rooms[i % nRooms])}/send/m.room.message/s${i}`, { token: u.token, body: { msgtype: "m.text", body } }));
       }
     }),
   );
-  report("filling 100k searchable messages (64 in flight)", total / ((performance.now() - t0) / 1000), "msg/s");
+  const k = (n) => (n >= 1000 ? `${n / 1000}k` : String(n));
+  report(`filling ${k(total)} searchable messages in ${nRooms} room(s) (64 in flight)`, total / ((performance.now() - t0) / 1000), "msg/s");
   await server.analyze();
   const query = async (term, order, nextBatch) => {
     const t = performance.now();
     const r = await must(request(base, "POST", `/_matrix/client/v3/search${nextBatch ? `?next_batch=${enc(nextBatch)}` : ""}`, { token: u.token, body: { search_categories: { room_events: { search_term: term, order_by: order } } } }));
     return { ms: performance.now() - t, r: r.search_categories.room_events };
   };
-  for (const [label, term] of [["rare word (100 matches)", "zebracrossing"], ["common word (500 matches)", vocab[100]], ["very common word (100k matches)", "ordinary"]]) {
+  for (const [label, term] of [[`rare word (${k(total / 1000)} matches)`, "zebracrossing"], [`common word (${k(total / 200)} matches)`, vocab[100]], [`very common word (${k(total)} matches)`, "ordinary"]]) {
     for (const order of ["rank", "recent"]) {
       const times = [];
       let count = 0;

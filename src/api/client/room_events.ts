@@ -75,6 +75,9 @@ export function registerRoomEventRoutes(app: FastifyInstance, services: Services
     await checkNumbers(ctx, roomId);
     await accountModeration.assertNotSuspended(me.userId);
     const eventId = await messages.setState(roomId, me, ctx.params.eventType!, ctx.params.stateKey ?? "", ctx.body as JsonObject);
+    // Revoking guest access: answer once this server's guests have left (joining the run the event's commit started;
+    // a run that already ended finds nobody left to remove).
+    if (ctx.params.eventType === "m.room.guest_access") await services.membership.kickGuests(roomId).catch(() => undefined);
     return { event_id: eventId };
   };
   const getState = async (ctx: RouteContext<Record<string, unknown>>) => {

@@ -31,6 +31,8 @@ export interface RemoteMembership {
 }
 
 export class MembershipService {
+  /** Guest kicks in progress, by room (see kickGuests). */
+  private readonly guestKicks = new Map<string, Promise<void>>();
   /** Set once federation is wired (server.ts). */
   remote?: RemoteMembership;
   /** After a local user joined a room through another server (room upgrades carry state over then); must not throw. */
@@ -381,7 +383,21 @@ export class MembershipService {
    * As Synapse, once a room's m.room.guest_access is no longer `can_join`: this server's guests (member events
    * with `kind: "guest"`) joined or invited there leave, as themselves (no power levels involved).
    */
-  async kickGuests(roomId: string): Promise<void> {
+  /**
+   * This server's guests leave a room whose guest access is no longer `can_join`. One run per room at a time: the
+   * event consumer starts it at commit, and the client that revoked access waits for the same run (so its next read
+   * sees the guests gone, as in Synapse).
+   */
+  kickGuests(roomId: string): Promise<void> {
+    let run = this.guestKicks.get(roomId);
+    if (!run) {
+      run = this.kickGuestsOnce(roomId).finally(() => this.guestKicks.delete(roomId));
+      this.guestKicks.set(roomId, run);
+    }
+    return run;
+  }
+
+  private async kickGuestsOnce(roomId: string): Promise<void> {
     const head = await this.rooms.headIfKnown(roomId);
     if (!head || (await this.rooms.stateContent(head, "m.room.guest_access"))?.guest_access === "can_join") return;
     const members = await this.core.storage.rooms.members(roomId, ["join", "invite"]);
