@@ -8,46 +8,23 @@
 import { splitStateMapKey, stateMapKey, type StateMap } from "../../core/events/event.js";
 import { isJsonObject, type JsonObject } from "../../core/json/types.js";
 import { diffStates } from "../../storage/state_deltas.js";
-import type { AccountDataService } from "../account_data.js";
-import type { DeviceListService } from "../device_lists.js";
-import type { ReceiptService } from "../ephemeral/receipts.js";
-import type { PresenceService } from "../ephemeral/presence.js";
-import type { TypingService } from "../ephemeral/typing.js";
-import type { UnreadCounts } from "../push/counts.js";
-import type { PushRuleService } from "../push/rules.js";
 import type { StoredEvent } from "../rooms/event_cache.js";
 import { BUNDLED_RELATIONS, type FormatContext, type RelationRow } from "../rooms/format.js";
-import type { RecentEvents } from "../rooms/recent_events.js";
-import type { RoomChanges } from "../rooms/room_changes.js";
 import type { RoomAccess } from "../rooms/rooms.js";
 import { before, formatTopo } from "../rooms/tokens.js";
-import type { UserRooms } from "../rooms/user_rooms.js";
-import type { ToDeviceService } from "../to_device.js";
 import type { BumpStamps } from "./bump_stamps.js";
 import type { OpenConnection, SentRoom, SlidingConnections } from "./sliding_connections.js";
 import { combineConfigs, parseSlidingRequest, stateWanted, type ExtensionScope, type ListFilters, type RoomConfig, type SlidingRequest, type StateSpec } from "./sliding_request.js";
+import type { SyncStreamDeps } from "./sync.js";
 import { formatSyncToken, tokenAdvanced, type SyncToken } from "./token.js";
 
-export interface SlidingSyncDeps {
-  rooms: RoomAccess;
-  accountData: AccountDataService;
-  receipts: ReceiptService;
-  typing: TypingService;
-  presence: PresenceService;
-  toDevice: ToDeviceService;
-  deviceLists: DeviceListService;
-  unread: UnreadCounts;
-  pushRules: PushRuleService;
-  userRooms: UserRooms;
-  roomChanges: RoomChanges;
-  recent: RecentEvents;
+export interface SlidingSyncDeps extends SyncStreamDeps {
   bumpStamps: BumpStamps;
   connections: SlidingConnections;
   /** The current sync token (SyncService.currentToken). */
   currentToken: () => SyncToken;
   /** Stripped state of an invite or knock (SyncService.strippedState). */
   strippedState: (roomId: string, memberEventId: string) => Promise<JsonObject[]>;
-  keyCounts?: (userId: string, deviceId: string) => Promise<{ device_one_time_keys_count: Record<string, number>; device_unused_fallback_key_types: string[] }>;
 }
 
 export interface SlidingSyncCall {

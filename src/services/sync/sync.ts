@@ -60,7 +60,8 @@ export interface SyncRequest {
   ignored?: ReadonlySet<string>;
 }
 
-export interface SyncDeps {
+/** The streams and caches both sync engines read (/sync here, Sliding Sync in sliding_sync.ts). */
+export interface SyncStreamDeps {
   rooms: RoomAccess;
   accountData: AccountDataService;
   receipts: ReceiptService;
@@ -73,10 +74,13 @@ export interface SyncDeps {
   userRooms: UserRooms;
   roomChanges: RoomChanges;
   recent: RecentEvents;
-  /** Rooms the syncing device peeks into (MSC2753). */
-  peeks?: PeekService;
   /** One-time and fallback key state of the syncing device (e2e_keys.ts). */
   keyCounts?: (userId: string, deviceId: string) => Promise<{ device_one_time_keys_count: Record<string, number>; device_unused_fallback_key_types: string[] }>;
+}
+
+export interface SyncDeps extends SyncStreamDeps {
+  /** Rooms the syncing device peeks into (MSC2753). */
+  peeks?: PeekService;
 }
 
 const MEMBER_PREFIX = `${"m.room.member".length}:m.room.member`;
