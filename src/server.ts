@@ -73,6 +73,7 @@ import { FederationReads } from "./services/federation/reads.js";
 import { TagService } from "./services/tags.js";
 import { KeyBackupService } from "./services/key_backup.js";
 import { SearchService } from "./services/search.js";
+import { SelfDestructingEvents } from "./services/rooms/self_destruct.js";
 import { SearchIndexer } from "./services/search_index.js";
 import { DehydratedDeviceService } from "./services/dehydrated_devices.js";
 import { TurnService } from "./services/voip.js";
@@ -281,6 +282,7 @@ export async function startServices(s: Services): Promise<void> {
   await s.federationSender.start();
   await s.pusherPool.start();
   await s.media.start();
+  await s.selfDestruct?.start();
   startHousekeeping(s);
 }
 
@@ -294,6 +296,7 @@ export function stopServices(s: Services): void {
   s.pusherPool.close();
   s.urlPreviews.close();
   s.threepids.validation.close();
+  void s.selfDestruct?.close();
   clearInterval(housekeeping.get(s));
 }
 
@@ -583,6 +586,8 @@ export function buildServices(
   };
   persister.use(guestAccessConsumer(membership, log));
   if (config.enableSearch) persister.use(new SearchIndexer(storage));
+  const selfDestruct = config.enableEphemeralMessages ? new SelfDestructingEvents({ storage, events, recent, log }) : undefined;
+  if (selfDestruct) persister.use(selfDestruct);
 
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
   // The client names the identity server: requests to it go through the IP-range-filtered client.
@@ -736,6 +741,7 @@ export function buildServices(
       keyCounts: (u, d) => e2eKeys.syncFields(u, d),
     }),
     peeks,
+    selfDestruct,
     toDevice,
     deviceLists,
     e2eKeys,

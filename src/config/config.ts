@@ -176,6 +176,8 @@ export interface Config {
   presenceEnabled: boolean;
   /** Synapse's `enable_search`: off, events are not indexed and POST /search is refused. */
   enableSearch: boolean;
+  /** Synapse's experimental `enable_ephemeral_messages`: MSC2228 self-destructing events are pruned when they expire. */
+  enableEphemeralMessages: boolean;
   adminContact?: string;
   /** Synapse's `caches` section: how big each in-memory cache may grow (see util/cache.ts, docs/memory.md). */
   caches: CacheConfig;
@@ -503,6 +505,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     allowPublicRoomsOverFederation: r.bool("allow_public_rooms_over_federation", false),
     presenceEnabled: readPresence(r),
     enableSearch: r.bool("enable_search", true),
+    enableEphemeralMessages: r.bool("enable_ephemeral_messages", false),
     caches: readCaches(r),
     enableMetrics: r.bool("enable_metrics", false),
     push: readPush(r),

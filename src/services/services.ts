@@ -62,6 +62,7 @@ import type { MediaRepository } from "./media/media_repository.js";
 import type { SearchService } from "./search.js";
 import type { UserDirectoryService } from "./user_directory.js";
 import type { PeekService } from "./rooms/peeks.js";
+import type { SelfDestructingEvents } from "./rooms/self_destruct.js";
 import type { OutboundHttp } from "../outbound/http_client.js";
 import type { ThreepidService } from "./threepid/threepids.js";
 import type { ThirdPartyInvites } from "./threepid/invites.js";
@@ -185,6 +186,8 @@ export interface Services {
   configuredHttp: OutboundHttp;
   /** Peeking into world-readable rooms (MSC2753 /peek, `rooms.peek` in /sync). */
   peeks: PeekService;
+  /** MSC2228 expiries; only with `enable_ephemeral_messages`. */
+  selfDestruct?: SelfDestructingEvents;
   /** POST /user_directory/search and the tables behind it. */
   userDirectory: UserDirectoryService;
 }

@@ -481,6 +481,12 @@ export interface UserThreepidIdServerTable {
   id_server: string;
 }
 
+/** When self-destructing events expire (MSC2228, migration 020). */
+export interface EventExpiryTable {
+  event_id: string;
+  expiry_ts: number;
+}
+
 /** Users erased at deactivation (migration 017). */
 export interface ErasedUsersTable {
   user_id: string;
@@ -616,6 +622,7 @@ export interface Schema {
   user_directory: UserDirectoryTable;
   room_peeks: RoomPeeksTable;
   erased_users: ErasedUsersTable;
+  event_expiry: EventExpiryTable;
   threepid_validation_sessions: ThreepidValidationSessionsTable;
   threepid_validation_tokens: ThreepidValidationTokensTable;
   user_threepids: UserThreepidsTable;

@@ -33,6 +33,7 @@ import { SearchStore } from "./search.js";
 import { UserDirectoryStore } from "./user_directory.js";
 import { PeekStore } from "./peeks.js";
 import { ErasedUserStore } from "./erased_users.js";
+import { EventExpiryStore } from "./event_expiry.js";
 import { ThreepidStore } from "./threepids.js";
 
 export class Stores {
@@ -65,6 +66,7 @@ export class Stores {
   readonly userDirectory: UserDirectoryStore;
   readonly peeks: PeekStore;
   readonly erasedUsers: ErasedUserStore;
+  readonly eventExpiry: EventExpiryStore;
   readonly threepids: ThreepidStore;
 
   constructor(readonly db: Kysely<Schema>) {
@@ -97,6 +99,7 @@ export class Stores {
     this.userDirectory = new UserDirectoryStore(db);
     this.peeks = new PeekStore(db);
     this.erasedUsers = new ErasedUserStore(db);
+    this.eventExpiry = new EventExpiryStore(db);
     this.threepids = new ThreepidStore(db);
   }
 }

@@ -23,6 +23,7 @@ import { m016_room_peeks } from "./016_room_peeks.js";
 import { m017_erased_users } from "./017_erased_users.js";
 import { m018_sliding_sync } from "./018_sliding_sync.js";
 import { m019_threepids } from "./019_threepids.js";
+import { m020_event_expiry } from "./020_event_expiry.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -50,6 +51,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["017_erased_users", m017_erased_users],
   ["018_sliding_sync", m018_sliding_sync],
   ["019_threepids", m019_threepids],
+  ["020_event_expiry", m020_event_expiry],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {
