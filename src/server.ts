@@ -74,6 +74,8 @@ import { TagService } from "./services/tags.js";
 import { KeyBackupService } from "./services/key_backup.js";
 import { SearchService } from "./services/search.js";
 import { SelfDestructingEvents } from "./services/rooms/self_destruct.js";
+import { CasProvider } from "./services/sso/cas.js";
+import { SsoService } from "./services/sso/sso.js";
 import { SearchIndexer } from "./services/search_index.js";
 import { DehydratedDeviceService } from "./services/dehydrated_devices.js";
 import { TurnService } from "./services/voip.js";
@@ -589,6 +591,7 @@ export function buildServices(
   const selfDestruct = config.enableEphemeralMessages ? new SelfDestructingEvents({ storage, events, recent, log }) : undefined;
   if (selfDestruct) persister.use(selfDestruct);
 
+  const loginTokens = new LoginTokens(storage);
   const fed = buildFederation(config, log, storage, signingKey, federation, caches);
   // The client names the identity server: requests to it go through the IP-range-filtered client.
   const identityServers = new IdentityServerClient(fed.outbound, config.serverName, signingKey);
@@ -773,7 +776,8 @@ export function buildServices(
     keyBackup: new KeyBackupService(storage),
     accountModeration: new AccountModeration(config.serverName, storage, tokens, events),
     reports: new ReportService(config.serverName, storage, rooms, new RateLimiter(rl.reports)),
-    loginTokens: new LoginTokens(storage),
+    loginTokens,
+    ...(config.cas ? { cas: new CasProvider(config.cas, fed.configuredHttp), sso: new SsoService({ storage, accounts, profile, loginTokens, serverName: config.serverName }) } : {}),
     urlPreviews,
     media,
     search: new SearchService({ storage, events, state, visibility, formatter, messages, enabled: config.enableSearch }),

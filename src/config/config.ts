@@ -189,6 +189,10 @@ export interface Config {
   push: PushConfig;
   /** Synapse's `turn_*` keys: the TURN server handed to clients by GET /voip/turnServer. */
   turn: TurnConfig;
+  /** Synapse's `cas_config`: single sign-on through a CAS server; undefined when off. */
+  cas?: CasConfig;
+  /** Synapse's `sso.client_whitelist`: client URLs an SSO login redirects to without a confirmation page. */
+  ssoClientWhitelist: string[];
   loginViaExistingSession: LoginViaExistingSession;
   /** Served at /.well-known/matrix/support; undefined → 404 there. */
   support?: SupportConfig;
@@ -511,6 +515,8 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     push: readPush(r),
     userDirectory: readUserDirectory(r),
     turn: readTurn(r),
+    cas: readCas(r),
+    ssoClientWhitelist: readSso(r),
     loginViaExistingSession: readLoginViaExistingSession(r),
     ...readSupport(r),
     ...readPolicyServer(r),
@@ -851,6 +857,63 @@ function readMedia(r: ConfigReader): MediaConfig {
   if (remote !== undefined) media.remoteMediaLifetimeMs = remote;
   warnUnknown(retention);
   return media;
+}
+
+export interface CasConfig {
+  /** The CAS server's base URL (its `/login` and `/proxyValidate` are under it), without a trailing slash. */
+  serverUrl: string;
+  /** The CAS attribute that gives a new user's display name. */
+  displaynameAttribute?: string;
+  /** Attributes a CAS user must have to log in: the value required, or null for any value. */
+  requiredAttributes: Record<string, string | null>;
+  idpName: string;
+  idpIcon?: string;
+  idpBrand?: string;
+}
+
+/** `cas_config`, as Synapse reads it: on when the section is there, unless `enabled: false`. */
+function readCas(r: ConfigReader): CasConfig | undefined {
+  if (!r.has("cas_config")) {
+    r.accept("cas_config");
+    return undefined;
+  }
+  const c = r.section("cas_config");
+  const enabled = c.bool("enabled", true);
+  const out: CasConfig = {
+    serverUrl: (enabled ? c.requireString("server_url") : (c.string("server_url") ?? "")).replace(/\/+$/, ""),
+    requiredAttributes: {},
+    idpName: c.string("idp_name", "CAS"),
+  };
+  const displayname = c.string("displayname_attribute");
+  if (displayname !== undefined) out.displaynameAttribute = displayname;
+  const icon = c.string("idp_icon");
+  if (icon !== undefined) out.idpIcon = icon;
+  const brand = c.string("idp_brand");
+  if (brand !== undefined) out.idpBrand = brand;
+  const required = c.raw("required_attributes");
+  if (required !== undefined && required !== null) {
+    if (typeof required !== "object" || Array.isArray(required)) throw new ConfigError('config key "cas_config.required_attributes": expected a mapping');
+    for (const [k, v] of Object.entries(required as Record<string, unknown>)) {
+      if (v !== null && typeof v !== "string") throw new ConfigError(`config key "cas_config.required_attributes.${k}": expected a string or null`);
+      out.requiredAttributes[k] = v;
+    }
+  }
+  // The service URL is always our public_baseurl (Synapse deprecated `service_url` and ignores it too).
+  c.accept("service_url");
+  warnUnknown(c);
+  return enabled ? out : undefined;
+}
+
+function readSso(r: ConfigReader): string[] {
+  if (!r.has("sso")) {
+    r.accept("sso");
+    return [];
+  }
+  const s = r.section("sso");
+  const list = s.stringList("client_whitelist");
+  s.accept("update_profile_information");
+  warnUnknown(s);
+  return list;
 }
 
 function readUserDirectory(r: ConfigReader): UserDirectoryConfig {

@@ -63,6 +63,8 @@ import type { SearchService } from "./search.js";
 import type { UserDirectoryService } from "./user_directory.js";
 import type { PeekService } from "./rooms/peeks.js";
 import type { SelfDestructingEvents } from "./rooms/self_destruct.js";
+import type { CasProvider } from "./sso/cas.js";
+import type { SsoService } from "./sso/sso.js";
 import type { OutboundHttp } from "../outbound/http_client.js";
 import type { ThreepidService } from "./threepid/threepids.js";
 import type { ThirdPartyInvites } from "./threepid/invites.js";
@@ -176,6 +178,9 @@ export interface Services {
   reports: ReportService;
   /** Single-use `m.login.token` tokens. */
   loginTokens: LoginTokens;
+  /** Single sign-on; both set when an identity provider (CAS) is configured. */
+  sso?: SsoService;
+  cas?: CasProvider;
   /** GET /media/preview_url: page fetching, Open Graph, the preview cache. */
   urlPreviews: UrlPreviewService;
   /** The content repository: uploads, downloads, thumbnails. */

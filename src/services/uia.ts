@@ -117,7 +117,18 @@ export class UiaService {
       }
     }
 
-    if (flows.some((f) => f.every((s) => completed.includes(s)))) return { sessionId, body, results };
+    const done = flows.find((f) => f.every((s) => completed.includes(s)));
+    if (done) {
+      // A stage completed in a browser (SSO) records who authenticated there; it must be the requester (Synapse:
+      // 403 "Invalid auth", the same as a password stage for another user).
+      for (const s of done) {
+        const r = results[s];
+        if (isJsonObject(r) && typeof r.externalUser === "string" && req.userId !== undefined && r.externalUser !== req.userId) {
+          throw new UiaRefusal(403, "M_FORBIDDEN", "Invalid auth");
+        }
+      }
+      return { sessionId, body, results };
+    }
 
     const response: Record<string, unknown> = {
       flows: flows.map((stages) => ({ stages })),
@@ -152,6 +163,21 @@ export class UiaService {
     if (!row) return;
     const results = { ...(JSON.parse(row.serverdict) as Record<string, unknown>), [key]: value };
     await this.storage.uia.update(sessionId, { serverdict: JSON.stringify(results) });
+  }
+
+  /**
+   * Completes a stage done outside the API, in the user's browser (`m.login.sso` through the fallback page):
+   * `userId` is the local user who authenticated there ("" when the provider's user is nobody here). The session's
+   * next request checks it against the requester. False when the session is unknown or expired.
+   */
+  async completeExternally(sessionId: string, type: string, userId: string): Promise<boolean> {
+    const row = await this.storage.uia.get(sessionId);
+    if (!row || Date.now() - row.created_ts > SESSION_LIFETIME_MS) return false;
+    const completed = JSON.parse(row.completed) as string[];
+    if (!completed.includes(type)) completed.push(type);
+    const results = { ...(JSON.parse(row.serverdict) as Record<string, unknown>), [type]: { externalUser: userId } };
+    await this.storage.uia.update(sessionId, { completed: JSON.stringify(completed), serverdict: JSON.stringify(results) });
+    return true;
   }
 
   /** Ends a session once the operation it authorised has succeeded. */

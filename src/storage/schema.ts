@@ -481,6 +481,13 @@ export interface UserThreepidIdServerTable {
   id_server: string;
 }
 
+/** Identity providers' users mapped to local users (migration 021). */
+export interface UserExternalIdsTable {
+  auth_provider: string;
+  external_id: string;
+  user_id: string;
+}
+
 /** When self-destructing events expire (MSC2228, migration 020). */
 export interface EventExpiryTable {
   event_id: string;
@@ -623,6 +630,7 @@ export interface Schema {
   room_peeks: RoomPeeksTable;
   erased_users: ErasedUsersTable;
   event_expiry: EventExpiryTable;
+  user_external_ids: UserExternalIdsTable;
   threepid_validation_sessions: ThreepidValidationSessionsTable;
   threepid_validation_tokens: ThreepidValidationTokensTable;
   user_threepids: UserThreepidsTable;

@@ -34,6 +34,7 @@ import { UserDirectoryStore } from "./user_directory.js";
 import { PeekStore } from "./peeks.js";
 import { ErasedUserStore } from "./erased_users.js";
 import { EventExpiryStore } from "./event_expiry.js";
+import { ExternalIdStore } from "./external_ids.js";
 import { ThreepidStore } from "./threepids.js";
 
 export class Stores {
@@ -67,6 +68,7 @@ export class Stores {
   readonly peeks: PeekStore;
   readonly erasedUsers: ErasedUserStore;
   readonly eventExpiry: EventExpiryStore;
+  readonly externalIds: ExternalIdStore;
   readonly threepids: ThreepidStore;
 
   constructor(readonly db: Kysely<Schema>) {
@@ -100,6 +102,7 @@ export class Stores {
     this.peeks = new PeekStore(db);
     this.erasedUsers = new ErasedUserStore(db);
     this.eventExpiry = new EventExpiryStore(db);
+    this.externalIds = new ExternalIdStore(db);
     this.threepids = new ThreepidStore(db);
   }
 }

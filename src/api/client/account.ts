@@ -4,7 +4,7 @@ import type { FastifyInstance } from "fastify";
 import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
-import { passwordFlows } from "./uia_flows.js";
+import { reauthFlows } from "./uia_flows.js";
 import { IdentityServerClient } from "../../services/threepid/identity_server.js";
 import type { ValidatedThreepid } from "../../services/threepid/validation.js";
 
@@ -28,7 +28,7 @@ export function registerAccountRoutes(app: FastifyInstance, services: Services):
       // As for /register: the policy is checked before UIA, and the UIA session stores only the new password's hash.
       const { auth, new_password, new_password_hash: _ignored, ...rest } = ctx.body as typeof ctx.body & { new_password_hash?: unknown };
       const uiaBody: Record<string, unknown> = new_password !== undefined ? { ...rest, new_password_hash: await accounts.hashPassword(new_password) } : rest;
-      const flows = me !== undefined ? passwordFlows() : [["m.login.email.identity"]];
+      const flows = me !== undefined ? await reauthFlows(services, me.userId) : [["m.login.email.identity"]];
       const outcome = await uia.authenticate({ auth, body: uiaBody, uri: "/account/password", method: "POST", userId: me?.userId, ip: ctx.req.ip }, flows);
       const params = outcome.body as typeof rest & { new_password_hash?: unknown };
       if (typeof params.new_password_hash !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing new_password");
@@ -60,7 +60,7 @@ export function registerAccountRoutes(app: FastifyInstance, services: Services):
     handler: async (ctx) => {
       const me = requester(ctx);
       const { auth, ...rest } = ctx.body;
-      const outcome = await uia.authenticate({ auth, body: rest, uri: "/account/deactivate", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+      const outcome = await uia.authenticate({ auth, body: rest, uri: "/account/deactivate", method: "POST", userId: me.userId, ip: ctx.req.ip }, await reauthFlows(services, me.userId));
       const params = outcome.body as typeof rest;
       // As Synapse: 3PIDs are unbound from identity servers first, so a failure there leaves the account as it was.
       const idServer = params.id_server !== undefined ? IdentityServerClient.checkIdServer(params.id_server) : undefined;

@@ -5,7 +5,7 @@ import { isJsonObject } from "../../core/json/types.js";
 import { badJson } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
-import { passwordFlows } from "./uia_flows.js";
+import { reauthFlows } from "./uia_flows.js";
 
 export function registerDeviceRoutes(app: FastifyInstance, services: Services): void {
   const { devices, uia } = services;
@@ -47,7 +47,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
       // lost response succeeds); like Synapse, the user authenticates either way.
       const outcome = await uia.authenticate(
         { auth: ctx.body.auth, body: {}, uri: `/devices/${deviceId}`, method: "DELETE", userId: me.userId, ip: ctx.req.ip },
-        passwordFlows(),
+        await reauthFlows(services, me.userId),
       );
       await devices.delete(me.userId, [deviceId]);
       await uia.finish(outcome.sessionId);
@@ -62,7 +62,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     handler: async (ctx) => {
       const me = requester(ctx);
       const { auth, ...rest } = ctx.body;
-      const outcome = await uia.authenticate({ auth, body: rest, uri: "/delete_devices", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+      const outcome = await uia.authenticate({ auth, body: rest, uri: "/delete_devices", method: "POST", userId: me.userId, ip: ctx.req.ip }, await reauthFlows(services, me.userId));
       const ids = (outcome.body as typeof rest).devices ?? rest.devices;
       await devices.delete(me.userId, ids);
       await uia.finish(outcome.sessionId);

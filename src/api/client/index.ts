@@ -5,6 +5,7 @@ import { registerAccountRoutes } from "./account.js";
 import { registerAccountDataRoutes } from "./account_data.js";
 import { registerDeviceRoutes } from "./devices.js";
 import { registerLoginRoutes } from "./login.js";
+import { registerSsoRoutes } from "./sso.js";
 import { registerProfileRoutes } from "./profile.js";
 import { registerRegistrationRoutes } from "./register.js";
 import { registerPasswordStage } from "./uia_flows.js";
@@ -42,6 +43,7 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerVersionRoutes(app, services);
   registerRegistrationRoutes(app, services);
   registerLoginRoutes(app, services);
+  registerSsoRoutes(app, services);
   registerAccountRoutes(app, services);
   registerThreepidRoutes(app, services);
   registerDeviceRoutes(app, services);

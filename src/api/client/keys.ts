@@ -11,7 +11,7 @@ import type { Services } from "../../services/services.js";
 import { parseSyncToken } from "../../services/sync/token.js";
 import { stringParam } from "../http/params.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
-import { passwordFlows } from "./uia_flows.js";
+import { reauthFlows } from "./uia_flows.js";
 
 export function registerKeyRoutes(app: FastifyInstance, services: Services): void {
   const { e2eKeys, crossSigning, uia } = services;
@@ -87,7 +87,7 @@ export function registerKeyRoutes(app: FastifyInstance, services: Services): voi
         await crossSigning.upload(me.userId, rest);
         return {};
       }
-      const outcome = await uia.authenticate({ auth, body: rest, uri: "/keys/device_signing/upload", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+      const outcome = await uia.authenticate({ auth, body: rest, uri: "/keys/device_signing/upload", method: "POST", userId: me.userId, ip: ctx.req.ip }, await reauthFlows(services, me.userId));
       await crossSigning.upload(me.userId, outcome.body as JsonObject);
       await uia.finish(outcome.sessionId);
       return {};

@@ -7,7 +7,8 @@ import type { FastifyInstance } from "fastify";
 import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { clientPaths, clientV1, defineRoute, requester } from "../http/routes.js";
-import { passwordFlows } from "./uia_flows.js";
+import { reauthFlows } from "./uia_flows.js";
+import { CAS_IDP_ID } from "../../services/sso/cas.js";
 import { resolveLoginUser } from "./identifiers.js";
 
 const LoginBody = Type.Object({
@@ -26,11 +27,19 @@ const LoginBody = Type.Object({
 export function registerLoginRoutes(app: FastifyInstance, services: Services): void {
   const { config, accounts, tokens, devices, limits, loginTokens } = services;
   const getToken = config.loginViaExistingSession;
-  // Only get_token issues login tokens so far; SSO will be the other source.
-  const tokenLoginEnabled = getToken.enabled;
+  // Login tokens come from get_token and from single sign-on.
+  const tokenLoginEnabled = getToken.enabled || services.sso !== undefined;
 
   const flows: Record<string, unknown>[] = [];
   if (config.password.enabled) flows.push({ type: "m.login.password" });
+  if (services.cas) {
+    const cas = services.cas.config;
+    const idp: Record<string, string> = { id: CAS_IDP_ID, name: cas.idpName };
+    if (cas.idpIcon !== undefined) idp.icon = cas.idpIcon;
+    if (cas.idpBrand !== undefined) idp.brand = cas.idpBrand;
+    // The old CAS-specific type too, which older clients (and Synapse) still list.
+    flows.push({ type: "m.login.cas" }, { type: "m.login.sso", identity_providers: [idp] });
+  }
   // Spec: `get_login_token: true` tells unauthenticated clients that a logged-in one can issue them a token.
   if (tokenLoginEnabled) flows.push({ type: "m.login.token", ...(getToken.enabled ? { get_login_token: true } : {}) });
   defineRoute(app, services, {
@@ -108,7 +117,7 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
         // Spec: "servers MUST always re-prompt": a session is finished (deleted) once it has issued its token.
         if (getToken.requireUiAuth) {
           const { auth, ...rest } = ctx.body;
-          const outcome = await services.uia.authenticate({ auth, body: rest, uri: "/login/get_token", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+          const outcome = await services.uia.authenticate({ auth, body: rest, uri: "/login/get_token", method: "POST", userId: me.userId, ip: ctx.req.ip }, await reauthFlows(services, me.userId));
           await services.uia.finish(outcome.sessionId);
         }
         // After UIA, as Synapse: one token a minute per user, so a stolen session cannot spawn many.

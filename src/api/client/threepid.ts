@@ -18,7 +18,7 @@ import {
 } from "../../services/threepid/validation.js";
 import { requireStringParam } from "../http/params.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
-import { passwordFlows } from "./uia_flows.js";
+import { reauthFlows } from "./uia_flows.js";
 
 const str = (max = 1024) => Type.Optional(Type.String({ maxLength: max }));
 
@@ -177,7 +177,7 @@ export function registerThreepidRoutes(app: FastifyInstance, services: Services)
       const { auth, ...rest } = ctx.body;
       // Before UIA, so that a client learns of a bad session without typing its password first.
       if (rest.client_secret !== undefined) assertValidClientSecret(rest.client_secret);
-      const outcome = await uia.authenticate({ auth, body: rest, uri: "/account/3pid/add", method: "POST", userId: me.userId, ip: ctx.req.ip }, passwordFlows());
+      const outcome = await uia.authenticate({ auth, body: rest, uri: "/account/3pid/add", method: "POST", userId: me.userId, ip: ctx.req.ip }, await reauthFlows(services, me.userId));
       const params = outcome.body as typeof rest;
       await threepids.add(me.userId, await validatedOrFail(params.sid, params.client_secret));
       await uia.finish(outcome.sessionId);

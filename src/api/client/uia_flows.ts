@@ -6,8 +6,16 @@ import type { Services } from "../../services/services.js";
 import { UiaRefusal } from "../../services/uia.js";
 import { resolveLoginUser } from "./identifiers.js";
 
-export function passwordFlows(): string[][] {
-  return [["m.login.password"]];
+/**
+ * The ways a logged-in user can re-authenticate, as Synapse offers them: their password if they have one, SSO if
+ * an identity provider's user maps to them (each its own one-stage flow); the password flow when neither.
+ */
+export async function reauthFlows(services: Services, userId: string): Promise<string[][]> {
+  const flows: string[][] = [];
+  const user = await services.storage.users.get(userId);
+  if (services.config.password.enabled && user?.password_hash) flows.push(["m.login.password"]);
+  if (services.sso && (await services.sso.hasIdentity(userId))) flows.push(["m.login.sso"]);
+  return flows.length > 0 ? flows : [["m.login.password"]];
 }
 
 /**
