@@ -146,13 +146,17 @@ export class MembershipService {
     if (opts.isGuest) content.kind = "guest";
     const remote = await this.remoteCandidates(roomId, servers);
     if (remote) {
-      // As Synapse: the room's guest access cannot be checked before a remote join, so guests are refused.
-      if (opts.isGuest) throw forbidden("Guest access not allowed");
       // Joining a room this server is not (or no longer) in: make_join/send_join through a server that is.
       // Accepting an invite: the inviter's server is in the room.
       const invited = await this.outOfBandMembership(roomId, userId);
       if (invited) remote.servers.push(invited.sender.slice(invited.sender.indexOf(":") + 1));
       await remote.via.joinRemote(roomId, userId, remote.servers, content);
+      // A room's guest access is known only once this server is in it (Synapse refuses guests here for that
+      // reason): a guest whose join the room's m.room.guest_access does not allow leaves again at once.
+      if (opts.isGuest && (await this.rooms.stateContent(await this.rooms.head(roomId), "m.room.guest_access"))?.guest_access !== "can_join") {
+        await this.leave(roomId, userId).catch(() => undefined);
+        throw forbidden("Guest access not allowed");
+      }
       await this.onRemoteJoin?.(roomId, userId);
       return roomId;
     }
