@@ -111,8 +111,8 @@ export class PusherPool implements PusherChanges {
   }
 
   /** The user's pushers changed (set, deleted, device logged out): reload them. */
-  changed(userId: string): void {
-    void this.reload(userId).catch((e: unknown) => this.deps.log.warn({ err: e, userId }, "reloading pushers failed"));
+  changed(userId: string): Promise<void> {
+    return this.reload(userId).catch((e: unknown) => this.deps.log.warn({ err: e, userId }, "reloading pushers failed"));
   }
 
   close(): void {

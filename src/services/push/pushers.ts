@@ -13,9 +13,12 @@ export const NOTIFY_PATH = "/_matrix/push/v1/notify";
 const MAX_PUSHKEY_BYTES = 512;
 const MAX_APP_ID_CHARS = 64;
 
-/** What changes the set of pushers: the delivery side reloads the user. */
+/**
+ * What changes the set of pushers: the delivery side reloads the user. POST /pushers/set answers once that is done,
+ * so an event sent right after the answer already finds the pusher.
+ */
 export interface PusherChanges {
-  changed(userId: string): void;
+  changed(userId: string): Promise<void> | void;
 }
 
 export class PusherService {
@@ -41,7 +44,7 @@ export class PusherService {
     if (Buffer.byteLength(pushkey) > MAX_PUSHKEY_BYTES) throw invalidParam(`'pushkey' is longer than ${MAX_PUSHKEY_BYTES} bytes`);
     if (kind === null) {
       await this.storage.push.deletePushers(appId, pushkey, { userId: me.userId });
-      this.changes.changed(me.userId);
+      await this.changes.changed(me.userId);
       return;
     }
     if (typeof kind !== "string") throw invalidParam("'kind' must be a string or null");
@@ -62,7 +65,7 @@ export class PusherService {
 
     // Synapse: without `append`, this app's pusher with this pushkey belongs to one user only.
     if (body.append !== true) {
-      for (const other of await this.storage.push.deletePushers(appId, pushkey, { otherUsersThan: me.userId })) this.changes.changed(other);
+      for (const other of await this.storage.push.deletePushers(appId, pushkey, { otherUsersThan: me.userId })) await this.changes.changed(other);
     }
     await this.storage.push.upsertPusher({
       user_id: me.userId,
@@ -80,7 +83,7 @@ export class PusherService {
       last_stream_ordering: this.position(),
       failing_since: null,
     });
-    this.changes.changed(me.userId);
+    await this.changes.changed(me.userId);
   }
 
   /** A device logged out or was deleted (see DeviceService.deleteInTx, which deletes its pushers). */
