@@ -110,6 +110,9 @@ import { IdentityServerClient } from "./services/threepid/identity_server.js";
 import { ThreepidService } from "./services/threepid/threepids.js";
 import { ThirdPartyInvites } from "./services/threepid/invites.js";
 import { Storage } from "./storage/storage.js";
+import { AppServiceApi } from "./services/appservices/api.js";
+import { AppServices } from "./services/appservices/appservices.js";
+import { AppServiceSender } from "./services/appservices/sender.js";
 
 export interface RunningServer {
   services: Services;
@@ -282,6 +285,8 @@ export async function startServices(s: Services): Promise<void> {
   await s.toDevice.start();
   await s.deviceLists.start();
   await s.federationSender.start();
+  await s.appServices.start();
+  await s.appServiceSender.start();
   await s.pusherPool.start();
   await s.media.start();
   await s.selfDestruct?.start();
@@ -294,6 +299,7 @@ export function stopServices(s: Services): void {
   s.typing.close();
   s.presence.close();
   s.federationSender.close();
+  s.appServiceSender.close();
   s.federationClient.close();
   s.pusherPool.close();
   s.urlPreviews.close();
@@ -362,6 +368,56 @@ function wireOutboundFederation(
       sender.sendEdu(servers, edu);
     })().catch(warn("sending presence"));
   };
+}
+
+/**
+ * Application services: the registrations, their HTTP API (to the admin's URLs: no IP range filter), and the
+ * transaction sender, a consumer of every new event, fed typing, local receipts and presence too (MSC2409).
+ */
+function buildAppServices(
+  config: Config,
+  log: Logger,
+  storage: Storage,
+  roomCore: RoomCore,
+  configuredHttp: OutboundHttp,
+  typing: TypingService,
+  receipts: ReceiptService,
+  presence: PresenceService,
+) {
+  const api = new AppServiceApi(configuredHttp);
+  const appServices = new AppServices(config.appServices, config.serverName, storage, api);
+  const sender = new AppServiceSender({ services: appServices.all, storage, events: roomCore.events, formatter: roomCore.formatter, api, position: () => roomCore.persister.position(), log });
+  roomCore.persister.use(sender);
+  const thirdPartySources = appServices.thirdPartySources();
+  if (appServices.all.some((as) => as.registration.receiveEphemeral)) {
+    const warn = (e: unknown) => log.warn({ err: e }, "application services: queueing ephemeral data failed");
+    const inRoom = (roomId: string) => (as: Parameters<typeof sender.interestedInRoom>[0]) => sender.interestedInRoom(as, roomId);
+    const onTyping = typing.onChange;
+    typing.onChange = (roomId, userId, isTyping) => {
+      onTyping?.(roomId, userId, isTyping);
+      const edu = typing.eventFor(roomId, undefined) ?? { type: "m.typing", content: { user_ids: [] } };
+      sender.ephemeral({ ...edu, room_id: roomId }, inRoom(roomId)).catch(warn);
+    };
+    const onReceipt = receipts.onLocalReceipt;
+    receipts.onLocalReceipt = (roomId, userId, receiptType, eventId, data) => {
+      onReceipt?.(roomId, userId, receiptType, eventId, data);
+      const edu = { type: "m.receipt", room_id: roomId, content: { [eventId]: { [receiptType]: { [userId]: data as JsonObject } } } };
+      sender.ephemeral(edu, inRoom(roomId)).catch(warn);
+    };
+    const onPresence = presence.onLocalChange;
+    presence.onLocalChange = (userId, content) => {
+      onPresence?.(userId, content);
+      const edu = { type: "m.presence", sender: userId, content: { ...content } as JsonObject };
+      sender
+        .ephemeral(edu, async (as) => {
+          if (as.isInterestedInUser(userId)) return true;
+          for (const r of await storage.rooms.roomsForUser(userId, ["join"])) if (await sender.interestedInRoom(as, r.room_id)) return true;
+          return false;
+        })
+        .catch(warn);
+    };
+  }
+  return { appServices, sender, thirdPartySources };
 }
 
 /** The room directory and what describes rooms with it: the space hierarchy, room summaries; and mutual rooms. */
@@ -669,6 +725,9 @@ export function buildServices(
       log,
     }),
   );
+  const appServices = buildAppServices(config, log, storage, roomCore, fed.configuredHttp, typing, receipts, presence);
+  accounts.hooks.checkReserved = (userId, as) => appServices.appServices.checkUserRegistration(userId, as);
+  membership.askAppServices = { user: (u) => appServices.appServices.queryUserExists(u), alias: (a) => appServices.appServices.queryAliasExists(a) };
   const push = buildPush(config, log, storage, roomCore, accountData, receipts, devices, fed.outbound, caches);
   const roomUpgrades = new RoomUpgradeService(rooms, roomCreation, log, { accountData, pushRules: push.pushRules });
   membership.onRemoteJoin = (roomId) => roomUpgrades.afterRemoteJoin(roomId).catch((err: unknown) => log.warn({ err, roomId }, "room upgrade: carrying state over after a remote join failed"));
@@ -765,8 +824,10 @@ export function buildServices(
     tags: new TagService(storage, accountData),
     ...push,
     turn: new TurnService(config.turn),
-    // No sources until application services arrive.
-    thirdParty: new ThirdPartyService(),
+    // One source per application service with `protocols`.
+    thirdParty: new ThirdPartyService(() => appServices.thirdPartySources),
+    appServices: appServices.appServices,
+    appServiceSender: appServices.sender,
     threepids: new ThreepidService(
       storage,
       new ThreepidValidation(config, storage, config.email ? new Mailer(config.email) : undefined, new RateLimiter(rl.threepidValidation)),

@@ -7,6 +7,7 @@ import { isValidServerName, isValidUserId } from "../core/ids/ids.js";
 import { DEFAULT_IP_RANGE_BLACKLIST, parseIpRange } from "../federation/ip_filter.js";
 import { DEFAULT_ROOM_VERSION, getRoomVersion } from "../core/rooms/versions.js";
 import { ConfigError, ConfigReader } from "./reader.js";
+import { loadAppServiceRegistrations, type AppServiceRegistration } from "./appservice.js";
 import { CACHE_DEFAULTS, DEFAULT_CACHE_CONFIG, type CacheConfig } from "../util/cache.js";
 import { DEFAULT_THUMBNAIL_SIZES, type ThumbnailSize } from "../services/media/thumbnailer.js";
 
@@ -204,6 +205,8 @@ export interface Config {
   email?: EmailConfig;
   /** Synapse's 3PID keys (docs/threepid.md). */
   threepids: ThreepidConfig;
+  /** `app_service_config_files`: the application services' registrations, read and checked at start-up. */
+  appServices: AppServiceRegistration[];
   /** Absolute directory of the config file, for resolving relative paths. */
   configDir: string;
 }
@@ -325,7 +328,7 @@ export interface OldSigningKey {
 }
 
 /** Keys Synapse has that Myelin accepts without effect (no warning). */
-const ACCEPTED_SILENTLY = ["report_stats", "macaroon_secret_key", "form_secret", "pid_file", "suppress_key_server_warning", "web_client_location"];
+const ACCEPTED_SILENTLY = ["track_appservice_user_ips", "report_stats", "macaroon_secret_key", "form_secret", "pid_file", "suppress_key_server_warning", "web_client_location"];
 
 const rate = (r: ConfigReader, key: string, def: RateLimit): RateLimit => {
   if (!r.has(key)) {
@@ -524,6 +527,7 @@ export function parseConfig(doc: unknown, configDir: string, env: ConfigEnv = {}
     media: readMedia(r),
     ...readEmail(r, serverName),
     threepids: readThreepids(r),
+    appServices: loadAppServiceRegistrations(r.stringList("app_service_config_files").map((p) => resolvePath(configDir, p))),
     adminContact: r.string("admin_contact"),
     configDir,
   };

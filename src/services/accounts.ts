@@ -4,12 +4,13 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config/config.js";
-import { isValidUserLocalpart, userIdDomain } from "../core/ids/ids.js";
+import { isHistoricalUserId, isValidUserLocalpart, userIdDomain } from "../core/ids/ids.js";
 import { MatrixError, badJson, forbidden } from "../errors.js";
 import type { Storage } from "../storage/storage.js";
 import { generateDeviceId, type DeviceService } from "./devices.js";
 import { checkPasswordPolicy, type PasswordHasher } from "./passwords.js";
 import type { IssuedTokens, TokenService } from "./tokens.js";
+import type { ApplicationService } from "./appservices/application_service.js";
 
 export interface RegisterOptions {
   username?: string;
@@ -24,6 +25,8 @@ export interface RegisterOptions {
   admin?: boolean;
   /** Skip the password policy (admin-created users). */
   skipPolicy?: boolean;
+  /** Registered by this application service (`m.login.application_service`): no password, its namespace rules. */
+  appService?: ApplicationService;
 }
 
 /** A new password: in plain text (checked against the policy and hashed here), or already hashed by `hashPassword`. */
@@ -41,6 +44,11 @@ export interface RegisterResult extends Partial<IssuedTokens> {
 
 /** Hooks other services attach to account lifecycle events (e.g. leaving rooms on deactivation). */
 export interface AccountHooks {
+  /**
+   * Throws M_EXCLUSIVE when an application service reserved the user id (ordinary registration, `as` undefined)
+   * or when `as` may not register it (application services, services/appservices).
+   */
+  checkReserved?: (userId: string, as?: ApplicationService) => void;
   onDeactivate?: (userId: string) => Promise<void>;
   /** Deactivated with `erase: true` (recorded before the hook runs). */
   onErased?: (userId: string) => void;
@@ -76,9 +84,23 @@ export class AccountService {
     return userId;
   }
 
+  /**
+   * An application service's username (spec "Server admin style permissions"): as Synapse, any localpart of the
+   * historical grammar (upper case and `_` included, IRC bridges rely on it); the namespace decides the rest.
+   */
+  userIdForAppService(username: string): string {
+    const invalid = (why: string) => new MatrixError(400, "M_INVALID_USERNAME", why);
+    if (username.length === 0) throw invalid("User ID cannot be empty");
+    const userId = `@${username}:${this.config.serverName}`;
+    if (!/^[\x21-\x39\x3b-\x7e]+$/.test(username) || !isHistoricalUserId(userId)) throw invalid("User ID contains characters a user ID may not have");
+    if (Buffer.byteLength(userId) > MAX_USER_ID_LENGTH) throw invalid(`User ID may not be longer than ${MAX_USER_ID_LENGTH} characters`);
+    return userId;
+  }
+
   /** GET /register/available semantics: throws M_INVALID_USERNAME or M_USER_IN_USE. */
   async checkUsernameAvailable(username: string): Promise<string> {
     const userId = this.userIdForUsername(username);
+    this.hooks.checkReserved?.(userId);
     if (await this.storage.users.get(userId)) throw new MatrixError(400, "M_USER_IN_USE", "User ID already taken.");
     return userId;
   }
@@ -119,7 +141,8 @@ export class AccountService {
     if (opts.guest || opts.username === undefined) {
       userId = await this.freeGeneratedUserId();
     } else {
-      userId = this.userIdForUsername(opts.username);
+      userId = opts.appService !== undefined ? this.userIdForAppService(opts.username) : this.userIdForUsername(opts.username);
+      if (!opts.guest) this.hooks.checkReserved?.(userId, opts.appService);
       if (!this.config.inhibitUserInUseError && (await this.storage.users.get(userId))) {
         throw new MatrixError(400, "M_USER_IN_USE", "User ID already taken.");
       }

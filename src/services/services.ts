@@ -68,6 +68,8 @@ import type { SsoService } from "./sso/sso.js";
 import type { OutboundHttp } from "../outbound/http_client.js";
 import type { ThreepidService } from "./threepid/threepids.js";
 import type { ThirdPartyInvites } from "./threepid/invites.js";
+import type { AppServices } from "./appservices/appservices.js";
+import type { AppServiceSender } from "./appservices/sender.js";
 
 export interface RateLimiters {
   registration: RateLimiter;
@@ -195,4 +197,8 @@ export interface Services {
   selfDestruct?: SelfDestructingEvents;
   /** POST /user_directory/search and the tables behind it. */
   userDirectory: UserDirectoryService;
+  /** The registered application services: as_tokens, identity assertion, namespaces, queries, ping. */
+  appServices: AppServices;
+  /** Transactions of events (and ephemeral data) to application services. */
+  appServiceSender: AppServiceSender;
 }

@@ -8,6 +8,7 @@ import type { Config } from "../config/config.js";
 import { MatrixError } from "../errors.js";
 import type { Storage, Stores } from "../storage/storage.js";
 import type { TokenOwner } from "../storage/tokens.js";
+import type { ApplicationService } from "./appservices/application_service.js";
 
 /** Who is making an authenticated request. */
 export interface Requester {
@@ -16,6 +17,13 @@ export interface Requester {
   tokenId: number;
   isGuest: boolean;
   isAdmin: boolean;
+  /** Set when the request used an application service's as_token (spec "Identity assertion"); tokenId is then -1. */
+  appService?: ApplicationService;
+}
+
+/** Synapse's rule: an application service's users skip rate limits unless its registration says `rate_limited`; its sender always. */
+export function exemptFromRateLimits(r: Requester): boolean {
+  return r.appService !== undefined && r.appService.exemptFromRateLimits(r.userId);
 }
 
 export interface IssuedTokens {

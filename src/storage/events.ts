@@ -312,6 +312,14 @@ export class EventStore {
    * Timeline events of a room with stream ordering in (from, to], newest first. Outliers, rejected and soft-failed
    * events are never part of a timeline.
    */
+  /** Timeline events of every room with stream ordering in (from, to], oldest first (application-service transactions). */
+  async streamAll(fromExclusive: number, toInclusive: number, limit: number): Promise<EventRow[]> {
+    return inTimeline(inStreamRange(this.db.selectFrom("events").selectAll(), fromExclusive, toInclusive))
+      .orderBy("stream_ordering", "asc")
+      .limit(limit)
+      .execute();
+  }
+
   async roomTimeline(roomId: string, fromExclusive: number, toInclusive: number, limit: number): Promise<EventRow[]> {
     return inTimeline(inStreamRange(this.db.selectFrom("events").selectAll().where("room_id", "=", roomId), fromExclusive, toInclusive))
       .orderBy("stream_ordering", "desc")

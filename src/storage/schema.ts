@@ -635,6 +635,9 @@ export interface Schema {
   threepid_validation_tokens: ThreepidValidationTokensTable;
   user_threepids: UserThreepidsTable;
   user_threepid_id_server: UserThreepidIdServerTable;
+  appservice_state: AppserviceStateTable;
+  appservice_txns: AppserviceTxnsTable;
+  appservice_room_list: AppserviceRoomListTable;
   user_directory_tokens: UserDirectoryTokensTable;
   users_in_public_rooms: UsersInPublicRoomsTable;
   users_who_share_private_rooms: UsersWhoSharePrivateRoomsTable;
@@ -693,4 +696,25 @@ export interface RemoteMediaThumbnailsTable {
   thumbnail_method: string;
   thumbnail_length: number;
   animated: number;
+}
+
+/** Application services (migration 022): what each was sent, and its transactions not yet acknowledged. */
+export interface AppserviceStateTable {
+  as_id: string;
+  stream_position: number;
+  last_txn_id: number;
+}
+
+export interface AppserviceTxnsTable {
+  as_id: string;
+  txn_id: number;
+  body: string;
+  created_ts: number;
+}
+
+/** Rooms an application service published in one of its networks' directories. */
+export interface AppserviceRoomListTable {
+  appservice_id: string;
+  network_id: string;
+  room_id: string;
 }

@@ -36,6 +36,7 @@ import { ErasedUserStore } from "./erased_users.js";
 import { EventExpiryStore } from "./event_expiry.js";
 import { ExternalIdStore } from "./external_ids.js";
 import { ThreepidStore } from "./threepids.js";
+import { AppServiceStore } from "./appservices.js";
 
 export class Stores {
   readonly users: UserStore;
@@ -70,6 +71,7 @@ export class Stores {
   readonly eventExpiry: EventExpiryStore;
   readonly externalIds: ExternalIdStore;
   readonly threepids: ThreepidStore;
+  readonly appServices: AppServiceStore;
 
   constructor(readonly db: Kysely<Schema>) {
     this.users = new UserStore(db);
@@ -104,6 +106,7 @@ export class Stores {
     this.eventExpiry = new EventExpiryStore(db);
     this.externalIds = new ExternalIdStore(db);
     this.threepids = new ThreepidStore(db);
+    this.appServices = new AppServiceStore(db);
   }
 }
 

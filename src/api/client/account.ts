@@ -60,13 +60,16 @@ export function registerAccountRoutes(app: FastifyInstance, services: Services):
     handler: async (ctx) => {
       const me = requester(ctx);
       const { auth, ...rest } = ctx.body;
-      const outcome = await uia.authenticate({ auth, body: rest, uri: "/account/deactivate", method: "POST", userId: me.userId, ip: ctx.req.ip }, await reauthFlows(services, me.userId));
+      // As Synapse: an application service deactivates the users it acts as without User-Interactive Auth.
+      const outcome = me.appService
+        ? { body: rest, sessionId: undefined }
+        : await uia.authenticate({ auth, body: rest, uri: "/account/deactivate", method: "POST", userId: me.userId, ip: ctx.req.ip }, await reauthFlows(services, me.userId));
       const params = outcome.body as typeof rest;
       // As Synapse: 3PIDs are unbound from identity servers first, so a failure there leaves the account as it was.
       const idServer = params.id_server !== undefined ? IdentityServerClient.checkIdServer(params.id_server) : undefined;
       const unbound = await services.threepids.removeAll(me.userId, idServer);
       await accounts.deactivate(me.userId, { erase: params.erase ?? false });
-      await uia.finish(outcome.sessionId);
+      if (outcome.sessionId !== undefined) await uia.finish(outcome.sessionId);
       return { id_server_unbind_result: unbound ? "success" : "no-support" };
     },
   });

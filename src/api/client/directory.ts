@@ -28,7 +28,9 @@ export function registerDirectoryRoutes(app: FastifyInstance, services: Services
         const found = await services.membership.remote.queryAlias(alias);
         return { room_id: found.roomId, servers: [...new Set(found.servers)] };
       }
-      const r = await storage.rooms.aliasRoom(alias);
+      let r = await storage.rooms.aliasRoom(alias);
+      // An alias in an application service's namespace: the service may create it now (spec "Query Room Alias").
+      if (!r && (await services.appServices.queryAliasExists(alias))) r = await storage.rooms.aliasRoom(alias);
       if (!r) throw notFound(`Room alias ${alias} not found`);
       return { room_id: r.room_id, servers: [config.serverName] };
     },
@@ -45,8 +47,10 @@ export function registerDirectoryRoutes(app: FastifyInstance, services: Services
       if (!isValidRoomId(ctx.body.room_id)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid room ID");
       const head = await rooms.headIfKnown(ctx.body.room_id);
       if (!head) throw notFound("Unknown room");
-      // As Synapse with require_membership_for_aliases (its default): only members may point an alias at a room.
-      if ((await rooms.membership(head, me.userId)) !== "join") throw forbidden("You must be in the room to create an alias for it");
+      // Aliases in an application service's namespace: only that service (M_EXCLUSIVE), which need not be in the
+      // room; as Synapse with require_membership_for_aliases (its default), everyone else must be.
+      services.appServices.checkAliasChange(alias, me.appService);
+      if (me.appService === undefined && (await rooms.membership(head, me.userId)) !== "join") throw forbidden("You must be in the room to create an alias for it");
       if (!(await storage.rooms.insertAlias(alias, ctx.body.room_id, me.userId))) throw new MatrixError(409, "M_UNKNOWN", `Room alias ${alias} already exists`);
       return {};
     },
@@ -60,8 +64,10 @@ export function registerDirectoryRoutes(app: FastifyInstance, services: Services
       const alias = aliasParam(ctx.params.roomAlias!);
       const r = await storage.rooms.aliasRoom(alias);
       if (!r) throw notFound(`Room alias ${alias} not found`);
+      // An application service deletes aliases in its namespace; nobody else those in an exclusive one. Otherwise
       // Synapse's rule: the alias's creator, a server admin, or someone who may change the canonical alias.
-      let allowed = r.creator === me.userId || me.isAdmin;
+      services.appServices.checkAliasChange(alias, me.appService);
+      let allowed = r.creator === me.userId || me.isAdmin || me.appService !== undefined;
       if (!allowed) {
         const head = await rooms.headIfKnown(r.room_id);
         if (head && (await rooms.membership(head, me.userId)) === "join") {

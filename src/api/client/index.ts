@@ -24,6 +24,7 @@ import { registerPushRoutes } from "./push.js";
 import { registerTagRoutes } from "./tags.js";
 import { registerVoipRoutes } from "./voip.js";
 import { registerThirdPartyRoutes } from "./thirdparty.js";
+import { registerAppServiceRoutes } from "./appservice.js";
 import { registerLegacyEventRoutes } from "./events.js";
 import { registerAdminRoutes } from "./admin.js";
 import { registerOpenIdRoutes } from "./openid.js";
@@ -67,6 +68,7 @@ export function registerClientApi(app: FastifyInstance, services: Services): voi
   registerTagRoutes(app, services);
   registerVoipRoutes(app, services);
   registerThirdPartyRoutes(app, services);
+  registerAppServiceRoutes(app, services);
   registerLegacyEventRoutes(app, services);
   registerRoomKeyRoutes(app, services);
   registerReportRoutes(app, services);

@@ -6,7 +6,7 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
-import { clientPaths, clientV1, defineRoute, requester } from "../http/routes.js";
+import { accessTokenOf, clientPaths, clientV1, defineRoute, requester } from "../http/routes.js";
 import { reauthFlows } from "./uia_flows.js";
 import { CAS_IDP_ID } from "../../services/sso/cas.js";
 import { resolveLoginUser } from "./identifiers.js";
@@ -42,6 +42,8 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
   }
   // Spec: `get_login_token: true` tells unauthenticated clients that a logged-in one can issue them a token.
   if (tokenLoginEnabled) flows.push({ type: "m.login.token", ...(getToken.enabled ? { get_login_token: true } : {}) });
+  // Spec "Server admin style permissions": an application service logs in as its users with its as_token.
+  if (services.appServices.all.length > 0) flows.push({ type: "m.login.application_service" });
   defineRoute(app, services, {
     method: "GET",
     paths: clientPaths("/login"),
@@ -72,22 +74,42 @@ export function registerLoginRoutes(app: FastifyInstance, services: Services): v
     return userId;
   };
 
+  /** m.login.application_service: a registered user in the namespace of the service whose as_token came along. */
+  const appServiceLogin = async (req: Parameters<typeof accessTokenOf>[0], body: Record<string, unknown>): Promise<{ userId: string; exempt: boolean }> => {
+    const token = accessTokenOf(req);
+    if (token === undefined) throw new MatrixError(401, "M_MISSING_TOKEN", "Missing application service token");
+    const as = services.appServices.byToken(token);
+    if (!as) throw new MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised application service token", { soft_logout: false });
+    const userId = accounts.resolveIdentifier(body);
+    if (!as.isInterestedInUser(userId)) throw new MatrixError(400, "M_EXCLUSIVE", "An application service may only log in as users that it is interested in");
+    const user = await services.storage.users.get(userId);
+    if (!user) throw forbidden("User not found");
+    if (user.deactivated) throw new MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated");
+    return { userId, exempt: as.exemptFromRateLimits(userId) };
+  };
+
   defineRoute(app, services, {
     method: "POST",
     paths: clientPaths("/login"),
     body: LoginBody,
     auth: "none",
     handler: async ({ req, body }) => {
-      limits.loginAddress.take(req.ip);
       let userId: string;
-      if (body.type === "m.login.password") userId = await passwordLogin(body);
-      else if (body.type === "m.login.token" && tokenLoginEnabled) userId = await tokenLogin(body);
-      else throw new MatrixError(400, "M_UNKNOWN", "Unknown login type");
+      let exempt = false;
+      if (body.type === "m.login.application_service") {
+        ({ userId, exempt } = await appServiceLogin(req, body));
+        if (!exempt) limits.loginAddress.take(req.ip);
+      } else {
+        limits.loginAddress.take(req.ip);
+        if (body.type === "m.login.password") userId = await passwordLogin(body);
+        else if (body.type === "m.login.token" && tokenLoginEnabled) userId = await tokenLogin(body);
+        else throw new MatrixError(400, "M_UNKNOWN", "Unknown login type");
+      }
       // Spec "Account locking": a locked account gets no new access token until it is unlocked.
       if ((await services.storage.users.get(userId))?.locked) throw new MatrixError(401, "M_USER_LOCKED", "User account has been locked", { soft_logout: true });
       // rc_login.account counts successful logins only (as in Synapse): counting failures too would let anyone
       // lock a user out for minutes with a few wrong passwords.
-      limits.loginAccount.take(userId);
+      if (!exempt) limits.loginAccount.take(userId);
       const r = await accounts.login(userId, {
         deviceId: body.device_id,
         initialDeviceDisplayName: body.initial_device_display_name,

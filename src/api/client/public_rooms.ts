@@ -6,7 +6,7 @@ import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { isValidServerName } from "../../core/ids/ids.js";
 import type { JsonObject } from "../../core/json/types.js";
-import { MatrixError } from "../../errors.js";
+import { MatrixError, forbidden } from "../../errors.js";
 import { FederationError } from "../../federation/errors.js";
 import type { PublicRoomsRequest } from "../../services/rooms/directory.js";
 import type { Services } from "../../services/services.js";
@@ -27,7 +27,8 @@ export const PublicRoomsBody = Type.Object({
       room_types: Nullable(Type.Array(Type.Union([Type.String(), Type.Null()]))),
     }),
   ),
-  include_all_networks: Nullable(Type.Boolean()),
+  // Synapse reads it as truthy; SyTest and some clients send the string "true".
+  include_all_networks: Nullable(Type.Union([Type.Boolean(), Type.Literal("true"), Type.Literal("false")])),
   third_party_instance_id: Nullable(Type.String()),
 });
 
@@ -36,7 +37,7 @@ export function publicRoomsRequest(body: Static<typeof PublicRoomsBody>): Public
   const out: PublicRoomsRequest = {};
   if (body.limit != null) out.limit = body.limit;
   if (body.since != null) out.since = body.since;
-  if (body.include_all_networks != null) out.include_all_networks = body.include_all_networks;
+  if (body.include_all_networks != null) out.include_all_networks = body.include_all_networks === true || body.include_all_networks === "true";
   if (body.third_party_instance_id != null) out.third_party_instance_id = body.third_party_instance_id;
   if (body.filter != null) {
     out.filter = {};
@@ -65,6 +66,27 @@ export function registerPublicRoomsRoutes(app: FastifyInstance, services: Servic
       return {};
     },
   });
+
+  // An application service's own room lists, one per network it bridges (spec "Application Service Room
+  // Directories"): only the service may change them; /publicRooms shows them with `third_party_instance_id`
+  // ("<appservice id>|<network id>") or `include_all_networks`.
+  for (const method of ["PUT", "DELETE"] as const) {
+    defineRoute(app, services, {
+      method,
+      paths: clientPaths("/directory/list/appservice/:networkId/:roomId"),
+      body: Type.Object({ visibility: Type.Optional(Type.Union([Type.Literal("public"), Type.Literal("private")])) }),
+      handler: async (ctx) => {
+        const me = requester(ctx);
+        if (!me.appService) throw forbidden("Only application services can edit their published room lists");
+        const roomId = roomIdParam(ctx.params.roomId!);
+        const networkId = ctx.params.networkId!;
+        const visibility = method === "DELETE" ? "private" : (ctx.body.visibility ?? "public");
+        if (visibility === "public") await services.storage.appServices.publishRoom(me.appService.id, networkId, roomId);
+        else await services.storage.appServices.unpublishRoom(me.appService.id, networkId, roomId);
+        return {};
+      },
+    });
+  }
 
   /** The listing: ours, or another server's when `server` names it. */
   const list = async (server: string | undefined, req: PublicRoomsRequest, viaPost: boolean) => {

@@ -9,7 +9,7 @@ import { MatrixError, forbidden } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import type { StageHandler } from "../../services/uia.js";
 import type { OutboundHttp } from "../../outbound/http_client.js";
-import { clientPaths, clientV1, defineRoute } from "../http/routes.js";
+import { accessTokenOf, clientPaths, clientV1, defineRoute } from "../http/routes.js";
 import { requireStringParam, stringParam } from "../http/params.js";
 import type { ValidatedThreepid } from "../../services/threepid/validation.js";
 
@@ -22,6 +22,8 @@ const RegisterBody = Type.Object({
   inhibit_login: Type.Optional(Type.Boolean()),
   refresh_token: Type.Optional(Type.Boolean()),
   guest_access_token: Type.Optional(Type.String({ maxLength: 1024 })),
+  /** `m.login.application_service`: an application service registers a user of its namespace (no UIA). */
+  type: Type.Optional(Type.String()),
 });
 
 /** The session key under which /register remembers the user a UIA session registered. */
@@ -88,6 +90,26 @@ export function registerRegistrationRoutes(app: FastifyInstance, services: Servi
         limits.registration.take(req.ip);
         const r = await accounts.register({ guest: true, initialDeviceDisplayName: body.initial_device_display_name });
         return { user_id: r.userId, home_server: config.serverName, access_token: r.accessToken, device_id: r.deviceId };
+      }
+
+      // Spec "Server admin style permissions": the as_token, no UIA, the username in the service's namespace; open
+      // even when registration is not. Synapse checks the registration rate limit without counting the request.
+      if (body.type === "m.login.application_service") {
+        const token = accessTokenOf(req);
+        if (token === undefined) throw new MatrixError(401, "M_MISSING_TOKEN", "Appservice token must be provided when using a type of m.login.application_service");
+        const appService = services.appServices.byToken(token);
+        if (!appService) throw new MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised application service token", { soft_logout: false });
+        if (typeof body.username !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Desired username is missing or not a string");
+        const r = await accounts.register({
+          username: body.username,
+          appService,
+          deviceId: body.device_id,
+          initialDeviceDisplayName: body.initial_device_display_name,
+          inhibitLogin: body.inhibit_login ?? false,
+          refreshToken: body.refresh_token ?? false,
+        });
+        const res: Record<string, unknown> = { user_id: r.userId, home_server: config.serverName };
+        return r.accessToken !== undefined ? { ...res, ...loginFields(r) } : res;
       }
 
       if (!config.enableRegistration) throw forbidden("Registration has been disabled");

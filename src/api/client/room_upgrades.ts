@@ -5,6 +5,7 @@ import { isValidUserId } from "../../core/ids/ids.js";
 import { getRoomVersion } from "../../core/rooms/versions.js";
 import { badJson, invalidParam, missingParam } from "../../errors.js";
 import type { Services } from "../../services/services.js";
+import { exemptFromRateLimits } from "../../services/tokens.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
 import { roomIdParam } from "./rooms.js";
 
@@ -37,7 +38,7 @@ export function registerRoomUpgradeRoutes(app: FastifyInstance, services: Servic
       const additionalCreators = getRoomVersion(newVersion)?.privilegedCreators ? additionalCreatorsOf(ctx.body.additional_creators) : undefined;
       await services.accountModeration.assertNotSuspended(me.userId);
       // An upgrade creates a room: it shares room creation's rate limit.
-      limits.roomCreation.take(me.userId);
+      if (!exemptFromRateLimits(me)) limits.roomCreation.take(me.userId);
       const replacement = await roomUpgrades.upgrade(roomId, me.userId, newVersion, additionalCreators);
       return { replacement_room: replacement };
     },

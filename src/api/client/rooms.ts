@@ -6,6 +6,7 @@ import type { JsonObject } from "../../core/json/types.js";
 import { MatrixError } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import type { CreateRoomRequest } from "../../services/rooms/create.js";
+import { exemptFromRateLimits } from "../../services/tokens.js";
 import { clientPaths, defineRoute, requester } from "../http/routes.js";
 import { IdentityServerClient } from "../../services/threepid/identity_server.js";
 import type { ThirdPartyInviteRequest } from "../../services/threepid/invites.js";
@@ -79,7 +80,9 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
       // Checked before the room exists, so that a malformed entry creates nothing.
       const invites3pid = (ctx.body.invite_3pid ?? []).map(thirdPartyInviteRequest);
       await accountModeration.assertNotSuspended(me.userId);
-      limits.roomCreation.take(me.userId);
+      if (!exemptFromRateLimits(me)) limits.roomCreation.take(me.userId);
+      const aliasName = (ctx.body as CreateRoomRequest).room_alias_name;
+      if (typeof aliasName === "string") services.appServices.checkAliasChange(`#${aliasName}:${services.config.serverName}`, me.appService);
       const r = await roomCreation.createRoom(me.userId, ctx.body as CreateRoomRequest);
       // As Synapse: after the room's other invites, one by one.
       for (const req of invites3pid) await services.thirdPartyInvites.invite(r.roomId, me.userId, req);
@@ -95,7 +98,7 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     handler: async (ctx) => {
       const me = requester(ctx);
       await accountModeration.assertNotSuspended(me.userId);
-      limits.joinsLocal.take(me.userId);
+      if (!exemptFromRateLimits(me)) limits.joinsLocal.take(me.userId);
       // `via` (v1.12) and the older `server_name`: servers to join through when the room is not on this server.
       if (ctx.body.third_party_signed !== undefined) {
         await services.thirdPartyInvites.joinWithProof(await membership.resolveRoom(ctx.params.roomIdOrAlias!), me.userId, ctx.body.third_party_signed);
@@ -136,7 +139,7 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
     handler: async (ctx) => {
       const me = requester(ctx);
       await accountModeration.assertNotSuspended(me.userId);
-      limits.joinsLocal.take(me.userId);
+      if (!exemptFromRateLimits(me)) limits.joinsLocal.take(me.userId);
       const roomId = roomIdParam(ctx.params.roomId!);
       if (ctx.body.third_party_signed !== undefined) await services.thirdPartyInvites.joinWithProof(roomId, me.userId, ctx.body.third_party_signed);
       return { room_id: await membership.join(roomId, me.userId, joinOptions(ctx.body, me.isGuest)) };
@@ -170,8 +173,10 @@ export function registerRoomRoutes(app: FastifyInstance, services: Services): vo
         return {};
       }
       await accountModeration.assertNotSuspended(me.userId);
-      limits.invitesPerRoom.take(roomId);
-      limits.invitesPerUser.take(body.user_id);
+      if (!exemptFromRateLimits(me)) {
+        limits.invitesPerRoom.take(roomId);
+        limits.invitesPerUser.take(body.user_id);
+      }
       await membership.invite(roomId, me.userId, body.user_id, { reason: body.reason });
       return {};
     },

@@ -68,7 +68,11 @@ export function defineRoute<S extends TSchema | undefined = undefined>(app: Fast
           if (token === undefined) {
             if (auth === "required") throw new MatrixError(401, "M_MISSING_TOKEN", "Missing access token");
           } else {
-            requester = await services.tokens.authenticate(token, { allowExpired: def.allowExpired ?? false, allowLocked: def.allowLocked ?? false });
+            const appService = services.appServices.byToken(token);
+            const query = req.query as Record<string, unknown> | undefined;
+            requester = appService
+              ? await services.appServices.requester(appService, query?.user_id, query?.device_id ?? query?.["org.matrix.msc3202.device_id"])
+              : await services.tokens.authenticate(token, { allowExpired: def.allowExpired ?? false, allowLocked: def.allowLocked ?? false });
             if (requester.isGuest && !def.allowGuest) throw new MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");
             if (requester.deviceId) services.devices.noteSeen(requester.userId, requester.deviceId, req.ip, req.headers["user-agent"] ?? null);
           }

@@ -72,14 +72,13 @@ export class RoomDirectory {
    * This server's published rooms, largest first (then by room id, a stable order the spec recommends), filtered
    * by `generic_search_term` (name, topic, canonical alias; case-insensitive) and `room_types`. `limit` absent or 0
    * means all. Tokens are positions in that order: `f…` pages forwards from a room, `b…` backwards. We have no
-   * application-service networks: asking for one specific network lists nothing.
+   * application services' network lists are chosen by `listedRoomIds`.
    */
   async publicRooms(req: PublicRoomsRequest): Promise<PublicRoomsResponse> {
-    if (req.third_party_instance_id !== undefined && req.include_all_networks !== true) return { chunk: [], total_room_count_estimate: 0 };
     const term = req.filter?.generic_search_term?.trim().toLowerCase();
     const types = req.filter?.room_types;
     const all: Summary[] = [];
-    for (const roomId of await this.rooms.core.storage.rooms.publicRoomIds()) {
+    for (const roomId of await this.listedRoomIds(req)) {
       const s = await this.summary(roomId);
       if (!s) continue;
       if (term && !["name", "topic", "canonical_alias"].some((k) => typeof s.chunk[k] === "string" && (s.chunk[k] as string).toLowerCase().includes(term))) continue;
@@ -109,6 +108,21 @@ export class RoomDirectory {
     if (page.length > 0 && start + page.length < all.length) out.next_batch = token("f", page[page.length - 1]!);
     if (page.length > 0 && start > 0) out.prev_batch = token("b", page[0]!);
     return out;
+  }
+
+  /**
+   * Which list: the server's own (default); with `include_all_networks`, it and every application service's network
+   * lists; with `third_party_instance_id` ("<appservice id>|<network id>", Synapse's form), that network's only.
+   */
+  private async listedRoomIds(req: PublicRoomsRequest): Promise<string[]> {
+    const storage = this.rooms.core.storage;
+    if (req.include_all_networks === true) return [...new Set([...(await storage.rooms.publicRoomIds()), ...(await storage.appServices.publishedRooms())])];
+    if (req.third_party_instance_id !== undefined) {
+      const bar = req.third_party_instance_id.indexOf("|");
+      if (bar < 0) return [];
+      return storage.appServices.publishedRooms({ appserviceId: req.third_party_instance_id.slice(0, bar), networkId: req.third_party_instance_id.slice(bar + 1) });
+    }
+    return storage.rooms.publicRoomIds();
   }
 
   /**

@@ -38,6 +38,12 @@ export class MembershipService {
   /** After a local user joined a room through another server (room upgrades carry state over then); must not throw. */
   onRemoteJoin?: (roomId: string, userId: string) => Promise<void>;
 
+  /**
+   * Application services asked about local users and aliases this server does not know (spec "Query User", "Query
+   * Room Alias"): true when one created it, so it is looked up again.
+   */
+  askAppServices?: { user(userId: string): Promise<boolean>; alias(alias: string): Promise<boolean> };
+
   constructor(private readonly rooms: RoomAccess) {}
 
   private get core() {
@@ -48,7 +54,8 @@ export class MembershipService {
   async resolveRoom(roomIdOrAlias: string): Promise<string> {
     if (roomIdOrAlias.startsWith("#")) {
       if (!isValidRoomAlias(roomIdOrAlias)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid room alias");
-      const r = await this.core.storage.rooms.aliasRoom(roomIdOrAlias);
+      let r = await this.core.storage.rooms.aliasRoom(roomIdOrAlias);
+      if (!r && (await this.askAppServices?.alias(roomIdOrAlias))) r = await this.core.storage.rooms.aliasRoom(roomIdOrAlias);
       if (!r) throw notFound("Room alias not found");
       return r.room_id;
     }
@@ -219,11 +226,17 @@ export class MembershipService {
     return authoriser ? { join_authorised_via_users_server: authoriser } : undefined;
   }
 
+  /** A local user exists, or an application service whose namespace covers it has just created it. */
+  async localUserExists(userId: string): Promise<boolean> {
+    if (await this.core.storage.users.get(userId)) return true;
+    return (await this.askAppServices?.user(userId)) === true && (await this.core.storage.users.get(userId)) !== undefined;
+  }
+
   async invite(roomId: string, inviter: string, target: string, opts: MembershipOptions = {}): Promise<void> {
     // Spec "Historical User IDs": other servers' users may have localparts outside today's grammar (upper case,
     // other printing characters), and events accept them; ours must exist, which only valid ones do.
     if (!isHistoricalUserId(target)) throw new MatrixError(400, "M_INVALID_PARAM", "Invalid user ID");
-    if (userIdDomain(target) === this.core.config.serverName && !(await this.core.storage.users.get(target))) throw notFound("Unknown user");
+    if (userIdDomain(target) === this.core.config.serverName && !(await this.localUserExists(target))) throw notFound("Unknown user");
     const content: JsonObject = await this.profileContent(target);
     if (opts.reason !== undefined) content.reason = opts.reason;
     if (opts.isDirect) content.is_direct = true;

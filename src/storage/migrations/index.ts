@@ -25,6 +25,7 @@ import { m018_sliding_sync } from "./018_sliding_sync.js";
 import { m019_threepids } from "./019_threepids.js";
 import { m020_event_expiry } from "./020_event_expiry.js";
 import { m021_user_external_ids } from "./021_user_external_ids.js";
+import { m022_appservices } from "./022_appservices.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -54,6 +55,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["019_threepids", m019_threepids],
   ["020_event_expiry", m020_event_expiry],
   ["021_user_external_ids", m021_user_external_ids],
+  ["022_appservices", m022_appservices],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {
