@@ -407,6 +407,10 @@ describe("queries", () => {
     const protocols = await c.get("/_matrix/client/v3/thirdparty/protocols", { token: user.accessToken });
     expect(protocols.status).toBe(200);
     expect(protocols.body.gitter).toMatchObject({ user_fields: ["username"], instances: [{ network_id: "gitter-net", instance_id: "bridge|gitter-net" }] });
+    // Metadata is kept an hour, as Synapse does: asking again does not ask the service.
+    const asked = fake.requests.filter((r) => r.endsWith("/thirdparty/protocol/gitter")).length;
+    expect((await c.get("/_matrix/client/v3/thirdparty/protocol/gitter", { token: user.accessToken })).body).toMatchObject({ user_fields: ["username"] });
+    expect(fake.requests.filter((r) => r.endsWith("/thirdparty/protocol/gitter")).length).toBe(asked);
     const loc = await c.get("/_matrix/client/v3/thirdparty/location/gitter?room=general", { token: user.accessToken });
     expect(loc.body).toEqual([{ alias: "#gitter_room:test.local", protocol: "gitter", fields: { room: "general" } }]);
     const u = await c.get(`/_matrix/client/v3/thirdparty/user?userid=${encodeURIComponent("@gitter_bob:test.local")}`, { token: user.accessToken });

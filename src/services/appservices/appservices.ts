@@ -144,11 +144,17 @@ export class AppServices {
   }
 }
 
+const PROTOCOL_CACHE_MS = 3600_000;
+
 /** A service's `/thirdparty/*` endpoints as a ThirdPartySource, checking what it answers as Synapse does. */
 class AppServiceThirdParty implements ThirdPartySource {
+  /** Protocol metadata a service gave, kept an hour as Synapse does (it changes with the bridge's deployment). */
+  private readonly metadata = new Map<string, { info: ProtocolInfo; at: number }>();
+
   constructor(
     private readonly as: ApplicationService,
     private readonly api: AppServiceApi,
+    private readonly now: () => number = Date.now,
   ) {}
 
   get protocols(): readonly string[] {
@@ -156,6 +162,14 @@ class AppServiceThirdParty implements ThirdPartySource {
   }
 
   async protocol(protocol: string): Promise<ProtocolInfo | undefined> {
+    const cached = this.metadata.get(protocol);
+    if (cached && this.now() - cached.at < PROTOCOL_CACHE_MS) return cached.info;
+    const info = await this.fetchProtocol(protocol);
+    if (info) this.metadata.set(protocol, { info, at: this.now() });
+    return info;
+  }
+
+  private async fetchProtocol(protocol: string): Promise<ProtocolInfo | undefined> {
     const info = await this.api.protocol(this.as, protocol);
     if (!info || !Array.isArray(info.instances)) return info;
     // Synapse names each instance for /publicRooms' `third_party_instance_id`: "<appservice id>|<network id>".
