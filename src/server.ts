@@ -46,6 +46,7 @@ import { SyncService } from "./services/sync/sync.js";
 import { SlidingSyncService } from "./services/sync/sliding_sync.js";
 import { SlidingConnections } from "./services/sync/sliding_connections.js";
 import { BumpStamps } from "./services/sync/bump_stamps.js";
+import { SlidingRoomLists } from "./services/sync/sliding_room_lists.js";
 import { ToDeviceService } from "./services/to_device.js";
 import { DeviceListService } from "./services/device_lists.js";
 import { E2eKeyService } from "./services/e2e_keys.js";
@@ -620,6 +621,8 @@ export function buildServices(
   formatter.visibleTo = (userId, list) => visibility.filter(userId, list);
   const roomCore = { config, storage, persister, events, state, formatter, visibility, notifier, userRooms };
   const rooms = new RoomAccess(roomCore);
+  const roomLists = new SlidingRoomLists(rooms, userRooms, bumpStamps, caches);
+  persister.use(roomLists);
   const membership = new MembershipService(rooms);
   const peeks = new PeekService({ storage, rooms, notifier: roomCore.notifier, resolveRoom: (r) => membership.resolveRoom(r) });
   const roomCreation = new RoomCreationService(rooms, membership);
@@ -797,6 +800,7 @@ export function buildServices(
       roomChanges,
       recent,
       bumpStamps,
+      roomLists,
       connections: new SlidingConnections(storage),
       currentToken: () => sync.currentToken(),
       strippedState: (roomId, eventId) => sync.strippedState(roomId, eventId),

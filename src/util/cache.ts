@@ -161,6 +161,8 @@ export const CACHE_DEFAULTS = {
   server_srv: 256 * 1024,
   /** Each user's rooms and memberships, and forgotten rooms, for /sync (rooms/user_rooms.ts). */
   user_rooms: 4 * MB,
+  /** Each Sliding Sync user's room list, sorted, with its filter sets (sync/sliding_room_lists.ts). */
+  sliding_room_lists: 8 * MB,
   /** The newest events of recently active rooms, for incremental /sync (rooms/recent_events.ts). */
   recent_events: 4 * MB,
   /** Unread notification counts per user and room, counted up to a stream position (push/counts.ts). */

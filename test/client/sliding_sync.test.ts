@@ -133,6 +133,69 @@ describe("room list", () => {
     expect(wider.rooms[b]!.initial).toBe(true);
   });
 
+  it("the kept list follows changes between passes: order, moved windows, and filters whose inputs change", async () => {
+    const alice = await user();
+    const bob = await user();
+    const old = await createRoom(c, alice, { name: "Old" });
+    const space = await createRoom(c, alice, { name: "Space", creation_content: { type: "m.space" } });
+    const [r0, r1, r2, r3] = [await createRoom(c, alice, { name: "R0" }), await createRoom(c, alice, { name: "R1" }), await createRoom(c, alice, { name: "R2" }), await createRoom(c, alice, { name: "R3" })];
+    const filters = { enc: { is_encrypted: true }, fav: { tags: ["m.favourite"] }, dms: { is_dm: true }, inSpace: { spaces: [space] }, rooms: { not_room_types: ["m.space"] } };
+    /** A fresh connection's window of one list: its count and rooms in order (everything is sent to a new one). */
+    const probe = async (f: Json, ranges = [[0, 9]]) => {
+      const r = await ss(alice, { conn_id: "probe", lists: { l: list({ filters: f, ranges, timeline_limit: 0 }) } });
+      return [r.lists.l!.count, ...Object.keys(r.rooms)];
+    };
+    // A long-lived connection with every list: its passes keep the user's list and filter sets up to date.
+    const kept = (ranges = [[0, 1]]) => ({ conn_id: "kept", lists: { all: list({ ranges, timeline_limit: 0 }), ...Object.fromEntries(Object.entries(filters).map(([k, f]) => [k, list({ filters: f, ranges: [[0, 0]], timeline_limit: 0 })])) } });
+    let r = await ss(alice, kept());
+    expect(Object.values(r.lists).map((l) => l.count)).toEqual([6, 0, 0, 0, 0, 5]);
+    expect(await probe({}, [[0, 1]])).toEqual([6, r3, r2]);
+
+    // The oldest room moves to the top: the kept connection gets just that room; windows shift by one.
+    await send(c, alice, r0, "up");
+    r = await ss(alice, kept(), { pos: r.pos });
+    expect(Object.keys(r.rooms)).toEqual([r0]);
+    expect(await probe(filters.rooms, [[1, 2]])).toEqual([5, r3, r2]);
+
+    // Each filter's input changes: the room's own state, tags, m.direct, the space's children.
+    await setState(c, alice, r1, "m.room.encryption", "", { algorithm: "m.megolm.v1.aes-sha2" });
+    expect((await c.put(`${V3}/user/${enc(alice.userId)}/rooms/${enc(r2)}/tags/m.favourite`, {}, { token: alice.accessToken })).status).toBe(200);
+    expect((await c.put(`${V3}/user/${enc(alice.userId)}/account_data/m.direct`, { [bob.userId]: [r3] }, { token: alice.accessToken })).status).toBe(200);
+    await setState(c, alice, space, "m.space.child", r0, { via: ["localhost"] });
+    r = await ss(alice, kept(), { pos: r.pos });
+    expect(Object.values(r.lists).map((l) => l.count)).toEqual([6, 1, 1, 1, 1, 5]);
+    expect(r.rooms[r3]?.is_dm).toBe(true);
+    expect(await probe({}, [[0, 4]])).toEqual([6, space, r1, r0, r3, r2]);
+    expect(await probe(filters.enc)).toEqual([1, r1]);
+    expect(await probe(filters.fav)).toEqual([1, r2]);
+    expect(await probe(filters.dms)).toEqual([1, r3]);
+    expect(await probe(filters.inSpace)).toEqual([1, r0]);
+    expect(await probe(filters.rooms, [[1, 2]])).toEqual([5, r0, r3]);
+    // A window moved down on the kept connection sends the rooms it had not sent.
+    r = await ss(alice, kept([[3, 5]]), { pos: r.pos });
+    expect(Object.keys(r.rooms).filter((id) => (r.rooms[id] as { lists?: string[] }).lists?.includes("all"))).toEqual([old]);
+
+    // Undoing each input.
+    await setState(c, alice, space, "m.space.child", r0, {});
+    expect((await c.request("DELETE", `${V3}/user/${enc(alice.userId)}/rooms/${enc(r2)}/tags/m.favourite`, { token: alice.accessToken })).status).toBe(200);
+    expect((await c.put(`${V3}/user/${enc(alice.userId)}/account_data/m.direct`, {}, { token: alice.accessToken })).status).toBe(200);
+    r = await ss(alice, kept(), { pos: r.pos });
+    expect(Object.values(r.lists).map((l) => l.count)).toEqual([6, 1, 0, 0, 0, 5]);
+    // The user's own memberships change: a room left shows once (on the connection that saw it), a join is listed.
+    await leaveRoom(c, alice, r0);
+    const joined = await createRoom(c, bob, { name: "Bob's" });
+    await inviteUser(c, bob, joined, alice.userId);
+    r = await ss(alice, kept(), { pos: r.pos });
+    expect(r.rooms[joined]?.membership).toBe("invite");
+    expect(r.rooms[r0]?.membership).toBe("leave");
+    expect(Object.values(r.lists).map((l) => l.count)).toEqual([7, 1, 0, 0, 0, 6]);
+    await joinRoom(c, alice, joined);
+    r = await ss(alice, kept(), { pos: r.pos });
+    expect(r.rooms[joined]?.membership).toBe("join");
+    expect(Object.values(r.lists).map((l) => l.count)).toEqual([6, 1, 0, 0, 0, 5]);
+    expect(await probe({}, [[0, 4]])).toEqual([6, joined, space, r1, r3, r2]);
+  });
+
   it("a room the user left shows once; a kick stays in the list", async () => {
     const alice = await user();
     const bob = await user();

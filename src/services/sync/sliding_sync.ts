@@ -13,6 +13,7 @@ import { BUNDLED_RELATIONS, type FormatContext, type RelationRow } from "../room
 import type { RoomAccess } from "../rooms/rooms.js";
 import { before, formatTopo } from "../rooms/tokens.js";
 import type { BumpStamps } from "./bump_stamps.js";
+import type { Candidate, RoomListView, SlidingRoomLists } from "./sliding_room_lists.js";
 import type { OpenConnection, SentRoom, SlidingConnections } from "./sliding_connections.js";
 import { combineConfigs, parseSlidingRequest, stateWanted, type ExtensionScope, type ListFilters, type RoomConfig, type SlidingRequest, type StateSpec } from "./sliding_request.js";
 import type { SyncStreamDeps } from "./sync.js";
@@ -20,6 +21,7 @@ import { formatSyncToken, tokenAdvanced, type SyncToken } from "./token.js";
 
 export interface SlidingSyncDeps extends SyncStreamDeps {
   bumpStamps: BumpStamps;
+  roomLists: SlidingRoomLists;
   connections: SlidingConnections;
   /** The current sync token (SyncService.currentToken). */
   currentToken: () => SyncToken;
@@ -35,24 +37,6 @@ export interface SlidingSyncCall {
   setPresence: string;
   body: unknown;
   signal?: AbortSignal;
-}
-
-/** A room the user may see in the room list, with its membership. */
-interface Candidate {
-  roomId: string;
-  membership: string;
-  eventId: string;
-  /** Stream ordering of the membership event (0 when unknown). */
-  memberStream: number;
-  /**
-   * The list's order: the room's newest event (any type: MSC4186 "Activity ordering", as Synapse sorts), or for a
-   * room the user is not joined to, the membership's position.
-   */
-  activity: number;
-  /** `bump_stamp`: the newest event of the bump types (joined), the membership's position otherwise. */
-  bump: number;
-  /** Left without ever having joined (a rejected or withdrawn invite or knock). */
-  neverJoined?: boolean;
 }
 
 /** A room to send, decided before its timeline is read (see SlidingSyncService.plan). */
@@ -86,9 +70,11 @@ interface Pass {
   now: SyncToken;
   ignored: ReadonlySet<string>;
   dmRooms: Set<string>;
+  tagsVersion: number;
 }
 
 interface Computed {
+  view: RoomListView;
   lists: JsonObject;
   rooms: JsonObject;
   extensions: JsonObject;
@@ -104,6 +90,8 @@ const DIRECT_CACHE_MAX = 10_000;
 export class SlidingSyncService {
   /** m.direct rooms per user, with the account data position they were read at. */
   private readonly direct = new Map<string, { at: number; rooms: Set<string> }>();
+  /** The account data position of each user's last m.tag change seen (see tagsVersion). */
+  private readonly tags = new Map<string, { at: number; version: number }>();
 
   constructor(private readonly deps: SlidingSyncDeps) {}
 
@@ -128,8 +116,7 @@ export class SlidingSyncService {
       let seen = now;
       while (Date.now() < deadline) {
         if (!tokenAdvanced(seen, this.deps.currentToken())) {
-          const rooms = await this.deps.userRooms.roomIds(call.userId, ["join", "invite", "knock"]);
-          const woken = await this.core.notifier.wait({ rooms, users: [call.userId] }, deadline - Date.now(), call.signal);
+          const woken = await this.core.notifier.wait({ rooms: result.view.waitRooms, users: [call.userId] }, deadline - Date.now(), call.signal);
           if (!woken) break;
         }
         seen = this.deps.currentToken();
@@ -150,9 +137,22 @@ export class SlidingSyncService {
     return out;
   }
 
-  private async userContext(userId: string): Promise<{ ignored: ReadonlySet<string>; dmRooms: Set<string> }> {
+  private async userContext(userId: string): Promise<{ ignored: ReadonlySet<string>; dmRooms: Set<string>; tagsVersion: number }> {
     const ignored = await this.deps.accountData.ignoredUsers(userId);
-    return { ignored, dmRooms: await this.dmRooms(userId) };
+    return { ignored, dmRooms: await this.dmRooms(userId), tagsVersion: await this.tagsVersion(userId) };
+  }
+
+  /** A number that moves when the user's m.tag account data changes (the tags filters' input). */
+  private async tagsVersion(userId: string): Promise<number> {
+    const at = this.deps.accountData.position();
+    const hit = this.tags.get(userId);
+    if (hit && (hit.at === at || !(await this.deps.accountData.changedSince(userId, hit.at, at)).some((a) => a.type === "m.tag"))) {
+      hit.at = at;
+      return hit.version;
+    }
+    if (this.tags.size >= DIRECT_CACHE_MAX) this.tags.clear();
+    this.tags.set(userId, { at, version: at });
+    return at;
   }
 
   /** The rooms of the user's m.direct account data, read again only after it changed. */
@@ -172,9 +172,13 @@ export class SlidingSyncService {
   }
 
   private async compute(p: Pass): Promise<Computed> {
-    const candidates = await this.roomList(p);
-    const byId = new Map(candidates.map((c) => [c.roomId, c]));
     const facts = new RoomFacts(this.deps.rooms, p);
+    const match = (c: Candidate, f: ListFilters) => facts.matches(c, f);
+    const view = await this.deps.roomLists.view(
+      { userId: p.userId, ignored: p.ignored, since: p.since?.events, inputs: { dmRooms: p.dmRooms, tagsVersion: p.tagsVersion }, match },
+      [...p.req.lists.values()].map((l) => l.filters),
+    );
+    const byId = { get: (roomId: string) => view.get(roomId), has: (roomId: string) => view.get(roomId) !== undefined };
 
     // Lists: filter, count, and take the rooms in the ranges with the list's config.
     const lists: JsonObject = {};
@@ -188,16 +192,10 @@ export class SlidingSyncService {
     };
     const inList = new Map<string, Set<string>>();
     for (const [name, list] of p.req.lists) {
-      // Without filters every room matches: no await per room (a user may be in thousands).
-      let matching: Candidate[] = candidates;
-      if (Object.values(list.filters).some((v) => v !== undefined)) {
-        matching = [];
-        for (const c of candidates) if (await facts.matches(c, list.filters)) matching.push(c);
-      }
-      lists[name] = { count: matching.length };
-      const members = new Set<string>();
-      const ranges = list.ranges ?? [[0, Number.MAX_SAFE_INTEGER]];
-      for (const [a, b] of ranges) for (let i = a; i <= b && i < matching.length; i++) members.add(matching[i]!.roomId);
+      // The kept list and filter sets give the count and the window without looking at the other rooms.
+      const { count, rooms: windowRooms } = await view.window(list.filters, list.ranges, match);
+      lists[name] = { count };
+      const members = new Set(windowRooms);
       inList.set(name, members);
       for (const roomId of members) want(roomId, list, name);
     }
@@ -264,49 +262,8 @@ export class SlidingSyncService {
       if (scope.rooms) for (const roomId of scope.rooms) if (byId.has(roomId)) out.add(roomId);
       return [...out].filter((r) => byId.get(r)!.membership === "join");
     };
-    const { extensions, empty: noExtensionData } = await this.extensions(p, candidates, relevant, initialRooms);
-    return { lists, rooms, extensions, sent, empty: Object.keys(rooms).length === 0 && noExtensionData };
-  }
-
-  /**
-   * The user's room list, newest activity first (the newest event; `bump_stamp` is a field, not the order): rooms joined, invited, knocked or banned from, left when someone
-   * else removed them (a kick), and rooms they left themselves since the connection's token (shown once).
-   */
-  private async roomList(p: Pass): Promise<Candidate[]> {
-    const { rooms, forgotten } = await this.deps.userRooms.of(p.userId);
-    const notJoined = rooms.filter((r) => r.membership !== "join" && !forgotten.has(r.room_id));
-    const memberEvents = await this.core.events.getMany(notJoined.map((r) => r.event_id));
-    const out: Candidate[] = [];
-    for (const r of rooms) {
-      if (forgotten.has(r.room_id)) continue;
-      if (r.membership === "join") {
-        out.push({ roomId: r.room_id, membership: "join", eventId: r.event_id, memberStream: 0, activity: 0, bump: 0 });
-        continue;
-      }
-      const ev = memberEvents.get(r.event_id);
-      if (!ev) continue;
-      if (r.membership === "invite" && p.ignored.has(ev.event.sender)) continue;
-      if (r.membership === "leave" && ev.event.sender === p.userId && !(p.since && ev.streamOrdering > p.since.events)) continue;
-      out.push({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, memberStream: ev.streamOrdering, activity: ev.streamOrdering, bump: ev.streamOrdering });
-    }
-    // A user who was never joined sees nothing of a room but their membership (MSC4186: nor a ban from it).
-    const gone = out.filter((c) => c.membership === "leave" || c.membership === "ban");
-    if (gone.length > 0) {
-      const everJoined = await this.core.storage.rooms.everJoinedOf(p.userId, gone.map((c) => c.roomId));
-      for (const c of gone) if (!everJoined.has(c.roomId)) c.neverJoined = true;
-    }
-    const joined = out.filter((c) => c.membership === "join").map((c) => c.roomId);
-    const stamps = await this.deps.bumpStamps.of(joined);
-    const latest = await this.core.persister.latestStreams(joined);
-    for (const c of out) {
-      if (c.membership !== "join") continue;
-      c.activity = latest.get(c.roomId) ?? 0;
-      // A joined room without a bump event (its create event not held as timeline): its newest event instead.
-      c.bump = stamps.get(c.roomId) ?? c.activity;
-    }
-    const listed = out.filter((c) => !(c.neverJoined && c.membership === "ban"));
-    listed.sort((a, b) => b.activity - a.activity || (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
-    return listed;
+    const { extensions, empty: noExtensionData } = await this.extensions(p, view, relevant, initialRooms);
+    return { view, lists, rooms, extensions, sent, empty: Object.keys(rooms).length === 0 && noExtensionData };
   }
 
   /**
@@ -532,7 +489,7 @@ export class SlidingSyncService {
 
   // ---- Extensions -----------------------------------------------------------------------------------------------
 
-  private async extensions(p: Pass, candidates: Candidate[], relevant: (scope: ExtensionScope) => string[], initialRooms: Set<string>): Promise<{ extensions: JsonObject; empty: boolean }> {
+  private async extensions(p: Pass, view: RoomListView, relevant: (scope: ExtensionScope) => string[], initialRooms: Set<string>): Promise<{ extensions: JsonObject; empty: boolean }> {
     const ext = p.req.extensions;
     const out: JsonObject = {};
     let empty = true;
@@ -545,7 +502,7 @@ export class SlidingSyncService {
     }
 
     if (ext.e2ee) {
-      const deviceLists = since ? await this.deviceListChanges(p, since, candidates) : { changed: [], left: [] };
+      const deviceLists = since ? await this.deviceListChanges(p, since, view) : { changed: [], left: [] };
       if (deviceLists.changed.length > 0 || deviceLists.left.length > 0) empty = false;
       const counts = p.deviceId && this.deps.keyCounts ? await this.deps.keyCounts(p.userId, p.deviceId) : { device_one_time_keys_count: {}, device_unused_fallback_key_types: [] };
       out.e2ee = { device_lists: deviceLists, ...counts };
@@ -598,10 +555,9 @@ export class SlidingSyncService {
    * E2EE device_lists since the token: `changed` — users whose devices or cross-signing keys changed, and users the
    * user newly shares a room with; `left` — users with whom the user no longer shares any room.
    */
-  private async deviceListChanges(p: Pass, since: SyncToken, candidates: Candidate[]): Promise<{ changed: string[]; left: string[] }> {
+  private async deviceListChanges(p: Pass, since: SyncToken, view: RoomListView): Promise<{ changed: string[]; left: string[] }> {
     const rooms = this.core.storage.rooms;
     const changed = new Set(await this.deps.deviceLists.changedFor(p.userId, since.deviceLists, p.now.deviceLists));
-    const joinedIds = candidates.filter((c) => c.membership === "join").map((c) => c.roomId);
     const candidatesLeft = new Set<string>();
     // Rooms the user joined since the token: all their members are new to the user.
     if (this.deps.userRooms.changedSince(p.userId, since.events)) {
@@ -614,9 +570,11 @@ export class SlidingSyncService {
         }
       }
     }
-    // Others who joined or left the user's rooms.
-    const latest = await this.core.persister.latestStreams(joinedIds);
-    const active = joinedIds.filter((r) => (latest.get(r) ?? 0) > since.events && this.deps.roomChanges.membersChangedSince(r, since.events));
+    // Others who joined or left the user's rooms: only rooms with events since the token can have any.
+    const active = view
+      .activeSince(since.events)
+      .map((c) => c.roomId)
+      .filter((r) => this.deps.roomChanges.membersChangedSince(r, since.events));
     if (active.length > 0) {
       const movers = [...(await rooms.membersChangedSince(active, since.events, p.now.events))].filter((u) => u !== p.userId);
       const sharing = movers.length > 0 ? await rooms.usersSharingRooms(p.userId, movers) : new Set<string>();
@@ -654,6 +612,8 @@ class RoomFacts {
   private readonly createType = new Map<string, string | null>();
   private readonly encrypted = new Map<string, boolean>();
   private spaceChildren?: Map<string, Set<string>>;
+  /** The children of each `spaces` filter asked about (evaluating one reads the user's rooms once). */
+  private readonly unions = new Map<string, Set<string>>();
   private tags?: Map<string, Record<string, unknown>>;
 
   constructor(
@@ -726,6 +686,9 @@ class RoomFacts {
 
   /** The rooms named by m.space.child events (with a `via`) of the spaces the user is joined to. */
   private async childrenOf(spaces: string[]): Promise<Set<string>> {
+    const key = JSON.stringify(spaces);
+    const hit = this.unions.get(key);
+    if (hit) return hit;
     if (!this.spaceChildren) this.spaceChildren = new Map();
     const all = new Set<string>();
     const joined = new Set(await this.rooms.core.userRooms.roomIds(this.p.userId, ["join"]));
@@ -744,6 +707,7 @@ class RoomFacts {
       }
       for (const r of children) all.add(r);
     }
+    this.unions.set(key, all);
     return all;
   }
 }
