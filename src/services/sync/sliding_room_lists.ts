@@ -4,15 +4,17 @@
  * UserRooms and the persister's streams on a miss (or after a restart) and rebuilt whenever the user's memberships
  * change; between rebuilds, rooms with new events are moved in place, read from a log of recently active rooms.
  *
- * Memory: ENTRY_BYTES * 3 per room (the candidate, its map slot and array slot; ids are shared with UserRooms), plus
- * ENTRY_BYTES per room for each filter set the user's lists use (at most MAX_FILTERS): about 1 MB for a user in
- * 5,000 rooms. The cache is `sliding_room_lists` (util/cache.ts), LRU by those bytes.
+ * Memory: ENTRY_BYTES * 3 per room (the candidate, its map slot and array slot; ids are shared with UserRooms),
+ * ENTRY_BYTES per room for the notifier's registration of the rooms a long-poll waits on, and ENTRY_BYTES per room
+ * for each filter set the user's lists use (at most MAX_FILTERS): about 1.3 MB for a user in 5,000 rooms with one
+ * filtered list. The cache is `sliding_room_lists` (util/cache.ts), LRU by those bytes.
  */
 import type { RoomAccess } from "../rooms/rooms.js";
 import type { StoredEvent } from "../rooms/event_cache.js";
 import type { EventConsumer } from "../rooms/pipeline/consumers.js";
 import type { UserRooms } from "../rooms/user_rooms.js";
 import { CacheRegistry, ENTRY_BYTES, STRING_BYTES, type Cache } from "../../util/cache.js";
+import { RoomGroup } from "../notifier.js";
 import type { BumpStamps } from "./bump_stamps.js";
 import type { ListFilters } from "./sliding_request.js";
 
@@ -61,8 +63,8 @@ interface UserList {
   byId: Map<string, Candidate>;
   /** Rooms the user left themselves, newest leave first: listed only when left after the connection's token. */
   selfLeft: Candidate[];
-  /** Rooms joined, invited or knocked: what a long-poll waits on. */
-  waitRooms: string[];
+  /** Rooms joined, invited or knocked: what a long-poll waits on (registered with the notifier while in use). */
+  waitRooms: RoomGroup;
   /** The activity log position applied. */
   seq: number;
   filters: Map<string, FilterSet>;
@@ -124,7 +126,7 @@ function hasFilters(f: ListFilters): boolean {
 function listBytes(e: UserList, userId: string): number {
   let filterEntries = 0;
   for (const f of e.filters.values()) filterEntries += f.matches.size;
-  return STRING_BYTES(userId) + 4 * ENTRY_BYTES + (e.order.length + e.selfLeft.length) * 3 * ENTRY_BYTES + e.waitRooms.length * 8 + filterEntries * ENTRY_BYTES;
+  return STRING_BYTES(userId) + 4 * ENTRY_BYTES + (e.order.length + e.selfLeft.length) * 3 * ENTRY_BYTES + e.waitRooms.rooms.length * ENTRY_BYTES + filterEntries * ENTRY_BYTES;
 }
 
 export interface RoomListPass {
@@ -149,7 +151,7 @@ export class RoomListView {
     return this.list.byId.get(roomId) ?? this.recentLeftById.get(roomId);
   }
 
-  get waitRooms(): readonly string[] {
+  get waitRooms(): RoomGroup {
     return this.list.waitRooms;
   }
 
@@ -347,6 +349,6 @@ export class SlidingRoomLists implements EventConsumer {
     order.sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
     selfLeft.sort((a, b) => b.memberStream - a.memberStream);
     // Events committed while reading are in the log after `seq`: the first update moves their rooms.
-    return { memberships, ignored: p.ignored, order, byId: new Map(order.map((c) => [c.roomId, c])), selfLeft, waitRooms, seq, filters: new Map(), busy: Promise.resolve() };
+    return { memberships, ignored: p.ignored, order, byId: new Map(order.map((c) => [c.roomId, c])), selfLeft, waitRooms: new RoomGroup(waitRooms), seq, filters: new Map(), busy: Promise.resolve() };
   }
 }
