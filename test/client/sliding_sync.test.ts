@@ -414,6 +414,26 @@ describe("room results", () => {
   });
 });
 
+describe("room_name_like", () => {
+  it("matches part of the name, case-insensitively (an invite by its stripped name), follows renames; a bad value is 400", async () => {
+    const alice = await user();
+    const bob = await user();
+    const cats = await createRoom(c, alice, { name: "All About Cats" });
+    await createRoom(c, alice, { name: "Dogs" });
+    await createRoom(c, alice, {});
+    const invite = await createRoom(c, bob, { name: "cat pictures" });
+    await inviteUser(c, bob, invite, alice.userId);
+    const body = { conn_id: "names", lists: { l: list({ filters: { room_name_like: "CAT" }, timeline_limit: 0 }) } };
+    let r = await ss(alice, body);
+    expect(r.lists.l!.count).toBe(2);
+    expect(Object.keys(r.rooms).sort()).toEqual([cats, invite].sort());
+    await setState(c, alice, cats, "m.room.name", "", { name: "All About Dogs" });
+    r = await ss(alice, body, { pos: r.pos });
+    expect(r.lists.l!.count).toBe(1);
+    expectError(await raw(alice, { lists: { l: list({ filters: { room_name_like: 5 } }) } }), 400, "M_BAD_JSON");
+  });
+});
+
 describe("client shapes", () => {
   it("answers Element X's two connections (room list, encryption) as it sends them", async () => {
     const alice = await user();

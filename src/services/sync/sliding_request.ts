@@ -40,6 +40,8 @@ export interface ListFilters {
   spaces?: string[];
   tags?: string[];
   notTags?: string[];
+  /** Lower-cased; the room's m.room.name (or the invite's stripped one) must contain it. */
+  roomNameLike?: string;
 }
 
 export interface ListConfig extends RoomConfig {
@@ -216,7 +218,15 @@ function parseFilters(raw: JsonValue | undefined, at: string): ListFilters {
     spaces: optStrings(raw.spaces, `${at}.spaces`),
     tags: optStrings(raw.tags, `${at}.tags`),
     notTags: optStrings(raw.not_tags, `${at}.not_tags`),
+    roomNameLike: roomNameLike(raw.room_name_like, `${at}.room_name_like`),
   };
+}
+
+/** MSC3575's `room_name_like`: a case-insensitive substring of the room's name, kept lower-cased. */
+function roomNameLike(v: unknown, at: string): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string" || v.length > 255) throw bad(`${at} must be a string of at most 255 characters`);
+  return v.toLowerCase();
 }
 
 function parseExtensions(ext: JsonObject): Extensions {

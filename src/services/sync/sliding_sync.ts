@@ -634,6 +634,10 @@ class RoomFacts {
       const children = await this.childrenOf(f.spaces);
       if (!children.has(c.roomId)) return false;
     }
+    if (f.roomNameLike !== undefined) {
+      const name = (await this.lookup(c, "m.room.name"))?.name;
+      if (typeof name !== "string" || !name.toLowerCase().includes(f.roomNameLike)) return false;
+    }
     if (f.tags || f.notTags) {
       const tags = Object.keys((await this.tagsOf()).get(c.roomId) ?? {});
       // not_tags wins over tags (MSC4186).
