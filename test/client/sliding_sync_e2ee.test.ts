@@ -3,11 +3,10 @@
  * SlidingSync (MSC4186 engine) with the SDK's own extensions — `to_device` carries the room keys, `e2ee` the one-time
  * key counts and device list changes — and each decrypts the other's messages.
  */
-import { LoggerLevel, Tracing } from "@matrix-org/matrix-sdk-crypto-wasm";
 import * as sdk from "matrix-js-sdk";
 import { SlidingSync } from "matrix-js-sdk/lib/sliding-sync.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { MEGOLM_ENCRYPTION, quietLogger, runningClients, stopClients, waitFor, waitForDecrypted } from "../helpers/e2ee_sdk.js";
+import { MEGOLM_ENCRYPTION, startCryptoClient, stopClients, waitFor, waitForDecrypted } from "../helpers/e2ee_sdk.js";
 import { Client, registerUser, type TestUser } from "../helpers/http.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -29,28 +28,12 @@ afterAll(async () => {
 
 /** A client with Rust crypto that syncs only over Sliding Sync (the SDK adds its to_device and e2ee extensions). */
 async function slidingCryptoClient(u: TestUser): Promise<sdk.MatrixClient> {
-  const client = sdk.createClient({ baseUrl: ts.baseUrl, accessToken: u.accessToken, userId: u.userId, deviceId: u.deviceId, logger: quietLogger });
-  runningClients.push(client);
-  await client.initRustCrypto({ useIndexedDB: false });
-  new Tracing(LoggerLevel.Error).turnOn();
-  const lists = new Map([["all", { ranges: [[0, 19]], timeline_limit: 10, required_state: [["*", "*"]] }]]);
-  const slidingSync = new SlidingSync(ts.baseUrl, lists, { timeline_limit: 10, required_state: [["*", "*"]] }, client, 1000);
-  syncs.push(slidingSync);
-  const prepared = new Promise<void>((resolve, reject) => {
-    const onSync = (state: sdk.SyncState, _prev: sdk.SyncState | null, data?: sdk.SyncStateData) => {
-      if (state === sdk.SyncState.Prepared || state === sdk.SyncState.Syncing) {
-        client.off(sdk.ClientEvent.Sync, onSync);
-        resolve();
-      } else if (state === sdk.SyncState.Error) {
-        client.off(sdk.ClientEvent.Sync, onSync);
-        reject(data?.error ?? new Error("sync error"));
-      }
-    };
-    client.on(sdk.ClientEvent.Sync, onSync);
+  return startCryptoClient(ts.baseUrl, u, {}, (client) => {
+    const lists = new Map([["all", { ranges: [[0, 19]], timeline_limit: 10, required_state: [["*", "*"]] }]]);
+    const slidingSync = new SlidingSync(ts.baseUrl, lists, { timeline_limit: 10, required_state: [["*", "*"]] }, client, 1000);
+    syncs.push(slidingSync);
+    return { slidingSync };
   });
-  await client.startClient({ slidingSync });
-  await prepared;
-  return client;
 }
 
 describe("encrypted chat over Sliding Sync", () => {

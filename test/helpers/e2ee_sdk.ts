@@ -35,8 +35,16 @@ export function stopClients(): void {
   for (const cl of runningClients.splice(0)) cl.stopClient();
 }
 
-/** A client for `u` with Rust crypto initialised (in-memory store) and its /sync loop prepared. */
-export async function startCryptoClient(baseUrl: string, u: TestUser, opts: Partial<sdk.ICreateClientOpts> = {}): Promise<sdk.MatrixClient> {
+/**
+ * A client for `u` with Rust crypto initialised (in-memory store) and its sync loop prepared. `start` gives the
+ * startClient options (e.g. a SlidingSync, which needs the client); by default a /sync v2 loop.
+ */
+export async function startCryptoClient(
+  baseUrl: string,
+  u: TestUser,
+  opts: Partial<sdk.ICreateClientOpts> = {},
+  start: (client: sdk.MatrixClient) => sdk.IStartClientOpts = () => ({ initialSyncLimit: 30 }),
+): Promise<sdk.MatrixClient> {
   const client = sdk.createClient({ ...opts, baseUrl, accessToken: u.accessToken, userId: u.userId, deviceId: u.deviceId, logger: quietLogger });
   runningClients.push(client);
   await client.initRustCrypto({ useIndexedDB: false });
@@ -54,7 +62,7 @@ export async function startCryptoClient(baseUrl: string, u: TestUser, opts: Part
     };
     client.on(sdk.ClientEvent.Sync, onSync);
   });
-  await client.startClient({ initialSyncLimit: 30 });
+  await client.startClient(start(client));
   await prepared;
   return client;
 }
