@@ -4,12 +4,18 @@
  * same history-visibility rules as /messages), then shaped: ranks, highlights, context, profiles, room state and
  * groups. Pagination is a keyset over the ordering (rank then stream ordering, or stream ordering alone), so pages
  * never repeat or skip a result while the index is unchanged.
+ *
+ * `rank` orders by relevance within windows of the newest RANK_WINDOW matches: the first pages rank the newest
+ * 2,000, the next ones the 2,000 before them, and so on. A word found in a million messages thus costs a window's
+ * worth of work per page rather than scoring a million rows, and for fewer matches than a window the order is
+ * simply by relevance. `count` is exact up to COUNT_EXACT matches and estimated beyond (the spec's count is
+ * "approximate").
  */
 import { stateMapKey } from "../core/events/event.js";
 import { matchesEventFilter, type RoomEventFilter } from "../core/filters/index.js";
 import type { JsonObject } from "../core/json/types.js";
 import { MatrixError } from "../errors.js";
-import type { SearchCursor, SearchHit, SearchQuery, RoomScope } from "../storage/search.js";
+import type { RoomScope, SearchQuery, SearchRow, SearchStore } from "../storage/search.js";
 import type { Storage } from "../storage/storage.js";
 import type { EventCache, StoredEvent } from "./rooms/event_cache.js";
 import type { ClientEvent, EventFormatter } from "./rooms/format.js";
@@ -38,6 +44,10 @@ export const DEFAULT_SEARCH_LIMIT = 10;
 export const MAX_SEARCH_LIMIT = 100;
 /** Index rows examined per request at most: a page emptied by visibility ends early with a `next_batch`. */
 const MAX_SCANNED = 2000;
+/** Matches ranked together by `rank`, newest first (see above). */
+const RANK_WINDOW = 2000;
+/** Matches counted one by one before `count` is estimated. */
+const COUNT_EXACT = 2000;
 /** At most this many words of a search term count. */
 const MAX_WORDS = 32;
 const MAX_WORD_LENGTH = 64;
@@ -52,6 +62,20 @@ export function searchWords(term: string): string[] {
   return [...new Set(words)].slice(0, MAX_WORDS);
 }
 
+/** Where a page starts: after this result in the ordering. */
+interface SearchCursor {
+  stream: number;
+  /** `rank` only: the result's rank, and its window's (exclusive) upper bound, a stream ordering. */
+  rank?: number;
+  window?: number;
+}
+
+interface SearchHit extends SearchRow {
+  rank: number;
+  /** `rank` only: the upper bound of the window the hit was ranked in. */
+  window?: number;
+}
+
 /** The opaque `next_batch`: where the next page starts, and the group it is scoped to (a group's own token). */
 interface BatchToken {
   order: SearchOrder;
@@ -62,6 +86,7 @@ interface BatchToken {
 function encodeBatch(t: BatchToken): string {
   const j: JsonObject = { o: t.order, s: t.cursor.stream };
   if (t.cursor.rank !== undefined) j.r = t.cursor.rank;
+  if (t.cursor.window !== undefined) j.w = t.cursor.window;
   if (t.group) j.g = [t.group.key, t.group.value];
   return Buffer.from(JSON.stringify(j)).toString("base64url");
 }
@@ -76,11 +101,11 @@ function decodeBatch(raw: string, order: SearchOrder): BatchToken {
     throw invalidBatch();
   }
   if (typeof j !== "object" || j === null || Array.isArray(j)) throw invalidBatch();
-  const { o, s, r, g } = j as Record<string, unknown>;
+  const { o, s, r, w, g } = j as Record<string, unknown>;
   // A token of the other ordering would start the page at a meaningless place.
   if (o !== order || !Number.isSafeInteger(s)) throw invalidBatch();
-  if (order === "rank" && (typeof r !== "number" || !Number.isFinite(r))) throw invalidBatch();
-  const token: BatchToken = { order, cursor: { stream: s as number, ...(order === "rank" ? { rank: r as number } : {}) } };
+  if (order === "rank" && (typeof r !== "number" || !Number.isFinite(r) || !Number.isSafeInteger(w))) throw invalidBatch();
+  const token: BatchToken = { order, cursor: { stream: s as number, ...(order === "rank" ? { rank: r as number, window: w as number } : {}) } };
   if (g !== undefined) {
     if (!Array.isArray(g) || g.length !== 2 || (g[0] !== "room_id" && g[0] !== "sender") || typeof g[1] !== "string") throw invalidBatch();
     token.group = { key: g[0], value: g[1] };
@@ -114,7 +139,7 @@ export class SearchService {
     const limit = Math.max(1, Math.min(c.filter.limit ?? DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT));
     const words = searchWords(c.searchTerm);
     const query = await this.query(r.userId, c, words, batch?.group);
-    const count = await this.d.storage.search.count(query);
+    const count = await this.count(query);
     const { found, more } = await this.page(r.userId, c, query, batch?.cursor, limit);
 
     const fmt = { userId: r.userId, deviceId: r.deviceId };
@@ -126,7 +151,7 @@ export class SearchService {
       results.push(result);
     }
     const last = found[found.length - 1];
-    const cursorOf = (f: Found): SearchCursor => ({ stream: f.hit.stream_ordering, ...(c.orderBy === "rank" ? { rank: f.hit.rank } : {}) });
+    const cursorOf = (f: Found): SearchCursor => cursorAt(c.orderBy, f.hit);
     const out: JsonObject = { count, results, highlights: highlights(words, found.map((f) => f.hit.value)) };
     if (more && last) out.next_batch = encodeBatch({ order: c.orderBy, cursor: more === true ? cursorOf(last) : more, group: batch?.group });
     if (c.includeState) {
@@ -193,6 +218,16 @@ export class SearchService {
   }
 
   /**
+   * The response's `count`: every match in the user's rooms (before visibility) when there are at most COUNT_EXACT,
+   * else an estimate from how densely the newest COUNT_EXACT fall over the stream, extended to the oldest match.
+   */
+  private async count(q: SearchQuery): Promise<number> {
+    const newest = await this.d.storage.search.newest(q, undefined, COUNT_EXACT + 1);
+    if (newest.length <= COUNT_EXACT) return newest.length;
+    return estimateCount(newest.slice(0, COUNT_EXACT).map((r) => r.stream_ordering), (await this.d.storage.search.oldest(q)) ?? 0);
+  }
+
+  /**
    * Fills a page: index rows in order, in batches, kept when the event is served to this user (not redacted, the
    * rest of the filter, history visibility). `more`: true when the page is full (continue after its last result),
    * or the cursor of the last row examined when the scan budget ran out first.
@@ -200,10 +235,11 @@ export class SearchService {
   private async page(userId: string, c: RoomEventsCriteria, q: SearchQuery, after: SearchCursor | undefined, limit: number): Promise<{ found: Found[]; more: true | SearchCursor | false }> {
     const found: Found[] = [];
     const size = Math.max(limit * 2, 20);
+    const source = c.orderBy === "rank" ? new RankedMatches(this.d.storage.search, q) : undefined;
     let cursor = after;
     let scanned = 0;
     for (;;) {
-      const hits = await this.d.storage.search.search(q, c.orderBy, cursor, size);
+      const { hits, end } = source ? await source.after(cursor, size) : await this.recent(q, cursor, size);
       scanned += hits.length;
       const loaded = await this.d.events.getMany(hits.map((h) => h.event_id));
       const candidates = hits.flatMap((hit) => {
@@ -216,11 +252,16 @@ export class SearchService {
         found.push({ hit, event: loaded.get(hit.event_id)! });
         if (found.length === limit) return { found, more: true };
       }
-      if (hits.length < size) return { found, more: false };
-      const last = hits[hits.length - 1]!;
-      cursor = { stream: last.stream_ordering, ...(c.orderBy === "rank" ? { rank: last.rank } : {}) };
+      if (end || hits.length === 0) return { found, more: false };
+      cursor = cursorAt(c.orderBy, hits[hits.length - 1]!);
       if (scanned >= MAX_SCANNED) return { found, more: cursor };
     }
+  }
+
+  /** `recent`: the next matches, newest first. */
+  private async recent(q: SearchQuery, after: SearchCursor | undefined, size: number): Promise<{ hits: SearchHit[]; end: boolean }> {
+    const rows = await this.d.storage.search.newest(q, after?.stream, size);
+    return { hits: rows.map((row) => ({ ...row, rank: relevance(q.words, row.value) })), end: rows.length < size };
   }
 
   /** A result's `context`: the events around it the user may see, and (include_profile) its senders' profiles. */
@@ -257,6 +298,96 @@ export class SearchService {
     return ctx;
   }
 }
+
+function cursorAt(order: SearchOrder, hit: SearchHit): SearchCursor {
+  return order === "rank" ? { stream: hit.stream_ordering, rank: hit.rank, window: hit.window } : { stream: hit.stream_ordering };
+}
+
+/**
+ * `rank`: the matches of one request in relevance order, a window at a time. A window is the RANK_WINDOW newest
+ * matches below its upper bound; the first one's bound is pinned just above its newest match, so events sent while
+ * the user pages through do not shift it. Windows are read once per request.
+ */
+export class RankedMatches {
+  private readonly windows = new Map<number | undefined, { ranked: SearchHit[]; below?: number }>();
+
+  constructor(
+    private readonly index: Pick<SearchStore, "newest">,
+    private readonly q: SearchQuery,
+    private readonly size = RANK_WINDOW,
+  ) {}
+
+  /** Up to `size` hits after the cursor; `end` when nothing follows them. */
+  async after(cursor: SearchCursor | undefined, size: number): Promise<{ hits: SearchHit[]; end: boolean }> {
+    let top = cursor?.window;
+    let from = cursor;
+    for (;;) {
+      const w = await this.window(top);
+      const start = from?.rank === undefined ? 0 : firstAfter(w.ranked, from.rank, from.stream);
+      const rest = w.ranked.slice(start, start + size);
+      if (rest.length > 0 || w.below === undefined) return { hits: rest, end: w.below === undefined && start + size >= w.ranked.length };
+      top = w.below;
+      from = undefined;
+    }
+  }
+
+  private async window(top: number | undefined) {
+    const known = this.windows.get(top);
+    if (known) return known;
+    const rows = await this.index.newest(this.q, top, this.size + 1);
+    const inWindow = rows.slice(0, this.size);
+    const bound = top ?? (inWindow[0]?.stream_ordering ?? 0) + 1;
+    const ranked = inWindow.map((row) => ({ ...row, rank: relevance(this.q.words, row.value), window: bound }));
+    ranked.sort((a, b) => b.rank - a.rank || b.stream_ordering - a.stream_ordering);
+    const w = { ranked, ...(rows.length > this.size ? { below: inWindow[inWindow.length - 1]!.stream_ordering } : {}) };
+    this.windows.set(top, w);
+    return w;
+  }
+}
+
+/**
+ * The number of matches, from the stream orderings of the newest ones (newest first) and of the oldest: as many as
+ * fall that densely over the whole span.
+ */
+export function estimateCount(newest: readonly number[], oldest: number): number {
+  const top = newest[0]!;
+  const span = top - newest[newest.length - 1]! + 1;
+  return Math.max(newest.length + 1, Math.round((newest.length * (top - Math.min(oldest, top) + 1)) / span));
+}
+
+/** The index of the first hit strictly after (rank, stream) in (rank desc, stream desc) order. */
+function firstAfter(ranked: readonly SearchHit[], rank: number, stream: number): number {
+  let lo = 0;
+  let hi = ranked.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const h = ranked[mid]!;
+    if (h.rank > rank || (h.rank === rank && h.stream_ordering >= stream)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * A result's `rank`: BM25's term-frequency part (k1 = 1.2, b = 0.75) over the matched text, the same on both
+ * engines. Every match holds every query word, so BM25's inverse document frequency would only scale the sum. A
+ * word counts where a token starts with it (the prefix search); a match the stemmer found counts at least once.
+ */
+export function relevance(words: readonly string[], value: string): number {
+  const tokens = (value.toLowerCase().match(/[\p{L}\p{N}\p{M}]+/gu) ?? []);
+  const norm = 1.2 * (0.25 + (0.75 * tokens.length) / TYPICAL_TOKENS);
+  let score = 0;
+  for (const w of words) {
+    let tf = 0;
+    for (const t of tokens) if (t.startsWith(w)) tf++;
+    tf = Math.max(tf, 1);
+    score += (tf * 2.2) / (tf + norm);
+  }
+  return score;
+}
+
+/** BM25's average document length, fixed: a typical chat message. */
+const TYPICAL_TOKENS = 12;
 
 /** As Synapse's search results: client events with the legacy `user_id` (the sender) too. */
 function legacyFormat(e: ClientEvent): ClientEvent {

@@ -1,11 +1,13 @@
 /**
- * The full-text search index (migration 013): rows written with their events, and the ranked or recent-first
- * queries POST /search pages through. The rows, filters and keyset pagination are one code path; only the text
- * match and its rank are engine-specific (SQLite FTS5 with bm25, PostgreSQL tsvector with ts_rank_cd). Search
- * terms never reach either engine as query syntax: each word is quoted (FTS5) or reduced to letters and digits
- * (tsquery) before it becomes a prefix term.
+ * The full-text index (migration 013): rows written with their events, and the matches POST /search reads, newest
+ * first. The rows, filters and ordering are one code path; only the text match is engine-specific (SQLite FTS5,
+ * PostgreSQL tsvector). Ranking is done above, over a window of the newest matches (services/search.ts), so neither
+ * engine scores every match of a common word. Search terms never reach either engine as query syntax: each word is
+ * quoted (FTS5) or reduced to letters and digits (tsquery) before it becomes a term.
  */
+import type BetterSqlite3 from "better-sqlite3";
 import { PostgresAdapter, sql, type CompiledQuery, type Kysely, type RawBuilder } from "kysely";
+import { createRequire } from "node:module";
 import type { Schema } from "./schema.js";
 import type { StagedRowKind } from "./staged_rows.js";
 
@@ -41,19 +43,13 @@ export interface SearchQuery {
   notSenders?: readonly string[];
 }
 
-/** Where a page starts: after this result in the ordering (rank is absent for `recent`). */
-export interface SearchCursor {
-  rank?: number;
-  stream: number;
-}
-
-export interface SearchHit {
+/** A matching index row. */
+export interface SearchRow {
   event_id: string;
   room_id: string;
   sender: string;
   stream_ordering: number;
   value: string;
-  rank: number;
 }
 
 /** Bound parameters per statement stay far below both engines' limits. */
@@ -61,6 +57,7 @@ const ROOMS_PER_QUERY = 2000;
 
 export class SearchStore {
   private readonly engine: "sqlite" | "postgres";
+  private fts: FtsStemmer | undefined;
 
   constructor(private readonly db: Kysely<Schema>) {
     this.engine = db.getExecutor().adapter instanceof PostgresAdapter ? "postgres" : "sqlite";
@@ -88,51 +85,77 @@ export class SearchStore {
   };
 
   /**
-   * One page of matches, best (`rank`) or newest (`recent`) first, strictly after `after`. Ties in rank are broken
-   * by stream ordering, so the order is total and a cursor never repeats or skips a row.
+   * Matches newest first: up to `limit` rows with a stream ordering below `below` (from the newest when undefined).
+   * Both engines walk their index in stream order here, so a page costs the rows it returns, not all matches.
    */
-  async search(q: SearchQuery, order: "rank" | "recent", after: SearchCursor | undefined, limit: number): Promise<SearchHit[]> {
+  async newest(q: SearchQuery, below: number | undefined, limit: number): Promise<SearchRow[]> {
     if (q.rooms.length === 0 || q.words.length === 0 || q.keys.length === 0) return [];
-    const out: SearchHit[] = [];
+    const out: SearchRow[] = [];
     // Very many rooms: one query per slice, merged (each slice already ordered and limited).
     for (let i = 0; i < q.rooms.length; i += ROOMS_PER_QUERY) {
-      const rooms = q.rooms.slice(i, i + ROOMS_PER_QUERY);
-      const page = await sql<Omit<SearchHit, "rank"> & { score: number }>`SELECT * FROM (${this.matches({ ...q, rooms })}) AS m
-        ${after ? sql`WHERE ${this.afterCursor(order, after)}` : sql``}
-        ORDER BY ${order === "rank" ? sql`score DESC, ` : sql``}stream_ordering DESC LIMIT ${limit}`.execute(this.db);
-      out.push(...page.rows.map(({ score, ...r }) => ({ ...r, stream_ordering: Number(r.stream_ordering), rank: Number(score) })));
+      const m = await this.matches({ ...q, rooms: q.rooms.slice(i, i + ROOMS_PER_QUERY) });
+      const page = await sql<SearchRow>`SELECT s.event_id, s.room_id, s.sender, ${m.stream} AS stream_ordering, s.value ${m.from}
+        ${below !== undefined ? sql`AND ${m.stream} < ${below}` : sql``} ORDER BY ${m.stream} DESC LIMIT ${limit}`.execute(this.db);
+      out.push(...page.rows.map((r) => ({ ...r, stream_ordering: Number(r.stream_ordering) })));
     }
     if (q.rooms.length <= ROOMS_PER_QUERY) return out;
-    out.sort((a, b) => (order === "rank" && b.rank !== a.rank ? b.rank - a.rank : b.stream_ordering - a.stream_ordering));
-    return out.slice(0, limit);
+    return out.sort((a, b) => b.stream_ordering - a.stream_ordering).slice(0, limit);
   }
 
-  /** How many events match in all (the response's approximate `count`, before visibility). */
-  async count(q: SearchQuery): Promise<number> {
-    if (q.rooms.length === 0 || q.words.length === 0 || q.keys.length === 0) return 0;
-    let total = 0;
+  /** The stream ordering of the oldest match. */
+  async oldest(q: SearchQuery): Promise<number | undefined> {
+    if (q.rooms.length === 0 || q.words.length === 0 || q.keys.length === 0) return undefined;
+    let min: number | undefined;
     for (let i = 0; i < q.rooms.length; i += ROOMS_PER_QUERY) {
-      const rooms = q.rooms.slice(i, i + ROOMS_PER_QUERY);
-      const r = await sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM (${this.matches({ ...q, rooms })}) AS m`.execute(this.db);
-      total += Number(r.rows[0]?.n ?? 0);
+      const m = await this.matches({ ...q, rooms: q.rooms.slice(i, i + ROOMS_PER_QUERY) });
+      const r = await sql<{ s: number | string }>`SELECT ${m.stream} AS s ${m.from} ORDER BY ${m.stream} ASC LIMIT 1`.execute(this.db);
+      if (r.rows[0]) min = Math.min(min ?? Infinity, Number(r.rows[0].s));
     }
-    return total;
+    return min;
   }
 
-  /** The matching rows with their rank: the only engine-specific SQL. */
-  private matches(q: SearchQuery): RawBuilder<unknown> {
+  /**
+   * The FROM and WHERE of the matching rows, and their stream ordering column: the only engine-specific SQL. On
+   * SQLite the stream ordering is read as the FTS table's rowid, so ordering by it walks the full-text index.
+   */
+  private async matches(q: SearchQuery): Promise<{ from: RawBuilder<unknown>; stream: RawBuilder<unknown> }> {
     const where = sql.join(this.conditions(q), sql` AND `);
     if (this.engine === "postgres") {
-      const cols = sql`s.event_id, s.room_id, s.sender, s.stream_ordering, s.value`;
       const query = sql`to_tsquery('english', ${q.words.map((w) => `${w}:*`).join(" & ")})`;
-      return sql`SELECT ${cols}, ts_rank_cd(s.vector, ${query})::float8 AS score FROM event_search s WHERE s.vector @@ ${query} AND ${where}`;
+      return { from: sql`FROM event_search s WHERE s.vector @@ ${query} AND ${where}`, stream: sql`s.stream_ordering` };
     }
-    // bm25 is lower for better matches; negated, higher is closer, as the spec's `rank`. The stream ordering is read
-    // as the FTS table's rowid, so newest-first pages walk the full-text index in rowid order instead of sorting.
-    const match = q.words.map((w) => `"${w.replaceAll('"', '""')}"*`).join(" ");
-    return sql`SELECT s.event_id, s.room_id, s.sender, event_search_fts.rowid AS stream_ordering, s.value, -bm25(event_search_fts) AS score
-      FROM event_search_fts JOIN event_search s ON s.stream_ordering = event_search_fts.rowid
-      WHERE event_search_fts MATCH ${match} AND ${where}`;
+    return {
+      from: sql`FROM event_search_fts JOIN event_search s ON s.stream_ordering = event_search_fts.rowid WHERE event_search_fts MATCH ${await this.ftsMatch(q.words)} AND ${where}`,
+      stream: sql`event_search_fts.rowid`,
+    };
+  }
+
+  /**
+   * The FTS5 query: every word as a prefix term (as Synapse searches), except a word whose stem no other indexed
+   * term extends, which is asked for exactly. That is the same set of rows, but FTS5 streams an exact term, while a
+   * prefix term first merges the posting lists of all its terms in memory (~70 ms for a term in a million messages).
+   */
+  private async ftsMatch(words: readonly string[]): Promise<string> {
+    const parts: string[] = [];
+    for (const w of words) {
+      const quoted = `"${w.replaceAll('"', '""')}"`;
+      const stems = this.stemmer().stems(w);
+      let exact = false;
+      if (stems.length === 1) {
+        const stem = stems[0]!;
+        // The first term sorting after the stem that still starts with it; the upper bound keeps FTS5 from reading
+        // the posting list of the next term beyond.
+        const next = await sql<{ term: string }>`SELECT term FROM event_search_vocab WHERE term >= ${`${stem}\u0000`} AND term < ${`${stem}\u{10FFFF}`} LIMIT 1`.execute(this.db);
+        exact = next.rows.length === 0;
+      }
+      parts.push(exact ? quoted : `${quoted}*`);
+    }
+    return parts.join(" ");
+  }
+
+  private stemmer(): FtsStemmer {
+    this.fts ??= new FtsStemmer();
+    return this.fts;
   }
 
   private conditions(q: SearchQuery): RawBuilder<unknown>[] {
@@ -149,8 +172,30 @@ export class SearchStore {
     return c;
   }
 
-  private afterCursor(order: "rank" | "recent", after: SearchCursor): RawBuilder<unknown> {
-    if (order === "recent" || after.rank === undefined) return sql`stream_ordering < ${after.stream}`;
-    return sql`(score < ${after.rank} OR (score = ${after.rank} AND stream_ordering < ${after.stream}))`;
+}
+
+/**
+ * The terms SQLite's FTS5 tokenizer (`porter unicode61`, as the index) makes of a word, from a small in-memory
+ * database of its own: the read connection is query-only, and the stems must be exactly FTS5's.
+ */
+class FtsStemmer {
+  private readonly insert: BetterSqlite3.Statement<[string]>;
+  private readonly terms: BetterSqlite3.Statement<[], { term: string }>;
+  private readonly clear: BetterSqlite3.Statement<[]>;
+
+  constructor() {
+    const db = new (createRequire(import.meta.url)("better-sqlite3") as typeof BetterSqlite3)(":memory:");
+    db.exec(`CREATE VIRTUAL TABLE stem USING fts5(t, tokenize = 'porter unicode61', content = '', detail = none);
+      CREATE VIRTUAL TABLE stem_terms USING fts5vocab(stem, row);`);
+    this.insert = db.prepare("INSERT INTO stem (rowid, t) VALUES (1, ?)");
+    this.terms = db.prepare("SELECT term FROM stem_terms");
+    this.clear = db.prepare("INSERT INTO stem (stem) VALUES ('delete-all')");
+  }
+
+  stems(word: string): string[] {
+    this.insert.run(word);
+    const out = this.terms.all().map((r) => r.term);
+    this.clear.run();
+    return out;
   }
 }

@@ -26,6 +26,7 @@ import { m019_threepids } from "./019_threepids.js";
 import { m020_event_expiry } from "./020_event_expiry.js";
 import { m021_user_external_ids } from "./021_user_external_ids.js";
 import { m022_appservices } from "./022_appservices.js";
+import { m023_search_vocab } from "./023_search_vocab.js";
 
 /**
  * A migration is a list of SQL statements. `{{id}}` is the engine's auto-increment primary key column type;
@@ -56,6 +57,7 @@ const MIGRATIONS: [name: string, m: SqlMigration][] = [
   ["020_event_expiry", m020_event_expiry],
   ["021_user_external_ids", m021_user_external_ids],
   ["022_appservices", m022_appservices],
+  ["023_search_vocab", m023_search_vocab],
 ];
 
 const ID_COLUMN: Record<Engine, string> = {
