@@ -6,7 +6,7 @@
  * never repeat or skip a result while the index is unchanged.
  *
  * `rank` orders by relevance within windows of the newest RANK_WINDOW matches: the first pages rank the newest
- * 2,000, the next ones the 2,000 before them, and so on. A word found in a million messages thus costs a window's
+ * 1,000, the next ones the 1,000 before them, and so on. A word found in a million messages thus costs a window's
  * worth of work per page rather than scoring a million rows, and for fewer matches than a window the order is
  * simply by relevance. `count` is exact up to COUNT_EXACT matches and estimated beyond (the spec's count is
  * "approximate").
@@ -45,9 +45,12 @@ export const MAX_SEARCH_LIMIT = 100;
 /** Index rows examined per request at most: a page emptied by visibility ends early with a `next_batch`. */
 const MAX_SCANNED = 2000;
 /** Matches ranked together by `rank`, newest first (see above). */
-const RANK_WINDOW = 2000;
-/** Matches counted one by one before `count` is estimated. */
-const COUNT_EXACT = 2000;
+const RANK_WINDOW = 1000;
+/**
+ * Matches counted one by one before `count` is estimated: the same as a window, so a `rank` request reads its
+ * newest matches once. Reading them costs a row lookup each where a word is spread over a large history.
+ */
+const COUNT_EXACT = RANK_WINDOW;
 /** At most this many words of a search term count. */
 const MAX_WORDS = 32;
 const MAX_WORD_LENGTH = 64;
@@ -139,8 +142,9 @@ export class SearchService {
     const limit = Math.max(1, Math.min(c.filter.limit ?? DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT));
     const words = searchWords(c.searchTerm);
     const query = await this.query(r.userId, c, words, batch?.group);
-    const count = await this.count(query);
-    const { found, more } = await this.page(r.userId, c, query, batch?.cursor, limit);
+    const ranked = c.orderBy === "rank" ? new RankedMatches(this.d.storage.search, query) : undefined;
+    const { found, more } = await this.page(r.userId, c, query, ranked, batch?.cursor, limit);
+    const count = await this.count(query, ranked?.newestRead());
 
     const fmt = { userId: r.userId, deviceId: r.deviceId };
     const formatted = await this.d.formatter.format(found.map((f) => f.event), fmt);
@@ -221,8 +225,8 @@ export class SearchService {
    * The response's `count`: every match in the user's rooms (before visibility) when there are at most COUNT_EXACT,
    * else an estimate from how densely the newest COUNT_EXACT fall over the stream, extended to the oldest match.
    */
-  private async count(q: SearchQuery): Promise<number> {
-    const newest = await this.d.storage.search.newest(q, undefined, COUNT_EXACT + 1);
+  private async count(q: SearchQuery, read: SearchRow[] | undefined): Promise<number> {
+    const newest = read ?? (await this.d.storage.search.newest(q, undefined, COUNT_EXACT + 1));
     if (newest.length <= COUNT_EXACT) return newest.length;
     return estimateCount(newest.slice(0, COUNT_EXACT).map((r) => r.stream_ordering), (await this.d.storage.search.oldest(q)) ?? 0);
   }
@@ -232,10 +236,9 @@ export class SearchService {
    * rest of the filter, history visibility). `more`: true when the page is full (continue after its last result),
    * or the cursor of the last row examined when the scan budget ran out first.
    */
-  private async page(userId: string, c: RoomEventsCriteria, q: SearchQuery, after: SearchCursor | undefined, limit: number): Promise<{ found: Found[]; more: true | SearchCursor | false }> {
+  private async page(userId: string, c: RoomEventsCriteria, q: SearchQuery, source: RankedMatches | undefined, after: SearchCursor | undefined, limit: number): Promise<{ found: Found[]; more: true | SearchCursor | false }> {
     const found: Found[] = [];
     const size = Math.max(limit * 2, 20);
-    const source = c.orderBy === "rank" ? new RankedMatches(this.d.storage.search, q) : undefined;
     let cursor = after;
     let scanned = 0;
     for (;;) {
@@ -309,13 +312,18 @@ function cursorAt(order: SearchOrder, hit: SearchHit): SearchCursor {
  * the user pages through do not shift it. Windows are read once per request.
  */
 export class RankedMatches {
-  private readonly windows = new Map<number | undefined, { ranked: SearchHit[]; below?: number }>();
+  private readonly windows = new Map<number | undefined, { rows: SearchRow[]; ranked: SearchHit[]; below?: number }>();
 
   constructor(
     private readonly index: Pick<SearchStore, "newest">,
     private readonly q: SearchQuery,
     private readonly size = RANK_WINDOW,
   ) {}
+
+  /** The newest matches (window size + 1), when this request read them. */
+  newestRead(): SearchRow[] | undefined {
+    return this.windows.get(undefined)?.rows;
+  }
 
   /** Up to `size` hits after the cursor; `end` when nothing follows them. */
   async after(cursor: SearchCursor | undefined, size: number): Promise<{ hits: SearchHit[]; end: boolean }> {
@@ -339,7 +347,7 @@ export class RankedMatches {
     const bound = top ?? (inWindow[0]?.stream_ordering ?? 0) + 1;
     const ranked = inWindow.map((row) => ({ ...row, rank: relevance(this.q.words, row.value), window: bound }));
     ranked.sort((a, b) => b.rank - a.rank || b.stream_ordering - a.stream_ordering);
-    const w = { ranked, ...(rows.length > this.size ? { below: inWindow[inWindow.length - 1]!.stream_ordering } : {}) };
+    const w = { rows, ranked, ...(rows.length > this.size ? { below: inWindow[inWindow.length - 1]!.stream_ordering } : {}) };
     this.windows.set(top, w);
     return w;
   }
