@@ -583,6 +583,54 @@ describe("lazy-loading members, incrementally", () => {
     expect(members[charlie.userId]).toBe("leave");
     expect(members[dave.userId]).toBe("join");
   });
+
+  // Spec: `state` is the state "between the time indicated by the `since` parameter, and the **start** of the
+  // `timeline`", with lazy-loading "the member events required to display the senders of the timeline events".
+  it("a gapped incremental sync also carries the membership of a timeline sender the client was never sent", async () => {
+    const alice = await user();
+    const bob = await user();
+    const charlie = await user();
+    const dave = await user();
+    const roomId = await roomWith(c, alice, [bob, charlie]);
+    await sendMany(bob, roomId, 10, "b");
+    const filter = { room: { rooms: [roomId], state: { lazy_load_members: true }, timeline: { limit: 10 } } };
+    const first = await sync(c, alice, { filter });
+    const firstMembers = first.rooms.join[roomId]!.state.events.filter((e) => e.type === "m.room.member").map((e) => e.state_key);
+    expect(firstMembers.sort()).toEqual([alice.userId, bob.userId].sort());
+    await joinRoom(c, dave, roomId);
+    await sendMany(dave, roomId, 10, "d");
+    await sendMany(charlie, roomId, 10, "c");
+    const inc = await sync(c, alice, { since: first.next_batch, filter });
+    const r = inc.rooms.join[roomId]!;
+    expect(r.timeline.limited).toBe(true);
+    expect(new Set(r.timeline.events.map((e) => e.sender))).toEqual(new Set([charlie.userId]));
+    const members = Object.fromEntries(r.state.events.filter((e) => e.type === "m.room.member").map((e) => [e.state_key, e.content.membership]));
+    // Charlie speaks in the timeline; Dave joined in the gap.
+    expect(members).toEqual({ [charlie.userId]: "join", [dave.userId]: "join" });
+  });
+
+  it("a non-gapped incremental sync whose timeline starts with a leave carries the leaver's membership at the timeline's start", async () => {
+    const alice = await user();
+    const bob = await user();
+    const charlie = await user();
+    const roomId = await roomWith(c, alice, [bob, charlie]);
+    await send(c, charlie, roomId, "hello");
+    await sendMany(bob, roomId, 10, "b");
+    const filter = { room: { rooms: [roomId], state: { lazy_load_members: true }, timeline: { limit: 10 } } };
+    const first = await sync(c, alice, { filter });
+    const firstMembers = first.rooms.join[roomId]!.state.events.filter((e) => e.type === "m.room.member").map((e) => e.state_key);
+    expect(firstMembers.sort()).toEqual([alice.userId, bob.userId].sort());
+    await leaveRoom(c, charlie, roomId);
+    await sendMany(bob, roomId, 5, "after");
+    const inc = await sync(c, alice, { since: first.next_batch, filter });
+    const r = inc.rooms.join[roomId]!;
+    expect(r.timeline.limited).toBe(false);
+    expect(r.timeline.events[0]).toMatchObject({ type: "m.room.member", state_key: charlie.userId, content: { membership: "leave" } });
+    expect(r.timeline.events).toHaveLength(6);
+    // Not the leave (it comes after the start of the timeline): the join the client needs to show the leave's sender.
+    const members = r.state.events.filter((e) => e.type === "m.room.member");
+    expect(members.map((e) => [e.state_key, e.content.membership])).toEqual([[charlie.userId, "join"]]);
+  });
 });
 
 describe("prev_batch", () => {

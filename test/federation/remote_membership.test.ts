@@ -9,7 +9,8 @@
  *  - a refused make_join reaches the client with the remote's status, errcode and fields;
  *  - no /v2/send_join, /v2/send_leave or /v2/invite (404 without a Matrix error, or M_UNRECOGNIZED): v1 is used;
  *  - a send_join answer whose state lacks the create event, or whose create event is of another room version, is
- *    refused.
+ *    refused; a make_join answer without `room_version` is room version 1, and its template is signed and sent as
+ *    the resident made it, the event's format being checked once the send_join answer is in.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stateMapKey } from "../../src/core/events/event.js";
@@ -313,5 +314,61 @@ describe("checking the send_join answer", () => {
     const bob = await registerUser(c1);
     const join = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
     expect(expectError(join, 404, "M_NOT_FOUND").error).toMatch(/room version/);
+  });
+
+  it("a make_join answer without room_version is room version 1: its template is signed and sent as it is, and a create event of an unknown version in the send_join answer is refused", async () => {
+    reset();
+    // As SyTest's resident in a room of a version nobody knows: no `room_version` in make_join (so "1" is
+    // assumed), a template with v3-style prev_events (not a valid v1 event), and a send_join answer whose create
+    // event names that version.
+    const roomId = await createRoom(c2, alice, { preset: "public_chat", room_version: "10" });
+    const unknownCreate: JsonObject = {
+      type: "m.room.create", state_key: "", room_id: roomId, sender: alice.userId, event_id: "$create:hs2.test", origin: "hs2.test",
+      origin_server_ts: 1, depth: 1, prev_events: [], auth_events: [], hashes: { sha256: "AAAA" }, signatures: {},
+      content: { creator: alice.userId, room_version: "org.example.unknown" },
+    };
+    proxy.rewrite = (req, answer) => {
+      if (!req.path.startsWith("/_matrix/federation/v1/make_join/") || answer.status !== 200) return undefined;
+      const body = answer.body as JsonObject;
+      delete body.room_version;
+      return answer;
+    };
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/federation/v2/send_join/") ? { status: 200, body: { state: [unknownCreate], auth_chain: [] } } : undefined);
+    const bob = await registerUser(c1);
+    const join = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expect(expectError(join, 404, "M_NOT_FOUND").error).toMatch(/room version org\.example\.unknown/);
+    // The event went to the resident as the template made it: a v1 event id of ours, the template's prev_events.
+    const sent = proxy.requests("/_matrix/federation/v2/send_join/");
+    expect(sent).toHaveLength(1);
+    const pdu = sent[0]!.body as JsonObject;
+    expect(pdu.event_id).toMatch(/:hs1\.test$/);
+    expect((pdu.prev_events as unknown[]).every((p) => typeof p === "string")).toBe(true);
+    expect((pdu.signatures as JsonObject)["hs1.test"]).toBeDefined();
+    expect(await hs1.server.services.membership.currentMembership(roomId, bob.userId)).not.toBe("join");
+    // Nothing of the room was kept.
+    expect(await hs1.server.services.roomCore.persister.head(roomId)).toBeUndefined();
+  });
+
+  it("a template that makes no valid event is refused once the send_join answer is in, before anything is kept", async () => {
+    reset();
+    // make_join says nothing of the version (so "1"), the room's create event agrees, but the template's
+    // prev_events are not v1 references: the resident accepted an event that is not valid in its room.
+    const roomId = await createRoom(c2, alice, { preset: "public_chat", room_version: "10" });
+    const v1Create: JsonObject = {
+      type: "m.room.create", state_key: "", room_id: roomId, sender: alice.userId, event_id: "$create:hs2.test", origin: "hs2.test",
+      origin_server_ts: 1, depth: 1, prev_events: [], auth_events: [], hashes: { sha256: "AAAA" }, signatures: {},
+      content: { creator: alice.userId },
+    };
+    proxy.rewrite = (req, answer) => {
+      if (!req.path.startsWith("/_matrix/federation/v1/make_join/") || answer.status !== 200) return undefined;
+      delete (answer.body as JsonObject).room_version;
+      return answer;
+    };
+    proxy.intercept = (req) => (req.path.startsWith("/_matrix/federation/v2/send_join/") ? { status: 200, body: { state: [v1Create], auth_chain: [] } } : undefined);
+    const bob = await registerUser(c1);
+    const join = await c1.post(`${V3}/join/${enc(roomId)}?server_name=hs2.test`, {}, { token: bob.accessToken });
+    expect(expectError(join, 404, "M_NOT_FOUND").error).toMatch(/template that makes no valid event/);
+    expect(proxy.requests("/_matrix/federation/v2/send_join/")).toHaveLength(1);
+    expect(await hs1.server.services.roomCore.persister.head(roomId)).toBeUndefined();
   });
 });

@@ -436,8 +436,14 @@ export class FederationMembership {
    * `unsigned` go; its `origin` names the resident, so we "add or replace" it with ours (spec, "Joining Rooms") in
    * the room versions whose events still carry one, and drop it from v11 on. A template that does not make a valid
    * event is the resident's fault.
+   *
+   * `check: "later"` (joins) signs the template without checking the event's format first: the spec has the joining
+   * server check only `type`, `room_id`, `sender`, `state_key` and `content.membership` before it signs and sends
+   * the event, and the resident judges the rest in send_join (as Synapse, which signs what the template gives). The
+   * caller then checks the event before it keeps anything, after the send_join answer (which may show the room to be
+   * of another version than make_join said). A leave or knock is kept as it is signed here, so it is checked now.
    */
-  private eventFromTemplate(server: string, membership: Membership, version: RoomVersion, template: JsonObject, content: JsonObject): { eventId: string; pdu: JsonObject } {
+  private eventFromTemplate(server: string, membership: Membership, version: RoomVersion, template: JsonObject, content: JsonObject, check: "now" | "later" = "now"): { eventId: string; pdu: JsonObject } {
     const pdu: JsonObject = { ...template, content, hashes: {} };
     delete pdu.signatures;
     delete pdu.unsigned;
@@ -445,13 +451,18 @@ export class FederationMembership {
     if (version.legacyOriginField) pdu.origin = this.deps.serverName;
     if (typeof pdu.origin_server_ts !== "number" || !Number.isSafeInteger(pdu.origin_server_ts)) pdu.origin_server_ts = Date.now();
     if (version.eventIdFormat === "v1") pdu.event_id = generateLocalEventId(this.deps.serverName);
-    const signed = signNewEvent(version, pdu, this.deps.serverName, this.deps.signingKey);
+    let signed: { eventId: string; pdu: JsonObject };
     try {
-      this.deps.pdus.parse(version, signed.pdu);
+      signed = signNewEvent(version, pdu, this.deps.serverName, this.deps.signingKey);
+      if (check === "now") this.deps.pdus.parse(version, signed.pdu);
     } catch (e) {
-      throw new FederationError("invalid_response", server, `make_${membership} answered a template that makes no valid event: ${(e as Error).message}`);
+      throw this.invalidTemplate(server, membership, e);
     }
     return signed;
+  }
+
+  private invalidTemplate(server: string, membership: Membership, e: unknown): FederationError {
+    return new FederationError("invalid_response", server, `make_${membership} answered a template that makes no valid event: ${(e as Error).message}`);
   }
 
   /**
@@ -483,7 +494,7 @@ export class FederationMembership {
   private async joinVia(server: string, roomId: string, userId: string, content: JsonObject): Promise<void> {
     const { version, template } = await this.makeMembership(server, "join", roomId, userId);
     const tContent = isJsonObject(template.content) ? template.content : {};
-    const signed = this.eventFromTemplate(server, "join", version, template, { ...tContent, ...(await this.deps.profileOf(userId)), ...content, membership: "join" });
+    const signed = this.eventFromTemplate(server, "join", version, template, { ...tContent, ...(await this.deps.profileOf(userId)), ...content, membership: "join" }, "later");
     const res = await this.sendMembership(server, "join", roomId, signed.eventId, signed.pdu);
     // A restricted join comes back signed by the resident server: use that copy.
     const joinPdu = isJsonObject(res.event) ? res.event : signed.pdu;
@@ -496,6 +507,11 @@ export class FederationMembership {
     const createContent = isJsonObject(create.content) ? create.content : {};
     const createVersion = typeof createContent.room_version === "string" ? createContent.room_version : "1";
     if (createVersion !== version.id) throw new FederationError("invalid_response", server, `send_join answered a create event of room version ${createVersion}, make_join said ${version.id}`);
+    try {
+      this.deps.pdus.parse(version, signed.pdu);
+    } catch (e) {
+      throw this.invalidTemplate(server, "join", e);
+    }
     await this.deps.persister.ensureRoom(roomId, version, create.sender);
     await this.deps.pdus.storeOutliers(version, [...authPdus, ...statePdus]);
     // The state before our join: the state PDUs that passed the checks and were stored.
